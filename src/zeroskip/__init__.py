@@ -1,0 +1,7 @@
+"""zeroskip: zero-skipping and conv+activation+pool fused convolutions for CNN inference."""
+from . import formats, nn
+from .dispatch import ALGOS
+from .functional import conv2d, conv2d_pool
+
+__all__ = ["ALGOS", "conv2d", "conv2d_pool", "formats", "nn"]
+__version__ = "0.1.0"

@@ -1,0 +1,53 @@
+"""Picks the kernel for one call.
+
+Algos (every name here is public and documented in the README):
+  "torch"   PyTorch: F.conv2d (cuDNN on CUDA), then activation and pooling as separate ops.
+  "ecr"     Zero-skipping implicit GEMM in exact fp32 on CUDA cores: per block of output pixels,
+            the kernel indices whose input column holds a non-zero (the paper's ECR index lists,
+            built on the fly) are the only ones multiplied. fp16/bf16 inputs are upcast; always
+            fp32-accurate, whatever torch.backends.cudnn.allow_tf32 says.
+  "ecr_tc"  The same zero skipping, products on tensor cores: fp16/bf16 natively, fp32 as TF32
+            when torch.backends.cudnn.allow_tf32 is on (as F.conv2d), else as 3xTF32 (fp32-accurate).
+  "igemm"   The same kernel with skipping off (dense implicit GEMM), tensor-core precision as "ecr_tc".
+  "auto"    See `choose`.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from .geometry import KERNEL_DTYPES
+
+KERNEL_ALGOS = ("ecr", "ecr_tc", "igemm")
+ALGOS = ("auto", "torch") + KERNEL_ALGOS
+
+
+def interpreting() -> bool:
+    """Triton's CPU interpreter is on (it must be set before any kernel is defined)."""
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def kernels_can_run(device: torch.device) -> bool:
+    return device.type == "cuda" or (device.type == "cpu" and interpreting())
+
+
+def choose(algo, input: torch.Tensor, spec) -> str:
+    """Returns the algo to run; raises for unknown names and for kernels that cannot run here."""
+    if algo not in ALGOS:
+        raise ValueError(f"algo must be one of {ALGOS}, got {algo!r}")
+    if algo == "torch":
+        return "torch"
+    runnable = kernels_can_run(input.device) and input.dtype in KERNEL_DTYPES
+    if algo == "auto":
+        if not runnable:
+            return "torch"
+        # Until per-layer plans exist, zero skipping in the precision the user asked for.
+        return "ecr" if input.device.type == "cpu" else "ecr_tc"
+    if input.dtype not in KERNEL_DTYPES:
+        raise TypeError(f"algo={algo!r} supports dtypes {KERNEL_DTYPES}, got input dtype {input.dtype}")
+    if not kernels_can_run(input.device):
+        raise RuntimeError(
+            f"algo={algo!r} needs a CUDA tensor (or TRITON_INTERPRET=1 set before importing zeroskip "
+            f"to run the kernels on the CPU interpreter); got input on {input.device}")
+    return algo

@@ -1,0 +1,91 @@
+"""The ops: F.conv2d-shaped signatures, argument checks, then one kernel picked by `dispatch`.
+
+conv2d(...)      == act(F.conv2d(...))
+conv2d_pool(...) == pool(act(F.conv2d(...)))   (F.max_pool2d / F.avg_pool2d, floor mode)
+
+Semantics that differ from cuDNN by design: a zero-skipping algo never multiplies a skipped
+zero, so `0 * inf` and `0 * nan` in the weight contribute 0 where cuDNN gives NaN. A NaN or
+inf in the *input* is never skipped (it is not zero) and propagates as usual.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from . import dispatch
+from .geometry import check_activation, check_conv, with_pool
+
+
+def _activate(y, activation):
+    if activation == "relu":
+        return F.relu(y)
+    if activation == "relu6":
+        return F.relu6(y)
+    return y
+
+
+def _torch_conv(input, weight, bias, spec, activation):
+    # F.conv2d takes symmetric padding only; asymmetric 'same' pads the input first.
+    th = (spec.out_h - 1) * spec.stride_h + spec.dil_h * (spec.kernel_h - 1) + 1 - spec.height
+    tw = (spec.out_w - 1) * spec.stride_w + spec.dil_w * (spec.kernel_w - 1) + 1 - spec.width
+    bottom, right = max(th - spec.pad_h, 0), max(tw - spec.pad_w, 0)
+    if bottom != spec.pad_h or right != spec.pad_w:
+        input = F.pad(input, (spec.pad_w, right, spec.pad_h, bottom))
+        padding = 0
+    else:
+        padding = (spec.pad_h, spec.pad_w)
+    y = F.conv2d(input, weight, bias, (spec.stride_h, spec.stride_w), padding,
+                 (spec.dil_h, spec.dil_w), spec.groups)
+    return _activate(y, activation)
+
+
+def _torch_pool(y, spec):
+    k, s, p = (spec.pool_kh, spec.pool_kw), (spec.pool_sh, spec.pool_sw), (spec.pool_ph, spec.pool_pw)
+    if spec.pool == "max":
+        return F.max_pool2d(y, k, s, p)
+    return F.avg_pool2d(y, k, s, p)
+
+
+def _unbatched(input):
+    if isinstance(input, torch.Tensor) and input.dim() == 3:
+        return input.unsqueeze(0), True
+    return input, False
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+           activation=None, algo="auto"):
+    """act(F.conv2d(input, weight, bias, stride, padding, dilation, groups)).
+
+    activation: None, "relu" or "relu6".  algo: see `zeroskip.ALGOS`; "auto" picks one.
+    """
+    input, squeeze = _unbatched(input)
+    spec = check_conv(input, weight, bias, stride, padding, dilation, groups)
+    check_activation(activation)
+    name = dispatch.choose(algo, input, spec)
+    if name == "torch":
+        out = _torch_conv(input, weight, bias, spec, activation)
+    else:
+        from .kernels import implicit_gemm
+        out = implicit_gemm.conv(input, weight, bias, spec, activation, name)
+    return out.squeeze(0) if squeeze else out
+
+
+def conv2d_pool(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+                activation="relu", pool="max", pool_size=2, pool_stride=None, pool_padding=0,
+                algo="auto"):
+    """pool(act(F.conv2d(...))) in one kernel: the conv output never goes to memory.
+
+    pool: "max" or "avg" (F.max_pool2d / F.avg_pool2d semantics, floor mode, avg counts padding).
+    pool_stride None means pool_size. Overlapping and non-tiling windows are allowed.
+    """
+    input, squeeze = _unbatched(input)
+    spec = check_conv(input, weight, bias, stride, padding, dilation, groups)
+    check_activation(activation)
+    spec = with_pool(spec, pool, pool_size, pool_stride, pool_padding)
+    name = dispatch.choose(algo, input, spec)
+    if name == "torch":
+        out = _torch_pool(_torch_conv(input, weight, bias, spec, activation), spec)
+    else:
+        from .kernels import implicit_gemm
+        out = implicit_gemm.conv(input, weight, bias, spec, activation, name)
+    return out.squeeze(0) if squeeze else out

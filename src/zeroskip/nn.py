@@ -1,0 +1,1 @@
+"""Drop-in modules (filled in next)."""
