@@ -1,0 +1,179 @@
+"""Implicit-GEMM convolution with zero skipping and a fused bias + activation + pool epilogue.
+
+One program computes a BLOCK_M x BLOCK_N tile of the result: BLOCK_M result pixels (pooled
+pixels when a pool is fused; flattened n, y, x) by BLOCK_N output channels of one group. The
+reduction runs over k = (kh*KW + kw)*Cg + c (channel innermost, so channels_last input is read
+contiguously). With SKIP, it runs only over the block's ECR index list (kernels/ecr_index.py):
+the k whose input column has a non-zero somewhere in the block.
+
+With a pool fused (the paper's PECR), the program walks the pool window: for each window
+position it accumulates the conv tile of those pixels, applies bias and activation to the fp32
+accumulator, and folds it into a running max or sum. Only the pooled tile is stored; the conv
+output never reaches memory.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+from ..dispatch import interpreting
+from . import ecr_index
+from .ecr_index import _pixel_rows
+
+_ACT = {None: 0, "relu": 1, "relu6": 2}
+_POOL = {None: 0, "max": 1, "avg": 2}
+
+
+@triton.jit
+def _conv_kernel(
+    # pointers
+    x_ptr, w_ptr, b_ptr, y_ptr, list_ptr, count_ptr,
+    # sizes
+    C_G, H, W, COUT_G, OH, OW, PH_OUT, PW_OUT, M, K_TOTAL, KW,
+    # strides (elements)
+    sxn, sxc, sxh, sxw, swo, swc, swh, sww, syn, syc, syh, syw, sb,
+    # conv geometry
+    stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
+    # pool geometry (1x1 window, stride 1, no padding when POOL == 0)
+    pool_kh, pool_kw, pool_sh, pool_sw, pool_ph, pool_pw,
+    # constexpr switches
+    HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr, POOL: tl.constexpr, SKIP: tl.constexpr,
+    PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    mb = tl.program_id(0)
+    nb = tl.program_id(1)
+    g = tl.program_id(2)
+    G = tl.num_programs(2)
+    m = mb * BLOCK_M + tl.arange(0, BLOCK_M)
+    o = nb * BLOCK_N + tl.arange(0, BLOCK_N)
+    omask = o < COUT_G
+    cout = (g * COUT_G + o).to(tl.int64)
+    w_row = w_ptr + cout[None, :] * swo
+    row = (mb * G + g).to(tl.int64)
+    if SKIP:
+        n_k = tl.load(count_ptr + row)
+    else:
+        n_k = K_TOTAL
+    if HAS_BIAS:
+        bias = tl.load(b_ptr + cout * sb, mask=omask, other=0.0).to(tl.float32)
+
+    if POOL == 1:
+        res = tl.full([BLOCK_M, BLOCK_N], float("-inf"), dtype=tl.float32)
+    else:
+        res = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+    for i in range(0, pool_kh):
+        for j in range(0, pool_kw):
+            n, ih0, iw0, valid = _pixel_rows(m, i, j, M, PW_OUT, PH_OUT, OH, OW, pool_sh, pool_sw,
+                                             pool_ph, pool_pw, stride_h, stride_w, pad_h, pad_w)
+            x_row = x_ptr + n.to(tl.int64)[:, None] * sxn
+            acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+            for k0 in range(0, n_k, BLOCK_K):
+                kk = k0 + tl.arange(0, BLOCK_K)
+                kmask = kk < n_k
+                if SKIP:
+                    k = tl.load(list_ptr + row * K_TOTAL + kk, mask=kmask, other=0)
+                else:
+                    k = kk
+                r = k // C_G
+                c = k - r * C_G
+                kh = r // KW
+                kw = r - kh * KW
+                ih = ih0[:, None] + (kh * dil_h)[None, :]
+                iw = iw0[:, None] + (kw * dil_w)[None, :]
+                amask = valid[:, None] & kmask[None, :] & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+                chan = (g * C_G + c).to(tl.int64)
+                a = tl.load(x_row + chan[None, :] * sxc + ih * sxh + iw * sxw, mask=amask, other=0.0)
+                b = tl.load(w_row + c[:, None] * swc + kh[:, None] * swh + kw[:, None] * sww,
+                            mask=kmask[:, None] & omask[None, :], other=0.0)
+                if UPCAST:
+                    a = a.to(tl.float32)
+                    b = b.to(tl.float32)
+                acc = tl.dot(a, b, acc, input_precision=PRECISION)
+            # epilogue on the fp32 accumulator: bias, activation, then fold into the pool
+            if HAS_BIAS:
+                acc += bias[None, :]
+            if ACTIVATION == 1:
+                acc = tl.maximum(acc, 0.0)
+            elif ACTIVATION == 2:
+                acc = tl.minimum(tl.maximum(acc, 0.0), 6.0)
+            if POOL == 1:
+                res = tl.maximum(res, tl.where(valid[:, None], acc, float("-inf")))
+            elif POOL == 2:
+                res += tl.where(valid[:, None], acc, 0.0)
+            else:
+                res = acc
+    if POOL == 2:
+        # F.avg_pool2d counts padded positions (count_include_pad=True); floor mode keeps
+        # every window inside the padded map, so the divisor is the window area.
+        res = res / (pool_kh * pool_kw)
+
+    px = m % PW_OUT
+    t = m // PW_OUT
+    py = t % PH_OUT
+    n = t // PH_OUT
+    y_off = n.to(tl.int64)[:, None] * syn + cout[None, :] * syc + (py * syh + px * syw)[:, None]
+    tl.store(y_ptr + y_off, res.to(y_ptr.dtype.element_ty), mask=(m < M)[:, None] & omask[None, :])
+
+
+@dataclass(frozen=True)
+class Config:
+    """Tile sizes. BLOCK_K also sets the granularity of the index list's chunks."""
+    block_m: int = 64
+    block_n: int = 64
+    block_k: int = 32
+    num_warps: int = 4
+    num_stages: int = 3
+
+
+def default_config(spec, dtype) -> Config:
+    if interpreting():
+        # The interpreter costs ~9 ms per program-iteration whatever the block size: big blocks.
+        return Config(block_m=128, block_n=64, block_k=64, num_warps=1, num_stages=1)
+    block_n = 64 if spec.out_per_group > 32 else (32 if spec.out_per_group > 16 else 16)
+    return Config(block_m=64, block_n=block_n, block_k=32, num_warps=4, num_stages=3)
+
+
+def precision(algo: str, dtype: torch.dtype) -> str:
+    """Dot precision for fp32 operands (ignored for fp16/bf16, which always accumulate in fp32)."""
+    if algo == "ecr" or dtype != torch.float32:
+        return "ieee"
+    # fp32 follows cuDNN's switch as F.conv2d does; TF32 off still needs fp32 accuracy: 3xTF32.
+    return "tf32" if torch.backends.cudnn.allow_tf32 else "tf32x3"
+
+
+def _empty(shape, like, memory_format):
+    # One place that allocates the result, so tests can poison it and see unwritten elements.
+    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=memory_format)
+
+
+def conv(x, weight, bias, spec, activation, algo, config: Config | None = None, skip: bool | None = None):
+    """Launches the kernel for a checked call. Output keeps the input's memory format."""
+    cfg = config or default_config(spec, x.dtype)
+    skip = (algo != "igemm") if skip is None else skip
+    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    y = _empty((spec.batch, spec.out_channels, spec.result_h, spec.result_w), x, fmt)
+    m_total = spec.batch * spec.result_h * spec.result_w
+    if skip:
+        index_list, count = ecr_index.build(x, spec, cfg.block_m, num_warps=cfg.num_warps)
+    else:
+        index_list = count = y  # unused: the SKIP=False branch never reads them
+    upcast = algo == "ecr" or (interpreting() and x.dtype == torch.bfloat16)
+    grid = (triton.cdiv(m_total, cfg.block_m), triton.cdiv(spec.out_per_group, cfg.block_n), spec.groups)
+    _conv_kernel[grid](
+        x, weight, bias if bias is not None else y, y, index_list, count,
+        spec.in_per_group, spec.height, spec.width, spec.out_per_group, spec.out_h, spec.out_w,
+        spec.result_h, spec.result_w, m_total, spec.reduction, spec.kernel_w,
+        *x.stride(), *weight.stride(), *y.stride(), bias.stride(0) if bias is not None else 0,
+        spec.stride_h, spec.stride_w, spec.pad_h, spec.pad_w, spec.dil_h, spec.dil_w,
+        spec.pool_kh, spec.pool_kw, spec.pool_sh, spec.pool_sw, spec.pool_ph, spec.pool_pw,
+        HAS_BIAS=bias is not None, ACTIVATION=_ACT[activation], POOL=_POOL[spec.pool], SKIP=skip,
+        PRECISION=precision(algo, x.dtype), UPCAST=upcast,
+        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+    )
+    return y

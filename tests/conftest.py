@@ -1,0 +1,21 @@
+"""Selects the device: `--device cpu` (default) runs the Triton kernels on the CPU interpreter,
+`--device cuda` on the GPU. TRITON_INTERPRET must be set before any kernel is defined; zeroskip
+imports its kernels lazily, and nothing here imports them before pytest_configure."""
+import os
+
+import pytest
+
+
+def pytest_addoption(parser):
+    parser.addoption("--device", default="cpu", choices=("cpu", "cuda"),
+                     help="where the kernels run: cpu (Triton interpreter) or cuda")
+
+
+def pytest_configure(config):
+    if config.getoption("--device") == "cpu":
+        os.environ["TRITON_INTERPRET"] = "1"
+
+
+@pytest.fixture
+def device(request):
+    return request.config.getoption("--device")

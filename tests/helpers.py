@@ -1,0 +1,42 @@
+"""Float64 references, tolerances and sparse inputs shared by the tests."""
+import torch
+import torch.nn.functional as F
+
+# Normwise relative error ||out - ref|| / ||ref|| allowed per dtype (fp32 means fp32 accuracy).
+TOL = {torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 1e-2}
+TOL_TF32 = 2e-3
+
+
+def rel_err(out, ref):
+    ref = ref.double()
+    diff = (out.double() - ref).norm()
+    scale = ref.norm()
+    return (diff / scale).item() if scale > 0 else diff.item()
+
+
+def sparse(shape, density, dtype=torch.float32, device="cpu"):
+    """ReLU-like input: exactly-zero entries with probability 1 - density, fresh every call."""
+    x = torch.randn(shape, dtype=torch.float64).abs() + 0.05
+    x = x * (torch.rand(shape, dtype=torch.float64) < density)
+    return x.to(dtype=dtype, device=device)
+
+
+def activate(y, activation):
+    if activation == "relu":
+        return F.relu(y)
+    if activation == "relu6":
+        return F.relu6(y)
+    return y
+
+
+def reference(x, w, b, stride=1, padding=0, dilation=1, groups=1, activation=None,
+              pool=None, pool_size=2, pool_stride=None, pool_padding=0):
+    """F.conv2d -> activation -> pool on float64 CPU copies."""
+    x, w = x.detach().double().cpu(), w.detach().double().cpu()
+    b = None if b is None else b.detach().double().cpu()
+    y = activate(F.conv2d(x, w, b, stride, padding, dilation, groups), activation)
+    if pool == "max":
+        y = F.max_pool2d(y, pool_size, pool_stride, pool_padding)
+    elif pool == "avg":
+        y = F.avg_pool2d(y, pool_size, pool_stride, pool_padding)
+    return y
