@@ -1,0 +1,328 @@
+"""Suite and sparsity-sweep benchmarks: ours (zeroskip) against cuDNN through PyTorch, one row per
+(layer, op, algo), with a float64 correctness check before timing.
+
+Fairness rules: the same input, weights and precision on both sides; the baseline at its best
+settings (cudnn.benchmark on; fp32 = TF32 off both sides; tf32 = TF32 on both sides; fp16/bf16 =
+channels_last input and weight both sides); both sides timed by the same method (CUDA-graph replay,
+or do_bench for both if either side cannot be captured); everything ours needs (encoding, workspace)
+happens inside the timed call. The optional compiled baseline uses torch.compile's
+"max-autotune-no-cudagraphs": the same autotuning as "max-autotune", whose own CUDA graphs cannot be
+nested in the harness's capture (which already gives every side graph launch).
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime
+import json
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .suites import Layer, load_suite
+from .timing import measure_same
+
+DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+TOLERANCE = {"fp32": 1e-5, "tf32": 2e-3, "fp16": 1e-2, "bf16": 1e-2}
+OPS = ("conv2d", "conv2d_pool")
+FIELDS = ("suite", "layer", "op", "shape", "dtype", "batch", "sparsity", "algo", "ours_us", "baseline_us",
+          "compiled_us", "speedup", "speedup_compiled", "tflops", "baseline_tflops", "rel_err", "ok",
+          "gpu", "torch", "triton", "cudnn", "date", "notes")
+
+
+@contextlib.contextmanager
+def precision(dtype: str):
+    """cuDNN settings for a precision, restored afterwards."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
+    saved = (torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32,
+             torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = dtype == "tf32"
+    try:
+        yield
+    finally:
+        (torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32,
+         torch.backends.cuda.matmul.allow_tf32) = saved
+
+
+def env_info() -> dict:
+    """gpu, torch, triton, cudnn versions and the date, for every row."""
+    try:
+        import triton
+        triton_version = triton.__version__
+    except ImportError:
+        triton_version = None
+    return {"gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+            "torch": torch.__version__, "triton": triton_version,
+            "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None,
+            "date": datetime.datetime.now().isoformat(timespec="seconds")}
+
+
+def make_row(layer: Layer, op, dtype, batch, sparsity, algo, ours_us, baseline_us, compiled_us,
+             rel_err, env, notes=(), suite=None) -> dict:
+    """One result row (FIELDS); timings in microseconds, None where not measured."""
+    flops = layer.flops(batch)
+    shape = layer.shape(batch)
+    shape["pool"] = layer.pool_after if op == "conv2d_pool" else None
+
+    def ratio(a, b):
+        return a / b if a and b else None
+    return {"suite": suite or layer.suite, "layer": layer.name, "op": op, "shape": shape, "dtype": dtype,
+            "batch": batch, "sparsity": sparsity, "algo": algo, "ours_us": ours_us,
+            "baseline_us": baseline_us, "compiled_us": compiled_us,
+            "speedup": ratio(baseline_us, ours_us), "speedup_compiled": ratio(compiled_us, ours_us),
+            "tflops": flops / ours_us / 1e6 if ours_us else None,
+            "baseline_tflops": flops / baseline_us / 1e6 if baseline_us else None,
+            "rel_err": rel_err, "ok": rel_err is not None and rel_err <= TOLERANCE[dtype],
+            **{k: env.get(k) for k in ("gpu", "torch", "triton", "cudnn", "date")}, "notes": list(notes)}
+
+
+def rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+    """Normwise relative error ||out - ref|| / ||ref|| in float64 (absolute if ref is all zero)."""
+    diff = torch.linalg.vector_norm(out.double() - ref.double())
+    norm = torch.linalg.vector_norm(ref.double())
+    return float(diff / norm) if norm > 0 else float(diff)
+
+
+def baseline(op: str, layer: Layer, activation):
+    """PyTorch eager ops: F.conv2d [-> F.relu] [-> F.max_pool2d]."""
+    def conv(x, w, b):
+        y = F.conv2d(x, w, b, **layer.conv_args())
+        return F.relu(y) if activation == "relu" else y
+
+    if op == "conv2d":
+        return conv
+    p = layer.pool_after
+    return lambda x, w, b: F.max_pool2d(conv(x, w, b), p["size"], p["stride"], p["padding"])
+
+
+def ours(op: str, layer: Layer, activation, algo):
+    import zeroskip
+    if op == "conv2d":
+        return lambda x, w, b: zeroskip.conv2d(x, w, b, **layer.conv_args(), activation=activation, algo=algo)
+    return lambda x, w, b: zeroskip.conv2d_pool(x, w, b, **layer.conv_args(), activation=activation,
+                                                **layer.pool_args(), algo=algo)
+
+
+def operands(layer: Layer, x: torch.Tensor, dtype: str):
+    """Weights randn * sqrt(2 / fan_in), bias randn * 0.01; channels_last for fp16/bf16."""
+    fan_in = layer.in_channels // layer.groups * layer.kernel[0] * layer.kernel[1]
+    shape = (layer.out_channels, layer.in_channels // layer.groups, *layer.kernel)
+    w = (torch.randn(shape, device=x.device) * math.sqrt(2.0 / fan_in)).to(DTYPES[dtype])
+    b = (torch.randn(layer.out_channels, device=x.device) * 0.01).to(DTYPES[dtype])
+    x = x.to(DTYPES[dtype])
+    if dtype in ("fp16", "bf16"):
+        x, w = x.to(memory_format=torch.channels_last), w.to(memory_format=torch.channels_last)
+    return x, w, b
+
+
+def _reason(exc) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def compare(op, layer, algo, activation, x, w, b, dtype, torch_compile, env, suite=None):
+    """Checks ours against float64, times both sides the same way, returns one row."""
+    notes = []
+    base = baseline(op, layer, activation)
+    mine = ours(op, layer, activation, algo)
+    sparsity = float((x == 0).float().mean())
+    try:
+        err = rel_error(mine(x, w, b), base(x.double(), w.double(), b.double()))
+    except Exception as exc:
+        notes.append(f"ours failed: {_reason(exc)}")
+        print(f"    {layer.name} {op} {algo}: {notes[-1]}")
+        return make_row(layer, op, dtype, x.shape[0], sparsity, algo, None, None, None, None, env, notes, suite)
+    fns = [lambda: mine(x, w, b), lambda: base(x, w, b)]
+    if torch_compile:
+        try:
+            torch._dynamo.reset()
+            comp = torch.compile(base, mode="max-autotune-no-cudagraphs", dynamic=False)
+            comp(x, w, b)
+            fns.append(lambda: comp(x, w, b))
+        except Exception as exc:
+            notes.append(f"torch.compile failed: {_reason(exc)}")
+    try:
+        times = measure_same(*fns)
+    except Exception as exc:  # e.g. out of memory while timing: keep the run going
+        notes.append(f"timing failed: {_reason(exc)}")
+        print(f"    {layer.name} {op} {algo}: {notes[-1]}")
+        return make_row(layer, op, dtype, x.shape[0], sparsity, algo, None, None, None, err, env, notes, suite)
+    if times[0].method != "cuda_graph":
+        notes.append(f"all sides timed with do_bench (CUDA graph capture failed: {times[0].reason})")
+    t_ours, t_base = times[0], times[1]
+    compiled_us = times[2].us if len(times) > 2 else None
+    return make_row(layer, op, dtype, x.shape[0], sparsity, algo, t_ours.us, t_base.us, compiled_us, err,
+                    env, notes, suite)
+
+
+def run_suite(suite, batch: int = 1, dtype: str = "fp32", ops=OPS, algos=("auto",), data=None,
+              torch_compile: bool = False) -> list[dict]:
+    """Every conv of `suite` (a name or a list of Layer) with a fresh realistic input on CUDA."""
+    from .sparsity import realistic_input
+    layers = load_suite(suite) if isinstance(suite, str) else list(suite)
+    bad = [op for op in ops if op not in OPS]
+    if bad:
+        raise ValueError(f"ops must be among {OPS}, got {bad}")
+    env, rows = env_info(), []
+    with precision(dtype):
+        for i, layer in enumerate(layers, 1):
+            print(f"[{i}/{len(layers)}] {layer.suite} {layer.name} batch {batch} {dtype}", flush=True)
+            todo = [op for op in ops if op == "conv2d" or layer.pool_after]
+            if "conv2d_pool" in todo and layer.pool_after.get("ceil_mode"):
+                print(f"    skip {layer.name} conv2d_pool: the network's pool uses ceil_mode=True, "
+                      f"which zeroskip's floor-mode pool does not model")
+                todo.remove("conv2d_pool")
+            if not todo:
+                continue
+            x = realistic_input(layer, batch, data=data, device="cuda")
+            x, w, b = operands(layer, x, dtype)
+            for op in todo:
+                activation = None if op == "conv2d" else "relu"
+                for algo in algos:
+                    rows.append(compare(op, layer, algo, activation, x, w, b, dtype, torch_compile, env))
+            del x, w, b
+            torch.cuda.empty_cache()
+    return rows
+
+
+def run_sweep(shapes, sparsities, batch: int = 1, dtype: str = "fp32", algos=("auto",),
+              structure: str = "real", data=None) -> list[dict]:
+    """conv2d (no activation) of each Layer in `shapes` at each input sparsity; suite '<suite>/sweep'."""
+    from .sparsity import sweep_input
+    env, rows = env_info(), []
+    with precision(dtype):
+        for i, layer in enumerate(shapes, 1):
+            print(f"[{i}/{len(shapes)}] sweep {layer.suite} {layer.name} batch {batch} {dtype}", flush=True)
+            for s in sparsities:
+                x = sweep_input((batch, layer.in_channels, layer.height, layer.width), s, structure,
+                                data=data, device="cuda")
+                x, w, b = operands(layer, x, dtype)
+                for algo in algos:
+                    rows.append(compare("conv2d", layer, algo, None, x, w, b, dtype, False, env,
+                                        suite=f"{layer.suite}/sweep"))
+    return rows
+
+
+def break_even(sparsities, speedups):
+    """Sparsity from which ours stays at least as fast (speedup >= 1): interpolated linearly at the
+    last upward crossing of 1.0; the lowest sparsity if never below 1; None if it ends below 1."""
+    pts = sorted((s, v) for s, v in zip(sparsities, speedups) if v is not None)
+    if not pts or pts[-1][1] < 1.0:
+        return None
+    for j in range(len(pts) - 1, 0, -1):
+        (s0, v0), (s1, v1) = pts[j - 1], pts[j]
+        if v0 < 1.0 <= v1:
+            return s0 + (1.0 - v0) * (s1 - s0) / (v1 - v0)
+    return pts[0][0]
+
+
+def break_evens(rows) -> dict:
+    """{(suite, layer, dtype, batch, algo): break-even sparsity} over sweep rows."""
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["suite"], r["layer"], r["dtype"], r["batch"], r["algo"]), []).append(r)
+    return {k: break_even([r["sparsity"] for r in g], [r["speedup"] for r in g]) for k, g in groups.items()}
+
+
+def write_results(rows, path) -> Path:
+    """Rows as JSON at `path` and as CSV beside it (shape as compact JSON, notes joined by '; ')."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rows, indent=1) + "\n")
+    with open(path.with_suffix(".csv"), "w", newline="") as f:
+        out = csv.DictWriter(f, fieldnames=list(FIELDS), extrasaction="ignore")
+        out.writeheader()
+        for r in rows:
+            out.writerow({**r, "shape": json.dumps(r["shape"], separators=(",", ":")),
+                          "notes": "; ".join(r.get("notes") or [])})
+    return path
+
+
+def _fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
+def geomean(values):
+    values = [v for v in values if v]
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
+
+
+def print_table(rows) -> None:
+    """Aligned per-row table, then the geometric-mean speedup per (suite, op, dtype, batch, algo)."""
+    head = ("suite", "layer", "op", "dtype", "batch", "algo", "sparsity", "ours_us", "cudnn_us", "speedup",
+            "compiled_us", "vs_compiled", "TFLOPS", "rel_err", "ok")
+    table = [head] + [(r["suite"], r["layer"], r["op"], r["dtype"], str(r["batch"]), r["algo"],
+                       _fmt(r["sparsity"], ".3f"), _fmt(r["ours_us"], ".1f"), _fmt(r["baseline_us"], ".1f"),
+                       _fmt(r["speedup"], ".2f"), _fmt(r["compiled_us"], ".1f"),
+                       _fmt(r["speedup_compiled"], ".2f"), _fmt(r["tflops"], ".2f"),
+                       _fmt(r["rel_err"], ".1e"), "yes" if r["ok"] else "NO") for r in rows]
+    widths = [max(len(t[i]) for t in table) for i in range(len(head))]
+    for t in table:
+        print("  ".join(c.rjust(wd) if i >= 4 else c.ljust(wd) for i, (c, wd) in enumerate(zip(t, widths))))
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["suite"], r["op"], r["dtype"], r["batch"], r["algo"]), []).append(r)
+    print("\ngeometric-mean speedup over cuDNN (>1: ours faster)")
+    for (suite, op, dtype, batch, algo), g in groups.items():
+        comp = geomean([r["speedup_compiled"] for r in g])
+        extra = f", vs torch.compile {comp:.2f}x" if comp else ""
+        print(f"  {suite} {op} {dtype} batch {batch} algo {algo}: "
+              f"{_fmt(geomean([r['speedup'] for r in g]), '.2f')}x over {len(g)} layers{extra}")
+    failed = [r for r in rows if not r["ok"]]
+    if failed:
+        print(f"  {len(failed)} row(s) failed the accuracy check or did not run: "
+              + ", ".join(f"{r['layer']}/{r['op']}/{r['algo']}" for r in failed))
+
+
+def plot_sweep(rows, png) -> Path:
+    """Speedup vs input sparsity, one line per (layer, algo), break-even at speedup 1."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["suite"], r["layer"], r["algo"]), []).append(r)
+    for (suite, layer, algo), g in groups.items():
+        g = sorted((r for r in g if r["speedup"]), key=lambda r: r["sparsity"])
+        sh = g[0]["shape"] if g else {}
+        label = f"{layer} {sh.get('c')}->{sh.get('cout')} {sh.get('h')}x{sh.get('w')} ({algo})"
+        ax.plot([r["sparsity"] for r in g], [r["speedup"] for r in g], marker="o", label=label)
+    ax.axhline(1.0, color="gray", linestyle="--", linewidth=1)
+    ax.set_xlabel("input zero fraction")
+    ax.set_ylabel("speedup over cuDNN (x)")
+    if rows:
+        ax.set_title(f"zeroskip conv2d vs cuDNN, {rows[0]['dtype']}, batch {rows[0]['batch']}, {rows[0]['gpu']}")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+    return Path(png)
+
+
+def plot_speedups(rows, png) -> Path:
+    """Bar chart of speedup per layer (one bar group per op/dtype/batch/algo) for a suite run."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    keys = sorted({(r["op"], r["dtype"], r["batch"], r["algo"]) for r in rows})
+    layers = list(dict.fromkeys(f"{r['suite']}:{r['layer']}" for r in rows))
+    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(layers) * max(1, len(keys)) ** 0.5), 4.5))
+    width = 0.8 / max(1, len(keys))
+    for k, key in enumerate(keys):
+        vals = {f"{r['suite']}:{r['layer']}": r["speedup"] or 0 for r in rows
+                if (r["op"], r["dtype"], r["batch"], r["algo"]) == key}
+        ax.bar([i + k * width for i in range(len(layers))], [vals.get(n, 0) for n in layers], width,
+               label=" ".join(map(str, key)))
+    ax.axhline(1.0, color="gray", linestyle="--", linewidth=1)
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(layers))], layers, rotation=90, fontsize=6)
+    ax.set_ylabel("speedup over cuDNN (x)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+    return Path(png)
