@@ -8,8 +8,8 @@ TOL_TF32 = 2e-3
 
 
 def rel_err(out, ref):
-    ref = ref.double()
-    diff = (out.double() - ref).norm()
+    ref = ref.detach().double().cpu()
+    diff = (out.detach().double().cpu() - ref).norm()
     scale = ref.norm()
     return (diff / scale).item() if scale > 0 else diff.item()
 

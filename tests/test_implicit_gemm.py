@@ -52,34 +52,42 @@ def test_all_zero_input_gives_activated_bias(device, poisoned):
     assert torch.equal(out, torch.relu(b)[None, :, None, None].expand_as(out))
 
 
-def test_index_list_matches_columns(device):
-    """The block-ECR list holds exactly the k whose im2col column has a non-zero in the block."""
+def test_chunk_flags_match_columns(device):
+    """A flag is set exactly when the block's windows read a non-zero from that channel chunk."""
     from zeroskip.kernels import ecr_index
-    x = sparse((1, 3, 6, 6), 0.15, device=device)
-    w = torch.empty(2, 3, 3, 3, device=device)
+    x = sparse((1, 40, 6, 6), 0.02, device=device)
+    w = torch.empty(2, 40, 3, 3, device=device)
     spec = check_conv(x, w, None, 1, 1, 1, 1)
-    lists, count = ecr_index.build(x, spec, block_m=16)
-    cols = torch.nn.functional.unfold(x.cpu(), 3, padding=1)[0]          # (c*9 + kh*3 + kw, L)
-    cols = cols.view(3, 9, -1).transpose(0, 1).reshape(27, -1)            # k = (kh*3+kw)*3 + c
-    for blk in range(count.numel()):
-        want = (cols[:, blk * 16:(blk + 1) * 16] != 0).any(1).nonzero().flatten()
-        got = lists[blk, :count[blk]].cpu().long()
-        assert torch.equal(got, want)
+    flags = ecr_index.chunk_flags(x, spec, block_m=16, block_k=16).cpu()
+    cols = torch.nn.functional.unfold(x.cpu(), 3, padding=1)[0].view(40, 9, -1)   # (c, tap, L)
+    assert flags.shape == (3, 3)
+    for blk in range(3):
+        for t in range(3):
+            want = (cols[t * 16:(t + 1) * 16, :, blk * 16:(blk + 1) * 16] != 0).any()
+            assert bool(flags[blk, t]) == bool(want)
+
+
+def test_weight_packing_follows_in_place_changes(device):
+    x = sparse((1, 4, 6, 6), 0.5, device=device)
+    w = torch.randn(8, 4, 3, 3, device=device)
+    first = zeroskip.conv2d(x, w, algo="ecr")
+    w.mul_(2)                                   # in place: the packed copy must be refreshed
+    assert rel_err(zeroskip.conv2d(x, w, algo="ecr"), 2 * first) <= 1e-6
 
 
 def test_zero_times_inf_is_skipped(device):
-    """Documented difference from cuDNN: a skipped zero never meets an inf weight."""
+    """Documented difference from cuDNN: a skipped all-zero tile never meets an inf weight.
+    Zeros inside a tile that holds a non-zero are multiplied as usual (0 * inf = NaN there)."""
     x = sparse((1, 2, 5, 5), 1.0, device=device)
-    x[:, 1] = 0.0
     w = torch.randn(3, 2, 3, 3, device=device)
     w[:, 1, 1, 1] = float("inf")
-    torch_out = zeroskip.conv2d(x, w, algo="torch")
-    assert torch.isnan(torch_out).all()                                 # 0 * inf = NaN in cuDNN
+    x[:, 1] = 0.0
+    assert torch.isnan(zeroskip.conv2d(x, w, algo="torch")).all()      # 0 * inf = NaN in cuDNN
+    assert torch.isnan(zeroskip.conv2d(x, w, algo="ecr")).all()        # same tile as channel 0
+    x.zero_()
     skip = zeroskip.conv2d(x, w, algo="ecr")
-    assert torch.isfinite(skip).all()
-    assert rel_err(skip, reference(x[:, :1], w[:, :1], None)) <= TOL[torch.float32]
-    dense = zeroskip.conv2d(x, w, algo="igemm")                         # skipping off: like cuDNN
-    assert torch.isnan(dense).all()
+    assert torch.equal(skip, torch.zeros_like(skip))                   # the whole tile is skipped
+    assert torch.isnan(zeroskip.conv2d(x, w, algo="igemm")).all()      # skipping off: like cuDNN
 
 
 def test_nan_input_is_not_skipped(device):

@@ -1,12 +1,13 @@
-"""Block-ECR index lists, built on the device right before the convolution.
+"""Block-ECR flags, built on the device right before the convolution.
 
-For each block of BLOCK_M output pixels (pooled pixels when a pool is fused) and each group, the
-list holds the reduction indices k = (kh*KW + kw)*Cg + c whose im2col column has at least one
-non-zero in the block, in increasing order, and `count` says how many there are. With
-BLOCK_M = 1 this is exactly the paper's ECR index list of one window; a block shares one list so
-that the convolution can multiply BLOCK_M x BLOCK_K tiles (register- or tensor-core-blocked)
-instead of one window at a time. Values are not copied: the convolution re-reads them from the
-input, so the encoding writes only int32 indices.
+The paper's ECR stores, per convolution window, the kernel indices whose input value is
+non-zero. On tensor cores (and in register-blocked FMA) one multiplies tiles, not single
+values, so the unit of skipping here is a tile: for each block of BLOCK_M result pixels (pooled
+pixels when a pool is fused) and each chunk of BLOCK_K input channels of a group, one int8 flag
+says whether any input value that the block's windows read from that chunk is non-zero. The
+convolution walks only the flagged chunks, compacting the list in registers. Values are never
+copied: the convolution re-reads them from the input, so the encoding writes one byte per
+(block, chunk) and reads the input once per kernel tap.
 
 NaN and inf compare non-zero and are kept; only exact zeros (and padding) are skipped.
 """
@@ -33,11 +34,11 @@ def _pixel_rows(m, i, j, M, PW_OUT, PH_OUT, OH, OW, pool_sh, pool_sw, pool_ph, p
 
 
 @triton.jit
-def _ecr_index_kernel(
+def _chunk_flags_kernel(
     # pointers
-    x_ptr, list_ptr, count_ptr,
+    x_ptr, flag_ptr,
     # sizes
-    C_G, H, W, OH, OW, PH_OUT, PW_OUT, M, K_TOTAL, KW,
+    C_G, H, W, OH, OW, PH_OUT, PW_OUT, M, KH, KW,
     # input strides (elements)
     sxn, sxc, sxh, sxw,
     # conv geometry
@@ -49,50 +50,43 @@ def _ecr_index_kernel(
 ):
     mb = tl.program_id(0)
     g = tl.program_id(1)
+    t = tl.program_id(2)
     G = tl.num_programs(1)
+    NCH = tl.num_programs(2)
     m = mb * BLOCK_M + tl.arange(0, BLOCK_M)
-    row = (mb * G + g).to(tl.int64)
-    total = tl.zeros([], dtype=tl.int32)
-    for k0 in range(0, K_TOTAL, BLOCK_K):
-        k = k0 + tl.arange(0, BLOCK_K)
-        kmask = k < K_TOTAL
-        r = k // C_G
-        c = k - r * C_G
-        kh = r // KW
-        kw = r - kh * KW
-        chan = (g * C_G + c).to(tl.int64) * sxc
-        flag = tl.zeros([BLOCK_K], dtype=tl.int32)
-        for i in range(0, pool_kh):
-            for j in range(0, pool_kw):
-                n, ih0, iw0, valid = _pixel_rows(m, i, j, M, PW_OUT, PH_OUT, OH, OW, pool_sh, pool_sw,
-                                                 pool_ph, pool_pw, stride_h, stride_w, pad_h, pad_w)
-                ih = ih0[:, None] + (kh * dil_h)[None, :]
-                iw = iw0[:, None] + (kw * dil_w)[None, :]
-                mask = valid[:, None] & kmask[None, :] & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-                ptr = x_ptr + n.to(tl.int64)[:, None] * sxn + chan[None, :] + ih * sxh + iw * sxw
-                a = tl.load(ptr, mask=mask, other=0.0)
-                flag = tl.maximum(flag, tl.max((a != 0).to(tl.int32), axis=0))
-        pos = total + tl.cumsum(flag, 0) - 1
-        tl.store(list_ptr + row * K_TOTAL + pos, k, mask=flag > 0)
-        total += tl.sum(flag, 0)
-    tl.store(count_ptr + row, total)
+    c = t * BLOCK_K + tl.arange(0, BLOCK_K)
+    chan = (g * C_G + c).to(tl.int64) * sxc
+    cmask = c < C_G
+    hit = tl.zeros([BLOCK_K], dtype=tl.int32)
+    for i in range(0, pool_kh):
+        for j in range(0, pool_kw):
+            n, ih0, iw0, valid = _pixel_rows(m, i, j, M, PW_OUT, PH_OUT, OH, OW, pool_sh, pool_sw,
+                                             pool_ph, pool_pw, stride_h, stride_w, pad_h, pad_w)
+            x_pix = x_ptr + n.to(tl.int64) * sxn
+            for r in range(0, KH * KW):
+                kh = r // KW
+                ih = ih0 + kh * dil_h
+                iw = iw0 + (r - kh * KW) * dil_w
+                ok = valid & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+                a = tl.load(x_pix[:, None] + (ih * sxh + iw * sxw)[:, None] + chan[None, :],
+                            mask=ok[:, None] & cmask[None, :], other=0.0)
+                hit = tl.maximum(hit, tl.max((a != 0).to(tl.int32), axis=0))
+    tl.store(flag_ptr + (mb * G + g).to(tl.int64) * NCH + t, tl.max(hit, 0).to(tl.int8))
 
 
-def build(x: torch.Tensor, spec, block_m: int, block_k: int = 64, num_warps: int = 4):
-    """Returns (index_list, count): int32 tensors of shape (blocks*groups, K) and (blocks*groups,)."""
-    ph_out, pw_out = spec.result_h, spec.result_w
-    m_total = spec.batch * ph_out * pw_out
+def chunk_flags(x: torch.Tensor, spec, block_m: int, block_k: int, num_warps: int = 4) -> torch.Tensor:
+    """int8 flags of shape (blocks * groups, chunks): 1 where the chunk has a non-zero."""
+    m_total = spec.batch * spec.result_h * spec.result_w
     blocks = triton.cdiv(m_total, block_m)
-    k_total = spec.reduction
-    index_list = torch.empty((blocks * spec.groups, k_total), dtype=torch.int32, device=x.device)
-    count = torch.empty((blocks * spec.groups,), dtype=torch.int32, device=x.device)
-    _ecr_index_kernel[(blocks, spec.groups)](
-        x, index_list, count,
-        spec.in_per_group, spec.height, spec.width, spec.out_h, spec.out_w, ph_out, pw_out,
-        m_total, k_total, spec.kernel_w,
+    chunks = triton.cdiv(spec.in_per_group, block_k)
+    flags = torch.empty((blocks * spec.groups, chunks), dtype=torch.int8, device=x.device)
+    _chunk_flags_kernel[(blocks, spec.groups, chunks)](
+        x, flags,
+        spec.in_per_group, spec.height, spec.width, spec.out_h, spec.out_w, spec.result_h,
+        spec.result_w, m_total, spec.kernel_h, spec.kernel_w,
         *x.stride(),
         spec.stride_h, spec.stride_w, spec.pad_h, spec.pad_w, spec.dil_h, spec.dil_w,
         spec.pool_kh, spec.pool_kw, spec.pool_sh, spec.pool_sw, spec.pool_ph, spec.pool_pw,
         BLOCK_M=block_m, BLOCK_K=block_k, num_warps=num_warps,
     )
-    return index_list, count
+    return flags

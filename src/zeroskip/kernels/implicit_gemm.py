@@ -18,10 +18,11 @@ from dataclasses import dataclass
 import torch
 import triton
 import triton.language as tl
+from torch.utils.weak import WeakIdKeyDictionary
 
 from ..dispatch import interpreting
 from . import ecr_index
-from .ecr_index import _pixel_rows
+from .ecr_index import _pixel_rows  # noqa: F401  (shared helper, used in the kernel)
 
 _ACT = {None: 0, "relu": 1, "relu6": 2}
 _POOL = {None: 0, "max": 1, "avg": 2}
@@ -30,9 +31,9 @@ _POOL = {None: 0, "max": 1, "avg": 2}
 @triton.jit
 def _conv_kernel(
     # pointers
-    x_ptr, w_ptr, b_ptr, y_ptr, list_ptr, count_ptr,
+    x_ptr, w_ptr, b_ptr, y_ptr, flag_ptr,
     # sizes
-    C_G, H, W, COUT_G, OH, OW, PH_OUT, PW_OUT, M, K_TOTAL, KW,
+    C_G, H, W, COUT_G, OH, OW, PH_OUT, PW_OUT, M, KH, KW, NCH,
     # strides (elements)
     sxn, sxc, sxh, sxw, swo, swc, swh, sww, syn, syc, syh, syw, sb,
     # conv geometry
@@ -41,7 +42,7 @@ def _conv_kernel(
     pool_kh, pool_kw, pool_sh, pool_sw, pool_ph, pool_pw,
     # constexpr switches
     HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr, POOL: tl.constexpr, SKIP: tl.constexpr,
-    PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+    PRECISION: tl.constexpr, UPCAST: tl.constexpr, NCH_P2: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     mb = tl.program_id(0)
@@ -52,12 +53,18 @@ def _conv_kernel(
     o = nb * BLOCK_N + tl.arange(0, BLOCK_N)
     omask = o < COUT_G
     cout = (g * COUT_G + o).to(tl.int64)
-    w_row = w_ptr + cout[None, :] * swo
-    row = (mb * G + g).to(tl.int64)
+    w_col = w_ptr + cout * swo
+    chan0 = (g * C_G).to(tl.int64) * sxc
     if SKIP:
-        n_k = tl.load(count_ptr + row)
+        # Compact this block's flagged chunks in registers: the t-th flagged chunk is the one
+        # whose running count is t. No list goes through memory.
+        t_idx = tl.arange(0, NCH_P2)
+        f = tl.load(flag_ptr + (mb * G + g).to(tl.int64) * NCH + t_idx, mask=t_idx < NCH, other=0)
+        f = f.to(tl.int32)
+        rank = tl.where(f > 0, tl.cumsum(f, 0) - 1, -1)
+        n_t = tl.sum(f, 0)
     else:
-        n_k = K_TOTAL
+        n_t = NCH
     if HAS_BIAS:
         bias = tl.load(b_ptr + cout * sb, mask=omask, other=0.0).to(tl.float32)
 
@@ -69,30 +76,29 @@ def _conv_kernel(
         for j in range(0, pool_kw):
             n, ih0, iw0, valid = _pixel_rows(m, i, j, M, PW_OUT, PH_OUT, OH, OW, pool_sh, pool_sw,
                                              pool_ph, pool_pw, stride_h, stride_w, pad_h, pad_w)
-            x_row = x_ptr + n.to(tl.int64)[:, None] * sxn
+            x_pix = x_ptr + n.to(tl.int64) * sxn + chan0
             acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
-            for k0 in range(0, n_k, BLOCK_K):
-                kk = k0 + tl.arange(0, BLOCK_K)
-                kmask = kk < n_k
-                if SKIP:
-                    k = tl.load(list_ptr + row * K_TOTAL + kk, mask=kmask, other=0)
-                else:
-                    k = kk
-                r = k // C_G
-                c = k - r * C_G
+            for r in range(0, KH * KW):
                 kh = r // KW
                 kw = r - kh * KW
-                ih = ih0[:, None] + (kh * dil_h)[None, :]
-                iw = iw0[:, None] + (kw * dil_w)[None, :]
-                amask = valid[:, None] & kmask[None, :] & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-                chan = (g * C_G + c).to(tl.int64)
-                a = tl.load(x_row + chan[None, :] * sxc + ih * sxh + iw * sxw, mask=amask, other=0.0)
-                b = tl.load(w_row + c[:, None] * swc + kh[:, None] * swh + kw[:, None] * sww,
-                            mask=kmask[:, None] & omask[None, :], other=0.0)
-                if UPCAST:
-                    a = a.to(tl.float32)
-                    b = b.to(tl.float32)
-                acc = tl.dot(a, b, acc, input_precision=PRECISION)
+                ih = ih0 + kh * dil_h
+                iw = iw0 + kw * dil_w
+                ok = valid & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+                a_row = x_pix + (ih * sxh + iw * sxw)
+                b_col = w_col + (kh * swh + kw * sww)
+                for t in range(0, n_t):
+                    if SKIP:
+                        cid = tl.sum(tl.where(rank == t, t_idx, 0), 0)
+                    else:
+                        cid = t
+                    c = cid * BLOCK_K + tl.arange(0, BLOCK_K)
+                    cm = c < C_G
+                    a = tl.load(a_row[:, None] + c[None, :] * sxc, mask=ok[:, None] & cm[None, :], other=0.0)
+                    b = tl.load(b_col[None, :] + c[:, None] * swc, mask=cm[:, None] & omask[None, :], other=0.0)
+                    if UPCAST:
+                        a = a.to(tl.float32)
+                        b = b.to(tl.float32)
+                    acc = tl.dot(a, b, acc, input_precision=PRECISION)
             # epilogue on the fp32 accumulator: bias, activation, then fold into the pool
             if HAS_BIAS:
                 acc += bias[None, :]
@@ -112,16 +118,16 @@ def _conv_kernel(
         res = res / (pool_kh * pool_kw)
 
     px = m % PW_OUT
-    t = m // PW_OUT
-    py = t % PH_OUT
-    n = t // PH_OUT
+    t2 = m // PW_OUT
+    py = t2 % PH_OUT
+    n = t2 // PH_OUT
     y_off = n.to(tl.int64)[:, None] * syn + cout[None, :] * syc + (py * syh + px * syw)[:, None]
     tl.store(y_ptr + y_off, res.to(y_ptr.dtype.element_ty), mask=(m < M)[:, None] & omask[None, :])
 
 
 @dataclass(frozen=True)
 class Config:
-    """Tile sizes. BLOCK_K also sets the granularity of the index list's chunks."""
+    """Tile sizes. BLOCK_M x BLOCK_K is also the unit of zero skipping (see ecr_index)."""
     block_m: int = 64
     block_n: int = 64
     block_k: int = 32
@@ -129,12 +135,53 @@ class Config:
     num_stages: int = 3
 
 
-def default_config(spec, dtype) -> Config:
+_SMS = 132  # H100 SXM; only used to keep enough programs in flight
+
+
+def default_config(spec, dtype, algo) -> Config:
     if interpreting():
         # The interpreter costs ~9 ms per program-iteration whatever the block size: big blocks.
         return Config(block_m=128, block_n=64, block_k=64, num_warps=1, num_stages=1)
-    block_n = 64 if spec.out_per_group > 32 else (32 if spec.out_per_group > 16 else 16)
-    return Config(block_m=64, block_n=block_n, block_k=32, num_warps=4, num_stages=3)
+    cg, cout_g = spec.in_per_group, spec.out_per_group
+    m_total = spec.batch * spec.result_h * spec.result_w
+    wide = dtype != torch.float32
+    block_k = 16 if cg <= 16 else (32 if cg <= 32 or not wide else 64)
+    block_n = 16
+    while block_n < 128 and block_n < cout_g:
+        block_n *= 2
+    block_m = 128
+    # Small layers at batch 1 (14x14 maps) need smaller tiles to keep the SMs busy.
+    while block_m > 32 and triton.cdiv(m_total, block_m) * triton.cdiv(cout_g, block_n) * spec.groups < _SMS:
+        block_m //= 2
+    while block_n > 32 and triton.cdiv(m_total, block_m) * triton.cdiv(cout_g, block_n) * spec.groups < _SMS:
+        block_n //= 2
+    num_warps = 8 if block_m * block_n >= 128 * 128 else 4
+    return Config(block_m, block_n, block_k, num_warps, 2 if algo == "ecr" else 3)
+
+
+def packed_weight(weight: torch.Tensor) -> torch.Tensor:
+    """The weight as a (C_out, C_in/g, kH, kW) view of (kH, kW, C_in/g, C_out) memory.
+
+    Output channels contiguous make the kernel's weight tile loads coalesced. Packing is done
+    once per weight tensor and reused while the tensor is unchanged (its version counter), the
+    way inference engines prepare weights at load time; inputs are never cached.
+    """
+    if weight.stride(0) == 1:
+        return weight
+    try:
+        version = weight._version
+    except RuntimeError:  # inference-mode tensors have no version counter: pack every call
+        return weight.permute(2, 3, 1, 0).contiguous().permute(3, 2, 0, 1)
+    hit = _PACKED.get(weight)
+    if hit is not None and hit[0] == version:
+        return hit[1]
+    packed = weight.detach().permute(2, 3, 1, 0).contiguous().permute(3, 2, 0, 1)
+    _PACKED[weight] = (version, packed)
+    return packed
+
+
+# Keyed by tensor identity (tensors compare elementwise, so a plain WeakKeyDictionary cannot hold them).
+_PACKED = WeakIdKeyDictionary()
 
 
 def precision(algo: str, dtype: torch.dtype) -> str:
@@ -151,28 +198,30 @@ def _empty(shape, like, memory_format):
 
 
 def conv(x, weight, bias, spec, activation, algo, config: Config | None = None, skip: bool | None = None):
-    """Launches the kernel for a checked call. Output keeps the input's memory format."""
-    cfg = config or default_config(spec, x.dtype)
+    """Launches the kernels for a checked call. Output keeps the input's memory format."""
+    cfg = config or default_config(spec, x.dtype, algo)
     skip = (algo != "igemm") if skip is None else skip
     channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     y = _empty((spec.batch, spec.out_channels, spec.result_h, spec.result_w), x, fmt)
     m_total = spec.batch * spec.result_h * spec.result_w
+    chunks = triton.cdiv(spec.in_per_group, cfg.block_k)
     if skip:
-        index_list, count = ecr_index.build(x, spec, cfg.block_m, num_warps=cfg.num_warps)
+        flags = ecr_index.chunk_flags(x, spec, cfg.block_m, cfg.block_k)
     else:
-        index_list = count = y  # unused: the SKIP=False branch never reads them
+        flags = y  # unused: the SKIP=False branch never reads it
+    w = packed_weight(weight)
     upcast = algo == "ecr" or (interpreting() and x.dtype == torch.bfloat16)
     grid = (triton.cdiv(m_total, cfg.block_m), triton.cdiv(spec.out_per_group, cfg.block_n), spec.groups)
     _conv_kernel[grid](
-        x, weight, bias if bias is not None else y, y, index_list, count,
+        x, w, bias if bias is not None else y, y, flags,
         spec.in_per_group, spec.height, spec.width, spec.out_per_group, spec.out_h, spec.out_w,
-        spec.result_h, spec.result_w, m_total, spec.reduction, spec.kernel_w,
-        *x.stride(), *weight.stride(), *y.stride(), bias.stride(0) if bias is not None else 0,
+        spec.result_h, spec.result_w, m_total, spec.kernel_h, spec.kernel_w, chunks,
+        *x.stride(), *w.stride(), *y.stride(), bias.stride(0) if bias is not None else 0,
         spec.stride_h, spec.stride_w, spec.pad_h, spec.pad_w, spec.dil_h, spec.dil_w,
         spec.pool_kh, spec.pool_kw, spec.pool_sh, spec.pool_sw, spec.pool_ph, spec.pool_pw,
         HAS_BIAS=bias is not None, ACTIVATION=_ACT[activation], POOL=_POOL[spec.pool], SKIP=skip,
-        PRECISION=precision(algo, x.dtype), UPCAST=upcast,
+        PRECISION=precision(algo, x.dtype), UPCAST=upcast, NCH_P2=triton.next_power_of_2(chunks),
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
