@@ -1,0 +1,215 @@
+"""convert_: swaps a model's nn.Conv2d layers for zeroskip modules, in place.
+
+Only nn.Sequential containers are known to run their children in order, so only there are
+runs Conv2d [-> BatchNorm2d] [-> ReLU/ReLU6] [-> MaxPool2d/AvgPool2d] fused: the conv's
+position gets the fused module (zeroskip.nn.ConvActPool, or zeroskip.nn.Conv2d with an
+activation), the absorbed positions get nn.Identity(), so indices and all other state_dict
+keys stay stable. A folded BatchNorm's keys (weight, bias, running_mean, running_var,
+num_batches_tracked) disappear from the state_dict; its scale and shift live in the conv's
+weight and bias (a bias is created if the conv had none). Every other conv (e.g. in a ResNet
+block, whose forward order is not visible) becomes zeroskip.nn.Conv2d with activation None.
+
+BatchNorm2d is folded only in eval mode with running statistics; a training-mode BN (or one
+without running stats) is left alone, listed in the report's "kept_bn", and ends the run, so
+the conv is converted unfused. A conv shared by several parents is converted but never folded
+or fused; convs with padding_mode != "zeros", nn.Conv2d subclasses and the root module
+itself (which cannot be replaced in place) are left alone.
+
+`example_inputs` (a tensor or a tuple of positional arguments) is stored on the model as
+`zeroskip_example_inputs` for per-layer plans; timing-based per-layer algo choice is not
+implemented yet, every converted layer uses `algo`. When given, the model runs on them before
+and after conversion (eval mode, torch.no_grad()) and the outputs must agree: normwise
+relative error <= 1e-4 in fp32 (1e-2 where TF32 may be used on CUDA), 3e-2 in fp16/bf16,
+1e-9 in fp64; else RuntimeError. The report is set as `model.zeroskip_report`:
+{"converted": conv names, "fused": conv names that absorbed an activation and/or pool,
+ "folded_bn": BN names folded, "kept_bn": BN names left, "max_rel_err": float or None,
+ "tolerance": float or None}.
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+import torch
+from torch import nn
+from torch.utils._pytree import tree_leaves
+
+from . import nn as znn
+from .dispatch import ALGOS
+
+_ACTS = (nn.ReLU, nn.ReLU6)
+_POOLS = (nn.MaxPool2d, nn.AvgPool2d)
+
+
+def _convertible(module) -> bool:
+    return type(module) is nn.Conv2d and module.padding_mode == "zeros"
+
+
+def _at(items, j):
+    return items[j][1] if j < len(items) else None
+
+
+def _expressible_pool(module) -> bool:
+    """An nn.MaxPool2d / nn.AvgPool2d that ConvActPool can express (others stay separate)."""
+    if type(module) not in _POOLS:
+        return False
+    try:
+        znn.pool_options(module)
+    except ValueError:
+        return False
+    return True
+
+
+def _foldable(bn, conv) -> bool:
+    return (type(bn) is nn.BatchNorm2d and not bn.training and bn.running_mean is not None
+            and bn.num_features == conv.out_channels)
+
+
+@torch.no_grad()
+def fold_bn_(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
+    """conv's weight/bias become those of bn(conv(x)) in eval mode (computed in float64)."""
+    scale = bn.running_var.double().add(bn.eps).rsqrt()
+    shift = -bn.running_mean.double()
+    if conv.bias is not None:
+        shift = shift + conv.bias.double()
+    if bn.affine:
+        scale = scale * bn.weight.double()
+    bias = shift * scale + (bn.bias.double() if bn.affine else 0)
+    conv.weight.copy_(conv.weight.double() * scale.view(-1, 1, 1, 1))
+    if conv.bias is None:
+        conv.bias = nn.Parameter(bias.to(conv.weight), requires_grad=conv.weight.requires_grad)
+    else:
+        conv.bias.copy_(bias)
+
+
+class _Converter:
+    def __init__(self, model, algo, filter_fn, fold_bn, fuse):
+        self.algo, self.filter_fn, self.fold_bn, self.fuse = algo, filter_fn, fold_bn, fuse
+        counts = Counter(id(m) for _, m in model.named_modules(remove_duplicate=False))
+        self.shared = {i for i, n in counts.items() if n > 1}
+        self.done = {}  # id(conv) -> its plain zeroskip Conv2d, reused where a conv is shared
+        self.report = dict(converted=[], fused=[], folded_bn=[], kept_bn=[], max_rel_err=None, tolerance=None)
+
+    def wanted(self, name, module) -> bool:
+        return _convertible(module) and (self.filter_fn is None or bool(self.filter_fn(name, module)))
+
+    def plain(self, name, conv):
+        self.report["converted"].append(name)
+        if id(conv) not in self.done:
+            self.done[id(conv)] = znn.Conv2d.from_conv(conv, None, self.algo)
+        return self.done[id(conv)]
+
+    def walk(self, module, prefix=""):
+        if isinstance(module, nn.Sequential):
+            self.sequential(module, prefix)
+        for name, child in module.named_children():
+            qual = f"{prefix}.{name}" if prefix else name
+            if self.wanted(qual, child):
+                setattr(module, name, self.plain(qual, child))
+            else:
+                self.walk(child, qual)
+
+    def sequential(self, seq, prefix):
+        """Fuses the runs inside one nn.Sequential; the other convs are left for walk()."""
+        items = list(seq.named_children())
+        qual = [f"{prefix}.{n}" if prefix else n for n, _ in items]
+        i = 0
+        while i < len(items):
+            conv = items[i][1]
+            if not self.wanted(qual[i], conv) or id(conv) in self.shared:
+                i += 1
+                continue
+            j, act, pool = i + 1, None, None
+            if self.fold_bn and type(_at(items, j)) is nn.BatchNorm2d:
+                if not _foldable(_at(items, j), conv):
+                    self.report["kept_bn"].append(qual[j])
+                    setattr(seq, items[i][0], self.plain(qual[i], conv))
+                    i = j + 1
+                    continue
+                fold_bn_(conv, _at(items, j))
+                self.report["folded_bn"].append(qual[j])
+                j += 1
+            if self.fuse and type(_at(items, j)) in _ACTS:
+                act, j = _at(items, j), j + 1
+            if self.fuse and _expressible_pool(_at(items, j)):
+                pool, j = _at(items, j), j + 1
+            if pool is not None:
+                new = znn.ConvActPool.from_modules(conv, act, pool, self.algo)
+            else:
+                new = znn.Conv2d.from_conv(conv, znn.activation_name(act), self.algo)
+            self.report["converted"].append(qual[i])
+            if act is not None or pool is not None:
+                self.report["fused"].append(qual[i])
+            setattr(seq, items[i][0], new)
+            for k in range(i + 1, j):
+                setattr(seq, items[k][0], nn.Identity())
+            i = j
+
+
+def _max_rel_err(out, ref) -> float:
+    errs = []
+    for o, r in zip(tree_leaves(out), tree_leaves(ref)):
+        if isinstance(r, torch.Tensor) and r.is_floating_point():
+            r64, o64 = r.detach().double(), o.detach().double()
+            scale = r64.norm()
+            diff = (o64 - r64).norm()
+            errs.append((diff / scale if scale > 0 else diff).item())
+    return max(errs, default=0.0)
+
+
+def _tolerance(ref) -> float:
+    tensors = [t for t in tree_leaves(ref) if isinstance(t, torch.Tensor) and t.is_floating_point()]
+    if not tensors:
+        return 0.0
+    dtype, cuda = tensors[0].dtype, tensors[0].is_cuda
+    if dtype == torch.float64:
+        return 1e-9
+    if dtype != torch.float32:
+        return 3e-2
+    # The original's own convs/matmuls use TF32 on CUDA when allowed, whatever algo converts to.
+    tf32 = cuda and (torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32)
+    return 1e-2 if tf32 else 1e-4
+
+
+@torch.no_grad()
+def _run_eval(model, inputs):
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        return model(*inputs)
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
+def convert_(model: nn.Module, example_inputs=None, *, algo="auto", filter_fn=None, fold_bn=True,
+             fuse=True) -> nn.Module:
+    """Converts `model`'s nn.Conv2d layers to zeroskip modules in place; returns `model`.
+
+    filter_fn(qualified_name, conv) -> bool picks the convs to convert (default: all).
+    See the module docstring for what is fused, folded and checked.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if algo not in ALGOS:
+        raise ValueError(f"algo must be one of {ALGOS}, got {algo!r}")
+    if filter_fn is not None and not callable(filter_fn):
+        raise ValueError(f"filter_fn must be callable or None, got {filter_fn!r}")
+    for name, value in (("fold_bn", fold_bn), ("fuse", fuse)):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be a bool, got {value!r}")
+    inputs = None
+    if example_inputs is not None:
+        inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
+        ref = _run_eval(model, inputs)
+    converter = _Converter(model, algo, filter_fn, fold_bn, fuse)
+    converter.walk(model)
+    report = converter.report
+    model.zeroskip_report = report
+    model.zeroskip_example_inputs = inputs
+    if inputs is not None:
+        report["max_rel_err"] = _max_rel_err(_run_eval(model, inputs), ref)
+        report["tolerance"] = _tolerance(ref)
+        if not report["max_rel_err"] <= report["tolerance"]:
+            raise RuntimeError(f"converted model differs from the original on example_inputs: "
+                               f"max_rel_err={report['max_rel_err']:.3g} > tolerance={report['tolerance']:.3g}")
+    return model

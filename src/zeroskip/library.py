@@ -1,0 +1,168 @@
+"""The ops as torch custom ops (`torch.ops.zeroskip.conv2d`, `torch.ops.zeroskip.conv2d_pool`).
+
+Why: a custom op is opaque to torch.compile, so Dynamo does not trace into the Triton launch
+(and fullgraph=True holds), while `register_fake` tells the compiler the output's shape, dtype,
+device and strides without running anything; the same metadata lets CUDA-graph capture and
+AOT autograd plan memory. Geometry travels as int lists; activation "" means None; padding
+is an int pair unless `padding_str` is "same"/"valid" (the only way an asymmetric 'same' fits
+a fixed schema).
+
+Output strides are fixed, whatever the algo: channels_last when the input is channels_last
+(and not also plain contiguous), else contiguous. The torch path can pick another layout
+(e.g. for a channels_last weight); it is copied into this one so the fake output never lies.
+
+Backward is registered (recomputing the conv with PyTorch ops), so a module whose parameters
+require grad still compiles without torch.no_grad(); the kernels themselves are forward-only.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from . import functional
+from .geometry import check_activation, check_conv, pair, with_pool
+
+
+def _padding_args(padding):
+    if isinstance(padding, str):
+        return [0, 0], padding
+    return list(pair(padding, "padding", 0)), ""
+
+
+def _spec(input, weight, bias, stride, padding, padding_str, dilation, groups):
+    x = input.unsqueeze(0) if input.dim() == 3 else input
+    return check_conv(x, weight, bias, stride, padding_str or padding, dilation, groups)
+
+
+def _layout(input, shape):
+    """The output's memory format: channels_last iff a 4-D input is (strictly) channels_last."""
+    cl = (input.dim() == 4 and input.is_contiguous(memory_format=torch.channels_last)
+          and not input.is_contiguous())
+    return torch.channels_last if cl else torch.contiguous_format
+
+
+def _empty(input, spec):
+    shape = (spec.batch, spec.out_channels, spec.result_h, spec.result_w)[input.dim() == 3:]
+    return torch.empty(shape, dtype=input.dtype, device=input.device, memory_format=_layout(input, shape))
+
+
+def _fixed_layout(out, input):
+    """`out` with exactly the strides `_empty` (and so the fake impl) promises."""
+    want = torch.empty(out.shape, device="meta", memory_format=_layout(input, out.shape)).stride()
+    if out.stride() == want:
+        return out
+    return torch.empty_strided(out.shape, want, dtype=out.dtype, device=out.device).copy_(out)
+
+
+@torch.library.custom_op("zeroskip::conv2d", mutates_args=())
+def conv2d_op(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride: list[int],
+              padding: list[int], padding_str: str, dilation: list[int], groups: int,
+              activation: str, algo: str) -> Tensor:
+    out = functional.conv2d(input, weight, bias, stride, padding_str or padding, dilation, groups,
+                            activation=activation or None, algo=algo)
+    return _fixed_layout(out, input)
+
+
+@conv2d_op.register_fake
+def _conv2d_fake(input, weight, bias, stride, padding, padding_str, dilation, groups, activation, algo):
+    spec = _spec(input, weight, bias, stride, padding, padding_str, dilation, groups)
+    check_activation(activation or None)
+    return _empty(input, spec)
+
+
+@torch.library.custom_op("zeroskip::conv2d_pool", mutates_args=())
+def conv2d_pool_op(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride: list[int],
+                   padding: list[int], padding_str: str, dilation: list[int], groups: int,
+                   activation: str, pool: str, pool_size: list[int], pool_stride: list[int],
+                   pool_padding: list[int], algo: str) -> Tensor:
+    out = functional.conv2d_pool(input, weight, bias, stride, padding_str or padding, dilation, groups,
+                                 activation=activation or None, pool=pool, pool_size=pool_size,
+                                 pool_stride=pool_stride, pool_padding=pool_padding, algo=algo)
+    return _fixed_layout(out, input)
+
+
+@conv2d_pool_op.register_fake
+def _conv2d_pool_fake(input, weight, bias, stride, padding, padding_str, dilation, groups,
+                      activation, pool, pool_size, pool_stride, pool_padding, algo):
+    spec = _spec(input, weight, bias, stride, padding, padding_str, dilation, groups)
+    check_activation(activation or None)
+    return _empty(input, with_pool(spec, pool, pool_size, pool_stride, pool_padding))
+
+
+def _setup_context(ctx, inputs, output):
+    ctx.save_for_backward(*inputs[:3])
+    ctx.args = inputs[3:]
+
+
+def _backward(ctx, grad, pool=None):
+    """Gradients of pool(act(conv(x))) by PyTorch ops, recomputing the pre-activation."""
+    x, w, b = ctx.saved_tensors
+    stride, padding, padding_str, dilation, groups, activation = ctx.args[:6]
+    squeeze = x.dim() == 3
+    if squeeze:
+        x, grad = x.unsqueeze(0), grad.unsqueeze(0)
+    spec = check_conv(x, w, b, stride, padding_str or padding, dilation, groups)
+    # Same input padding as functional._torch_conv: asymmetric 'same' pads bottom/right more.
+    bottom = (spec.out_h - 1) * spec.stride_h + spec.dil_h * (spec.kernel_h - 1) + 1 - spec.height - spec.pad_h
+    right = (spec.out_w - 1) * spec.stride_w + spec.dil_w * (spec.kernel_w - 1) + 1 - spec.width - spec.pad_w
+    xp = F.pad(x, (spec.pad_w, max(right, 0), spec.pad_h, max(bottom, 0)))
+    conv = dict(stride=[spec.stride_h, spec.stride_w], padding=[0, 0], dilation=[spec.dil_h, spec.dil_w])
+    if activation or pool:
+        z = F.conv2d(xp, w, b, groups=groups, **conv)
+        if pool:
+            y = functional._activate(z, activation or None)
+            k, s, p = pool
+            if ctx.args[6] == "max":
+                idx = F.max_pool2d(y, k, s, p, return_indices=True)[1]
+                grad = torch.ops.aten.max_pool2d_with_indices_backward(grad, y, k, s, p, [1, 1], False, idx)
+            else:
+                grad = torch.ops.aten.avg_pool2d_backward(grad, y, k, s, p, False, True, None)
+        if activation == "relu":
+            grad = torch.where(z > 0, grad, 0)
+        elif activation == "relu6":
+            grad = torch.where((z > 0) & (z < 6), grad, 0)
+    need = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], b is not None and ctx.needs_input_grad[2]]
+    gx, gw, gb = torch.ops.aten.convolution_backward(
+        grad, xp, w, None if b is None else [w.shape[0]], conv["stride"], conv["padding"],
+        conv["dilation"], False, [0, 0], groups, need)
+    if gx is not None:
+        gx = gx[:, :, spec.pad_h:spec.pad_h + spec.height, spec.pad_w:spec.pad_w + spec.width]
+        gx = gx.squeeze(0) if squeeze else gx
+    return gx, gw, gb
+
+
+def _conv2d_backward(ctx, grad):
+    return _backward(ctx, grad) + (None,) * 7
+
+
+def _conv2d_pool_backward(ctx, grad):
+    return _backward(ctx, grad, pool=ctx.args[7:10]) + (None,) * 11
+
+
+conv2d_op.register_autograd(_conv2d_backward, setup_context=_setup_context)
+conv2d_pool_op.register_autograd(_conv2d_pool_backward, setup_context=_setup_context)
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+           activation=None, algo="auto"):
+    """zeroskip.conv2d through the custom op (same arguments, same result)."""
+    pad, pad_str = _padding_args(padding)
+    return torch.ops.zeroskip.conv2d(input, weight, bias, list(pair(stride, "stride", 1)), pad, pad_str,
+                                     list(pair(dilation, "dilation", 1)), groups,
+                                     check_activation(activation) or "", algo)
+
+
+def conv2d_pool(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+                activation="relu", pool="max", pool_size=2, pool_stride=None, pool_padding=0,
+                algo="auto"):
+    """zeroskip.conv2d_pool through the custom op (same arguments, same result)."""
+    pad, pad_str = _padding_args(padding)
+    size = list(pair(pool_size, "pool_size", 1))
+    step = size if pool_stride is None else list(pair(pool_stride, "pool_stride", 1))
+    return torch.ops.zeroskip.conv2d_pool(
+        input, weight, bias, list(pair(stride, "stride", 1)), pad, pad_str,
+        list(pair(dilation, "dilation", 1)), groups, check_activation(activation) or "", pool,
+        size, step, list(pair(pool_padding, "pool_padding", 0)), algo)

@@ -1,0 +1,200 @@
+"""zeroskip.convert_ on small LeNet / VGG / ResNet models, and torchvision's when it imports."""
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import zeroskip
+from helpers import TOL, rel_err, sparse
+from zeroskip.nn import ConvActPool
+
+
+@pytest.fixture(autouse=True)
+def exact_fp32():
+    """Float64 references need fp32 convs and matmuls on CUDA too (no TF32)."""
+    old = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
+
+
+def lenet5():
+    return nn.Sequential(
+        nn.Sequential(nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(),
+                      nn.MaxPool2d(2)),
+        nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+
+
+class VGGish(nn.Module):
+    def __init__(self, bn):
+        super().__init__()
+        norm = (lambda c: [nn.BatchNorm2d(c)]) if bn else (lambda c: [])
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1, bias=not bn), *norm(8), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(8, 16, 3, padding=1), *norm(16), nn.ReLU6(), nn.AvgPool2d(2),
+            nn.Conv2d(16, 16, 3, padding=1), *norm(16), nn.ReLU(), nn.AdaptiveAvgPool2d(1))
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x):
+        return self.head(self.features(x).flatten(1))
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
+        self.conv2, self.bn2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
+        self.downsample = None if stride == 1 and cin == cout else nn.Sequential(
+            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        y = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+        return torch.relu(y + (x if self.downsample is None else self.downsample(x)))
+
+
+class ResNetish(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)
+        self.layer1 = nn.Sequential(BasicBlock(8, 8, 1), BasicBlock(8, 16, 2))
+        self.fc = nn.Linear(16, 4)
+
+    def forward(self, x):
+        x = self.layer1(torch.relu(self.bn1(self.conv1(x))))
+        return self.fc(x.mean((2, 3)))
+
+
+def randomize_bn(model):
+    """Non-trivial BN statistics, so folding is actually exercised; then eval mode."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    return model.eval()
+
+
+def check(model, x, **options):
+    """Converts `model`; its output must match the original in float64; returns the report."""
+    original = copy.deepcopy(model)
+    ref = copy.deepcopy(model).double()(x.double())
+    assert zeroskip.convert_(model, **options) is model
+    with torch.no_grad():
+        assert rel_err(model(x), ref) <= TOL[torch.float32]
+    report = model.zeroskip_report
+    before, after = original.state_dict(), model.state_dict()
+    gone = {k for k in before if any(k.startswith(bn + ".") for bn in report["folded_bn"])}
+    assert set(before) - set(after) == gone
+    assert set(after) - set(before) <= {f"{conv}.bias" for conv in report["converted"]}
+    changed = {k for k in set(before) & set(after) if not torch.equal(before[k], after[k])}
+    folded_convs = {f"{conv}.{p}" for conv in report["converted"] for p in ("weight", "bias")}
+    assert changed <= (folded_convs if report["folded_bn"] else set())
+    return report
+
+
+def test_lenet5(device):
+    model = lenet5().to(device).eval()
+    report = check(model, sparse((1, 1, 32, 32), 0.5, device=device), algo="ecr")
+    assert report["converted"] == report["fused"] == ["0.0", "0.3"]
+    assert type(model[0][0]) is ConvActPool and model[0][0].pool == "max"
+    assert [type(m) for m in model[0][1:3]] == [nn.Identity, nn.Identity]
+
+
+@pytest.mark.parametrize("bn", [False, True])
+def test_vgg_like(bn, device):
+    model = randomize_bn(VGGish(bn)).to(device)
+    report = check(model, sparse((1, 3, 16, 16), 0.7, device=device), algo="ecr")
+    assert report["fused"] == report["converted"]
+    assert report["folded_bn"] == (["features.1", "features.5", "features.9"] if bn else [])
+    kinds = [(type(m).__name__, getattr(m, "activation", None), getattr(m, "pool", None))
+             for m in model.features if not isinstance(m, nn.Identity)]
+    assert kinds == [("ConvActPool", "relu", "max"), ("ConvActPool", "relu6", "avg"),
+                     ("Conv2d", "relu", None), ("AdaptiveAvgPool2d", None, None)]
+
+
+def test_resnet_like(device):
+    model = randomize_bn(ResNetish()).to(device)
+    report = check(model, sparse((1, 3, 8, 8), 0.8, device=device), algo="ecr")
+    assert report["folded_bn"] == ["layer1.1.downsample.1"] and report["fused"] == []
+    assert len(report["converted"]) == 6
+    assert all(type(m) is not nn.Conv2d for m in model.modules())
+    assert model.layer1[0].conv1.activation is None and isinstance(model.bn1, nn.BatchNorm2d)
+
+
+def test_options(device):
+    x = sparse((1, 3, 16, 16), 0.7, device=device)
+    report = check(randomize_bn(VGGish(True)).to(device), x, algo="torch", fold_bn=False)
+    assert report["folded_bn"] == report["fused"] == [] and len(report["converted"]) == 3
+    model = randomize_bn(VGGish(True)).to(device)
+    report = check(model, x, algo="torch", fuse=False)
+    assert len(report["folded_bn"]) == 3 and report["fused"] == []
+    assert isinstance(model.features[2], nn.ReLU)
+    model = VGGish(True).to(device).eval()
+    model.features[1].train()  # a training-mode BN is left alone and not fused past
+    zeroskip.convert_(model, algo="torch")
+    assert model.zeroskip_report["kept_bn"] == ["features.1"] and model.features[0].activation is None
+    assert isinstance(model.features[1], nn.BatchNorm2d) and isinstance(model.features[2], nn.ReLU)
+
+
+def test_filter_fn_excludes_by_name(device):
+    model = lenet5().to(device)
+    report = check(model, sparse((1, 1, 32, 32), 0.5, device=device), algo="torch",
+                   filter_fn=lambda name, m: name != "0.0")
+    assert report["converted"] == ["0.3"]
+    assert type(model[0][0]) is nn.Conv2d and isinstance(model[0][1], nn.ReLU)
+
+
+def test_example_inputs_report(device):
+    model, x = lenet5().to(device), sparse((1, 1, 32, 32), 0.5, device=device)
+    zeroskip.convert_(model, x, algo="torch")
+    assert model.zeroskip_report["max_rel_err"] <= model.zeroskip_report["tolerance"] == 1e-4
+    assert model.zeroskip_example_inputs[0] is x and model.training
+
+    class Noise(nn.Module):
+        def forward(self, x):
+            return x + torch.randn_like(x)
+
+    with pytest.raises(RuntimeError, match="max_rel_err"):
+        zeroskip.convert_(nn.Sequential(nn.Conv2d(1, 2, 3), Noise()).to(device), (x,), algo="torch")
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(algo="fast"), ValueError, "algo"), (dict(fold_bn="yes"), ValueError, "fold_bn"),
+    (dict(fuse=None), ValueError, "fuse"), (dict(filter_fn=3), ValueError, "filter_fn"),
+    (dict(inplace=True), TypeError, "inplace")])
+def test_bad_options(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        zeroskip.convert_(lenet5(), **kwargs)
+
+
+def test_compiled_lenet_matches_eager(device):
+    model = zeroskip.convert_(lenet5().to(device).eval(), algo="ecr")
+    x = sparse((1, 1, 32, 32), 0.5, device=device)
+    with torch.no_grad():
+        out, ref = torch.compile(model, backend="aot_eager", fullgraph=True)(x), model(x)
+    assert rel_err(out, ref) <= TOL[torch.float32]
+
+
+TORCHVISION = [("vgg11_bn", {}), ("resnet18", {}), ("alexnet", {}),
+               ("googlenet", dict(aux_logits=False, init_weights=True))]
+
+
+@pytest.mark.parametrize("name, kwargs", TORCHVISION, ids=[n for n, _ in TORCHVISION])
+def test_torchvision_torch_algo(name, kwargs, device):
+    models = pytest.importorskip("torchvision.models", reason="torchvision is not installed")
+    torch.manual_seed(0)
+    model = randomize_bn(getattr(models, name)(weights=None, **kwargs)).to(device)
+    report = check(model, torch.rand(1, 3, 64, 64, device=device), algo="torch")
+    assert all(type(m) is not nn.Conv2d for m in model.modules())
+    assert report["converted"] and (report["fused"] or name in ("resnet18", "googlenet"))
+
+
+def test_torchvision_kernel_algo(device):
+    models = pytest.importorskip("torchvision.models", reason="torchvision is not installed")
+    torch.manual_seed(0)
+    model = models.alexnet(weights=None).to(device).eval()
+    report = check(model, torch.rand(1, 3, 64, 64, device=device), algo="ecr")
+    assert report["fused"] == ["features.0", "features.3", "features.6", "features.8", "features.10"]
