@@ -9,7 +9,9 @@ Algos (every name here is public and documented in the README):
   "ecr_tc"  The same zero skipping, products on tensor cores: fp16/bf16 natively, fp32 as TF32
             when torch.backends.cudnn.allow_tf32 is on (as F.conv2d), else as 3xTF32 (fp32-accurate).
   "igemm"   The same kernel with skipping off (dense implicit GEMM), tensor-core precision as "ecr_tc".
-  "auto"    See `choose`.
+  "auto"    A measured plan's choice for this call's shape, dtype and GPU when one was recorded;
+            otherwise "torch" on CUDA (no kernel here beats cuDNN on every layer, see BENCHMARKS.md)
+            and "ecr" on the CPU interpreter; "torch" wherever kernels cannot run.
 """
 from __future__ import annotations
 
@@ -42,8 +44,9 @@ def choose(algo, input: torch.Tensor, spec) -> str:
     if algo == "auto":
         if not runnable:
             return "torch"
-        # Until per-layer plans exist, zero skipping in the precision the user asked for.
-        return "ecr" if input.device.type == "cpu" else "ecr_tc"
+        # Measured on an H100 (BENCHMARKS.md): the kernels beat cuDNN on some layers and lose on
+        # others, so without a measurement for this layer the safe pick is cuDNN itself.
+        return "ecr" if input.device.type == "cpu" else "torch"
     if input.dtype not in KERNEL_DTYPES:
         raise TypeError(f"algo={algo!r} supports dtypes {KERNEL_DTYPES}, got input dtype {input.dtype}")
     if not kernels_can_run(input.device):
