@@ -16,17 +16,27 @@ or fused; convs with padding_mode != "zeros", nn.Conv2d subclasses and the root 
 itself (which cannot be replaced in place) are left alone.
 
 `example_inputs` (a tensor or a tuple of positional arguments) is stored on the model as
-`zeroskip_example_inputs` for per-layer plans; timing-based per-layer algo choice is not
-implemented yet, every converted layer uses `algo`. When given, the model runs on them before
-and after conversion (eval mode, torch.no_grad()) and the outputs must agree: normwise
-relative error <= 1e-4 in fp32 (1e-2 where TF32 may be used on CUDA), 3e-2 in fp16/bf16,
-1e-9 in fp64; else RuntimeError. The report is set as `model.zeroskip_report`:
+`zeroskip_example_inputs`. With algo="auto", measure=True and example_inputs on CUDA, each
+converted layer is timed on its real input (captured by forward pre-hooks in one run) with
+zeroskip.plan.measure and its `algo` set to the winner; the entries go into a zeroskip.plan.Plan
+(`plan`: a Plan used in place, or a JSON path loaded if it exists and saved after; entries
+already there are reused, not re-measured), kept as `model.zeroskip_plan`. A module called with
+several shapes whose winners differ keeps "auto" (`with zeroskip.plan.use(model.zeroskip_plan)`
+applies them). On the CPU nothing is measured and the report says so.
+
+When example_inputs are given, the model runs on them before and after conversion (eval mode,
+torch.no_grad(), measured algos in place) and the outputs must agree: normwise relative error
+<= 1e-4 in fp32 (1e-2 where TF32 may be used on CUDA), 3e-2 in fp16/bf16, 1e-9 in fp64; else
+RuntimeError. The report is set as `model.zeroskip_report`:
 {"converted": conv names, "fused": conv names that absorbed an activation and/or pool,
  "folded_bn": BN names folded, "kept_bn": BN names left, "max_rel_err": float or None,
- "tolerance": float or None}.
+ "tolerance": float or None, "layers": one row per measured call {"name", "op", "shape",
+ "sparsity" (zero fraction of the input), "algo", "times_us" (per candidate; a string where it
+ was dropped), "reused" (taken from the plan)}, "note": why nothing was measured, or None}.
 """
 from __future__ import annotations
 
+import os
 from collections import Counter
 
 import torch
@@ -34,6 +44,7 @@ from torch import nn
 from torch.utils._pytree import tree_leaves
 
 from . import nn as znn
+from . import plan as zplan
 from .dispatch import ALGOS
 
 _ACTS = (nn.ReLU, nn.ReLU6)
@@ -181,12 +192,73 @@ def _run_eval(model, inputs):
             m.training = mode
 
 
+def _on_cuda(inputs) -> bool:
+    return any(t.is_cuda for t in tree_leaves(inputs) if isinstance(t, torch.Tensor))
+
+
+def _layer_call(module, x):
+    """(op, positional args, pool kwargs) of zeroskip.plan.measure for `module` on input x."""
+    args = (x, module.weight, module.bias, module.stride, module.padding, module.dilation, module.groups)
+    if isinstance(module, znn.ConvActPool):
+        return "conv2d_pool", args, dict(pool=module.pool, pool_size=module.pool_size,
+                                         pool_stride=module.pool_stride, pool_padding=module.pool_padding)
+    return "conv2d", args, {}
+
+
+def _capture(model, inputs, modules):
+    """Runs model once; returns {id(module): {plan key: a copy of its input}} for each module."""
+    seen = {id(m): {} for m in modules}
+
+    def hook(module, args):
+        x = args[0] if args[0].dim() == 4 else args[0].unsqueeze(0)
+        op, call, pool = _layer_call(module, x)
+        key = zplan.make_key(op, zplan.spec_of(op, *call, **pool), x, module.activation)
+        if key not in seen[id(module)]:  # a copy: later in-place ops must not change what is timed
+            seen[id(module)][key] = x.detach().clone()
+
+    handles = [m.register_forward_pre_hook(hook) for m in modules]
+    try:
+        _run_eval(model, inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return seen
+
+
+@torch.no_grad()
+def _measure_layers(model, inputs, names, plan) -> list:
+    """Times every converted layer on its captured input, sets its algo; returns report rows."""
+    layers = {}
+    for name, m in model.named_modules(remove_duplicate=False):
+        if name in names and isinstance(m, (znn.Conv2d, znn.ConvActPool)):
+            layers.setdefault(id(m), (name, m))
+    calls = _capture(model, inputs, [m for _, m in layers.values()])
+    rows = []
+    for name, module in layers.values():
+        winners = set()
+        for key, x in calls[id(module)].items():
+            entry, reused = plan.get(key), True
+            sparsity = (x == 0).double().mean().item()
+            if entry is None:
+                op, call, pool = _layer_call(module, x)
+                algo, times = zplan.measure(op, *call, activation=module.activation, **pool)
+                plan.add(key, algo, times, sparsity)
+                entry, reused = plan.get(key), False
+            winners.add(entry["algo"])
+            rows.append(dict(name=name, op=key[0], shape=tuple(x.shape), sparsity=sparsity,
+                             algo=entry["algo"], times_us=dict(entry["times_us"]), reused=reused))
+        if len(winners) == 1:
+            module.algo = winners.pop()
+    return rows
+
+
 def convert_(model: nn.Module, example_inputs=None, *, algo="auto", filter_fn=None, fold_bn=True,
-             fuse=True) -> nn.Module:
+             fuse=True, plan=None, measure=True) -> nn.Module:
     """Converts `model`'s nn.Conv2d layers to zeroskip modules in place; returns `model`.
 
     filter_fn(qualified_name, conv) -> bool picks the convs to convert (default: all).
-    See the module docstring for what is fused, folded and checked.
+    plan: None, a zeroskip.plan.Plan or a JSON path; measure=False skips per-layer timing.
+    See the module docstring for what is fused, folded, measured and checked.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -194,9 +266,11 @@ def convert_(model: nn.Module, example_inputs=None, *, algo="auto", filter_fn=No
         raise ValueError(f"algo must be one of {ALGOS}, got {algo!r}")
     if filter_fn is not None and not callable(filter_fn):
         raise ValueError(f"filter_fn must be callable or None, got {filter_fn!r}")
-    for name, value in (("fold_bn", fold_bn), ("fuse", fuse)):
+    for name, value in (("fold_bn", fold_bn), ("fuse", fuse), ("measure", measure)):
         if not isinstance(value, bool):
             raise ValueError(f"{name} must be a bool, got {value!r}")
+    if plan is not None and not isinstance(plan, (zplan.Plan, str, os.PathLike)):
+        raise TypeError(f"plan must be a zeroskip.plan.Plan, a path or None, got {type(plan).__name__}")
     inputs = None
     if example_inputs is not None:
         inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
@@ -204,8 +278,23 @@ def convert_(model: nn.Module, example_inputs=None, *, algo="auto", filter_fn=No
     converter = _Converter(model, algo, filter_fn, fold_bn, fuse)
     converter.walk(model)
     report = converter.report
+    report.update(layers=[], note=None)
     model.zeroskip_report = report
     model.zeroskip_example_inputs = inputs
+    model.zeroskip_plan = plan if isinstance(plan, zplan.Plan) else None
+    if algo == "auto" and measure and report["converted"]:
+        if inputs is None:
+            report["note"] = "no example_inputs: nothing measured, layers keep algo='auto'"
+        elif not _on_cuda(inputs):
+            report["note"] = ("measurement needs a CUDA GPU: example_inputs are not on CUDA, "
+                              "layers keep algo='auto'")
+        else:
+            if model.zeroskip_plan is None:
+                found = plan is not None and os.path.exists(plan)
+                model.zeroskip_plan = zplan.Plan.load(plan) if found else zplan.Plan()
+            report["layers"] = _measure_layers(model, inputs, set(report["converted"]), model.zeroskip_plan)
+            if plan is not None and not isinstance(plan, zplan.Plan):
+                model.zeroskip_plan.save(plan)
     if inputs is not None:
         report["max_rel_err"] = _max_rel_err(_run_eval(model, inputs), ref)
         report["tolerance"] = _tolerance(ref)

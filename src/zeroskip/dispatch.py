@@ -9,9 +9,10 @@ Algos (every name here is public and documented in the README):
   "ecr_tc"  The same zero skipping, products on tensor cores: fp16/bf16 natively, fp32 as TF32
             when torch.backends.cudnn.allow_tf32 is on (as F.conv2d), else as 3xTF32 (fp32-accurate).
   "igemm"   The same kernel with skipping off (dense implicit GEMM), tensor-core precision as "ecr_tc".
-  "auto"    A measured plan's choice for this call's shape, dtype and GPU when one was recorded;
-            otherwise "torch" on CUDA (no kernel here beats cuDNN on every layer, see BENCHMARKS.md)
-            and "ecr" on the CPU interpreter; "torch" wherever kernels cannot run.
+  "auto"    On CUDA, the active plan's measured choice for this exact call (zeroskip.plan: op,
+            geometry with batch and pooling, dtype, TF32 switch, activation, channels_last) when
+            it has an entry, else "torch" (no kernel here beats cuDNN on every layer, see
+            BENCHMARKS.md); "ecr" on the CPU interpreter; "torch" wherever kernels cannot run.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import os
 
 import torch
 
+from . import plan
 from .geometry import KERNEL_DTYPES
 
 KERNEL_ALGOS = ("ecr", "ecr_tc", "igemm")
@@ -34,8 +36,11 @@ def kernels_can_run(device: torch.device) -> bool:
     return device.type == "cuda" or (device.type == "cpu" and interpreting())
 
 
-def choose(algo, input: torch.Tensor, spec) -> str:
-    """Returns the algo to run; raises for unknown names and for kernels that cannot run here."""
+def choose(algo, input: torch.Tensor, spec, activation=None) -> str:
+    """Returns the algo to run; raises for unknown names and for kernels that cannot run here.
+
+    Cheap on every call: the plan key is built from spec, dtype and flags (no allocation, no sync).
+    """
     if algo not in ALGOS:
         raise ValueError(f"algo must be one of {ALGOS}, got {algo!r}")
     if algo == "torch":
@@ -44,9 +49,12 @@ def choose(algo, input: torch.Tensor, spec) -> str:
     if algo == "auto":
         if not runnable:
             return "torch"
+        if input.device.type == "cpu":
+            return "ecr"
         # Measured on an H100 (BENCHMARKS.md): the kernels beat cuDNN on some layers and lose on
         # others, so without a measurement for this layer the safe pick is cuDNN itself.
-        return "ecr" if input.device.type == "cpu" else "torch"
+        op = "conv2d_pool" if spec.pool else "conv2d"
+        return plan.lookup(op, spec, input, activation) or "torch"
     if input.dtype not in KERNEL_DTYPES:
         raise TypeError(f"algo={algo!r} supports dtypes {KERNEL_DTYPES}, got input dtype {input.dtype}")
     if not kernels_can_run(input.device):

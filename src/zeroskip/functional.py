@@ -61,7 +61,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     input, squeeze = _unbatched(input)
     spec = check_conv(input, weight, bias, stride, padding, dilation, groups)
     check_activation(activation)
-    name = dispatch.choose(algo, input, spec)
+    name = dispatch.choose(algo, input, spec, activation)
     if name == "torch":
         out = _torch_conv(input, weight, bias, spec, activation)
     else:
@@ -82,7 +82,7 @@ def conv2d_pool(input, weight, bias=None, stride=1, padding=0, dilation=1, group
     spec = check_conv(input, weight, bias, stride, padding, dilation, groups)
     check_activation(activation)
     spec = with_pool(spec, pool, pool_size, pool_stride, pool_padding)
-    name = dispatch.choose(algo, input, spec)
+    name = dispatch.choose(algo, input, spec, activation)
     if name == "torch":
         out = _torch_pool(_torch_conv(input, weight, bias, spec, activation), spec)
     else:

@@ -1,0 +1,213 @@
+"""zeroskip.plan: keys, JSON files, the active plan in dispatch, measure, convert_ with measurement.
+
+On the CPU, GPU-only parts are reached through fakes: an object whose device is "cuda" for
+dispatch.choose, and fake timings (with the CUDA check switched off) for measure."""
+import json
+import types
+
+import pytest
+import torch
+from torch import nn
+
+import zeroskip
+from helpers import sparse
+from zeroskip import dispatch, plan as zplan
+from zeroskip.bench import timing
+from zeroskip.nn import ConvActPool
+
+
+def lenet5():
+    return nn.Sequential(
+        nn.Sequential(nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(),
+                      nn.MaxPool2d(2)),
+        nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+
+
+def key(batch=2, dtype=torch.float32, channels_last=False, op="conv2d", activation="relu", **pool):
+    x = torch.zeros(batch, 4, 8, 8, dtype=dtype)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    w = torch.zeros(6, 4, 3, 3, dtype=dtype)
+    return zplan.make_key(op, zplan.spec_of(op, x, w, None, 1, 1, **pool), x, activation)
+
+
+def test_key_is_stable_and_sensitive(monkeypatch):
+    base = key()
+    assert key() == base and hash(key()) == hash(base)
+    max_pool = dict(op="conv2d_pool", pool="max")
+    others = [key(batch=3), key(dtype=torch.float16), key(channels_last=True), key(activation=None),
+              key(**max_pool), key(op="conv2d_pool", pool="avg"), key(**max_pool, pool_size=3),
+              key(**max_pool, pool_stride=1), key(op="conv2d_pool", pool="avg", pool_padding=1)]
+    assert len({base, *others}) == len(others) + 1
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", not torch.backends.cudnn.allow_tf32)
+    assert key() != base and key(dtype=torch.float16) == others[1]  # TF32 only matters for fp32
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="op"):
+        key(op="conv3d")
+    with pytest.raises(ValueError, match="pool"):
+        key(op="conv2d_pool")
+
+
+def test_json_round_trip_and_atomic_save(tmp_path):
+    plan = zplan.Plan()
+    plan.add(key(), "ecr", {"torch": 10.0, "ecr": 7.5, "igemm": "RuntimeError: no"}, sparsity=0.5)
+    plan.add(key(dtype=torch.bfloat16, op="conv2d_pool", pool="avg", pool_size=3), "torch", {"torch": 3.0})
+    path = tmp_path / "plan.json"
+    plan.save(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["plan.json"]  # no temporary file left behind
+    loaded = zplan.Plan.load(path)
+    assert loaded.entries == plan.entries and loaded.env == zplan.environment()
+    assert loaded.algo(key()) == "ecr" and loaded.get(key(batch=1)) is None
+    with pytest.raises(ValueError, match="algo"):
+        plan.add(key(), "fast", {})
+
+
+def test_other_environment_is_ignored_with_warning(tmp_path):
+    path = tmp_path / "plan.json"
+    other = zplan.Plan({**zplan.environment(), "gpu": "Imaginary GPU 9000"})
+    other.add(key(), "ecr", {"ecr": 1.0})
+    other.save(path)
+    with pytest.warns(RuntimeWarning, match="Imaginary GPU 9000"):
+        loaded = zplan.Plan.load(path)
+    assert len(loaded) == 0 and loaded.env == zplan.environment()
+    path.write_text(json.dumps({"format": 99}))
+    with pytest.raises(ValueError, match="format"):
+        zplan.Plan.load(path)
+
+
+def fake_cuda_input(x):
+    """What dispatch.choose and the key read from a CUDA input: device, dtype, layout flags."""
+    return types.SimpleNamespace(device=torch.device("cuda"), dtype=x.dtype, is_contiguous=x.is_contiguous)
+
+
+def test_choose_auto_follows_active_plan():
+    x, w = torch.zeros(2, 4, 8, 8), torch.zeros(6, 4, 3, 3)
+    spec = zplan.spec_of("conv2d", x, w, None, 1, 1)
+    fake = fake_cuda_input(x)
+    plan = zplan.Plan()
+    plan.add(zplan.make_key("conv2d", spec, x, "relu"), "ecr_tc", {"torch": 2.0, "ecr_tc": 1.0})
+    assert dispatch.choose("auto", fake, spec, "relu") == "torch"  # no active plan
+    with zplan.use(plan) as active:
+        assert active is plan and zplan.active() is plan
+        assert dispatch.choose("auto", fake, spec, "relu") == "ecr_tc"
+        assert dispatch.choose("auto", fake, spec, None) == "torch"  # no entry for this call
+        assert dispatch.choose("igemm", fake, spec, "relu") == "igemm"  # explicit algos win
+        assert dispatch.choose("auto", x, spec, "relu") == "ecr"  # the CPU interpreter ignores plans
+    assert zplan.active() is None
+    zplan.set_active(plan)
+    try:
+        assert zplan.lookup("conv2d", spec, fake, "relu") == "ecr_tc"
+    finally:
+        zplan.set_active(None)
+    with pytest.raises(TypeError, match="plan"):
+        zplan.set_active("plan.json")
+
+
+def test_pick_margin():
+    assert zplan.pick({"torch": 100.0, "ecr": 98.0}) == "torch"  # 2% faster: within noise
+    assert zplan.pick({"torch": 100.0, "ecr": 96.0, "igemm": 99.0}) == "ecr"
+    assert zplan.pick({"torch": 100.0, "ecr": 96.0}, margin=0.05) == "torch"
+    assert zplan.pick({"torch": 100.0, "ecr": 50.0, "igemm": "TypeError: x"}) == "ecr"
+    assert zplan.pick({"ecr": 5.0, "igemm": 4.0}) == "igemm"  # no torch time: the fastest
+    assert zplan.pick({"ecr": "failed"}) == "torch"
+
+
+def test_measure_needs_cuda():
+    x, w = torch.rand(1, 2, 5, 5), torch.randn(3, 2, 3, 3)
+    with pytest.raises(RuntimeError, match="CUDA GPU.*cpu"):
+        zplan.measure("conv2d", x, w)
+    with pytest.raises(ValueError, match="candidates"):
+        zplan.measure("conv2d", x, w, candidates=("torch", "fast"))
+    with pytest.raises(ValueError, match="margin"):
+        zplan.measure("conv2d", x, w, margin=1.5)
+
+
+@pytest.mark.parametrize("ecr_us, winner", [(98.0, "torch"), (90.0, "ecr")])
+def test_measure_checks_then_times(monkeypatch, ecr_us, winner):
+    """The flow on the CPU interpreter: accuracy check, drops recorded, fake times, margin."""
+    from zeroskip.kernels import implicit_gemm
+    real = implicit_gemm.conv
+
+    def igemm_is_wrong(x, w, b, spec, activation, algo, *args, **kwargs):
+        out = real(x, w, b, spec, activation, algo, *args, **kwargs)
+        return out + 1 if algo == "igemm" else out
+
+    timed = []
+
+    def fake_measure_same(*fns):
+        timed.append([fn.args[0] for fn in fns])
+        return [timing.Timing({"torch": 100.0, "ecr": ecr_us}[fn.args[0]], "cuda_graph") for fn in fns]
+
+    monkeypatch.setattr(zplan, "_require_cuda", lambda input: None)
+    monkeypatch.setattr(implicit_gemm, "conv", igemm_is_wrong)
+    monkeypatch.setattr(timing, "measure_same", fake_measure_same)
+    x, w = sparse((1, 2, 6, 6), 0.5), torch.randn(3, 2, 3, 3)
+    algo, times = zplan.measure("conv2d_pool", x, w, torch.randn(3), padding=1, activation="relu",
+                                pool="max", candidates=("torch", "igemm", "ecr"))
+    assert algo == winner and timed == [["torch", "ecr"]]
+    assert times["torch"] == 100.0 and times["ecr"] == ecr_us and times["igemm"].startswith("rel_err")
+    algo, times = zplan.measure("conv2d", x.double(), w.double(), candidates=("torch", "ecr"))
+    assert algo == "torch" and times["ecr"].startswith("TypeError")
+
+
+def test_convert_on_cpu_notes_no_measurement(monkeypatch, tmp_path):
+    monkeypatch.setattr(zplan, "measure", lambda *a, **k: pytest.fail("measured on the CPU"))
+    model, x = lenet5(), sparse((1, 1, 32, 32), 0.5)
+    path = tmp_path / "plan.json"
+    zeroskip.convert_(model, x, plan=path)
+    report = model.zeroskip_report
+    assert "measurement needs a CUDA GPU" in report["note"] and report["layers"] == []
+    assert report["converted"] == ["0.0", "0.3"] and type(model[0][0]) is ConvActPool
+    assert model[0][0].algo == "auto" and not path.exists()
+    zeroskip.convert_(lenet5(), x, measure=False)
+    with pytest.raises(TypeError, match="plan"):
+        zeroskip.convert_(lenet5(), x, plan=3)
+    with pytest.raises(ValueError, match="measure"):
+        zeroskip.convert_(lenet5(), x, measure="yes")
+
+
+def test_convert_measure_flow_with_fake_timings(monkeypatch, tmp_path):
+    """convert_'s CUDA path on the CPU: inputs "on CUDA", measure faked, the real plan file."""
+    from zeroskip import convert
+    calls = []
+
+    def fake_measure(op, x, *args, activation=None, **pool):
+        calls.append((op, tuple(x.shape), activation, pool.get("pool")))
+        return "ecr", {"torch": 10.0, "ecr": 5.0}
+
+    monkeypatch.setattr(convert, "_on_cuda", lambda inputs: True)
+    monkeypatch.setattr(zplan, "measure", fake_measure)
+    path, x = tmp_path / "plan.json", sparse((1, 1, 32, 32), 0.5)
+    model = zeroskip.convert_(lenet5(), x, plan=path)
+    assert calls == [("conv2d_pool", (1, 1, 32, 32), "relu", "max"),
+                     ("conv2d_pool", (1, 6, 14, 14), "relu", "max")]
+    rows = model.zeroskip_report["layers"]
+    assert [(r["name"], r["algo"], r["reused"]) for r in rows] == [("0.0", "ecr", False),
+                                                                   ("0.3", "ecr", False)]
+    assert 0.4 < rows[0]["sparsity"] < 0.6 and model[0][0].algo == model[0][3].algo == "ecr"
+    assert zplan.Plan.load(path).entries == model.zeroskip_plan.entries
+    plan = zplan.Plan.load(path)
+    again = zeroskip.convert_(lenet5(), x, plan=plan)
+    assert len(calls) == 2 and again.zeroskip_plan is plan and again[0][3].algo == "ecr"
+    assert [r["reused"] for r in again.zeroskip_report["layers"]] == [True, True]
+
+
+def test_convert_measures_on_cuda(device, tmp_path, monkeypatch):
+    if device != "cuda":
+        pytest.skip("timing needs --device cuda")
+    torch.manual_seed(0)
+    path, x = tmp_path / "plan.json", sparse((2, 1, 32, 32), 0.5, device="cuda")
+    model = zeroskip.convert_(lenet5().cuda().eval(), x, plan=path)
+    report = model.zeroskip_report
+    assert report["note"] is None and [r["name"] for r in report["layers"]] == ["0.0", "0.3"]
+    for row, module in zip(report["layers"], (model[0][0], model[0][3])):
+        assert module.algo == row["algo"] in zplan.CANDIDATES and not row["reused"]
+        assert set(row["times_us"]) == set(zplan.CANDIDATES) and 0 <= row["sparsity"] <= 1
+        assert isinstance(row["times_us"]["torch"], float)
+    loaded = zplan.Plan.load(path)
+    assert loaded.entries == model.zeroskip_plan.entries and len(loaded) == 2
+    calls = []
+    monkeypatch.setattr(zplan, "measure", lambda *a, **k: calls.append(a) or pytest.fail("re-measured"))
+    again = zeroskip.convert_(lenet5().cuda().eval(), x, plan=path)
+    assert calls == [] and all(r["reused"] for r in again.zeroskip_report["layers"])
+    assert [r["algo"] for r in again.zeroskip_report["layers"]] == [r["algo"] for r in report["layers"]]
