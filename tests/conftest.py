@@ -4,6 +4,7 @@ imports its kernels lazily, and nothing here imports them before pytest_configur
 import os
 
 import pytest
+import torch
 
 
 def pytest_addoption(parser):
@@ -19,3 +20,13 @@ def pytest_configure(config):
 @pytest.fixture
 def device(request):
     return request.config.getoption("--device")
+
+
+@pytest.fixture(autouse=True)
+def exact_fp32():
+    """Tests ask for fp32 accuracy unless they switch TF32 on themselves (PyTorch's default for
+    cuDNN convolutions is TF32 on, and the tensor-core algos follow that switch)."""
+    saved = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32 = saved
