@@ -127,18 +127,26 @@ def _prune(configs, named_args, **kwargs):
     return kept or [triton.Config({"BLOCK_M": win, "BLOCK_N": 32, "BLOCK_K": 32}, num_warps=4, num_stages=2)]
 
 
-def _tc_configs():
-    shapes = [(128, 128, 64, 8, 3), (128, 64, 64, 4, 3), (64, 128, 64, 4, 3), (64, 64, 64, 4, 4),
-              (128, 128, 32, 8, 4), (128, 64, 32, 4, 4), (64, 64, 32, 4, 4), (32, 64, 64, 4, 3),
-              (64, 32, 32, 4, 3), (256, 64, 32, 8, 3)]
+def _configs(shapes):
     return [triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=w, num_stages=s)
             for m, n, k, w, s in shapes]
 
 
-# Dense tensor-core path: tiles picked by measurement per layer shape (first call of a shape).
-_conv_tuned = triton.autotune(
-    configs=_tc_configs(), key=["C_G", "COUT_G", "M", "KH", "KW", "H", "W", "PRECISION", "POOL", "WIN_P2"],
-    prune_configs_by={"early_config_prune": _prune})(_conv_kernel)
+_KEY = ["C_G", "COUT_G", "M", "KH", "KW", "H", "W", "PRECISION", "POOL", "WIN_P2"]
+_PRUNE = {"early_config_prune": _prune}
+# Dense tensor-core paths: tiles picked by measurement per layer shape at its first call.
+# 16-bit operands take BLOCK_K 64 (one 128-byte row per load); fp32 (TF32 / 3xTF32) BLOCK_K 32,
+# fewer stages for its 2x larger tiles; BLOCK_K 16 serves the 3-channel first layers.
+_conv_tuned_16 = triton.autotune(configs=_configs([
+    (128, 128, 64, 8, 3), (128, 64, 64, 4, 3), (64, 128, 64, 4, 3), (64, 64, 64, 4, 4),
+    (128, 128, 32, 8, 4), (128, 64, 32, 4, 4), (64, 64, 32, 4, 4), (32, 64, 64, 4, 3),
+    (64, 32, 32, 4, 3), (256, 64, 32, 8, 3), (128, 64, 16, 4, 4), (64, 64, 16, 4, 4),
+]), key=_KEY, prune_configs_by=_PRUNE)(_conv_kernel)
+_conv_tuned_32 = triton.autotune(configs=_configs([
+    (128, 64, 32, 4, 3), (128, 128, 32, 8, 3), (64, 64, 32, 4, 3), (64, 128, 32, 4, 3),
+    (32, 64, 32, 4, 3), (64, 32, 32, 4, 2), (128, 64, 16, 4, 3), (64, 64, 16, 4, 3),
+    (256, 64, 32, 8, 2), (128, 32, 32, 4, 3),
+]), key=_KEY, prune_configs_by=_PRUNE)(_conv_kernel)
 
 
 @dataclass(frozen=True)
@@ -248,7 +256,8 @@ def conv(x, weight, bias, spec, activation, algo, config: Config | None = None, 
         grid = lambda meta: (triton.cdiv(m_total, meta["BLOCK_M"] // win),  # noqa: E731
                              triton.cdiv(spec.out_per_group, meta["BLOCK_N"]), spec.groups)
         # NCH (flags row length) is unused without SKIP: the kernel counts chunks from C_G.
-        _conv_tuned[grid](x, w, b, y, y, *args, 0, *geometry, SKIP=False, NCH_P2=1, **switches)
+        tuned = _conv_tuned_32 if x.dtype == torch.float32 else _conv_tuned_16
+        tuned[grid](x, w, b, y, y, *args, 0, *geometry, SKIP=False, NCH_P2=1, **switches)
         return y
     cfg = config or default_config(spec, x.dtype, algo)
     chunks = triton.cdiv(spec.in_per_group, cfg.block_k)
