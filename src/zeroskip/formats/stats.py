@@ -1,10 +1,11 @@
 """How sparse a convolution's input is, measured the ways that predict a zero-skipping speed-up.
 
-The project's zero-skipping kernel multiplies tiles of ``block_m`` consecutive output pixels
-(flattened (n, oy, ox) order, one group at a time) by the weights, kernel index by kernel index,
-and skips a kernel index whose im2col column is zero for the whole tile. ``block_skip_fraction``
-is the share of (tile, group, kernel index) pairs it skips, so roughly the share of the dense
-work it saves; the per-window counts are what ECR stores.
+``block_skip_fraction`` is the share of (tile of ``block_m`` consecutive output pixels in
+flattened (n, oy, ox) order, group, kernel index) pairs whose im2col column is zero for the whole
+tile: what a kernel that skips single kernel indices per tile could save at best. The project's
+kernels skip coarser units (a chunk of input channels over all taps, see kernels/ecr_index.py), so
+they save at most this much; with ``block_m=1`` it is the zero fraction the paper's per-window
+ECR skips. The per-window counts are what ECR stores.
 """
 from __future__ import annotations
 
