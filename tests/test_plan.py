@@ -75,11 +75,22 @@ def test_other_environment_is_ignored_with_warning(tmp_path):
         zplan.Plan.load(path)
 
 
+# These tests stand in for the GPU with fakes; with --device cuda the real test below runs instead.
+cpu_fakes = pytest.mark.usefixtures("skip_on_cuda")
+
+
+@pytest.fixture
+def skip_on_cuda(device):
+    if device == "cuda":
+        pytest.skip("fake-GPU test; test_convert_measures_on_cuda covers the real path")
+
+
 def fake_cuda_input(x):
     """What dispatch.choose and the key read from a CUDA input: device, dtype, layout flags."""
     return types.SimpleNamespace(device=torch.device("cuda"), dtype=x.dtype, is_contiguous=x.is_contiguous)
 
 
+@cpu_fakes
 def test_choose_auto_follows_active_plan():
     x, w = torch.zeros(2, 4, 8, 8), torch.zeros(6, 4, 3, 3)
     spec = zplan.spec_of("conv2d", x, w, None, 1, 1)
@@ -123,6 +134,7 @@ def test_measure_needs_cuda():
 
 
 @pytest.mark.parametrize("ecr_us, winner", [(98.0, "torch"), (90.0, "ecr")])
+@cpu_fakes
 def test_measure_checks_then_times(monkeypatch, ecr_us, winner):
     """The flow on the CPU interpreter: accuracy check, drops recorded, fake times, margin."""
     from zeroskip.kernels import implicit_gemm
@@ -166,6 +178,7 @@ def test_convert_on_cpu_notes_no_measurement(monkeypatch, tmp_path):
         zeroskip.convert_(lenet5(), x, measure="yes")
 
 
+@cpu_fakes
 def test_convert_measure_flow_with_fake_timings(monkeypatch, tmp_path):
     """convert_'s CUDA path on the CPU: inputs "on CUDA", measure faked, the real plan file."""
     from zeroskip import convert
