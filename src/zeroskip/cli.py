@@ -4,8 +4,10 @@
                     through zeroskip.conv2d_pool(algo="ecr") on Triton's interpreter, checked against
                     PyTorch in float64 (PASS/FAIL; exit 1 on FAIL); timings need a GPU.
   zeroskip bench    suites of real CNN layers with realistic sparse inputs, against cuDNN.
+  zeroskip bench --model NAME   whole-model latency: eager PyTorch, torch.compile, zeroskip.convert_.
   zeroskip sweep    speedup against input sparsity, and the break-even sparsity per shape.
   zeroskip replicate  the paper's own one-channel experiment, redone fairly, beside their times.
+  zeroskip profile MODEL --images DIR   zero fraction of each conv's input on real images (CPU or GPU).
 bench/sweep/replicate need a CUDA GPU (exit 2 without one). Argument errors name the argument (exit 2).
 """
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 import sys
 from pathlib import Path
 
+from .bench.models import MODELS
 from .bench.suites import SUITES
 from .dispatch import ALGOS
 
@@ -38,6 +41,15 @@ def _choices(what, allowed):
     return parse
 
 
+def _one(what, allowed):
+    """argparse type: one name that must be in `allowed`."""
+    def parse(text):
+        if text not in allowed:
+            raise argparse.ArgumentTypeError(f"unknown {what} {text!r} (choose from {', '.join(allowed)})")
+        return text
+    return parse
+
+
 def _numbers(what, conv, low, high):
     def parse(text):
         try:
@@ -50,6 +62,18 @@ def _numbers(what, conv, low, high):
     return parse
 
 
+def _int(what, low, high):
+    """argparse type: one integer in [low, high]."""
+    parse = _numbers(what, int, low, high)
+
+    def one(text):
+        items = parse(text)
+        if len(items) != 1:
+            raise argparse.ArgumentTypeError(f"{what} takes one number, got {text!r}")
+        return items[0]
+    return one
+
+
 def _flat(values, default):
     return [v for group in values for v in group] if values else list(default)
 
@@ -58,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="zeroskip", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="Paper data: --data PATH, else $ZEROSKIP_PAPER_DATA, else ../shared/paper-data.")
-    sub = p.add_subparsers(dest="command", metavar="{bench,sweep,replicate,demo}")
+    sub = p.add_subparsers(dest="command", metavar="{bench,sweep,replicate,profile,demo}")
 
     def common(sp, dtypes=DTYPE_NAMES, default_algo="auto"):
         sp.add_argument("--batch", action="append", type=_numbers("--batch", int, 1, 1 << 16),
@@ -77,6 +101,20 @@ def build_parser() -> argparse.ArgumentParser:
     common(b)
     b.add_argument("--compile", action="store_true", help="also time torch.compile of the baseline (max-autotune tuning; the harness adds the CUDA graph)")
     b.add_argument("--png", action="store_true", help="also draw speedups per layer (needs matplotlib)")
+    b.add_argument("--model", action="append", type=_choices("model", MODELS),
+                   help=f"instead of suites, whole model(s) among {', '.join(MODELS)}: eager vs torch.compile vs "
+                        f"zeroskip.convert_, plus a per-layer table. torchvision models are built with weights=None "
+                        f"(random init; nothing is downloaded), whose ReLU outputs are about half zeros")
+    model_options(b)
+    b.add_argument("--plan", metavar="PATH", help="with --model: convert_'s plan JSON, reused and updated")
+    f = sub.add_parser("profile", help="zero fraction of each conv's input on real images (no timing)")
+    f.add_argument("model", type=_one("model", MODELS), help=f"one of {', '.join(MODELS)}")
+    f.add_argument("--images", metavar="DIR", required=True,
+                   help="folder of PNG/JPEG (needs Pillow) or .npy/.pt images with values in [0, 1]")
+    f.add_argument("--limit", metavar="N", type=_int("--limit", 1, 1 << 30),
+                   help="use the first N images by name (default all)")
+    model_options(f)
+    f.add_argument("--out", metavar="DIR", default="benchmarks", help="results folder (default benchmarks/)")
     s = sub.add_parser("sweep", help="speedup against input sparsity; break-even sparsity per shape")
     s.add_argument("--suite", default="vgg19", type=_choices("suite", SUITES), help="suite the layers come from")
     s.add_argument("--layers", help="comma list of layer names (default: 4 spread over the suite)")
@@ -89,6 +127,88 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="the default: quick check on CPU, VGG-19 table on a GPU")
     d.add_argument("--data", metavar="PATH", help="the paper-data folder (GPU demo)")
     return p
+
+
+def model_options(sp):
+    sp.add_argument("--image-size", metavar="S", type=_int("--image-size", 32, 4096),
+                    help="input height and width (default 224; lenet5 takes 32x32, one channel)")
+    sp.add_argument("--weights", metavar="FILE", help="a state_dict .pt to load (default: random init)")
+
+
+def _model_args(parser, args, models, flag="--model") -> None:
+    """Checks torchvision, --image-size and --weights for the chosen models (argparse errors, exit 2)."""
+    import importlib.util
+    from .bench.models import input_shape
+    for name in models:
+        if name != "lenet5" and importlib.util.find_spec("torchvision") is None:
+            parser.error(f"argument {flag}: {name} needs torchvision, which is not installed")
+        try:
+            input_shape(name, args.image_size)
+        except ValueError as exc:
+            parser.error(f"argument --image-size: {exc}")
+    if args.weights and not Path(args.weights).is_file():
+        parser.error(f"argument --weights: no such file: {args.weights}")
+
+
+def _check_plan(parser, path) -> None:
+    """--plan: its folder must exist; an existing file must be a zeroskip plan."""
+    import json
+    from .plan import Plan
+    if not path.resolve().parent.is_dir():
+        parser.error(f"argument --plan: the folder of {path} does not exist")
+    if path.exists():
+        try:
+            Plan.from_json(json.loads(path.read_text()))
+        except Exception as exc:
+            parser.error(f"argument --plan: {path} is not a zeroskip plan: {type(exc).__name__}: {exc}")
+
+
+def bench_models(parser, args, gpu) -> int:
+    """`bench --model`: checks the arguments, then times each model, batch, dtype and algo."""
+    for flag, given in (("--suite", args.suite), ("--ops", args.ops), ("--png", args.png), ("--data", args.data)):
+        if given:
+            parser.error(f"argument {flag}: not allowed with --model")
+    models = _flat(args.model, [])
+    _model_args(parser, args, models)
+    if args.plan:
+        _check_plan(parser, Path(args.plan))
+    if not gpu:
+        print("zeroskip bench: timings need a CUDA GPU, and none is available here. "
+              "`zeroskip demo` checks correctness on the CPU.", file=sys.stderr)
+        return 2
+    from .bench import models as bm
+    results = []
+    for name in models:
+        for batch in _flat(args.batch, [1]):
+            for dtype in _flat(args.dtype, ["fp32"]):
+                for algo in _flat(args.algo, ["auto"]):
+                    print(f"{name} batch {batch} {dtype} algo {algo}", flush=True)
+                    try:
+                        results.append(bm.run_model(name, batch, dtype, algo, args.compile, args.plan,
+                                                    args.image_size, args.weights))
+                    except bm.WeightsError as exc:
+                        parser.error(f"argument --weights: {exc}")
+                    bm.print_result(results[-1])
+    path = bm.write_results(results, Path(args.out) / f"model-{_stamp()}.json")
+    print(f"\nresults: {path}, {path.with_suffix('.csv')} and {path.with_name(path.stem + '-layers.csv')}")
+    return 0
+
+
+def profile(parser, args) -> int:
+    """`profile MODEL --images DIR`: zero fractions of conv inputs on real images."""
+    from .bench.models import WeightsError
+    from .bench.profile import ImagesError, print_profile, profile_model, write_profile
+    _model_args(parser, args, [args.model], flag="model")
+    try:
+        result = profile_model(args.model, args.images, args.weights, args.limit, args.image_size)
+    except WeightsError as exc:
+        parser.error(f"argument --weights: {exc}")
+    except ImagesError as exc:
+        parser.error(f"argument --images: {exc}")
+    print_profile(result)
+    path = write_profile(result, Path(args.out) / f"profile-{args.model}-{_stamp()}.json")
+    print(f"results: {path}")
+    return 0
 
 
 def _data(parser, path, needed=True):
@@ -167,6 +287,13 @@ def main(argv=None) -> int:
                 print("warning: zeroskip's kernels were imported before TRITON_INTERPRET=1 was set", file=sys.stderr)
             return cpu_demo()
         return gpu_demo(parser, args if args.command else argparse.Namespace(data=None))
+    if command == "profile":
+        return profile(parser, args)
+    if command == "bench" and args.model:
+        return bench_models(parser, args, gpu)
+    for flag in ("plan", "weights", "image_size"):
+        if getattr(args, flag, None):
+            parser.error(f"argument --{flag.replace('_', '-')}: only with --model")
     needs_data = not (command == "sweep" and args.structure == "random")
     data = _data(parser, args.data, needed=needs_data)
     if command == "sweep":

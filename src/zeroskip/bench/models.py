@@ -1,0 +1,216 @@
+"""Whole-model benchmark: eager PyTorch, torch.compile and zeroskip.convert_ on one CNN.
+
+Models are built untrained: torchvision's with weights=None (nothing is downloaded; pass a
+state_dict file for trained weights), LeNet-5 defined here. The input is a dense random
+normal image batch, as a normalised image is. Nearly every conv after the first reads a ReLU
+output (some pooled), and with random-init weights about half of a ReLU's outputs are zero: the
+sparsity comes from the model, not from a generator. Trained weights on real images give other fractions; see
+`zeroskip profile`.
+
+Timing follows bench.run's rules: the same input and precision on every side (fp32 = TF32 off,
+tf32 = TF32 on, fp16/bf16 = channels_last model and input), all sides timed by the same method
+(bench.timing.measure_same: CUDA-graph replay, or do_bench for all), torch.compile in
+"max-autotune-no-cudagraphs" mode (the harness adds the CUDA graph).
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+MODELS = ("vgg11", "vgg11_bn", "vgg16", "vgg19", "vgg19_bn", "alexnet", "googlenet", "resnet18", "resnet50",
+          "lenet5")
+CANDIDATES = ("torch", "igemm", "ecr_tc", "ecr")
+FIELDS = ("model", "batch", "dtype", "algo", "image_size", "weights", "eager_us", "compiled_us", "converted_us",
+          "speedup", "speedup_vs_compiled", "mean_sparsity", "max_rel_err", "timing", "gpu", "torch", "triton",
+          "date", "notes")
+LAYER_FIELDS = ("model", "batch", "dtype", "name", "op", "shape", "sparsity", "algo",
+                *(f"{c}_us" for c in CANDIDATES), "reused")
+
+
+class WeightsError(ValueError):
+    """A --weights file that is missing, unreadable or does not fit the model."""
+
+
+class LeNet5(nn.Module):
+    """LeNet-5 in its common modern form (the lenet5 suite): 1x32x32 image, two conv+ReLU+maxpool
+    stages in one nn.Sequential (so convert_ fuses them), then three linear layers."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 6, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2, 2),
+                                      nn.Conv2d(6, 16, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2, 2))
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(400, 120), nn.ReLU(inplace=True),
+                                        nn.Linear(120, 84), nn.ReLU(inplace=True), nn.Linear(84, num_classes))
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+def build_model(name: str) -> nn.Module:
+    """The untrained model `name` (one of MODELS) in eval mode; torchvision's need torchvision."""
+    if name not in MODELS:
+        raise ValueError(f"model must be one of {', '.join(MODELS)}, got {name!r}")
+    if name == "lenet5":
+        return LeNet5().eval()
+    try:
+        import torchvision
+    except ImportError:
+        raise ImportError(f"model {name!r} needs torchvision, which is not installed") from None
+    extra = dict(aux_logits=False, init_weights=True) if name == "googlenet" else {}
+    return getattr(torchvision.models, name)(weights=None, **extra).eval()
+
+
+def input_shape(name: str, image_size: int | None = None) -> tuple:
+    """(channels, height, width) of one input image: 1x32x32 for lenet5, else 3 x size x size."""
+    if name == "lenet5":
+        if image_size not in (None, 32):
+            raise ValueError(f"image_size: lenet5 takes 32x32 images, got {image_size}")
+        return (1, 32, 32)
+    size = 224 if image_size is None else image_size
+    return (3, size, size)
+
+
+def load_weights(model: nn.Module, path) -> None:
+    """Loads a state_dict file into model. Raises WeightsError naming the file if it is missing,
+    unreadable or does not fit (GoogLeNet's auxiliary-classifier keys are ignored)."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"no such file: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise WeightsError(f"cannot read {path} as a state_dict: {_reason(exc)}") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise WeightsError(f"{path} holds a {type(state).__name__}, not a state_dict")
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        raise WeightsError(f"{path} does not fit {type(model).__name__}: {' '.join(str(exc).split())[:400]}") from None
+    unexpected = [k for k in unexpected if not k.startswith(("aux1.", "aux2."))]
+    if missing or unexpected:
+        raise WeightsError(f"{path} does not fit {type(model).__name__}: missing keys {missing[:5]}, "
+                           f"unexpected keys {unexpected[:5]}")
+
+
+def _reason(exc) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def run_model(name, batch=1, dtype="fp32", algo="auto", torch_compile=False, plan=None, image_size=None,
+              weights=None, device="cuda") -> dict:
+    """Times `name` at one batch and precision: eager, converted (convert_ with `algo` and `plan`),
+    and torch.compile if asked. Returns one result dict (FIELDS, plus "layers": the converted
+    model's zeroskip_report rows, and "report": what was converted, fused, folded). Timing needs
+    device="cuda"; another device only runs the same steps (tests, with a stand-in timer)."""
+    import zeroskip
+    from . import timing
+    from .run import DTYPES, env_info, precision
+    model = build_model(name)
+    if weights is not None:
+        load_weights(model, weights)
+    torch.manual_seed(0)
+    model = model.to(device, DTYPES[dtype])
+    x = torch.randn(batch, *input_shape(name, image_size), device=device, dtype=DTYPES[dtype])
+    if dtype in ("fp16", "bf16"):
+        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    notes = [] if weights else ["random-init weights (weights=None): ReLU outputs are about half zeros, and that "
+                                "is the sparsity the convs see here; trained weights on real images differ "
+                                "(zeroskip profile measures them)"]
+    env, fns = env_info(), {}
+    with precision(dtype), torch.no_grad():
+        fns["eager"] = lambda: model(x)
+        converted = copy.deepcopy(model)
+        try:
+            zeroskip.convert_(converted, x, algo=algo, plan=plan)
+            fns["converted"] = lambda: converted(x)
+        except Exception as exc:
+            notes.append(f"convert_ failed: {_reason(exc)}")
+        report = getattr(converted, "zeroskip_report", {})  # set before convert_'s output check
+        if torch_compile:
+            try:
+                torch._dynamo.reset()
+                compiled = torch.compile(model, mode="max-autotune-no-cudagraphs", dynamic=False)
+                compiled(x)
+                fns["compiled"] = lambda: compiled(x)
+            except Exception as exc:
+                notes.append(f"torch.compile failed: {_reason(exc)}")
+        try:
+            times = dict(zip(fns, timing.measure_same(*fns.values(), inner=10, reps=20)))
+        except Exception as exc:  # e.g. out of memory: keep the other runs going
+            notes.append(f"timing failed: {_reason(exc)}")
+            times = {}
+    us = {k: t.us for k, t in times.items()}
+    method = next(iter(times.values())).method if times else None
+    if method == "do_bench":
+        notes.append(f"all sides timed with do_bench ({next(iter(times.values())).reason})")
+    layers = [{**r, "shape": list(r["shape"])} for r in report.get("layers", [])]
+    if report and not layers:
+        notes.append(report.get("note") or f"algo={algo}: layers not measured (only algo='auto' measures)")
+
+    def ratio(a, b):
+        return a / b if a and b else None
+    return {"model": name, "batch": batch, "dtype": dtype, "algo": algo,
+            "image_size": input_shape(name, image_size)[1], "weights": str(weights) if weights else None,
+            "eager_us": us.get("eager"), "compiled_us": us.get("compiled"), "converted_us": us.get("converted"),
+            "speedup": ratio(us.get("eager"), us.get("converted")),
+            "speedup_vs_compiled": ratio(us.get("compiled"), us.get("converted")),
+            "mean_sparsity": sum(r["sparsity"] for r in layers) / len(layers) if layers else None,
+            "max_rel_err": report.get("max_rel_err"), "timing": method,
+            **{k: env.get(k) for k in ("gpu", "torch", "triton", "date")}, "notes": notes,
+            "report": {k: report.get(k, []) for k in ("converted", "fused", "folded_bn", "kept_bn")},
+            "layers": layers}
+
+
+def _fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
+def _time(t) -> str:
+    """A candidate's time in the table: "-" if not run, "dropped" if it failed (reason in the JSON)."""
+    return "-" if t is None else "dropped" if isinstance(t, str) else f"{t:.1f}"
+
+
+def print_result(r) -> None:
+    """Whole-model latencies and speedups, then the per-layer table."""
+    print(f"\n{r['model']} {r['dtype']} batch {r['batch']} {r['image_size']}x{r['image_size']} algo {r['algo']} "
+          f"on {r['gpu']} ({r['timing']}): eager {_fmt(r['eager_us'], '.1f')} us, torch.compile "
+          f"{_fmt(r['compiled_us'], '.1f')} us, zeroskip {_fmt(r['converted_us'], '.1f')} us; speedup "
+          f"{_fmt(r['speedup'], '.2f')}x over eager, {_fmt(r['speedup_vs_compiled'], '.2f')}x over compiled")
+    print(f"  converted {len(r['report']['converted'])} convs, fused {len(r['report']['fused'])}, folded "
+          f"{len(r['report']['folded_bn'])} BN; max rel err {_fmt(r['max_rel_err'], '.1e')}; mean conv-input "
+          f"zero fraction {_fmt(r['mean_sparsity'], '.3f')}")
+    for note in r["notes"]:
+        print(f"  note: {note}")
+    head = ("layer", "op", "input shape", "zeros", "algo", *(f"{c}_us" for c in CANDIDATES))
+    table = [head] + [(l["name"], l["op"], "x".join(map(str, l["shape"])), f"{l['sparsity']:.3f}", l["algo"],
+                       *(_time(l["times_us"].get(c)) for c in CANDIDATES)) for l in r["layers"]]
+    widths = [max(len(t[i]) for t in table) for i in range(len(head))]
+    for t in table if r["layers"] else []:
+        print("  " + "  ".join(c.rjust(w) if i >= 3 else c.ljust(w) for i, (c, w) in enumerate(zip(t, widths))))
+
+
+def write_results(results, path) -> Path:
+    """JSON at `path`, the summary as CSV beside it, the per-layer rows as <stem>-layers.csv."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=1) + "\n")
+    with open(path.with_suffix(".csv"), "w", newline="") as f:
+        out = csv.DictWriter(f, fieldnames=list(FIELDS), extrasaction="ignore")
+        out.writeheader()
+        out.writerows({**r, "notes": "; ".join(r["notes"])} for r in results)
+    with open(path.with_name(path.stem + "-layers.csv"), "w", newline="") as f:
+        out = csv.DictWriter(f, fieldnames=list(LAYER_FIELDS), extrasaction="ignore")
+        out.writeheader()
+        for r in results:
+            out.writerows({**l, "model": r["model"], "batch": r["batch"], "dtype": r["dtype"],
+                           "shape": "x".join(map(str, l["shape"])),
+                           **{f"{c}_us": l["times_us"].get(c) for c in CANDIDATES}} for l in r["layers"])
+    return path

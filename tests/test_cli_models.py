@@ -1,0 +1,155 @@
+"""Whole-model commands on the CPU: model construction, `zeroskip profile` on LeNet-5 against a
+direct computation, result files, argument errors and the no-GPU exit of `bench --model`.
+No zeroskip kernel runs here (profile hooks plain PyTorch convs; bench --model needs a GPU)."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from zeroskip import cli
+from zeroskip.bench import models, profile, timing
+from zeroskip.bench.models import MODELS, build_model
+
+GRAY = (sum(profile.MEAN) / 3, sum(profile.STD) / 3)
+
+
+def test_lenet5_shapes():
+    model = build_model("lenet5")
+    assert not model.training
+    assert models.input_shape("lenet5") == (1, 32, 32)
+    assert model(torch.randn(2, 1, 32, 32)).shape == (2, 10)
+    with pytest.raises(ValueError, match="lenet5 takes 32x32"):
+        models.input_shape("lenet5", 64)
+    with pytest.raises(ValueError, match="'resnet"):
+        build_model("resnet")
+
+
+@pytest.mark.parametrize("name", [n for n in MODELS if n != "lenet5"])
+def test_torchvision_models(name):
+    pytest.importorskip("torchvision")
+    model = build_model(name)
+    assert any(isinstance(m, torch.nn.Conv2d) for m in model.modules()) and not model.training
+
+
+def images(folder, count=3):
+    """Grey 32x32 images in [0, 1], as .npy (H, W) and .pt (1, H, W); returns them as (1, H, W)."""
+    folder.mkdir(exist_ok=True)
+    gen = torch.Generator().manual_seed(0)
+    out = []
+    for i in range(count):
+        img = torch.rand(1, 32, 32, generator=gen)
+        if i % 2:
+            torch.save(img, folder / f"img{i}.pt")
+        else:
+            np.save(folder / f"img{i}.npy", img[0].numpy())
+        out.append(img)
+    return out
+
+
+def test_profile_matches_direct(tmp_path):
+    imgs = images(tmp_path / "imgs")
+    state = build_model("lenet5").state_dict()
+    torch.save(state, tmp_path / "w.pt")
+    result = profile.profile_model("lenet5", tmp_path / "imgs", weights=tmp_path / "w.pt", batch=2)
+    layers = {layer["name"]: layer for layer in result["layers"]}
+    assert list(layers) == ["features.0", "features.3"] and result["count"] == 3
+    assert layers["features.3"]["shape"] == [6, 14, 14]
+    for layer in layers.values():
+        assert 0 <= layer["min"] <= layer["mean"] <= layer["max"] <= 1
+    model = build_model("lenet5")
+    model.load_state_dict(state)
+    with torch.no_grad():
+        x = (torch.stack(imgs) - GRAY[0]) / GRAY[1]
+        fractions = (model.features[:3](x) == 0).flatten(1).double().mean(1)  # ReLU(conv1), max-pooled
+    assert layers["features.3"]["mean"] == pytest.approx(fractions.mean().item(), abs=1e-3)
+    assert layers["features.3"]["min"] == pytest.approx(fractions.min().item(), abs=1e-3)
+    assert layers["features.3"]["max"] == pytest.approx(fractions.max().item(), abs=1e-3)
+    assert layers["features.0"]["max"] == 0.0  # the normalised image has no exact zeros here
+
+
+def test_prepare_resizes_and_converts():
+    rgb = torch.rand(3, 40, 60)
+    out = profile.prepare(rgb, 1, 32)
+    assert out.shape == (1, 32, 32)
+    assert profile.prepare(torch.rand(1, 20, 20), 3, 32).shape == (3, 32, 32)
+
+
+def test_profile_cli(tmp_path, capsys):
+    images(tmp_path / "imgs", 2)
+    assert cli.main(["profile", "lenet5", "--images", str(tmp_path / "imgs"), "--out", str(tmp_path / "out"),
+                     "--limit", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "features.3" in out and "random-init" in out
+    saved = json.loads(next((tmp_path / "out").glob("profile-lenet5-*.json")).read_text())
+    assert saved["count"] == 1 and len(saved["layers"]) == 2
+
+
+def error_of(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_bad_arguments(tmp_path, capsys):
+    images(tmp_path / "imgs", 1)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "junk.pt").write_text("not a state_dict")
+    assert "argument --model: unknown model 'vgg99'" in error_of(["bench", "--model", "vgg99"], capsys)
+    assert "argument model: unknown model 'vgg99'" in error_of(["profile", "vgg99", "--images", "x"], capsys)
+    err = error_of(["profile", "lenet5", "--images", str(tmp_path / "nope")], capsys)
+    assert "argument --images" in err and str(tmp_path / "nope") in err
+    err = error_of(["profile", "lenet5", "--images", str(tmp_path / "empty")], capsys)
+    assert "no images found" in err and str(tmp_path / "empty") in err
+    for weights in ("missing.pt", "junk.pt"):
+        err = error_of(["profile", "lenet5", "--images", str(tmp_path / "imgs"), "--weights",
+                        str(tmp_path / weights)], capsys)
+        assert "argument --weights" in err and str(tmp_path / weights) in err
+    err = error_of(["bench", "--model", "lenet5", "--weights", str(tmp_path / "missing.pt")], capsys)
+    assert "argument --weights" in err and "missing.pt" in err
+    assert "argument --image-size" in error_of(["bench", "--model", "lenet5", "--image-size", "64"], capsys)
+    assert "argument --suite" in error_of(["bench", "--model", "lenet5", "--suite", "vgg19"], capsys)
+    assert "argument --weights" in error_of(["bench", "--suite", "lenet5", "--weights", "w.pt"], capsys)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
+def test_bench_model_needs_gpu(capsys):
+    assert cli.main(["bench", "--model", "lenet5", "--batch", "2", "--dtype", "fp16"]) == 2
+    assert "timings need a CUDA GPU" in capsys.readouterr().err
+
+
+def test_result_files_and_table(tmp_path, capsys):
+    layer = {"name": "features.3", "op": "conv2d_pool", "shape": [1, 6, 14, 14], "sparsity": 0.5,
+             "algo": "torch", "times_us": {"torch": 10.0, "igemm": 12.0, "ecr_tc": "rel_err 1 > 0.01", "ecr": 30.0},
+             "reused": False}
+    result = {"model": "lenet5", "batch": 1, "dtype": "fp32", "algo": "auto", "image_size": 32, "weights": None,
+              "eager_us": 50.0, "compiled_us": None, "converted_us": 40.0, "speedup": 1.25,
+              "speedup_vs_compiled": None, "mean_sparsity": 0.5, "max_rel_err": 1e-7, "timing": "cuda_graph",
+              "gpu": "fake", "torch": "x", "triton": "y", "date": "d", "notes": ["a note"],
+              "report": {"converted": ["features.0", "features.3"], "fused": ["features.0", "features.3"],
+                         "folded_bn": [], "kept_bn": []}, "layers": [layer]}
+    path = models.write_results([result], tmp_path / "m.json")
+    assert json.loads(path.read_text())[0]["speedup"] == 1.25
+    assert path.with_suffix(".csv").read_text().startswith("model,batch,dtype")
+    rows = (tmp_path / "m-layers.csv").read_text().splitlines()
+    assert rows[1].startswith("lenet5,1,fp32,features.3,conv2d_pool,1x6x14x14,0.5,torch,10.0,12.0,rel_err")
+    models.print_result(result)
+    out = capsys.readouterr().out
+    assert "1.25x over eager" in out and "dropped" in out and "note: a note" in out
+
+
+def test_run_model_steps_on_cpu(monkeypatch):
+    """run_model's whole flow on the CPU (convert_ runs the kernels on the interpreter), with a
+    stand-in timer that calls each side once: the numbers are fake, the wiring is real."""
+    calls = []
+
+    def fake_measure_same(*fns, inner, reps):
+        calls.extend(fn() for fn in fns)
+        return [timing.Timing(100.0 - 10 * i, "cuda_graph") for i in range(len(fns))]
+    monkeypatch.setattr(timing, "measure_same", fake_measure_same)
+    result = models.run_model("lenet5", batch=1, device="cpu")
+    assert len(calls) == 2 and torch.allclose(calls[0], calls[1], atol=1e-5)
+    assert result["eager_us"] == 100.0 and result["converted_us"] == 90.0 and result["speedup"] == 100 / 90
+    assert result["report"]["fused"] == ["features.0", "features.3"] and result["max_rel_err"] < 1e-4
+    assert any("random-init" in n for n in result["notes"]) and any("CUDA" in n for n in result["notes"])
