@@ -11,8 +11,10 @@ Algos (every name here is public and documented in the README):
   "igemm"   The same kernel with skipping off (dense implicit GEMM), tensor-core precision as "ecr_tc".
   "auto"    On CUDA, the active plan's measured choice for this exact call (zeroskip.plan: op,
             geometry with batch and pooling, dtype, TF32 switch, activation, channels_last) when
-            it has an entry, else "torch" (no kernel here beats cuDNN on every layer, see
-            BENCHMARKS.md); "ecr" on the CPU interpreter; "torch" wherever kernels cannot run.
+            it has an entry; else "igemm" for fp16 VGG-style conv+pool (measured faster, see
+            _vgg_style_fused) and "torch" for everything else (no kernel here beats cuDNN on every
+            layer, see BENCHMARKS.md); "ecr" on the CPU interpreter; "torch" wherever kernels
+            cannot run.
 """
 from __future__ import annotations
 
@@ -36,6 +38,16 @@ def kernels_can_run(device: torch.device) -> bool:
     return device.type == "cuda" or (device.type == "cpu" and interpreting())
 
 
+def _vgg_style_fused(input, spec) -> bool:
+    """fp16 3x3/s1 conv + 2x2/s2 max-pool on >= 64 channels: the fused dense kernel ran 1.00x-2.16x
+    of cuDNN conv -> relu -> max_pool2d on all five VGG-19 stages at batch 1 and 32 (H100,
+    2026-11-25, BENCHMARKS.md). Other shapes and dtypes stay on cuDNN until measured."""
+    return (spec.pool == "max" and input.dtype == torch.float16 and spec.groups == 1
+            and (spec.kernel_h, spec.kernel_w, spec.stride_h, spec.stride_w, spec.dil_h, spec.dil_w) == (3, 3, 1, 1, 1, 1)
+            and (spec.pool_kh, spec.pool_kw, spec.pool_sh, spec.pool_sw, spec.pool_ph, spec.pool_pw) == (2, 2, 2, 2, 0, 0)
+            and spec.in_channels >= 64)
+
+
 def choose(algo, input: torch.Tensor, spec, activation=None) -> str:
     """Returns the algo to run; raises for unknown names and for kernels that cannot run here.
 
@@ -52,9 +64,10 @@ def choose(algo, input: torch.Tensor, spec, activation=None) -> str:
         if input.device.type == "cpu":
             return "ecr"
         # Measured on an H100 (BENCHMARKS.md): the kernels beat cuDNN on some layers and lose on
-        # others, so without a measurement for this layer the safe pick is cuDNN itself.
+        # others, so without a measurement for this layer the pick is cuDNN, except the one
+        # family measured faster everywhere it was tried.
         op = "conv2d_pool" if spec.pool else "conv2d"
-        return plan.lookup(op, spec, input, activation) or "torch"
+        return plan.lookup(op, spec, input, activation) or ("igemm" if _vgg_style_fused(input, spec) else "torch")
     if input.dtype not in KERNEL_DTYPES:
         raise TypeError(f"algo={algo!r} supports dtypes {KERNEL_DTYPES}, got input dtype {input.dtype}")
     if not kernels_can_run(input.device):
