@@ -39,10 +39,13 @@ def kernels_can_run(device: torch.device) -> bool:
 
 
 def _vgg_style_fused(input, spec) -> bool:
-    """fp16 3x3/s1 conv + 2x2/s2 max-pool on >= 64 channels: the fused dense kernel ran 1.00x-2.16x
-    of cuDNN conv -> relu -> max_pool2d on all five VGG-19 stages at batch 1 and 32 (H100,
-    2026-11-25, BENCHMARKS.md). Other shapes and dtypes stay on cuDNN until measured."""
+    """fp16 3x3/s1 conv + 2x2/s2 max-pool on 64..256 channels (any batch) or 512 (batch 1): the
+    fused dense kernel ran 1.55x-2.28x of cuDNN conv -> relu -> max_pool2d on the five VGG-19
+    stages at batch 1 and 1.18x-1.88x on the first three at batch 32 (H100, 2026-11-25,
+    BENCHMARKS.md); at 512 channels and batch 32 it tied (0.97x-1.03x), so cuDNN keeps those.
+    Other shapes and dtypes stay on cuDNN until measured."""
     return (spec.pool == "max" and input.dtype == torch.float16 and spec.groups == 1
+            and (spec.in_channels <= 256 or spec.batch == 1)
             and (spec.kernel_h, spec.kernel_w, spec.stride_h, spec.stride_w, spec.dil_h, spec.dil_w) == (3, 3, 1, 1, 1, 1)
             and (spec.pool_kh, spec.pool_kw, spec.pool_sh, spec.pool_sw, spec.pool_ph, spec.pool_pw) == (2, 2, 2, 2, 0, 0)
             and spec.in_channels >= 64)
