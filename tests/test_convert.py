@@ -198,3 +198,18 @@ def test_torchvision_kernel_algo(device):
     model = models.alexnet(weights=None).to(device).eval()
     report = check(model, torch.rand(1, 3, 64, 64, device=device), algo="ecr")
     assert report["fused"] == ["features.0", "features.3", "features.6", "features.8", "features.10"]
+
+
+def test_sequential_subclass_with_own_forward_is_not_fused():
+    class Residual(nn.Sequential):
+        def forward(self, x):
+            return self[1](self[0](x) + x)
+
+    model = nn.Sequential(Residual(nn.Conv2d(2, 2, 3, padding=1), nn.ReLU())).eval()
+    x = torch.randn(1, 2, 8, 8)
+    with torch.no_grad():
+        want = model(x)
+        zeroskip.convert_(model, algo="torch")
+        got = model(x)
+    assert isinstance(model[0][1], nn.ReLU)                  # not absorbed into the conv
+    assert torch.allclose(got, want, atol=1e-6)

@@ -9,7 +9,7 @@ W = torch.zeros(6, 4, 3, 3)
 
 
 @pytest.mark.parametrize("kwargs, exc, match", [
-    (dict(input=torch.zeros(4, 8)), ValueError, r"input must be 4-D .* got shape \(4, 8\)"),
+    (dict(input=torch.zeros(4, 8)), ValueError, r"input must be 4-D \(N, C, H, W\) or 3-D \(C, H, W\), got shape \(4, 8\)"),
     (dict(weight=torch.zeros(6, 4, 3)), ValueError, r"weight must be 4-D .* got shape \(6, 4, 3\)"),
     (dict(input=X.long()), TypeError, "input must be a floating-point tensor, got dtype torch.int64"),
     (dict(weight=W.half()), TypeError, "weight dtype torch.float16 does not match input dtype torch.float32"),

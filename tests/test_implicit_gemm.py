@@ -73,6 +73,11 @@ def test_weight_packing_follows_in_place_changes(device):
     first = zeroskip.conv2d(x, w, algo="ecr")
     w.mul_(2)                                   # in place: the packed copy must be refreshed
     assert rel_err(zeroskip.conv2d(x, w, algo="ecr"), 2 * first) <= 1e-6
+    w.data = 3 * w.data                         # new storage under the same tensor
+    assert rel_err(zeroskip.conv2d(x, w, algo="ecr"), 6 * first) <= 1e-6
+    w.data.mul_(0.5)                            # bypasses the version counter: documented
+    _kernels().clear_packed_weights()
+    assert rel_err(zeroskip.conv2d(x, w, algo="ecr"), 3 * first) <= 1e-6
 
 
 def test_zero_times_inf_is_skipped(device):
@@ -97,3 +102,44 @@ def test_nan_input_is_not_skipped(device):
     out = zeroskip.conv2d(x, w, padding=1, algo="ecr")
     assert torch.isnan(out[0, :, 1:4, 1:4]).all()            # every window holding the NaN
     assert torch.isfinite(out[0, :, 0, 0]).all()
+
+
+@pytest.mark.parametrize("activation", [None, "relu", "relu6"])
+@pytest.mark.parametrize("algo", ["ecr", "igemm"])
+def test_nan_propagates_through_activation_and_max_pool(algo, activation, device):
+    """F.relu and F.max_pool2d keep NaN; the fused epilogue must too (no NaN-dropping max)."""
+    x = sparse((1, 2, 6, 6), 0.5, device=device)
+    x[0, 0, 1, 1] = float("nan")
+    w = torch.randn(3, 2, 1, 1, device=device)
+    out = zeroskip.conv2d_pool(x, w, activation=activation, pool="max", pool_size=2, algo=algo)
+    ref = reference(x, w, None, activation=activation, pool="max", pool_size=2)
+    assert torch.equal(torch.isnan(out.cpu()), torch.isnan(ref))
+    assert torch.isnan(out[0, :, 0, 0]).all()
+
+
+def test_grad_recording_is_not_silently_dropped(device):
+    x = sparse((1, 3, 6, 6), 0.5, device=device)
+    w = torch.randn(4, 3, 3, 3, device=device, requires_grad=True)
+    out = zeroskip.conv2d(x, w)                  # auto: falls back to the torch path, keeps grad
+    assert out.requires_grad and out.grad_fn is not None
+    with pytest.raises(RuntimeError, match="algo='ecr' has no backward"):
+        zeroskip.conv2d(x, w, algo="ecr")
+    with torch.no_grad():
+        assert rel_err(zeroskip.conv2d(x, w, algo="ecr"), reference(x, w, None)) <= TOL[torch.float32]
+
+
+def test_auto_falls_back_for_huge_pool_windows(device):
+    x = sparse((1, 2, 18, 18), 0.5, device=device)
+    w = torch.randn(3, 2, 1, 1, device=device)
+    out = zeroskip.conv2d_pool(x, w, pool_size=17)          # 289 positions > one tile's 256
+    assert rel_err(out, reference(x, w, None, activation="relu", pool="max", pool_size=17)) <= TOL[torch.float32]
+    with pytest.raises(ValueError, match="fuses windows of at most 256"):
+        zeroskip.conv2d_pool(x, w, pool_size=17, algo="igemm")
+
+
+def test_images_past_int32_indexing_are_refused():
+    # meta tensors: the geometry without the 8.6 GB; 63 * 34.1M > 2**31 - 1
+    x = torch.empty(1, device="meta").as_strided((1, 64, 2, 2), (0, 34_100_000, 2, 1))
+    w = torch.empty(4, 64, 1, 1, device="meta")
+    with pytest.raises(ValueError, match="indexes images in int32"):
+        zeroskip.conv2d(x, w, algo="igemm")

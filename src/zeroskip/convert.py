@@ -110,7 +110,9 @@ class _Converter:
         return self.done[id(conv)]
 
     def walk(self, module, prefix=""):
-        if isinstance(module, nn.Sequential):
+        # Only Sequential's own forward runs children in order; a subclass may override it
+        # (e.g. a residual block), and fusing across its children would change what it computes.
+        if isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward:
             self.sequential(module, prefix)
         for name, child in module.named_children():
             qual = f"{prefix}.{name}" if prefix else name

@@ -6,6 +6,8 @@ conv2d_pool(...) == pool(act(F.conv2d(...)))   (F.max_pool2d / F.avg_pool2d, flo
 Semantics that differ from cuDNN by design: a zero-skipping algo never multiplies a skipped
 zero, so `0 * inf` and `0 * nan` in the weight contribute 0 where cuDNN gives NaN. A NaN or
 inf in the *input* is never skipped (it is not zero) and propagates as usual.
+
+The kernels are for inference: they have no backward (see _inference_only).
 """
 from __future__ import annotations
 
@@ -29,7 +31,8 @@ def _torch_conv(input, weight, bias, spec, activation):
     th = (spec.out_h - 1) * spec.stride_h + spec.dil_h * (spec.kernel_h - 1) + 1 - spec.height
     tw = (spec.out_w - 1) * spec.stride_w + spec.dil_w * (spec.kernel_w - 1) + 1 - spec.width
     bottom, right = max(th - spec.pad_h, 0), max(tw - spec.pad_w, 0)
-    if bottom != spec.pad_h or right != spec.pad_w:
+    # Fewer rows than the top padding at the bottom is fine: F.conv2d's floor drops them.
+    if bottom > spec.pad_h or right > spec.pad_w:
         input = F.pad(input, (spec.pad_w, right, spec.pad_h, bottom))
         padding = 0
     else:
@@ -46,9 +49,26 @@ def _torch_pool(y, spec):
     return F.avg_pool2d(y, k, s, p)
 
 
+def _inference_only(name, algo, *tensors):
+    """The kernels have no backward. Where autograd is recording, "auto" takes the torch path and
+    an explicit kernel algo raises, rather than returning a tensor that silently has no grad_fn.
+    (zeroskip.nn modules call the ops through custom ops whose backward recomputes with PyTorch.)"""
+    if name == "torch" or not torch.is_grad_enabled():
+        return name
+    if not any(t is not None and t.requires_grad for t in tensors):
+        return name
+    if algo == "auto":
+        return "torch"
+    raise RuntimeError(
+        f"algo={algo!r} has no backward and an argument requires grad: call it under torch.no_grad() or "
+        f"torch.inference_mode(), use algo='torch', or use zeroskip.nn modules (they recompute gradients)")
+
+
 def _unbatched(input):
     if isinstance(input, torch.Tensor) and input.dim() == 3:
         return input.unsqueeze(0), True
+    if isinstance(input, torch.Tensor) and input.dim() != 4:
+        raise ValueError(f"input must be 4-D (N, C, H, W) or 3-D (C, H, W), got shape {tuple(input.shape)}")
     return input, False
 
 
@@ -61,7 +81,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     input, squeeze = _unbatched(input)
     spec = check_conv(input, weight, bias, stride, padding, dilation, groups)
     check_activation(activation)
-    name = dispatch.choose(algo, input, spec, activation)
+    name = _inference_only(dispatch.choose(algo, input, spec, activation), algo, input, weight, bias)
     if name == "torch":
         out = _torch_conv(input, weight, bias, spec, activation)
     else:
@@ -82,7 +102,7 @@ def conv2d_pool(input, weight, bias=None, stride=1, padding=0, dilation=1, group
     spec = check_conv(input, weight, bias, stride, padding, dilation, groups)
     check_activation(activation)
     spec = with_pool(spec, pool, pool_size, pool_stride, pool_padding)
-    name = dispatch.choose(algo, input, spec, activation)
+    name = _inference_only(dispatch.choose(algo, input, spec, activation), algo, input, weight, bias)
     if name == "torch":
         out = _torch_pool(_torch_conv(input, weight, bias, spec, activation), spec)
     else:

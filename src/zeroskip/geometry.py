@@ -11,6 +11,7 @@ import torch
 ACTIVATIONS = (None, "relu", "relu6")
 POOLS = ("max", "avg")
 KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+MAX_WINDOW = 256  # pool window positions one fused kernel tile holds (16x16)
 
 
 def pair(value, name: str, minimum: int) -> tuple[int, int]:
@@ -83,6 +84,12 @@ class ConvSpec:
     @property
     def result_w(self) -> int:
         return self.pooled_w if self.pool else self.out_w
+
+    @property
+    def window_rows(self) -> int:
+        """Rows one result pixel takes in a fused kernel tile: the pool window's area rounded up
+        to a power of 2 (1 without a pool)."""
+        return 1 << (self.pool_kh * self.pool_kw - 1).bit_length() if self.pool else 1
 
     @property
     def flops(self) -> int:

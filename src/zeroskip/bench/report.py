@@ -23,7 +23,9 @@ def markdown(rows) -> str:
         algos = list(dict.fromkeys(r["algo"] for r in items))
         layers = list(dict.fromkeys(r["layer"] for r in items))
         cell = {(r["layer"], r["algo"]): r for r in items}
-        out.append(f"**{suite} {op}, {dtype}, batch {batch}** (GPU us; x = cuDNN time / ours)\n")
+        out.append(f"**{suite} {op}, {dtype}, batch {batch}** (GPU us). The cuDNN column is the time measured "
+                   f"beside the first algo; each x divides the cuDNN time measured beside that algo (the two "
+                   f"differ by run-to-run noise) by ours.\n")
         out.append("| layer | zeros | cuDNN | " + " | ".join(algos) + " |")
         out.append("|---|---|---|" + "---|" * len(algos))
         for name in layers:

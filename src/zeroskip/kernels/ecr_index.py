@@ -77,15 +77,10 @@ def _chunk_flags_kernel(
     tl.store(flag_ptr + (mb * G + g).to(tl.int64) * NCH + t, tl.max(hit, 0).to(tl.int8))
 
 
-def window_rows(spec) -> int:
-    """Rows one result pixel takes in a block: its pool window's area, padded to a power of 2."""
-    return triton.next_power_of_2(spec.pool_kh * spec.pool_kw) if spec.pool else 1
-
-
 def chunk_flags(x: torch.Tensor, spec, block_m: int, block_k: int, num_warps: int = 4) -> torch.Tensor:
     """int8 flags of shape (blocks * groups, chunks): 1 where the chunk has a non-zero."""
     m_total = spec.batch * spec.result_h * spec.result_w
-    win = window_rows(spec)
+    win = spec.window_rows
     blocks = triton.cdiv(m_total, block_m // win)
     chunks = triton.cdiv(spec.in_per_group, block_k)
     flags = torch.empty((blocks * spec.groups, chunks), dtype=torch.int8, device=x.device)

@@ -23,12 +23,17 @@ import triton.language as tl
 from torch.utils.weak import WeakIdKeyDictionary
 
 from ..dispatch import interpreting
+from ..geometry import MAX_WINDOW
 from . import ecr_index
 from .ecr_index import _pixel_rows
 
 _ACT = {None: 0, "relu": 1, "relu6": 2}
 _POOL = {None: 0, "max": 1, "avg": 2}
-MAX_WINDOW = 256  # pool window positions one tile can hold (16x16)
+
+
+@triton.jit
+def _max_keep_nan(a, b):
+    return tl.where((a != a) | (a > b), a, b)
 
 
 @triton.jit
@@ -96,14 +101,16 @@ def _conv_kernel(
     # epilogue on the fp32 accumulator: bias, activation, pool, one store
     if HAS_BIAS:
         acc += tl.load(b_ptr + cout * sb, mask=omask, other=0.0).to(tl.float32)[None, :]
+    # Written with where, not maximum/minimum: those return the number for NaN inputs on the GPU,
+    # and F.relu / F.max_pool2d propagate NaN.
     if ACTIVATION == 1:
-        acc = tl.maximum(acc, 0.0)
+        acc = tl.where(acc < 0.0, 0.0, acc)
     elif ACTIVATION == 2:
-        acc = tl.minimum(tl.maximum(acc, 0.0), 6.0)
+        acc = tl.where(acc < 0.0, 0.0, tl.where(acc > 6.0, 6.0, acc))
     BP: tl.constexpr = BLOCK_M // WIN_P2
     if POOL == 1:
         acc = tl.where(valid[:, None], acc, float("-inf"))
-        res = tl.max(tl.reshape(acc, [BP, WIN_P2, BLOCK_N]), axis=1)
+        res = tl.reduce(tl.reshape(acc, [BP, WIN_P2, BLOCK_N]), 1, _max_keep_nan)
     elif POOL == 2:
         # F.avg_pool2d counts padded positions (count_include_pad=True); floor mode keeps
         # every window inside the padded map, so the divisor is the window area.
@@ -164,7 +171,7 @@ _SMS = 132  # H100 SXM; only used to keep enough programs in flight
 
 def default_config(spec, dtype, algo) -> Config:
     """Tiles for the zero-skipping algos, whose flags must be built for the same tiles."""
-    win = ecr_index.window_rows(spec)
+    win = spec.window_rows
     if interpreting():
         # The interpreter costs ~9 ms per program-iteration whatever the block size: big blocks.
         return Config(block_m=max(128, win), block_n=64, block_k=64, num_warps=1, num_stages=1)
@@ -201,21 +208,28 @@ def packed_weight(weight: torch.Tensor) -> torch.Tensor:
     """The weight as a (C_out, C_in/g, kH, kW) view of (kH, kW, C_in/g, C_out) memory.
 
     Output channels contiguous make the kernel's weight tile loads coalesced. Packing is done
-    once per weight tensor and reused while the tensor is unchanged (its version counter), the
-    way inference engines prepare weights at load time; inputs are never cached.
+    once per weight tensor and reused while the tensor is unchanged, the way inference engines
+    prepare weights at load time; inputs are never cached. "Unchanged" means the same version
+    counter (in-place ops and load_state_dict bump it) and the same storage (`p.data = t` swaps
+    it). An in-place edit through `.data` bypasses both: call clear_packed_weights() after one.
     """
     if weight.stride(0) == 1:
         return weight
     try:
-        version = weight._version
+        stamp = (weight._version, weight.data_ptr())
     except RuntimeError:  # inference-mode tensors have no version counter: pack every call
         return weight.permute(2, 3, 1, 0).contiguous().permute(3, 2, 0, 1)
     hit = _PACKED.get(weight)
-    if hit is not None and hit[0] == version:
+    if hit is not None and hit[0] == stamp:
         return hit[1]
     packed = weight.detach().permute(2, 3, 1, 0).contiguous().permute(3, 2, 0, 1)
-    _PACKED[weight] = (version, packed)
+    _PACKED[weight] = (stamp, packed)
     return packed
+
+
+def clear_packed_weights() -> None:
+    """Forgets every packed weight (needed only after in-place edits through `.data`)."""
+    _PACKED.clear()
 
 
 # Keyed by tensor identity (tensors compare elementwise, so a plain WeakKeyDictionary cannot hold them).
@@ -230,7 +244,7 @@ def _empty(shape, like, memory_format):
 def conv(x, weight, bias, spec, activation, algo, config: Config | None = None, skip: bool | None = None):
     """Launches the kernels for a checked call. Output keeps the input's memory format."""
     skip = (algo != "igemm") if skip is None else skip
-    win = ecr_index.window_rows(spec)
+    win = spec.window_rows
     if win > MAX_WINDOW:
         raise ValueError(f"pool_size {(spec.pool_kh, spec.pool_kw)} has {spec.pool_kh * spec.pool_kw} positions; "
                          f"algo={algo!r} fuses windows of at most {MAX_WINDOW} (use algo='torch')")
