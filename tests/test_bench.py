@@ -191,13 +191,6 @@ def test_break_even():
     assert list(run.break_evens(rows).values()) == [0.5]
 
 
-def test_rotating_and_l2():
-    nxt = timing.rotating(["a", "b", "c"])
-    assert [nxt() for _ in range(5)] == ["a", "b", "c", "a", "b"]
-    assert timing.copies_for_l2(10 << 20, l2_bytes=50 << 20) == 8
-    assert timing.copies_for_l2(40 << 20, l2_bytes=50 << 20) == 3
-
-
 def test_replicate_cases(data):
     cases = replicate.cases()
     assert [c["kind"] for c in cases] == ["conv"] * 16 + ["pool"] * 5 + ["sweep"] * 9

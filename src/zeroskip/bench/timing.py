@@ -89,30 +89,3 @@ def gpu_time_us(fn, inner: int = 20, reps: int = 30) -> float:
         warnings.warn(f"CUDA graph capture failed ({t.reason}); timed with triton do_bench instead",
                       RuntimeWarning, stacklevel=2)
     return t.us
-
-
-def rotating(inputs):
-    """A zero-argument callable returning inputs[0], inputs[1], ... cyclically.
-
-    Use it inside fn (e.g. `nxt = rotating(sets); fn = lambda: op(*nxt())`) so that the calls captured
-    in one graph read different copies and a small working set is not always warm in L2.
-    """
-    items = list(inputs)
-    if not items:
-        raise ValueError("rotating needs at least one input set")
-    state = {"i": -1}
-
-    def nxt():
-        state["i"] = (state["i"] + 1) % len(items)
-        return items[state["i"]]
-    return nxt
-
-
-def copies_for_l2(nbytes: int, l2_bytes: int | None = None, cap: int = 8) -> int:
-    """How many copies of an `nbytes` working set make the rotation exceed twice the L2 size."""
-    if l2_bytes is None:
-        import torch
-        l2_bytes = torch.cuda.get_device_properties(torch.cuda.current_device()).L2_cache_size
-    if nbytes <= 0:
-        return 1
-    return max(1, min(cap, -(-2 * l2_bytes // nbytes)))
