@@ -87,7 +87,8 @@ def skip_on_cuda(device):
 
 def fake_cuda_input(x):
     """What dispatch.choose and the key read from a CUDA input: device, dtype, layout flags."""
-    return types.SimpleNamespace(device=torch.device("cuda"), dtype=x.dtype, is_contiguous=x.is_contiguous)
+    return types.SimpleNamespace(device=torch.device("cuda"), dtype=x.dtype, is_contiguous=x.is_contiguous,
+                                 shape=x.shape, stride=x.stride)
 
 
 @cpu_fakes
