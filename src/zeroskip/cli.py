@@ -233,10 +233,11 @@ def cpu_demo() -> int:
     import zeroskip
     from .bench.run import rel_error
     from .bench.suites import load_suite
-    gen = torch.Generator().manual_seed(0)
+    seed = int.from_bytes(os.urandom(4), "little")  # fresh data every run; printed to reproduce one
+    gen = torch.Generator().manual_seed(seed)
     x = F.relu(torch.randn(2, 1, 32, 32, generator=gen))  # ReLU-like zeroing: about half zeros
     print(f"zeroskip demo on CPU (Triton interpreter): LeNet-5, batch 2, input zero fraction "
-          f"{float((x == 0).float().mean()):.2f}")
+          f"{float((x == 0).float().mean()):.2f}, seed {seed}")
     ours, ref, worst = x, x.double(), 0.0
     for layer in load_suite("lenet5"):
         fan_in = layer.in_channels * layer.kernel[0] * layer.kernel[1]
