@@ -1,0 +1,46 @@
+"""Compiles the kernels for sm_90 (H100) with Triton's bundled ptxas, no GPU needed.
+
+The CPU interpreter runs the kernels' Python semantics but never lowers them, so a construct that
+fails to compile for the GPU would pass every CPU test; this catches that on any machine.
+Run in a process where TRITON_INTERPRET is unset (tests/test_compile_sm90.py does that).
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import triton  # noqa: E402
+from triton.backends.compiler import GPUTarget  # noqa: E402
+from triton.compiler import ASTSource  # noqa: E402
+
+from zeroskip.kernels import ecr_index, implicit_gemm  # noqa: E402
+
+TARGET = GPUTarget("cuda", 90, 32)
+
+
+def compile_variant(fn, dtype, constexprs, num_warps=4, num_stages=3):
+    names = list(fn.arg_names)
+    sig = {n: "constexpr" if n in constexprs else ("*i8" if n == "flag_ptr" else f"*{dtype}")
+           if n.endswith("_ptr") else "i32" for n in names}
+    src = ASTSource(fn=fn, signature=sig, constexprs={(names.index(k),): v for k, v in constexprs.items()})
+    return triton.compile(src, target=TARGET, options=dict(num_warps=num_warps, num_stages=num_stages))
+
+
+BASE = dict(HAS_BIAS=True, ACTIVATION=1, POOL=1, SKIP=False, PRECISION="ieee", UPCAST=False, NCH_P2=1,
+            WIN_P2=4, BLOCK_M=128, BLOCK_N=64, BLOCK_K=64)
+VARIANTS = [
+    ("fp16", BASE),                                                            # relu + max-pool
+    ("fp16", dict(BASE, ACTIVATION=2, POOL=2, WIN_P2=16)),                     # relu6 + avg, 3x3 window
+    ("bf16", dict(BASE, ACTIVATION=0, POOL=0, WIN_P2=1, SKIP=True, NCH_P2=8)),  # plain conv, skipping
+    ("fp32", dict(BASE, PRECISION="tf32x3", BLOCK_K=32)),                      # fp32-accurate tensor cores
+    ("fp32", dict(BASE, PRECISION="ieee", UPCAST=True, SKIP=True, NCH_P2=8, BLOCK_K=16)),  # "ecr"
+]
+
+if __name__ == "__main__":
+    for dtype, consts in VARIANTS:
+        kernel = compile_variant(implicit_gemm._conv_kernel, dtype, consts)
+        print("conv", dtype, {k: consts[k] for k in ("ACTIVATION", "POOL", "SKIP", "PRECISION")},
+              len(kernel.asm["cubin"]), "bytes")
+    flags = compile_variant(ecr_index._chunk_flags_kernel, "fp16", dict(BLOCK_M=64, BLOCK_K=32, WIN_P2=4))
+    print("flags fp16", len(flags.asm["cubin"]), "bytes")
+    print("all compiled for sm_90")
