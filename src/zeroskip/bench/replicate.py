@@ -26,7 +26,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .run import TOLERANCE, env_info, precision, rel_error
+from .results import TOLERANCE
+from .run import env_info, precision, rel_error
 from .sparsity import load_feature_map, paper_data_path
 from .timing import measure_same
 

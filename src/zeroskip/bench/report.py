@@ -10,7 +10,7 @@ import json
 import sys
 from collections import defaultdict
 
-from .run import geomean
+from .results import geomean
 
 
 def markdown(rows) -> str:

@@ -12,24 +12,20 @@ nested in the harness's capture (which already gives every side graph launch).
 from __future__ import annotations
 
 import contextlib
-import csv
 import datetime
-import json
 import math
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+# plot and results names stay importable from here (zeroskip.bench.run's API)
+from .plot import plot_speedups, plot_sweep  # noqa: F401
+from .results import FIELDS, TOLERANCE, geomean, make_row, print_table, write_results  # noqa: F401
 from .suites import Layer, load_suite
 from .timing import measure_same
 
 DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-TOLERANCE = {"fp32": 1e-5, "tf32": 2e-3, "fp16": 1e-2, "bf16": 1e-2}
 OPS = ("conv2d", "conv2d_pool")
-FIELDS = ("suite", "layer", "op", "shape", "dtype", "batch", "sparsity", "algo", "ours_us", "baseline_us",
-          "compiled_us", "speedup", "speedup_compiled", "tflops", "baseline_tflops", "rel_err", "ok",
-          "gpu", "torch", "triton", "cudnn", "date", "notes")
 
 
 @contextlib.contextmanager
@@ -59,26 +55,6 @@ def env_info() -> dict:
             "torch": torch.__version__, "triton": triton_version,
             "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None,
             "date": datetime.datetime.now().isoformat(timespec="seconds")}
-
-
-def make_row(layer: Layer, op, dtype, batch, sparsity, algo, ours_us, baseline_us, compiled_us,
-             rel_err, env, notes=(), suite=None) -> dict:
-    """One result row (FIELDS); timings in microseconds, None where not measured."""
-    flops = layer.flops(batch)
-    shape = layer.shape(batch)
-    shape["pool"] = layer.pool_after if op == "conv2d_pool" else None
-
-    def ratio(a, b):
-        return a / b if a and b else None
-    return {"suite": suite or layer.suite, "layer": layer.name, "op": op, "shape": shape, "dtype": dtype,
-            "batch": batch, "sparsity": sparsity, "algo": algo, "ours_us": ours_us,
-            "baseline_us": baseline_us, "compiled_us": compiled_us,
-            "speedup": ratio(baseline_us, ours_us), "speedup_compiled": ratio(compiled_us, ours_us),
-            "tflops": flops / ours_us / 1e6 if ours_us else None,
-            "baseline_tflops": flops / baseline_us / 1e6 if baseline_us else None,
-            "rel_err": rel_err, "ok": rel_err is not None and rel_err <= TOLERANCE[dtype],
-            **{k: env.get(k) for k in ("gpu", "torch", "triton", "cudnn", "date")}, "notes": list(notes)}
-
 
 def rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
     """Normwise relative error ||out - ref|| / ||ref|| in float64 (absolute if ref is all zero)."""
@@ -226,103 +202,3 @@ def break_evens(rows) -> dict:
     for r in rows:
         groups.setdefault((r["suite"], r["layer"], r["dtype"], r["batch"], r["algo"]), []).append(r)
     return {k: break_even([r["sparsity"] for r in g], [r["speedup"] for r in g]) for k, g in groups.items()}
-
-
-def write_results(rows, path) -> Path:
-    """Rows as JSON at `path` and as CSV beside it (shape as compact JSON, notes joined by '; ')."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(rows, indent=1) + "\n")
-    with open(path.with_suffix(".csv"), "w", newline="") as f:
-        out = csv.DictWriter(f, fieldnames=list(FIELDS), extrasaction="ignore")
-        out.writeheader()
-        for r in rows:
-            out.writerow({**r, "shape": json.dumps(r["shape"], separators=(",", ":")),
-                          "notes": "; ".join(r.get("notes") or [])})
-    return path
-
-
-def _fmt(v, spec):
-    return "-" if v is None else format(v, spec)
-
-
-def geomean(values):
-    values = [v for v in values if v]
-    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
-
-
-def print_table(rows) -> None:
-    """Aligned per-row table, then the geometric-mean speedup per (suite, op, dtype, batch, algo)."""
-    head = ("suite", "layer", "op", "dtype", "batch", "algo", "sparsity", "ours_us", "cudnn_us", "speedup",
-            "compiled_us", "vs_compiled", "TFLOPS", "rel_err", "ok")
-    table = [head] + [(r["suite"], r["layer"], r["op"], r["dtype"], str(r["batch"]), r["algo"],
-                       _fmt(r["sparsity"], ".3f"), _fmt(r["ours_us"], ".1f"), _fmt(r["baseline_us"], ".1f"),
-                       _fmt(r["speedup"], ".2f"), _fmt(r["compiled_us"], ".1f"),
-                       _fmt(r["speedup_compiled"], ".2f"), _fmt(r["tflops"], ".2f"),
-                       _fmt(r["rel_err"], ".1e"), "yes" if r["ok"] else "NO") for r in rows]
-    widths = [max(len(t[i]) for t in table) for i in range(len(head))]
-    for t in table:
-        print("  ".join(c.rjust(wd) if i >= 4 else c.ljust(wd) for i, (c, wd) in enumerate(zip(t, widths))))
-    groups = {}
-    for r in rows:
-        groups.setdefault((r["suite"], r["op"], r["dtype"], r["batch"], r["algo"]), []).append(r)
-    print("\ngeometric-mean speedup over cuDNN (>1: ours faster)")
-    for (suite, op, dtype, batch, algo), g in groups.items():
-        comp = geomean([r["speedup_compiled"] for r in g])
-        extra = f", vs torch.compile {comp:.2f}x" if comp else ""
-        print(f"  {suite} {op} {dtype} batch {batch} algo {algo}: "
-              f"{_fmt(geomean([r['speedup'] for r in g]), '.2f')}x over {len(g)} layers{extra}")
-    failed = [r for r in rows if not r["ok"]]
-    if failed:
-        print(f"  {len(failed)} row(s) failed the accuracy check or did not run: "
-              + ", ".join(f"{r['layer']}/{r['op']}/{r['algo']}" for r in failed))
-
-
-def plot_sweep(rows, png) -> Path:
-    """Speedup vs input sparsity, one line per (layer, algo), break-even at speedup 1."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    groups = {}
-    for r in rows:
-        groups.setdefault((r["suite"], r["layer"], r["algo"]), []).append(r)
-    for (suite, layer, algo), g in groups.items():
-        g = sorted((r for r in g if r["speedup"]), key=lambda r: r["sparsity"])
-        sh = g[0]["shape"] if g else {}
-        label = f"{layer} {sh.get('c')}->{sh.get('cout')} {sh.get('h')}x{sh.get('w')} ({algo})"
-        ax.plot([r["sparsity"] for r in g], [r["speedup"] for r in g], marker="o", label=label)
-    ax.axhline(1.0, color="gray", linestyle="--", linewidth=1)
-    ax.set_xlabel("input zero fraction")
-    ax.set_ylabel("speedup over cuDNN (x)")
-    if rows:
-        ax.set_title(f"zeroskip conv2d vs cuDNN, {rows[0]['dtype']}, batch {rows[0]['batch']}, {rows[0]['gpu']}")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(png, dpi=120)
-    plt.close(fig)
-    return Path(png)
-
-
-def plot_speedups(rows, png) -> Path:
-    """Bar chart of speedup per layer (one bar group per op/dtype/batch/algo) for a suite run."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    keys = sorted({(r["op"], r["dtype"], r["batch"], r["algo"]) for r in rows})
-    layers = list(dict.fromkeys(f"{r['suite']}:{r['layer']}" for r in rows))
-    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(layers) * max(1, len(keys)) ** 0.5), 4.5))
-    width = 0.8 / max(1, len(keys))
-    for k, key in enumerate(keys):
-        vals = {f"{r['suite']}:{r['layer']}": r["speedup"] or 0 for r in rows
-                if (r["op"], r["dtype"], r["batch"], r["algo"]) == key}
-        ax.bar([i + k * width for i in range(len(layers))], [vals.get(n, 0) for n in layers], width,
-               label=" ".join(map(str, key)))
-    ax.axhline(1.0, color="gray", linestyle="--", linewidth=1)
-    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(layers))], layers, rotation=90, fontsize=6)
-    ax.set_ylabel("speedup over cuDNN (x)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(png, dpi=120)
-    plt.close(fig)
-    return Path(png)

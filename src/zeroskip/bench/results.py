@@ -1,0 +1,85 @@
+"""Result rows of the suite and sweep runs: their fields, the accuracy tolerance per precision,
+the JSON/CSV files and the printed table.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+from .suites import Layer
+
+TOLERANCE = {"fp32": 1e-5, "tf32": 2e-3, "fp16": 1e-2, "bf16": 1e-2}
+FIELDS = ("suite", "layer", "op", "shape", "dtype", "batch", "sparsity", "algo", "ours_us", "baseline_us",
+          "compiled_us", "speedup", "speedup_compiled", "tflops", "baseline_tflops", "rel_err", "ok",
+          "gpu", "torch", "triton", "cudnn", "date", "notes")
+
+
+def make_row(layer: Layer, op, dtype, batch, sparsity, algo, ours_us, baseline_us, compiled_us,
+             rel_err, env, notes=(), suite=None) -> dict:
+    """One result row (FIELDS); timings in microseconds, None where not measured."""
+    flops = layer.flops(batch)
+    shape = layer.shape(batch)
+    shape["pool"] = layer.pool_after if op == "conv2d_pool" else None
+
+    def ratio(a, b):
+        return a / b if a and b else None
+    return {"suite": suite or layer.suite, "layer": layer.name, "op": op, "shape": shape, "dtype": dtype,
+            "batch": batch, "sparsity": sparsity, "algo": algo, "ours_us": ours_us,
+            "baseline_us": baseline_us, "compiled_us": compiled_us,
+            "speedup": ratio(baseline_us, ours_us), "speedup_compiled": ratio(compiled_us, ours_us),
+            "tflops": flops / ours_us / 1e6 if ours_us else None,
+            "baseline_tflops": flops / baseline_us / 1e6 if baseline_us else None,
+            "rel_err": rel_err, "ok": rel_err is not None and rel_err <= TOLERANCE[dtype],
+            **{k: env.get(k) for k in ("gpu", "torch", "triton", "cudnn", "date")}, "notes": list(notes)}
+
+
+def write_results(rows, path) -> Path:
+    """Rows as JSON at `path` and as CSV beside it (shape as compact JSON, notes joined by '; ')."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rows, indent=1) + "\n")
+    with open(path.with_suffix(".csv"), "w", newline="") as f:
+        out = csv.DictWriter(f, fieldnames=list(FIELDS), extrasaction="ignore")
+        out.writeheader()
+        for r in rows:
+            out.writerow({**r, "shape": json.dumps(r["shape"], separators=(",", ":")),
+                          "notes": "; ".join(r.get("notes") or [])})
+    return path
+
+
+def _fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
+def geomean(values):
+    values = [v for v in values if v]
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
+
+
+def print_table(rows) -> None:
+    """Aligned per-row table, then the geometric-mean speedup per (suite, op, dtype, batch, algo)."""
+    head = ("suite", "layer", "op", "dtype", "batch", "algo", "sparsity", "ours_us", "cudnn_us", "speedup",
+            "compiled_us", "vs_compiled", "TFLOPS", "rel_err", "ok")
+    table = [head] + [(r["suite"], r["layer"], r["op"], r["dtype"], str(r["batch"]), r["algo"],
+                       _fmt(r["sparsity"], ".3f"), _fmt(r["ours_us"], ".1f"), _fmt(r["baseline_us"], ".1f"),
+                       _fmt(r["speedup"], ".2f"), _fmt(r["compiled_us"], ".1f"),
+                       _fmt(r["speedup_compiled"], ".2f"), _fmt(r["tflops"], ".2f"),
+                       _fmt(r["rel_err"], ".1e"), "yes" if r["ok"] else "NO") for r in rows]
+    widths = [max(len(t[i]) for t in table) for i in range(len(head))]
+    for t in table:
+        print("  ".join(c.rjust(wd) if i >= 4 else c.ljust(wd) for i, (c, wd) in enumerate(zip(t, widths))))
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["suite"], r["op"], r["dtype"], r["batch"], r["algo"]), []).append(r)
+    print("\ngeometric-mean speedup over cuDNN (>1: ours faster)")
+    for (suite, op, dtype, batch, algo), g in groups.items():
+        comp = geomean([r["speedup_compiled"] for r in g])
+        extra = f", vs torch.compile {comp:.2f}x" if comp else ""
+        print(f"  {suite} {op} {dtype} batch {batch} algo {algo}: "
+              f"{_fmt(geomean([r['speedup'] for r in g]), '.2f')}x over {len(g)} layers{extra}")
+    failed = [r for r in rows if not r["ok"]]
+    if failed:
+        print(f"  {len(failed)} row(s) failed the accuracy check or did not run: "
+              + ", ".join(f"{r['layer']}/{r['op']}/{r['algo']}" for r in failed))
