@@ -1,0 +1,159 @@
+"""What the `zeroskip` subcommands do once their arguments parse: bench (suites or --model), sweep,
+replicate and profile. Argument errors go through parser.error (exit 2); timings need a CUDA GPU.
+"""
+from __future__ import annotations
+
+import datetime
+import sys
+from pathlib import Path
+
+from .cli_args import OP_NAMES, _flat
+
+
+def _model_args(parser, args, models, flag="--model") -> None:
+    """Checks torchvision, --image-size and --weights for the chosen models (argparse errors, exit 2)."""
+    import importlib.util
+    from .bench.models import input_shape
+    for name in models:
+        if name != "lenet5" and importlib.util.find_spec("torchvision") is None:
+            parser.error(f"argument {flag}: {name} needs torchvision, which is not installed")
+        try:
+            input_shape(name, args.image_size)
+        except ValueError as exc:
+            parser.error(f"argument --image-size: {exc}")
+    if args.weights and not Path(args.weights).is_file():
+        parser.error(f"argument --weights: no such file: {args.weights}")
+
+
+def _check_plan(parser, path) -> None:
+    """--plan: its folder must exist; an existing file must be a zeroskip plan."""
+    import json
+    from .plan import Plan
+    if not path.resolve().parent.is_dir():
+        parser.error(f"argument --plan: the folder of {path} does not exist")
+    if path.exists():
+        try:
+            Plan.from_json(json.loads(path.read_text()))
+        except Exception as exc:
+            parser.error(f"argument --plan: {path} is not a zeroskip plan: {type(exc).__name__}: {exc}")
+
+
+def bench_models(parser, args, gpu) -> int:
+    """`bench --model`: checks the arguments, then times each model, batch, dtype and algo."""
+    for flag, given in (("--suite", args.suite), ("--ops", args.ops), ("--png", args.png), ("--data", args.data)):
+        if given:
+            parser.error(f"argument {flag}: not allowed with --model")
+    models = _flat(args.model, [])
+    _model_args(parser, args, models)
+    if args.plan:
+        _check_plan(parser, Path(args.plan))
+    if not gpu:
+        print("zeroskip bench: timings need a CUDA GPU, and none is available here. "
+              "`zeroskip demo` checks correctness on the CPU.", file=sys.stderr)
+        return 2
+    from .bench import models as bm
+    results = []
+    for name in models:
+        for batch in _flat(args.batch, [1]):
+            for dtype in _flat(args.dtype, ["fp32"]):
+                for algo in _flat(args.algo, ["auto"]):
+                    print(f"{name} batch {batch} {dtype} algo {algo}", flush=True)
+                    try:
+                        results.append(bm.run_model(name, batch, dtype, algo, args.compile, args.plan,
+                                                    args.image_size, args.weights))
+                    except bm.WeightsError as exc:
+                        parser.error(f"argument --weights: {exc}")
+                    bm.print_result(results[-1])
+    path = bm.write_results(results, Path(args.out) / f"model-{_stamp()}.json")
+    print(f"\nresults: {path}, {path.with_suffix('.csv')} and {path.with_name(path.stem + '-layers.csv')}")
+    return 0
+
+
+def profile(parser, args) -> int:
+    """`profile MODEL --images DIR`: zero fractions of conv inputs on real images."""
+    from .bench.models import WeightsError
+    from .bench.profile import ImagesError, print_profile, profile_model, write_profile
+    _model_args(parser, args, [args.model], flag="model")
+    try:
+        result = profile_model(args.model, args.images, args.weights, args.limit, args.image_size)
+    except WeightsError as exc:
+        parser.error(f"argument --weights: {exc}")
+    except ImagesError as exc:
+        parser.error(f"argument --images: {exc}")
+    print_profile(result)
+    path = write_profile(result, Path(args.out) / f"profile-{args.model}-{_stamp()}.json")
+    print(f"results: {path}")
+    return 0
+
+
+def _data(parser, path, needed=True):
+    from .bench.sparsity import paper_data_path
+    try:
+        return paper_data_path(path)
+    except FileNotFoundError as exc:
+        if needed:
+            parser.error(f"argument --data: {exc}")
+        return None
+
+
+def _stamp() -> str:
+    return datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def bench_suites(args, data) -> int:
+    """`bench`: each suite at each batch and dtype against cuDNN; a table and JSON/CSV results."""
+    from .bench import run
+    out = Path(args.out)
+    batches, dtypes = _flat(args.batch, [1]), _flat(args.dtype, ["fp32"])
+    rows = []
+    for suite in _flat(args.suite, ["vgg19"]):
+        for batch in batches:
+            for dtype in dtypes:
+                rows += run.run_suite(suite, batch, dtype, ops=_flat(args.ops, OP_NAMES),
+                                      algos=_flat(args.algo, ["auto"]), data=data, torch_compile=args.compile)
+    path = run.write_results(rows, out / f"bench-{_stamp()}.json")
+    run.print_table(rows)
+    if args.png:
+        print(f"plot: {run.plot_speedups(rows, path.with_suffix('.png'))}")
+    print(f"results: {path} and {path.with_suffix('.csv')}")
+    return 0
+
+
+def sweep(args, shapes, data) -> int:
+    """`sweep`: each layer in `shapes` at each input sparsity; the break-even sparsity per layer."""
+    from .bench import run
+    out = Path(args.out)
+    batches, dtypes = _flat(args.batch, [1]), _flat(args.dtype, ["fp32"])
+    rows = []
+    for batch in batches:
+        for dtype in dtypes:
+            rows += run.run_sweep(shapes, args.sparsities, batch, dtype, _flat(args.algo, ["auto"]),
+                                  structure=args.structure, data=data)
+    path = run.write_results(rows, out / f"sweep-{_stamp()}.json")
+    run.print_table(rows)
+    print("\nbreak-even input sparsity (ours at least as fast as cuDNN from here on):")
+    for (suite, layer, dtype, batch, algo), s in run.break_evens(rows).items():
+        print(f"  {suite} {layer} {dtype} batch {batch} {algo}: " + ("never" if s is None else f"{s:.3f}"))
+    if args.png:
+        print(f"plot: {run.plot_sweep(rows, path.with_suffix('.png'))}")
+    print(f"results: {path} and {path.with_suffix('.csv')}")
+    return 0
+
+
+def replicate(args, data) -> int:
+    """`replicate`: the paper's one-channel experiment at each dtype and batch (default 32)."""
+    import json
+    from .bench.replicate import print_replicate, run_replicate
+    out = Path(args.out)
+    batches, dtypes = _flat(args.batch, [1]), _flat(args.dtype, ["fp32"])
+    rows = []
+    for dtype in dtypes:
+        for batch in (batches if args.batch else [32]):
+            part = run_replicate(data, dtype, _flat(args.algo, ["ecr", "auto"]), batch)
+            print_replicate(part)
+            rows += part
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"replicate-{_stamp()}.json"
+    path.write_text(json.dumps(rows, indent=1) + "\n")
+    print(f"results: {path}")
+    return 0
