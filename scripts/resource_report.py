@@ -1,5 +1,6 @@
 """Registers, stack (spills) and shared memory of the conv kernel per tile config, compiled for
-sm_90 on any machine (Triton's bundled ptxas and cuobjdump; no GPU needed).
+sm_90 on any machine (Triton's bundled ptxas and cuobjdump; no GPU needed), with the argument
+specialisation a channels_last call gets from the JIT.
 
 TRITON_INTERPRET= python scripts/resource_report.py
 """
@@ -20,7 +21,7 @@ CONFIGS = [("fp16", 128, 128, 64, 8, 3), ("fp16", 64, 64, 64, 4, 4), ("fp16", 12
 
 for dtype, bm, bn, bk, warps, stages in CONFIGS:
     consts = dict(c.BASE, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, PRECISION="tf32x3" if dtype == "fp32" else "ieee")
-    kernel = c.compile_variant(ig._conv_kernel, dtype, consts, warps, stages)
+    kernel = c.compile_variant(ig._conv_kernel, dtype, consts, warps, stages, **c.CHANNELS_LAST)
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
         f.write(kernel.asm["cubin"])
         f.flush()

@@ -7,7 +7,7 @@ import torch
 sys.path.insert(0, "src")
 import zeroskip
 from zeroskip.geometry import check_conv, with_pool
-from zeroskip.kernels import implicit_gemm as ig
+from zeroskip.kernels import launch as ig
 
 x = torch.randn(2, 6, 13, 11, device="cuda").relu_()
 w = torch.randn(8, 3, 3, 3, device="cuda")

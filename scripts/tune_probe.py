@@ -8,7 +8,7 @@ from zeroskip.bench.suites import find_layer
 from zeroskip.bench.sparsity import realistic_input
 from zeroskip.bench.timing import gpu_time_us
 from zeroskip.geometry import check_conv
-from zeroskip.kernels import implicit_gemm as ig, ecr_index
+from zeroskip.kernels import launch as ig, ecr_index
 
 data = sys.argv[1] if len(sys.argv) > 1 else None
 torch.backends.cudnn.benchmark = True

@@ -18,21 +18,33 @@ from zeroskip.kernels import ecr_index, implicit_gemm  # noqa: E402
 TARGET = GPUTarget("cuda", 90, 32)
 
 
-def compile_variant(fn, dtype, constexprs, num_warps=4, num_stages=3):
+# What Triton's JIT learns from a real channels_last call (it specialises integer arguments equal to
+# 1 and marks pointers and integers divisible by 16): unit channel strides let the loads vectorise,
+# which the software pipeliner needs, so compiling without these hints under-reports shared memory.
+CHANNELS_LAST = dict(ones=("sxc", "swo"), div16=("C_G", "COUT_G", "sxn", "sxh", "sxw", "swc", "swh", "sww",
+                                                 "syn", "syh", "syw"))
+
+
+def compile_variant(fn, dtype, constexprs, num_warps=4, num_stages=3, ones=(), div16=()):
     names = list(fn.arg_names)
-    sig = {n: "constexpr" if n in constexprs else ("*i8" if n == "flag_ptr" else f"*{dtype}")
+    constexprs = dict(constexprs, **{n: 1 for n in ones})
+    sig = {n: "constexpr" if n in constexprs else ({"flag_ptr": "*i8", "ws_ptr": "*fp32"}.get(n, f"*{dtype}"))
            if n.endswith("_ptr") else "i32" for n in names}
-    src = ASTSource(fn=fn, signature=sig, constexprs={(names.index(k),): v for k, v in constexprs.items()})
+    aligned = [n for n in names if n not in constexprs and (n.endswith("_ptr") or n in div16)]
+    src = ASTSource(fn=fn, signature=sig, constexprs={(names.index(k),): v for k, v in constexprs.items()},
+                    attrs={(names.index(n),): [["tt.divisibility", 16]] for n in aligned})
     return triton.compile(src, target=TARGET, options=dict(num_warps=num_warps, num_stages=num_stages))
 
 
-BASE = dict(HAS_BIAS=True, ACTIVATION=1, POOL=1, SKIP=False, PRECISION="ieee", UPCAST=False, NCH_P2=1,
+BASE = dict(HAS_BIAS=True, ACTIVATION=1, POOL=1, SKIP=False, PRECISION="ieee", UPCAST=False, BIG=False, PARTIAL=False, NCH_P2=1,
             WIN_P2=4, BLOCK_M=128, BLOCK_N=64, BLOCK_K=64)
 VARIANTS = [
     ("fp16", BASE),                                                            # relu + max-pool
     ("fp16", dict(BASE, ACTIVATION=2, POOL=2, WIN_P2=16)),                     # relu6 + avg, 3x3 window
     ("bf16", dict(BASE, ACTIVATION=0, POOL=0, WIN_P2=1, SKIP=True, NCH_P2=8)),  # plain conv, skipping
     ("fp32", dict(BASE, PRECISION="tf32x3", BLOCK_K=32)),                      # fp32-accurate tensor cores
+    ("fp16", dict(BASE, BIG=True)),                                            # 64-bit offsets
+    ("fp16", dict(BASE, PARTIAL=True)),                                        # split-K partial tiles
     ("fp32", dict(BASE, PRECISION="ieee", UPCAST=True, SKIP=True, NCH_P2=8, BLOCK_K=16)),  # "ecr"
 ]
 
@@ -41,6 +53,9 @@ if __name__ == "__main__":
         kernel = compile_variant(implicit_gemm._conv_kernel, dtype, consts)
         print("conv", dtype, {k: consts[k] for k in ("ACTIVATION", "POOL", "SKIP", "PRECISION")},
               len(kernel.asm["cubin"]), "bytes")
+    reduce = compile_variant(implicit_gemm._split_reduce_kernel, "fp16",
+                             dict(HAS_BIAS=True, ACTIVATION=1, POOL=1, WIN_P2=4, BLOCK_M=64, BLOCK_N=64))
+    print("split-K reduce fp16", len(reduce.asm["cubin"]), "bytes")
     flags = compile_variant(ecr_index._chunk_flags_kernel, "fp16", dict(BLOCK_M=64, BLOCK_K=32, WIN_P2=4))
     print("flags fp16", len(flags.asm["cubin"]), "bytes")
     print("all compiled for sm_90")

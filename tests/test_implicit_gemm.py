@@ -11,8 +11,8 @@ SMALL = dict(block_m=16, block_n=16, block_k=16, num_warps=1, num_stages=1)
 
 
 def _kernels():
-    from zeroskip.kernels import implicit_gemm
-    return implicit_gemm
+    from zeroskip.kernels import launch
+    return launch
 
 
 @pytest.fixture
@@ -143,3 +143,36 @@ def test_images_past_int32_indexing_are_refused():
     w = torch.empty(4, 64, 1, 1, device="meta")
     with pytest.raises(ValueError, match="indexes images in int32"):
         zeroskip.conv2d(x, w, algo="igemm")
+
+
+@pytest.mark.parametrize("split", [2, 3, 40])
+@pytest.mark.parametrize("pool", [None, "max", "avg"])
+def test_split_k_equals_reference(split, pool, device, poisoned):
+    """Split-K partial tiles summed by the reduce kernel, then the same epilogue; 40 splits of 27
+    (tap, chunk) iterations leaves some programs without work, whose partials must count as 0."""
+    ig = _kernels()
+    x = sparse((2, 36, 5, 6), 0.4, device=device)       # 36 channels: 3 chunks of 16, 9 taps
+    w = torch.randn(24, 18, 3, 3, device=device)        # groups=2: 12 outputs per group
+    b = torch.randn(24, device=device)
+    spec = check_conv(x, w, b, 1, 1, 1, 2)
+    if pool:
+        spec = with_pool(spec, pool, 3, 2, 1)            # overlapping windows: 16 rows each
+    out = ig.conv(x, w, b, spec, "relu6", "igemm", ig.Config(**SMALL), split=split)
+    ref = reference(x, w, b, 1, 1, 1, 2, "relu6", pool, 3, 2, 1)
+    assert not torch.isnan(out).any()
+    assert rel_err(out, ref) <= TOL[torch.float32]
+
+
+def test_split_k_candidates_only_for_few_tiles():
+    from zeroskip.kernels import split_k
+    ig = _kernels()
+    deep = check_conv(torch.empty(1, 512, 14, 14), torch.empty(512, 512, 3, 3), None, 1, 1, 1, 1)
+    wide = check_conv(torch.empty(1, 64, 224, 224), torch.empty(64, 64, 3, 3), None, 1, 1, 1, 1)
+    options = split_k.candidates(deep, torch.float16, ig.Config)
+    assert options and all(s > 1 for _, s in options)
+    # 196 pixels, 512 channels: 64x64 tiles give 32 programs; every option keeps 4+ iterations
+    assert all(3 * 3 * (512 // c.block_k) // s >= 4 for c, s in options)
+    assert split_k.candidates(wide, torch.float16, ig.Config) == []
+    with pytest.raises(ValueError, match="split must be a positive int"):
+        ig.conv(torch.zeros(1, 2, 3, 3), torch.zeros(1, 2, 1, 1), None,
+                check_conv(torch.zeros(1, 2, 3, 3), torch.zeros(1, 2, 1, 1), None, 1, 0, 1, 1), None, "igemm", split=0)

@@ -138,8 +138,8 @@ def test_measure_needs_cuda():
 @cpu_fakes
 def test_measure_checks_then_times(monkeypatch, ecr_us, winner):
     """The flow on the CPU interpreter: accuracy check, drops recorded, fake times, margin."""
-    from zeroskip.kernels import implicit_gemm
-    real = implicit_gemm.conv
+    from zeroskip.kernels import launch
+    real = launch.conv
 
     def igemm_is_wrong(x, w, b, spec, activation, algo, *args, **kwargs):
         out = real(x, w, b, spec, activation, algo, *args, **kwargs)
@@ -152,7 +152,7 @@ def test_measure_checks_then_times(monkeypatch, ecr_us, winner):
         return [timing.Timing({"torch": 100.0, "ecr": ecr_us}[fn.args[0]], "cuda_graph") for fn in fns]
 
     monkeypatch.setattr(zplan, "_require_cuda", lambda input: None)
-    monkeypatch.setattr(implicit_gemm, "conv", igemm_is_wrong)
+    monkeypatch.setattr(launch, "conv", igemm_is_wrong)
     monkeypatch.setattr(timing, "measure_same", fake_measure_same)
     x, w = sparse((1, 2, 6, 6), 0.5), torch.randn(3, 2, 3, 3)
     algo, times = zplan.measure("conv2d_pool", x, w, torch.randn(3), padding=1, activation="relu",

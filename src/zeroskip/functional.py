@@ -85,8 +85,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     if name == "torch":
         out = _torch_conv(input, weight, bias, spec, activation)
     else:
-        from .kernels import implicit_gemm
-        out = implicit_gemm.conv(input, weight, bias, spec, activation, name)
+        from .kernels import launch
+        out = launch.conv(input, weight, bias, spec, activation, name)
     return out.squeeze(0) if squeeze else out
 
 
@@ -106,6 +106,6 @@ def conv2d_pool(input, weight, bias=None, stride=1, padding=0, dilation=1, group
     if name == "torch":
         out = _torch_pool(_torch_conv(input, weight, bias, spec, activation), spec)
     else:
-        from .kernels import implicit_gemm
-        out = implicit_gemm.conv(input, weight, bias, spec, activation, name)
+        from .kernels import launch
+        out = launch.conv(input, weight, bias, spec, activation, name)
     return out.squeeze(0) if squeeze else out

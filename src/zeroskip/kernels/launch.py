@@ -1,0 +1,192 @@
+"""Host side of the conv kernels: tile configs, weight packing, and the launches of one call."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import triton
+from torch.utils.weak import WeakIdKeyDictionary
+
+from ..dispatch import interpreting
+from ..geometry import MAX_WINDOW
+from . import ecr_index, implicit_gemm as ig, split_k
+
+_ACT = {None: 0, "relu": 1, "relu6": 2}
+_POOL = {None: 0, "max": 1, "avg": 2}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Tile sizes. BLOCK_M x BLOCK_K is also the unit of zero skipping (see ecr_index)."""
+    block_m: int = 64
+    block_n: int = 64
+    block_k: int = 32
+    num_warps: int = 4
+    num_stages: int = 3
+
+
+def default_config(spec, dtype, algo) -> Config:
+    """Tiles for the zero-skipping algos, whose flags must be built for the same tiles."""
+    win = spec.window_rows
+    if interpreting():
+        # The interpreter costs ~9 ms per program-iteration whatever the block size: big blocks.
+        return Config(block_m=max(128, win), block_n=64, block_k=64, num_warps=1, num_stages=1)
+    cg, cout_g = spec.in_per_group, spec.out_per_group
+    m_total = spec.batch * spec.result_h * spec.result_w * win
+    if algo == "ecr":
+        # CUDA-core FMA: narrow K keeps the upcast operands in registers (BLOCK_K=64 with fp16
+        # upcast spilled and ran 30x slower on VGG-19 features.5).
+        block_k, stages = 16, 2
+    else:
+        block_k = 16 if cg <= 16 else (32 if cg <= 32 or dtype == torch.float32 else 64)
+        stages = 3
+    block_n = 16
+    while block_n < 128 and block_n < cout_g:
+        block_n *= 2
+    block_m = 128
+    while block_m > max(32, win) and triton.cdiv(m_total, block_m) * triton.cdiv(cout_g, block_n) * spec.groups < split_k.SMS:
+        block_m //= 2
+    while block_n > 32 and triton.cdiv(m_total, block_m) * triton.cdiv(cout_g, block_n) * spec.groups < split_k.SMS:
+        block_n //= 2
+    num_warps = 8 if block_m * block_n >= 128 * 128 else 4
+    return Config(max(block_m, win), block_n, block_k, num_warps, stages)
+
+
+def precision(algo: str, dtype: torch.dtype) -> str:
+    """Dot precision for fp32 operands (ignored for fp16/bf16, which always accumulate in fp32)."""
+    if algo == "ecr" or dtype != torch.float32:
+        return "ieee"
+    # fp32 follows cuDNN's switch as F.conv2d does; TF32 off still needs fp32 accuracy: 3xTF32.
+    return "tf32" if torch.backends.cudnn.allow_tf32 else "tf32x3"
+
+
+def packed_weight(weight: torch.Tensor) -> torch.Tensor:
+    """The weight as a (C_out, C_in/g, kH, kW) view of (kH, kW, C_in/g, C_out) memory.
+
+    Output channels contiguous make the kernel's weight tile loads coalesced. Packing is done
+    once per weight tensor and reused while the tensor is unchanged, the way inference engines
+    prepare weights at load time; inputs are never cached. "Unchanged" means the same version
+    counter (in-place ops and load_state_dict bump it) and the same storage (`p.data = t` swaps
+    it). An in-place edit through `.data` bypasses both: call clear_packed_weights() after one.
+    """
+    if weight.stride(0) == 1:
+        return weight
+    try:
+        stamp = (weight._version, weight.data_ptr())
+    except RuntimeError:  # inference-mode tensors have no version counter: pack every call
+        return weight.permute(2, 3, 1, 0).contiguous().permute(3, 2, 0, 1)
+    hit = _PACKED.get(weight)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    packed = weight.detach().permute(2, 3, 1, 0).contiguous().permute(3, 2, 0, 1)
+    _PACKED[weight] = (stamp, packed)
+    return packed
+
+
+def clear_packed_weights() -> None:
+    """Forgets every packed weight (needed only after in-place edits through `.data`)."""
+    _PACKED.clear()
+
+
+# Keyed by tensor identity (tensors compare elementwise, so a plain WeakKeyDictionary cannot hold them).
+_PACKED = WeakIdKeyDictionary()
+
+
+def _span(t: torch.Tensor) -> int:
+    """One past the farthest element offset of t (its strides, not its numel, bound the index)."""
+    return 1 + sum((n - 1) * abs(st) for n, st in zip(t.shape, t.stride()))
+
+
+def _empty(shape, like, memory_format):
+    # One place that allocates the result, so tests can poison it and see unwritten elements.
+    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=memory_format)
+
+
+def conv(x, weight, bias, spec, activation, algo, config: Config | None = None, skip: bool | None = None,
+         split: int = 1):
+    """Launches the kernels for a checked call. Output keeps the input's memory format.
+
+    Without a config, the dense tensor-core path ("igemm" on a GPU) autotunes its tiles and, for
+    layers with few tiles, measures split-K against them (kernels/split_k.py). A config (and
+    split) fixes the launch: tests and the zero-skipping algos use that."""
+    skip = (algo != "igemm") if skip is None else skip
+    win = spec.window_rows
+    if win > MAX_WINDOW:
+        raise ValueError(f"pool_size {(spec.pool_kh, spec.pool_kw)} has {spec.pool_kh * spec.pool_kw} positions; "
+                         f"algo={algo!r} fuses windows of at most {MAX_WINDOW} (use algo='torch')")
+    if not isinstance(split, int) or split < 1:
+        raise ValueError(f"split must be a positive int, got {split!r}")
+    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    y = _empty((spec.batch, spec.out_channels, spec.result_h, spec.result_w), x, fmt)
+    w = packed_weight(weight)
+    b = bias if bias is not None else y
+    prec = precision(algo, x.dtype)
+    launch = _Launch(x, w, b, y, spec, activation, algo, prec, bias is not None)
+    if not skip and config is None and not interpreting() and algo != "ecr":
+        key = (spec, x.dtype, prec, channels_last, x.device.index, activation, bias is not None)
+        options = [(c, s, lambda c=c, s=s: launch.fixed(c, s)) for c, s in split_k.candidates(spec, x.dtype, Config)]
+        choice = split_k.pick(key, launch.tuned, options)
+        if choice is None:
+            launch.tuned()
+        else:
+            launch.fixed(*choice)
+        return y
+    cfg = config or default_config(spec, x.dtype, algo)
+    launch.fixed(cfg, split, ecr_index.chunk_flags(x, spec, cfg.block_m, cfg.block_k) if skip else None)
+    return y
+
+
+class _Launch:
+    """The launches of one call: autotuned dense, or fixed tiles with optional skip flags/split."""
+
+    def __init__(self, x, w, b, y, spec, activation, algo, prec, has_bias):
+        self.x, self.w, self.b, self.y, self.spec = x, w, b, y, spec
+        self.m_total = spec.batch * spec.result_h * spec.result_w
+        self.sizes = (spec.in_per_group, spec.height, spec.width, spec.out_per_group, spec.out_h, spec.out_w,
+                      spec.result_h, spec.result_w, self.m_total, spec.kernel_h, spec.kernel_w)
+        self.conv_geometry = (spec.stride_h, spec.stride_w, spec.pad_h, spec.pad_w, spec.dil_h, spec.dil_w)
+        self.pool_geometry = (spec.pool_kh, spec.pool_kw, spec.pool_sh, spec.pool_sw, spec.pool_ph, spec.pool_pw)
+        self.epilogue = dict(HAS_BIAS=has_bias, ACTIVATION=_ACT[activation], POOL=_POOL[spec.pool],
+                             WIN_P2=spec.window_rows)
+        self.switches = dict(self.epilogue, PRECISION=prec,
+                             UPCAST=algo == "ecr" or (interpreting() and x.dtype == torch.bfloat16),
+                             BIG=max(_span(x), _span(y), _span(w)) >= 2**31)
+        self.bias_stride = b.stride(0) if has_bias else 0
+
+    def _strides(self):
+        return (*self.x.stride(), *self.w.stride(), *self.y.stride(), self.bias_stride)
+
+    def tuned(self):
+        win, spec = self.spec.window_rows, self.spec
+        grid = lambda meta: (triton.cdiv(self.m_total, meta["BLOCK_M"] // win),  # noqa: E731
+                             triton.cdiv(spec.out_per_group, meta["BLOCK_N"]), spec.groups)
+        # NCH (flags row length) is unused without SKIP: the kernel counts chunks from C_G.
+        kernel = ig._conv_tuned_32 if self.x.dtype == torch.float32 else ig._conv_tuned_16
+        kernel[grid](self.x, self.w, self.b, self.y, self.y, self.y, *self.sizes, 0, 1, 0, *self._strides(),
+                     *self.conv_geometry, *self.pool_geometry, SKIP=False, NCH_P2=1, PARTIAL=False,
+                     **self.switches)
+
+    def fixed(self, cfg: Config, split: int = 1, flags=None):
+        spec, win = self.spec, self.spec.window_rows
+        chunks = triton.cdiv(spec.in_per_group, cfg.block_k)
+        grid_m = triton.cdiv(self.m_total, cfg.block_m // win)
+        grid = (grid_m, triton.cdiv(spec.out_per_group, cfg.block_n), spec.groups * split)
+        ws = self.y
+        if split > 1:
+            ws = torch.empty((split, grid_m * cfg.block_m, spec.out_channels), dtype=torch.float32,
+                             device=self.x.device)
+        ig._conv_kernel[grid](
+            self.x, self.w, self.b, self.y, flags if flags is not None else self.y, ws, *self.sizes, chunks, split,
+            grid_m * cfg.block_m, *self._strides(), *self.conv_geometry, *self.pool_geometry,
+            SKIP=flags is not None, NCH_P2=triton.next_power_of_2(chunks), PARTIAL=split > 1, **self.switches,
+            BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
+            num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        )
+        if split > 1:
+            ig._split_reduce_kernel[grid[:2] + (spec.groups,)](
+                ws, self.b, self.y, spec.out_per_group, spec.out_h, spec.out_w, spec.result_h, spec.result_w,
+                self.m_total, split, grid_m * cfg.block_m, *self.y.stride(), self.bias_stride,
+                spec.stride_h, spec.stride_w, spec.pad_h, spec.pad_w, *self.pool_geometry, **self.epilogue,
+                BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, num_warps=4,
+            )

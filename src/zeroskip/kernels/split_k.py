@@ -1,0 +1,78 @@
+"""Split-K for layers with too few output tiles to fill the GPU.
+
+At batch 1 the deep VGG-19 layers have 196 or 784 output pixels: 8-56 tiles of 64x64 or more
+for 132 SMs, so each SM runs one tile through a 72-iteration reduction whose load latency
+nothing hides (30 us against cuDNN's 14 us in fp16, H100). Splitting the reduction over
+SPLIT programs multiplies the programs; the fp32 partial tiles go to a workspace that a second
+kernel sums before the epilogue. Whether a split wins, and which, is measured once per call
+shape against the autotuned dense kernel, as the autotuner measures tiles.
+
+Both measure by CUDA-graph replay (graph_ms): triton's default do_bench times eager launches
+after an L2 flush, which on these 9-30 us kernels ranked tiles wrongly (it preferred a tile that
+replays in 10.1 us over one that replays in 8.8 us on VGG-19 features.5 in fp16, and a dense
+31.9 us launch over a 22.9 us split on features.21; H100), and layers at inference read an
+input the previous layer has just written, i.e. from L2.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+
+SMS = 132  # H100 SXM; only used to decide whether a layer has enough tiles
+_CHOSEN: dict = {}
+
+
+def candidates(spec, dtype, config_type) -> list:
+    """(Config, split) pairs worth measuring: only where even 64x64 tiles leave SMs idle."""
+    win = spec.window_rows
+    m_total = spec.batch * spec.result_h * spec.result_w
+    block_k, stages = (32, 3) if dtype == torch.float32 else (64, 4)
+    iters = spec.kernel_h * spec.kernel_w * triton.cdiv(spec.in_per_group, block_k)
+    out = []
+    for bm, bn in ((64, 64), (128, 64), (64, 128)):
+        if bm < win:
+            continue
+        tiles = triton.cdiv(m_total, bm // win) * triton.cdiv(spec.out_per_group, bn) * spec.groups
+        if tiles >= 2 * SMS:
+            continue
+        for split in (2, 4, 8, 16):
+            # each split keeps >= 4 iterations (room to pipeline), and at most 4 waves of programs
+            if iters < 4 * split or tiles * split > 4 * SMS:
+                break
+            out.append((config_type(bm, bn, block_k, 4, stages), split))
+    return out
+
+
+def pick(key, dense, options):
+    """The fastest of dense() and each (config, split, fn) option, measured once per key.
+
+    Returns None for dense, else (config, split). Nothing is measured during CUDA-graph capture
+    (the dense kernel runs and the choice is left for a later eager call)."""
+    if key in _CHOSEN:
+        return _CHOSEN[key]
+    if not options:
+        _CHOSEN[key] = None
+        return None
+    if torch.cuda.is_current_stream_capturing():
+        return None
+    dense()  # autotunes the dense tiles first, outside the timing
+    best_ms, best = graph_ms(dense), None
+    for cfg, split, fn in options:
+        ms = graph_ms(fn)
+        if ms < best_ms:
+            best_ms, best = ms, (cfg, split)
+    _CHOSEN[key] = best
+    return best
+
+
+def graph_ms(fn, quantiles=None):
+    """Median milliseconds per call of fn over CUDA-graph replays (10 calls per graph, 10 replays).
+    With quantiles (the autotuner's do_bench signature) the median is repeated per quantile."""
+    from ..bench.timing import _graph_time
+    ms = _graph_time(fn, inner=10, reps=10) / 1000.0
+    return [ms] * len(quantiles) if quantiles else ms
+
+
+def clear() -> None:
+    """Forgets every measured choice."""
+    _CHOSEN.clear()
