@@ -23,5 +23,7 @@ for dtype in (torch.float32, torch.float16, torch.bfloat16):
         spec = check_conv(xx, ww, bb, 1, 1, 1, 2)
         ig.conv(xx, ww, bb, spec, "relu", "igemm", cfg, skip=False)
         ig.conv(xx, ww, bb, with_pool(spec, "max", 3, 2, 1), "relu", "igemm", cfg, skip=False)
+        ig.conv(xx, ww, bb, with_pool(spec, "avg", 2, 2, 0), "relu", "igemm", cfg, skip=False, split=3)
+        ig.conv(xx, ww, bb, spec, None, "igemm", cfg, skip=False, split=2)
 torch.cuda.synchronize()
 print("sanitize run done")
