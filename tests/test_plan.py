@@ -225,3 +225,27 @@ def test_convert_measures_on_cuda(device, tmp_path, monkeypatch):
     again = zeroskip.convert_(lenet5().cuda().eval(), x, plan=path)
     assert calls == [] and all(r["reused"] for r in again.zeroskip_report["layers"])
     assert [r["algo"] for r in again.zeroskip_report["layers"]] == [r["algo"] for r in report["layers"]]
+
+
+@pytest.mark.parametrize("dtype, channels_last, tf32, batch, cin, pool, want", [
+    (torch.float32, False, False, 1, 64, None, "igemm"),
+    (torch.float32, False, False, 1, 512, "max", "igemm"),
+    (torch.float32, False, True, 1, 64, None, "torch"),       # TF32 on: not measured
+    (torch.float32, False, False, 32, 512, None, "torch"),    # batch 32 deep layers lost
+    (torch.float32, False, False, 1, 3, None, "torch"),       # 3-channel first layer lost
+    (torch.float16, True, False, 1, 128, None, "igemm"),
+    (torch.float16, True, False, 1, 256, None, "torch"),      # 256..512-channel plain convs lost
+    (torch.float16, True, False, 32, 512, "max", "torch"),
+    (torch.float16, True, False, 1, 512, "max", "igemm"),
+    (torch.float16, False, False, 1, 128, "max", "torch"),    # NCHW fp16: not measured
+    (torch.bfloat16, True, False, 1, 128, "max", "torch"),
+])
+@cpu_fakes
+def test_auto_takes_igemm_only_where_measured_faster(monkeypatch, dtype, channels_last, tf32, batch, cin, pool, want):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", tf32)
+    x = torch.zeros(batch, cin, 8, 8, dtype=dtype)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    spec = zplan.spec_of("conv2d_pool" if pool else "conv2d", x, torch.zeros(8, cin, 3, 3), None, 1, 1,
+                         **({"pool": pool} if pool else {}))
+    assert dispatch.choose("auto", fake_cuda_input(x), spec, "relu") == want

@@ -11,10 +11,10 @@ Algos (every name here is public and documented in the README):
   "igemm"   The same kernel with skipping off (dense implicit GEMM), tensor-core precision as "ecr_tc".
   "auto"    On CUDA, the active plan's measured choice for this exact call (zeroskip.plan: op,
             geometry with batch and pooling, dtype, TF32 switch, activation, channels_last) when
-            it has an entry; else "igemm" for fp16 VGG-style conv+pool (measured faster, see
-            _vgg_style_fused) and "torch" for everything else (no kernel here beats cuDNN on every
-            layer, see BENCHMARKS.md); "ecr" on the CPU interpreter; "torch" wherever kernels
-            cannot run.
+            it has an entry; else "igemm" for the layer families measured faster than cuDNN
+            (measured_faster: VGG-style 3x3 convs in fp32 at batch 1 and in fp16, see
+            BENCHMARKS.md) and "torch" for everything else; "ecr" on the CPU interpreter;
+            "torch" wherever kernels cannot run.
 """
 from __future__ import annotations
 
@@ -38,21 +38,33 @@ def kernels_can_run(device: torch.device) -> bool:
     return device.type == "cuda" or (device.type == "cpu" and interpreting())
 
 
-def _vgg_style_fused(input, spec, activation) -> bool:
-    """fp16 channels_last 3x3/s1/p1 conv + relu + 2x2/s2 max-pool, 64..512 input channels, where
-    measured: the fused dense kernel ran 1.55x-2.28x of cuDNN conv -> relu -> max_pool2d on the
-    five VGG-19 stages at batch 1 and 1.18x-1.88x on the three stages of 64..256 channels at
-    batch 32 (H100, 2026-11-25, BENCHMARKS.md); at 512 channels and batch 32 it tied (0.97x and
-    1.02x), so those stay on cuDNN. Every other shape, dtype and layout stays on cuDNN until
-    measured (zeroskip.plan)."""
+def measured_faster(input, spec, activation) -> bool:
+    """The layer families where the dense kernel ("igemm") was measured faster than cuDNN on every
+    layer tried (H100, realistic VGG-19 inputs, graph-replayed; BENCHMARKS.md): 3x3, stride 1,
+    padding 1, no dilation or groups, with no pool or a 2x2/2 max-pool after relu.
+      fp32, TF32 off (3xTF32, fp32-accurate), NCHW, batch 1, 64..512 input channels: convs
+        1.33-2.73x, fused 1.41-2.48x. At batch 32 the 512-channel layers ran 0.63-0.87x: cuDNN.
+      fp16, channels_last, fused with the pool: 1.59-2.78x at batch 1 (64..512 channels),
+        1.22-2.13x at batch 32 for 64..256 channels (512: 0.93x and 1.21x, so cuDNN there).
+      fp16, channels_last, plain conv, 3 or 64..128 input channels: 1.17-1.81x at batch 1,
+        1.04-1.43x at batch 32; with 256 or 512 channels it ran 0.69-0.98x: cuDNN.
+    Everything else stays on cuDNN unless a plan measured it (zeroskip.plan)."""
     geometry = (spec.kernel_h, spec.kernel_w, spec.stride_h, spec.stride_w, spec.pad_h, spec.pad_w,
                 spec.dil_h, spec.dil_w, spec.groups)
+    if geometry != (3, 3, 1, 1, 1, 1, 1, 1, 1) or (spec.out_h, spec.out_w) != (spec.height, spec.width):
+        return False
     pool = (spec.pool_kh, spec.pool_kw, spec.pool_sh, spec.pool_sw, spec.pool_ph, spec.pool_pw)
-    return (spec.pool == "max" and activation == "relu" and input.dtype == torch.float16
-            and geometry == (3, 3, 1, 1, 1, 1, 1, 1, 1) and pool == (2, 2, 2, 2, 0, 0)
-            and (64 <= spec.in_channels <= 256 or (spec.in_channels == 512 and spec.batch == 1))
-            and spec.out_h == spec.height and spec.out_w == spec.width
-            and input.is_contiguous(memory_format=torch.channels_last))
+    if spec.pool and not (spec.pool == "max" and activation == "relu" and pool == (2, 2, 2, 2, 0, 0)):
+        return False
+    c, batch = spec.in_channels, spec.batch
+    if input.dtype == torch.float32:
+        return (not torch.backends.cudnn.allow_tf32 and batch == 1 and 64 <= c <= 512
+                and input.is_contiguous())
+    if input.dtype != torch.float16 or not input.is_contiguous(memory_format=torch.channels_last) or batch > 32:
+        return False
+    if spec.pool:
+        return 64 <= c <= 256 or (c == 512 and batch == 1)
+    return c == 3 or 64 <= c <= 128
 
 
 def offsets_fit(input, spec) -> bool:
@@ -80,10 +92,10 @@ def choose(algo, input: torch.Tensor, spec, activation=None) -> str:
         if input.device.type == "cpu":
             return "ecr"
         # Measured on an H100 (BENCHMARKS.md): the kernels beat cuDNN on some layers and lose on
-        # others, so without a measurement for this layer the pick is cuDNN, except the one
-        # family measured faster everywhere it was tried.
+        # others, so without a measurement for this layer the pick is cuDNN, except the
+        # families measured faster everywhere they were tried.
         op = "conv2d_pool" if spec.pool else "conv2d"
-        return plan.lookup(op, spec, input, activation) or ("igemm" if _vgg_style_fused(input, spec, activation) else "torch")
+        return plan.lookup(op, spec, input, activation) or ("igemm" if measured_faster(input, spec, activation) else "torch")
     if input.dtype not in KERNEL_DTYPES:
         raise TypeError(f"algo={algo!r} supports dtypes {KERNEL_DTYPES}, got input dtype {input.dtype}")
     if not offsets_fit(input, spec):
