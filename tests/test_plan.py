@@ -246,6 +246,6 @@ def test_auto_takes_igemm_only_where_measured_faster(monkeypatch, dtype, channel
     x = torch.zeros(batch, cin, 8, 8, dtype=dtype)
     if channels_last:
         x = x.to(memory_format=torch.channels_last)
-    spec = zplan.spec_of("conv2d_pool" if pool else "conv2d", x, torch.zeros(8, cin, 3, 3), None, 1, 1,
+    spec = zplan.spec_of("conv2d_pool" if pool else "conv2d", x, torch.zeros(8, cin, 3, 3, dtype=dtype), None, 1, 1,
                          **({"pool": pool} if pool else {}))
     assert dispatch.choose("auto", fake_cuda_input(x), spec, "relu") == want
