@@ -233,7 +233,7 @@ def test_convert_measures_on_cuda(device, tmp_path, monkeypatch):
     (torch.float32, False, True, 1, 64, None, "torch"),       # TF32 on: not measured
     (torch.float32, False, False, 32, 512, None, "torch"),    # batch 32 deep layers lost
     (torch.float32, False, False, 1, 3, None, "torch"),       # 3-channel first layer lost
-    (torch.float16, True, False, 1, 128, None, "igemm"),
+    (torch.float16, True, False, 1, 128, None, "torch"),      # plain fp16 conv on an 8x8 map lost
     (torch.float16, True, False, 1, 256, None, "torch"),      # 256..512-channel plain convs lost
     (torch.float16, True, False, 32, 512, "max", "torch"),
     (torch.float16, True, False, 1, 512, "max", "igemm"),
@@ -249,3 +249,11 @@ def test_auto_takes_igemm_only_where_measured_faster(monkeypatch, dtype, channel
     spec = zplan.spec_of("conv2d_pool" if pool else "conv2d", x, torch.zeros(8, cin, 3, 3, dtype=dtype), None, 1, 1,
                          **({"pool": pool} if pool else {}))
     assert dispatch.choose("auto", fake_cuda_input(x), spec, "relu") == want
+
+
+@cpu_fakes
+def test_auto_fp16_plain_conv_needs_a_large_map():
+    for hw, want in ((56, "igemm"), (28, "torch")):
+        x = torch.zeros(1, 128, hw, hw, dtype=torch.float16).to(memory_format=torch.channels_last)
+        spec = zplan.spec_of("conv2d", x, torch.zeros(8, 128, 3, 3, dtype=torch.float16), None, 1, 1)
+        assert dispatch.choose("auto", fake_cuda_input(x), spec, None) == want

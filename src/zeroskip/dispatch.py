@@ -46,8 +46,10 @@ def measured_faster(input, spec, activation) -> bool:
         1.33-2.73x, fused 1.41-2.48x. At batch 32 the 512-channel layers ran 0.63-0.87x: cuDNN.
       fp16, channels_last, fused with the pool: 1.59-2.78x at batch 1 (64..512 channels),
         1.22-2.13x at batch 32 for 64..256 channels (512: 0.93x and 1.21x, so cuDNN there).
-      fp16, channels_last, plain conv, 3 or 64..128 input channels: 1.17-1.81x at batch 1,
-        1.04-1.43x at batch 32; with 256 or 512 channels it ran 0.69-0.98x: cuDNN.
+      fp16, channels_last, plain conv, 3 or 64..128 input channels, maps of 56x56 or more:
+        1.16-1.81x at batch 1 (VGG-19, GoogLeNet conv3), 1.04-1.43x at batch 32; with 256 or 512
+        channels it ran 0.69-0.98x, and GoogLeNet's 96..128-channel convs on 28x28 and 14x14
+        maps 0.94-1.07x: cuDNN there.
     Everything else stays on cuDNN unless a plan measured it (zeroskip.plan)."""
     geometry = (spec.kernel_h, spec.kernel_w, spec.stride_h, spec.stride_w, spec.pad_h, spec.pad_w,
                 spec.dil_h, spec.dil_w, spec.groups)
@@ -64,7 +66,7 @@ def measured_faster(input, spec, activation) -> bool:
         return False
     if spec.pool:
         return 64 <= c <= 256 or (c == 512 and batch == 1)
-    return c == 3 or 64 <= c <= 128
+    return (c == 3 or 64 <= c <= 128) and spec.height * spec.width >= 56 * 56
 
 
 def offsets_fit(input, spec) -> bool:
