@@ -1,0 +1,56 @@
+"""The split-K choice: measured once per call shape, the fastest wins, nothing is measured during
+CUDA-graph capture. Timings are faked here; the kernels' split-K results are checked against the
+reference in test_implicit_gemm.py."""
+import pytest
+import torch
+
+from zeroskip.kernels import split_k
+
+
+@pytest.fixture
+def fake_times(monkeypatch):
+    split_k.clear()
+    calls = []
+    times = {}
+
+    def graph_ms(fn, quantiles=None):
+        calls.append(fn)
+        return times[fn]
+
+    monkeypatch.setattr(split_k, "graph_ms", graph_ms)
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
+    yield times, calls
+    split_k.clear()
+
+
+def _fn():
+    return lambda: None
+
+
+def test_fastest_option_wins_and_is_remembered(fake_times):
+    times, calls = fake_times
+    dense, a, b = _fn(), _fn(), _fn()
+    times.update({dense: 0.030, a: 0.020, b: 0.015})
+    options = [("cfg-a", 2, a), ("cfg-b", 4, b)]
+    assert split_k.pick("layer", dense, options) == ("cfg-b", 4)
+    assert len(calls) == 3
+    assert split_k.pick("layer", dense, options) == ("cfg-b", 4)
+    assert len(calls) == 3                                  # no second measurement
+
+
+def test_dense_kept_when_no_split_is_faster(fake_times):
+    times, _ = fake_times
+    dense, a = _fn(), _fn()
+    times.update({dense: 0.010, a: 0.012})
+    assert split_k.pick("layer", dense, [("cfg", 2, a)]) is None
+
+
+def test_nothing_measured_without_options_or_during_capture(fake_times, monkeypatch):
+    times, calls = fake_times
+    dense, a = _fn(), _fn()
+    times.update({dense: 0.030, a: 0.010})
+    assert split_k.pick("no-options", dense, []) is None and calls == []
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: True)
+    assert split_k.pick("captured", dense, [("cfg", 2, a)]) is None and calls == []
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
+    assert split_k.pick("captured", dense, [("cfg", 2, a)]) == ("cfg", 2)   # measured later, eagerly
