@@ -54,3 +54,13 @@ def test_nothing_measured_without_options_or_during_capture(fake_times, monkeypa
     assert split_k.pick("captured", dense, [("cfg", 2, a)]) is None and calls == []
     monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
     assert split_k.pick("captured", dense, [("cfg", 2, a)]) == ("cfg", 2)   # measured later, eagerly
+
+
+def test_sm_count_off_the_gpu_and_fewer_sms_allow_fewer_splits():
+    assert split_k.sm_count("cpu") == split_k.H100_SMS
+    from zeroskip.geometry import check_conv
+    from zeroskip.kernels.launch import Config
+    deep = check_conv(torch.empty(1, 512, 14, 14), torch.empty(512, 512, 3, 3), None, 1, 1, 1, 1)
+    big = split_k.candidates(deep, torch.float16, Config, sms=132)
+    small = split_k.candidates(deep, torch.float16, Config, sms=16)
+    assert len(small) < len(big)     # at most 4 waves of programs on the smaller GPU

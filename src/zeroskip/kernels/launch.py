@@ -25,13 +25,14 @@ class Config:
     num_stages: int = 3
 
 
-def default_config(spec, dtype, algo) -> Config:
+def default_config(spec, dtype, algo, device="cuda") -> Config:
     """Tiles for the zero-skipping algos, whose flags must be built for the same tiles."""
     win = spec.window_rows
     if interpreting():
         # The interpreter costs ~9 ms per program-iteration whatever the block size: big blocks.
         return Config(block_m=max(128, win), block_n=64, block_k=64, num_warps=1, num_stages=1)
     cg, cout_g = spec.in_per_group, spec.out_per_group
+    sms = split_k.sm_count(device)
     m_total = spec.batch * spec.result_h * spec.result_w * win
     if algo == "ecr":
         # CUDA-core FMA: narrow K keeps the upcast operands in registers (BLOCK_K=64 with fp16
@@ -44,9 +45,9 @@ def default_config(spec, dtype, algo) -> Config:
     while block_n < 128 and block_n < cout_g:
         block_n *= 2
     block_m = 128
-    while block_m > max(32, win) and triton.cdiv(m_total, block_m) * triton.cdiv(cout_g, block_n) * spec.groups < split_k.SMS:
+    while block_m > max(32, win) and triton.cdiv(m_total, block_m) * triton.cdiv(cout_g, block_n) * spec.groups < sms:
         block_m //= 2
-    while block_n > 32 and triton.cdiv(m_total, block_m) * triton.cdiv(cout_g, block_n) * spec.groups < split_k.SMS:
+    while block_n > 32 and triton.cdiv(m_total, block_m) * triton.cdiv(cout_g, block_n) * spec.groups < sms:
         block_n //= 2
     num_warps = 8 if block_m * block_n >= 128 * 128 else 4
     return Config(max(block_m, win), block_n, block_k, num_warps, stages)
@@ -125,14 +126,15 @@ def conv(x, weight, bias, spec, activation, algo, config: Config | None = None, 
     launch = _Launch(x, w, b, y, spec, activation, algo, prec, bias is not None)
     if not skip and config is None and not interpreting() and algo != "ecr":
         key = (spec, x.dtype, prec, channels_last, x.device.index, activation, bias is not None)
-        options = [(c, s, lambda c=c, s=s: launch.fixed(c, s)) for c, s in split_k.candidates(spec, x.dtype, Config)]
+        options = [(c, s, lambda c=c, s=s: launch.fixed(c, s))
+                   for c, s in split_k.candidates(spec, x.dtype, Config, split_k.sm_count(x.device))]
         choice = split_k.pick(key, launch.tuned, options)
         if choice is None:
             launch.tuned()
         else:
             launch.fixed(*choice)
         return y
-    cfg = config or default_config(spec, x.dtype, algo)
+    cfg = config or default_config(spec, x.dtype, algo, x.device)
     launch.fixed(cfg, split, ecr_index.chunk_flags(x, spec, cfg.block_m, cfg.block_k) if skip else None)
     return y
 

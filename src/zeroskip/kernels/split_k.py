@@ -15,14 +15,29 @@ input the previous layer has just written, i.e. from L2.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 
-SMS = 132  # H100 SXM; only used to decide whether a layer has enough tiles
+H100_SMS = 132  # used where no GPU is queried (the CPU interpreter, tests)
 _CHOSEN: dict = {}
 
 
-def candidates(spec, dtype, config_type) -> list:
+@functools.lru_cache(maxsize=None)
+def _device_sms(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def sm_count(device) -> int:
+    """Streaming multiprocessors of a CUDA device (132 on an H100 SXM); H100_SMS elsewhere."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return H100_SMS
+    return _device_sms(device.index if device.index is not None else torch.cuda.current_device())
+
+
+def candidates(spec, dtype, config_type, sms: int = H100_SMS) -> list:
     """(Config, split) pairs worth measuring: only where even 64x64 tiles leave SMs idle."""
     win = spec.window_rows
     m_total = spec.batch * spec.result_h * spec.result_w
@@ -33,11 +48,11 @@ def candidates(spec, dtype, config_type) -> list:
         if bm < win:
             continue
         tiles = triton.cdiv(m_total, bm // win) * triton.cdiv(spec.out_per_group, bn) * spec.groups
-        if tiles >= 2 * SMS:
+        if tiles >= 2 * sms:
             continue
         for split in (2, 4, 8, 16):
             # each split keeps >= 4 iterations (room to pipeline), and at most 4 waves of programs
-            if iters < 4 * split or tiles * split > 4 * SMS:
+            if iters < 4 * split or tiles * split > 4 * sms:
                 break
             out.append((config_type(bm, bn, block_k, 4, stages), split))
     return out
