@@ -235,3 +235,34 @@ def test_module_help():
 
 def test_suites_listed():
     assert set(SUITES) == {"vgg19", "alexnet", "googlenet", "lenet5"}
+
+
+@pytest.mark.parametrize("dtype, layout, want", [
+    ("fp16", "auto", "channels_last"), ("fp32", "auto", "nchw"),
+    ("fp32", "channels_last", "channels_last"), ("bf16", "nchw", "nchw"),
+])
+def test_operands_layout(dtype, layout, want):
+    layer = load_suite("vgg19")[1]
+    x = torch.rand(1, layer.in_channels, 6, 6)
+    x, w, b = run.operands(layer, x, dtype, layout)
+    assert run.layout_of(x) == want and run.layout_of(w) == want and x.dtype == w.dtype == b.dtype
+    with pytest.raises(ValueError, match="layout must be one of"):
+        run.operands(layer, x, dtype, "nhwc")
+
+
+def test_layout_separates_tables(capsys):
+    from zeroskip.bench import report
+    rows = [dict(fake_row(), layout="nchw"), dict(fake_row(ours=25.0), layout="channels_last")]
+    md = report.markdown(rows)
+    assert "fp32, nchw, batch 4" in md and "fp32, channels_last, batch 4" in md
+    run.print_table(rows)
+    out = capsys.readouterr().out
+    assert "fp32 nchw batch 4 algo auto: 2.00x" in out and "fp32 channels_last batch 4 algo auto: 4.00x" in out
+
+
+def test_cli_layout_option():
+    parser = cli.build_parser()
+    assert parser.parse_args(["bench"]).layout == "auto"
+    assert parser.parse_args(["sweep", "--layout", "channels_last"]).layout == "channels_last"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["bench", "--layout", "nhwc"])

@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"suite(s) among {', '.join(SUITES)}: repeat or comma list (default vgg19)")
     b.add_argument("--ops", action="append", type=_choices("op", OP_NAMES), help="conv2d, conv2d_pool (default both)")
     common(b)
+    layout_option(b)
     b.add_argument("--compile", action="store_true", help="also time torch.compile of the baseline (max-autotune tuning; the harness adds the CUDA graph)")
     b.add_argument("--png", action="store_true", help="also draw speedups per layer (needs matplotlib)")
     b.add_argument("--model", action="append", type=_choices("model", MODELS),
@@ -67,12 +68,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sparsities", default=SWEEP_DEFAULT, type=_numbers("--sparsities", float, 0.0, 1.0))
     s.add_argument("--structure", choices=("real", "random"), default="real", help="zero pattern (default real)")
     common(s)
+    layout_option(s)
     s.add_argument("--png", action="store_true", help="also draw speedup vs sparsity (needs matplotlib)")
     r = sub.add_parser("replicate", help="the paper's one-channel experiment, GPU time only, beside their times")
     common(r, dtypes=("fp32", "fp16"), default_algo="ecr,auto")
     d = sub.add_parser("demo", help="the default: quick check on CPU, VGG-19 table on a GPU")
     d.add_argument("--data", metavar="PATH", help="the paper-data folder (GPU demo)")
     return p
+
+
+def layout_option(sp):
+    sp.add_argument("--layout", choices=("auto", "nchw", "channels_last"), default="auto",
+                    help="memory format of input and weight on both sides (default auto: channels_last "
+                         "for fp16/bf16, NCHW for fp32/tf32)")
 
 
 def model_options(sp):

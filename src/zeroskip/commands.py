@@ -110,7 +110,8 @@ def bench_suites(args, data) -> int:
         for batch in batches:
             for dtype in dtypes:
                 rows += run.run_suite(suite, batch, dtype, ops=_flat(args.ops, OP_NAMES),
-                                      algos=_flat(args.algo, ["auto"]), data=data, torch_compile=args.compile)
+                                      algos=_flat(args.algo, ["auto"]), data=data, torch_compile=args.compile,
+                                      layout=args.layout)
     path = run.write_results(rows, out / f"bench-{_stamp()}.json")
     run.print_table(rows)
     if args.png:
@@ -128,7 +129,7 @@ def sweep(args, shapes, data) -> int:
     for batch in batches:
         for dtype in dtypes:
             rows += run.run_sweep(shapes, args.sparsities, batch, dtype, _flat(args.algo, ["auto"]),
-                                  structure=args.structure, data=data)
+                                  structure=args.structure, data=data, layout=args.layout)
     path = run.write_results(rows, out / f"sweep-{_stamp()}.json")
     run.print_table(rows)
     print("\nbreak-even input sparsity (ours at least as fast as cuDNN from here on):")

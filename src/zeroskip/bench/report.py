@@ -1,4 +1,4 @@
-"""Markdown tables of benchmark rows (for BENCHMARKS.md): one table per (suite, op, dtype, batch),
+"""Markdown tables of benchmark rows (for BENCHMARKS.md): one table per (suite, op, dtype, layout, batch),
 a row per layer with the input's zero fraction, cuDNN's time and each algo's time and speedup, and
 the geometric-mean speedup per algo.
 
@@ -17,13 +17,14 @@ def markdown(rows) -> str:
     groups = defaultdict(list)
     for r in rows:
         if r.get("ours_us") is not None:
-            groups[(r["suite"], r["op"], r["dtype"], r["batch"])].append(r)
+            groups[(r["suite"], r["op"], r["dtype"], r.get("layout"), r["batch"])].append(r)
     out = []
-    for (suite, op, dtype, batch), items in groups.items():
+    for (suite, op, dtype, layout, batch), items in groups.items():
         algos = list(dict.fromkeys(r["algo"] for r in items))
         layers = list(dict.fromkeys(r["layer"] for r in items))
         cell = {(r["layer"], r["algo"]): r for r in items}
-        out.append(f"**{suite} {op}, {dtype}, batch {batch}** (GPU us). The cuDNN column is the time measured "
+        fmt = f" {layout}," if layout else ""
+        out.append(f"**{suite} {op}, {dtype},{fmt} batch {batch}** (GPU us). The cuDNN column is the time measured "
                    f"beside the first algo; each x divides the cuDNN time measured beside that algo (the two "
                    f"differ by run-to-run noise) by ours.\n")
         out.append("| layer | zeros | cuDNN | " + " | ".join(algos) + " |")

@@ -11,13 +11,13 @@ from pathlib import Path
 from .suites import Layer
 
 TOLERANCE = {"fp32": 1e-5, "tf32": 2e-3, "fp16": 1e-2, "bf16": 1e-2}
-FIELDS = ("suite", "layer", "op", "shape", "dtype", "batch", "sparsity", "algo", "ours_us", "baseline_us",
+FIELDS = ("suite", "layer", "op", "shape", "dtype", "layout", "batch", "sparsity", "algo", "ours_us", "baseline_us",
           "compiled_us", "speedup", "speedup_compiled", "tflops", "baseline_tflops", "rel_err", "ok",
           "gpu", "torch", "triton", "cudnn", "date", "notes")
 
 
 def make_row(layer: Layer, op, dtype, batch, sparsity, algo, ours_us, baseline_us, compiled_us,
-             rel_err, env, notes=(), suite=None) -> dict:
+             rel_err, env, notes=(), suite=None, layout=None) -> dict:
     """One result row (FIELDS); timings in microseconds, None where not measured."""
     flops = layer.flops(batch)
     shape = layer.shape(batch)
@@ -25,7 +25,7 @@ def make_row(layer: Layer, op, dtype, batch, sparsity, algo, ours_us, baseline_u
 
     def ratio(a, b):
         return a / b if a and b else None
-    return {"suite": suite or layer.suite, "layer": layer.name, "op": op, "shape": shape, "dtype": dtype,
+    return {"suite": suite or layer.suite, "layer": layer.name, "op": op, "shape": shape, "dtype": dtype, "layout": layout,
             "batch": batch, "sparsity": sparsity, "algo": algo, "ours_us": ours_us,
             "baseline_us": baseline_us, "compiled_us": compiled_us,
             "speedup": ratio(baseline_us, ours_us), "speedup_compiled": ratio(compiled_us, ours_us),
@@ -72,12 +72,12 @@ def print_table(rows) -> None:
         print("  ".join(c.rjust(wd) if i >= 4 else c.ljust(wd) for i, (c, wd) in enumerate(zip(t, widths))))
     groups = {}
     for r in rows:
-        groups.setdefault((r["suite"], r["op"], r["dtype"], r["batch"], r["algo"]), []).append(r)
+        groups.setdefault((r["suite"], r["op"], r["dtype"], r.get("layout"), r["batch"], r["algo"]), []).append(r)
     print("\ngeometric-mean speedup over cuDNN (>1: ours faster)")
-    for (suite, op, dtype, batch, algo), g in groups.items():
+    for (suite, op, dtype, layout, batch, algo), g in groups.items():
         comp = geomean([r["speedup_compiled"] for r in g])
         extra = f", vs torch.compile {comp:.2f}x" if comp else ""
-        print(f"  {suite} {op} {dtype} batch {batch} algo {algo}: "
+        print(f"  {suite} {op} {dtype}{' ' + layout if layout else ''} batch {batch} algo {algo}: "
               f"{_fmt(geomean([r['speedup'] for r in g]), '.2f')}x over {len(g)} layers{extra}")
     failed = [r for r in rows if not r["ok"]]
     if failed:

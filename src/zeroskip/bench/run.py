@@ -83,16 +83,27 @@ def ours(op: str, layer: Layer, activation, algo):
                                                 **layer.pool_args(), algo=algo)
 
 
-def operands(layer: Layer, x: torch.Tensor, dtype: str):
-    """Weights randn * sqrt(2 / fan_in), bias randn * 0.01; channels_last for fp16/bf16."""
+LAYOUTS = ("auto", "nchw", "channels_last")
+
+
+def operands(layer: Layer, x: torch.Tensor, dtype: str, layout: str = "auto"):
+    """Weights randn * sqrt(2 / fan_in), bias randn * 0.01. Input and weight channels_last when
+    layout says so; "auto" means channels_last for fp16/bf16 (cuDNN's best there) and NCHW for
+    fp32/tf32."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     fan_in = layer.in_channels // layer.groups * layer.kernel[0] * layer.kernel[1]
     shape = (layer.out_channels, layer.in_channels // layer.groups, *layer.kernel)
     w = (torch.randn(shape, device=x.device) * math.sqrt(2.0 / fan_in)).to(DTYPES[dtype])
     b = (torch.randn(layer.out_channels, device=x.device) * 0.01).to(DTYPES[dtype])
     x = x.to(DTYPES[dtype])
-    if dtype in ("fp16", "bf16"):
+    if layout == "channels_last" or (layout == "auto" and dtype in ("fp16", "bf16")):
         x, w = x.to(memory_format=torch.channels_last), w.to(memory_format=torch.channels_last)
     return x, w, b
+
+
+def layout_of(x: torch.Tensor) -> str:
+    return "channels_last" if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() else "nchw"
 
 
 def _reason(exc) -> str:
@@ -111,7 +122,7 @@ def compare(op, layer, algo, activation, x, w, b, dtype, torch_compile, env, sui
     except Exception as exc:
         notes.append(f"ours failed: {_reason(exc)}")
         print(f"    {layer.name} {op} {algo}: {notes[-1]}")
-        return make_row(layer, op, dtype, x.shape[0], sparsity, algo, None, None, None, None, env, notes, suite)
+        return make_row(layer, op, dtype, x.shape[0], sparsity, algo, None, None, None, None, env, notes, suite, layout_of(x))
     fns = [lambda: mine(x, w, b), lambda: base(x, w, b)]
     if torch_compile:
         try:
@@ -126,17 +137,17 @@ def compare(op, layer, algo, activation, x, w, b, dtype, torch_compile, env, sui
     except Exception as exc:  # e.g. out of memory while timing: keep the run going
         notes.append(f"timing failed: {_reason(exc)}")
         print(f"    {layer.name} {op} {algo}: {notes[-1]}")
-        return make_row(layer, op, dtype, x.shape[0], sparsity, algo, None, None, None, err, env, notes, suite)
+        return make_row(layer, op, dtype, x.shape[0], sparsity, algo, None, None, None, err, env, notes, suite, layout_of(x))
     if times[0].method != "cuda_graph":
         notes.append(f"all sides timed with do_bench (CUDA graph capture failed: {times[0].reason})")
     t_ours, t_base = times[0], times[1]
     compiled_us = times[2].us if len(times) > 2 else None
     return make_row(layer, op, dtype, x.shape[0], sparsity, algo, t_ours.us, t_base.us, compiled_us, err,
-                    env, notes, suite)
+                    env, notes, suite, layout_of(x))
 
 
 def run_suite(suite, batch: int = 1, dtype: str = "fp32", ops=OPS, algos=("auto",), data=None,
-              torch_compile: bool = False) -> list[dict]:
+              torch_compile: bool = False, layout: str = "auto") -> list[dict]:
     """Every conv of `suite` (a name or a list of Layer) with a fresh realistic input on CUDA."""
     from .sparsity import realistic_input
     layers = load_suite(suite) if isinstance(suite, str) else list(suite)
@@ -155,7 +166,7 @@ def run_suite(suite, batch: int = 1, dtype: str = "fp32", ops=OPS, algos=("auto"
             if not todo:
                 continue
             x = realistic_input(layer, batch, data=data, device="cuda")
-            x, w, b = operands(layer, x, dtype)
+            x, w, b = operands(layer, x, dtype, layout)
             for op in todo:
                 activation = None if op == "conv2d" else "relu"
                 for algo in algos:
@@ -166,7 +177,7 @@ def run_suite(suite, batch: int = 1, dtype: str = "fp32", ops=OPS, algos=("auto"
 
 
 def run_sweep(shapes, sparsities, batch: int = 1, dtype: str = "fp32", algos=("auto",),
-              structure: str = "real", data=None) -> list[dict]:
+              structure: str = "real", data=None, layout: str = "auto") -> list[dict]:
     """conv2d (no activation) of each Layer in `shapes` at each input sparsity; suite '<suite>/sweep'."""
     from .sparsity import sweep_input
     env, rows = env_info(), []
@@ -176,7 +187,7 @@ def run_sweep(shapes, sparsities, batch: int = 1, dtype: str = "fp32", algos=("a
             for s in sparsities:
                 x = sweep_input((batch, layer.in_channels, layer.height, layer.width), s, structure,
                                 data=data, device="cuda")
-                x, w, b = operands(layer, x, dtype)
+                x, w, b = operands(layer, x, dtype, layout)
                 for algo in algos:
                     rows.append(compare("conv2d", layer, algo, None, x, w, b, dtype, False, env,
                                         suite=f"{layer.suite}/sweep"))
