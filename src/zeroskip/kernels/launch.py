@@ -126,8 +126,9 @@ def conv(x, weight, bias, spec, activation, algo, config: Config | None = None, 
     launch = _Launch(x, w, b, y, spec, activation, algo, prec, bias is not None)
     if not skip and config is None and not interpreting() and algo != "ecr":
         key = (spec, x.dtype, prec, channels_last, x.device.index, activation, bias is not None)
-        options = [(c, s, lambda c=c, s=s: launch.fixed(c, s))
-                   for c, s in split_k.candidates(spec, x.dtype, Config, split_k.sm_count(x.device))]
+        def options():  # built only on a shape's first call: the choice is cached per key
+            return [(c, s, lambda c=c, s=s: launch.fixed(c, s))
+                    for c, s in split_k.candidates(spec, x.dtype, Config, split_k.sm_count(x.device))]
         choice = split_k.pick(key, launch.tuned, options)
         if choice is None:
             launch.tuned()

@@ -59,12 +59,13 @@ def candidates(spec, dtype, config_type, sms: int = H100_SMS) -> list:
 
 
 def pick(key, dense, options):
-    """The fastest of dense() and each (config, split, fn) option, measured once per key.
+    """The fastest of dense() and each (config, split, fn) of options(), measured once per key.
 
     Returns None for dense, else (config, split). Nothing is measured during CUDA-graph capture
     (the dense kernel runs and the choice is left for a later eager call)."""
     if key in _CHOSEN:
         return _CHOSEN[key]
+    options = options()
     if not options:
         _CHOSEN[key] = None
         return None
