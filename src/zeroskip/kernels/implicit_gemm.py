@@ -189,7 +189,8 @@ def _configs(shapes):
             for m, n, k, w, s in shapes]
 
 
-_KEY = ["C_G", "COUT_G", "M", "KH", "KW", "H", "W", "PRECISION", "POOL", "WIN_P2"]
+# Tiles are tuned per shape and layout (sxc is 1 for channels_last input); Triton adds the dtypes.
+_KEY = ["C_G", "COUT_G", "M", "KH", "KW", "H", "W", "stride_h", "stride_w", "sxc", "PRECISION", "POOL", "WIN_P2"]
 _TUNE = dict(key=_KEY, prune_configs_by={"early_config_prune": _prune}, do_bench=graph_ms)
 # Dense tensor-core paths: tiles picked by measurement (CUDA-graph replays, see split_k.graph_ms)
 # per layer shape at its first call.
