@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Reproduces the measurements behind BENCHMARKS.md, one part per call (each fits in a 10-minute
+# GPU session slot). Results go to $OUT/<part> (or benchmarks/<part>).
+#   bash scripts/bench_all.sh PART DATA      PART: b1 | b32 | auto | fused | models | layout | sweep
+set -euo pipefail
+part=${1:?part: b1 b32 auto fused models layout sweep}
+data=${2:-.data/paper-data}
+export PYTHONPATH=src PYTHONUNBUFFERED=1
+out=${OUT:-benchmarks}/$part
+mkdir -p "$out"
+z() { python3 -m zeroskip "$@" --out "$out"; }
+case $part in
+  b1)     z bench --suite vgg19 --batch 1 --dtype fp32,fp16 --algo igemm --data "$data" ;;
+  b32)    z bench --suite vgg19 --batch 32 --dtype fp16,fp32 --algo igemm --data "$data" ;;
+  auto)   z bench --suite vgg19 --batch 1 --dtype fp32,fp16 --algo auto --data "$data"
+          z bench --suite alexnet,lenet5,googlenet --batch 1 --dtype fp32,fp16 --algo auto --data "$data" ;;
+  fused)  z bench --suite vgg19 --ops conv2d_pool --batch 1 --dtype fp16 --algo igemm --compile --data "$data"
+          z bench --suite vgg19 --ops conv2d_pool --batch 1 --dtype bf16,tf32 --algo igemm --data "$data" ;;
+  models) z bench --model vgg19 --batch 1 --dtype fp16,fp32 --compile
+          z bench --model resnet50 --batch 1 --dtype fp16,fp32 --compile
+          z bench --model googlenet --batch 1 --dtype fp16,fp32 --compile ;;
+  layout) z bench --suite vgg19 --batch 1 --dtype fp32,tf32 --algo igemm --layout channels_last --data "$data" ;;
+  sweep)  z sweep --dtype fp32,fp16 --png --data "$data" ;;
+  *) echo "unknown part $part" >&2; exit 2 ;;
+esac
