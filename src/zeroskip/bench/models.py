@@ -15,12 +15,12 @@ tf32 = TF32 on, fp16/bf16 = channels_last model and input), all sides timed by t
 from __future__ import annotations
 
 import copy
-import csv
-import json
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from .results import write_csv, write_json
 
 MODELS = ("vgg11", "vgg11_bn", "vgg16", "vgg19", "vgg19_bn", "alexnet", "googlenet", "resnet18", "resnet50",
           "lenet5")
@@ -199,18 +199,9 @@ def print_result(r) -> None:
 
 def write_results(results, path) -> Path:
     """JSON at `path`, the summary as CSV beside it, the per-layer rows as <stem>-layers.csv."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=1) + "\n")
-    with open(path.with_suffix(".csv"), "w", newline="") as f:
-        out = csv.DictWriter(f, fieldnames=list(FIELDS), extrasaction="ignore")
-        out.writeheader()
-        out.writerows({**r, "notes": "; ".join(r["notes"])} for r in results)
-    with open(path.with_name(path.stem + "-layers.csv"), "w", newline="") as f:
-        out = csv.DictWriter(f, fieldnames=list(LAYER_FIELDS), extrasaction="ignore")
-        out.writeheader()
-        for r in results:
-            out.writerows({**l, "model": r["model"], "batch": r["batch"], "dtype": r["dtype"],
-                           "shape": "x".join(map(str, l["shape"])),
-                           **{f"{c}_us": l["times_us"].get(c) for c in CANDIDATES}} for l in r["layers"])
+    path = write_json(results, path)
+    write_csv(({**r, "notes": "; ".join(r["notes"])} for r in results), path.with_suffix(".csv"), FIELDS)
+    layers = ({**l, "model": r["model"], "batch": r["batch"], "dtype": r["dtype"], "shape": "x".join(map(str, l["shape"])),
+               **{f"{c}_us": l["times_us"].get(c) for c in CANDIDATES}} for r in results for l in r["layers"])
+    write_csv(layers, path.with_name(path.stem + "-layers.csv"), LAYER_FIELDS)
     return path

@@ -35,17 +35,26 @@ def make_row(layer: Layer, op, dtype, batch, sparsity, algo, ours_us, baseline_u
             **{k: env.get(k) for k in ("gpu", "torch", "triton", "cudnn", "date")}, "notes": list(notes)}
 
 
-def write_results(rows, path) -> Path:
-    """Rows as JSON at `path` and as CSV beside it (shape as compact JSON, notes joined by '; ')."""
+def write_json(data, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(rows, indent=1) + "\n")
-    with open(path.with_suffix(".csv"), "w", newline="") as f:
-        out = csv.DictWriter(f, fieldnames=list(FIELDS), extrasaction="ignore")
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    return path
+
+
+def write_csv(rows, path, fields) -> None:
+    """Dicts as CSV columns `fields` (other keys dropped)."""
+    with open(path, "w", newline="") as f:
+        out = csv.DictWriter(f, fieldnames=list(fields), extrasaction="ignore")
         out.writeheader()
-        for r in rows:
-            out.writerow({**r, "shape": json.dumps(r["shape"], separators=(",", ":")),
-                          "notes": "; ".join(r.get("notes") or [])})
+        out.writerows(rows)
+
+
+def write_results(rows, path) -> Path:
+    """Rows as JSON at `path` and as CSV beside it (shape as compact JSON, notes joined by '; ')."""
+    path = write_json(rows, path)
+    write_csv(({**r, "shape": json.dumps(r["shape"], separators=(",", ":")),
+                "notes": "; ".join(r.get("notes") or [])} for r in rows), path.with_suffix(".csv"), FIELDS)
     return path
 
 
