@@ -80,6 +80,23 @@ def test_weight_packing_follows_in_place_changes(device):
     assert rel_err(zeroskip.conv2d(x, w, algo="ecr"), 3 * first) <= 1e-6
 
 
+def test_weight_packing_per_operand_layout(device):
+    """16-bit operands get output channels contiguous, TF32 / 3xTF32 input channels contiguous;
+    a weight already in the wanted layout is used as it is, and both packings stay cached."""
+    launch = _kernels()
+    w = torch.randn(8, 4, 3, 3, device=device)
+    n_major, k_major = launch.packed_weight(w), launch.packed_weight(w, k_major=True)
+    assert n_major.stride(0) == 1 and k_major.stride(1) == 1
+    assert torch.equal(n_major, w) and torch.equal(k_major, w)
+    assert launch.packed_weight(w) is n_major and launch.packed_weight(w, k_major=True) is k_major
+    w_cl = w.to(memory_format=torch.channels_last)
+    assert launch.packed_weight(w_cl, k_major=True) is w_cl
+    x = sparse((1, 4, 6, 6), 0.5, device=device)
+    ref = torch.nn.functional.conv2d(x.double(), w.double(), padding=1)
+    for algo in ("igemm", "ecr", "igemm"):           # alternating layouts on one weight
+        assert rel_err(zeroskip.conv2d(x, w, padding=1, algo=algo), ref) <= 1e-5
+
+
 def test_zero_times_inf_is_skipped(device):
     """Documented difference from cuDNN: a skipped all-zero tile never meets an inf weight.
     Zeros inside a tile that holds a non-zero are multiplied as usual (0 * inf = NaN there)."""

@@ -42,8 +42,13 @@ def measured_faster(input, spec, activation) -> bool:
     """The layer families where the dense kernel ("igemm") was measured faster than cuDNN on every
     layer tried (H100, realistic VGG-19 inputs, graph-replayed; BENCHMARKS.md): 3x3, stride 1,
     padding 1, no dilation or groups, with no pool or a 2x2/2 max-pool after relu.
-      fp32, TF32 off (3xTF32, fp32-accurate), NCHW, batch 1, 64..512 input channels: convs
-        1.33-2.73x, fused 1.41-2.48x. At batch 32 the 512-channel layers ran 0.63-0.87x: cuDNN.
+      fp32, TF32 off (3xTF32, fp32-accurate), NCHW or channels_last, 64..512 input channels: at
+        batch 1 convs 1.86-3.05x, fused 1.94-3.19x (NCHW). At batch 32 (NCHW) 64..256 channels on
+        maps of 56x56 or more 1.59-1.72x; 256 channels at 28x28 0.95x and 512 at 28x28 0.89x,
+        so batches above 1 take only the former.
+      TF32, channels_last, fused with the pool: 1.31-2.17x at batch 1 (64..512 channels); at
+        batch 32 1.45-1.95x for 64..128 channels, 0.68-0.99x for 256..512. Plain TF32 convs
+        ran 0.50-1.26x: cuDNN.
       fp16, channels_last, fused with the pool: 1.59-2.78x at batch 1 (64..512 channels),
         1.22-2.13x at batch 32 for 64..256 channels (512: 0.93x and 1.21x, so cuDNN there).
       fp16, channels_last, plain conv, 3 or 64..128 input channels, maps of 56x56 or more:
@@ -60,8 +65,12 @@ def measured_faster(input, spec, activation) -> bool:
         return False
     c, batch = spec.in_channels, spec.batch
     if input.dtype == torch.float32:
-        return (not torch.backends.cudnn.allow_tf32 and batch == 1 and 64 <= c <= 512
-                and input.is_contiguous())
+        if torch.backends.cudnn.allow_tf32:
+            return (bool(spec.pool) and input.is_contiguous(memory_format=torch.channels_last)
+                    and 64 <= c <= (512 if batch == 1 else 128) and batch <= 32)
+        if batch == 1:
+            return 64 <= c <= 512
+        return batch <= 32 and 64 <= c <= 256 and spec.height * spec.width >= 56 * 56
     if input.dtype != torch.float16 or not input.is_contiguous(memory_format=torch.channels_last) or batch > 32:
         return False
     if spec.pool:

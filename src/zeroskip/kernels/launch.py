@@ -61,26 +61,33 @@ def precision(algo: str, dtype: torch.dtype) -> str:
     return "tf32" if torch.backends.cudnn.allow_tf32 else "tf32x3"
 
 
-def packed_weight(weight: torch.Tensor) -> torch.Tensor:
-    """The weight as a (C_out, C_in/g, kH, kW) view of (kH, kW, C_in/g, C_out) memory.
+def packed_weight(weight: torch.Tensor, k_major: bool = False) -> torch.Tensor:
+    """The weight as a (C_out, C_in/g, kH, kW) view of memory laid out for the kernel's B tile.
 
-    Output channels contiguous make the kernel's weight tile loads coalesced. Packing is done
-    once per weight tensor and reused while the tensor is unchanged, the way inference engines
-    prepare weights at load time; inputs are never cached. "Unchanged" means the same version
-    counter (in-place ops and load_state_dict bump it) and the same storage (`p.data = t` swaps
-    it). An in-place edit through `.data` bypasses both: call clear_packed_weights() after one.
+    16-bit operands: (kH, kW, C_in/g, C_out) memory, output channels contiguous, so the weight
+    tile loads are coalesced. TF32 / 3xTF32 (k_major): (C_out, kH, kW, C_in/g) memory, input
+    channels contiguous, the only B layout Hopper's tf32 wgmma reads without a transpose; with
+    the other one every weight element went through its own 4-byte cp.async (sm_90 PTX).
+    Packing is done once per weight tensor and reused while the tensor is unchanged, the way
+    inference engines prepare weights at load time; inputs are never cached. "Unchanged" means
+    the same version counter (in-place ops and load_state_dict bump it) and the same storage
+    (`p.data = t` swaps it). An in-place edit through `.data` bypasses both: call
+    clear_packed_weights() after one.
     """
-    if weight.stride(0) == 1:
+    if (weight.stride(1) == 1 or weight.shape[1] == 1) if k_major else weight.stride(0) == 1:
         return weight
+    order = (0, 2, 3, 1) if k_major else (2, 3, 1, 0)
+    back = (0, 3, 1, 2) if k_major else (3, 2, 0, 1)
     try:
         stamp = (weight._version, weight.data_ptr())
     except RuntimeError:  # inference-mode tensors have no version counter: pack every call
-        return weight.permute(2, 3, 1, 0).contiguous().permute(3, 2, 0, 1)
-    hit = _PACKED.get(weight)
+        return weight.permute(*order).contiguous().permute(*back)
+    held = _PACKED.setdefault(weight, {})
+    hit = held.get(k_major)
     if hit is not None and hit[0] == stamp:
         return hit[1]
-    packed = weight.detach().permute(2, 3, 1, 0).contiguous().permute(3, 2, 0, 1)
-    _PACKED[weight] = (stamp, packed)
+    packed = weight.detach().permute(*order).contiguous().permute(*back)
+    held[k_major] = (stamp, packed)
     return packed
 
 
@@ -120,9 +127,11 @@ def conv(x, weight, bias, spec, activation, algo, config: Config | None = None, 
     channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     y = _empty((spec.batch, spec.out_channels, spec.result_h, spec.result_w), x, fmt)
-    w = packed_weight(weight)
-    b = bias if bias is not None else y
     prec = precision(algo, x.dtype)
+    # K-major only where a chunk of input channels fills a 16-byte load: VGG-19 features.0 (3
+    # channels, fp32, batch 1) ran 43 us K-major against 35 us with output channels contiguous.
+    w = packed_weight(weight, k_major=prec != "ieee" and spec.in_per_group >= 16)
+    b = bias if bias is not None else y
     launch = _Launch(x, w, b, y, spec, activation, algo, prec, bias is not None)
     if not skip and config is None and not interpreting() and algo != "ecr":
         key = (spec, x.dtype, prec, channels_last, x.device.index, activation, bias is not None)
