@@ -20,7 +20,7 @@ CONFIGS = [("fp16", 128, 128, 64, 8, 3), ("fp16", 64, 64, 64, 4, 4), ("fp16", 12
            ("fp32", 128, 64, 32, 4, 3), ("fp32", 128, 128, 32, 8, 3), ("fp32", 64, 64, 32, 4, 3)]
 
 for dtype, bm, bn, bk, warps, stages in CONFIGS:
-    consts = dict(c.BASE, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, PRECISION="tf32x3" if dtype == "fp32" else "ieee")
+    consts = dict(c.BASE, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, PRECISION="3xtf32" if dtype == "fp32" else "ieee")
     kernel = c.compile_variant(ig._conv_kernel, dtype, consts, warps, stages, **c.CHANNELS_LAST)
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
         f.write(kernel.asm["cubin"])

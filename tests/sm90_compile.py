@@ -42,7 +42,8 @@ VARIANTS = [
     ("fp16", BASE),                                                            # relu + max-pool
     ("fp16", dict(BASE, ACTIVATION=2, POOL=2, WIN_P2=16)),                     # relu6 + avg, 3x3 window
     ("bf16", dict(BASE, ACTIVATION=0, POOL=0, WIN_P2=1, SKIP=True, NCH_P2=8)),  # plain conv, skipping
-    ("fp32", dict(BASE, PRECISION="tf32x3", BLOCK_K=32)),                      # fp32-accurate tensor cores
+    ("fp32", dict(BASE, PRECISION="3xtf32", BLOCK_K=32)),                      # fp32-accurate tensor cores
+    ("fp32", dict(BASE, PRECISION="tf32", BLOCK_K=32)),                        # TF32
     ("fp16", dict(BASE, BIG=True)),                                            # 64-bit offsets
     ("fp16", dict(BASE, PARTIAL=True)),                                        # split-K partial tiles
     ("fp32", dict(BASE, PRECISION="ieee", UPCAST=True, SKIP=True, NCH_P2=8, BLOCK_K=16)),  # "ecr"

@@ -97,6 +97,47 @@ def test_weight_packing_per_operand_layout(device):
         assert rel_err(zeroskip.conv2d(x, w, padding=1, algo=algo), ref) <= 1e-5
 
 
+def test_split_weight_is_exact_and_tf32_shaped(device):
+    """3xtf32's host split: hi holds only what TF32 reads, hi + lo is the weight bit for bit."""
+    launch = _kernels()
+    w = torch.randn(16, 32, 3, 3, device=device) * 10.0 ** torch.randint(-6, 6, (16, 32, 3, 3), device=device)
+    hi, lo = launch.packed_weight(w, k_major=True, split=True)
+    assert hi.stride() == lo.stride() and hi.stride(1) == 1
+    assert torch.equal(hi + lo, w)
+    assert (hi.view(torch.int32) & 8191).eq(0).all()
+    assert (lo.abs() <= hi.abs() * 2.0 ** -10).all()
+    assert launch.packed_weight(w, k_major=True, split=True)[0] is hi   # cached per weight
+
+
+@pytest.mark.parametrize("pool", [None, "max"])
+def test_fp32_accuracy_on_a_deep_batched_layer(device, pool):
+    """A VGG-19 features.28-sized layer at batch 32 (K = 4608): 3xtf32 must hold the fp32 bound
+    where the tensor cores' rounding shows (with the small products summed into the large
+    accumulator it measured 1.4e-5..2.9e-5 here). Too slow for the interpreter."""
+    if device != "cuda":
+        pytest.skip("needs the GPU: tensor-core rounding is not emulated by the interpreter")
+    x = sparse((32, 512, 14, 14), 0.3, device=device)
+    w = torch.randn(512, 512, 3, 3, device=device) * (2 / 4608) ** 0.5
+    b = torch.randn(512, device=device) * 0.01
+    if pool:
+        out = zeroskip.conv2d_pool(x, w, b, padding=1, activation="relu", pool="max", pool_size=2, algo="igemm")
+    else:
+        out = zeroskip.conv2d(x, w, b, padding=1, algo="igemm")
+    ref = reference(x, w, b, padding=1, **(dict(activation="relu", pool="max", pool_size=2) if pool else {}))
+    assert rel_err(out, ref) <= TOL[torch.float32]
+
+
+def test_fp32_inf_becomes_nan_under_3xtf32(device):
+    """Documented difference from cuDNN (README): TF32 off, the split of an inf is inf + NaN."""
+    x = sparse((1, 4, 6, 6), 0.5, device=device)
+    x[0, 1, 2, 2] = float("inf")
+    w = torch.rand(8, 4, 3, 3, device=device) + 0.1
+    out = zeroskip.conv2d(x, w, padding=1, algo="igemm")
+    assert torch.isinf(torch.nn.functional.conv2d(x, w, padding=1)[0, :, 2, 2]).all()
+    assert torch.isnan(out[0, :, 1:4, 1:4]).all()
+    assert torch.isfinite(out[0, :, 5, 5]).all()
+
+
 def test_zero_times_inf_is_skipped(device):
     """Documented difference from cuDNN: a skipped all-zero tile never meets an inf weight.
     Zeros inside a tile that holds a non-zero are multiplied as usual (0 * inf = NaN there)."""

@@ -34,7 +34,7 @@ def _max_keep_nan(a, b):
 @triton.jit
 def _conv_kernel(
     # pointers
-    x_ptr, w_ptr, b_ptr, y_ptr, flag_ptr, ws_ptr,
+    x_ptr, w_ptr, wlo_ptr, b_ptr, y_ptr, flag_ptr, ws_ptr,
     # sizes (SPLIT programs share one tile's reduction; WS_ROWS: workspace rows per split)
     C_G, H, W, COUT_G, OH, OW, PH_OUT, PW_OUT, M, KH, KW, NCH, SPLIT, WS_ROWS,
     # strides (elements)
@@ -105,7 +105,20 @@ def _conv_kernel(
         if UPCAST:
             a = a.to(tl.float32)
             b = b.to(tl.float32)
-        acc = tl.dot(a, b, acc, input_precision=PRECISION)
+        if PRECISION == "3xtf32":
+            # fp32 accuracy from three TF32 products, the weight split once on the host (w = b +
+            # b_lo) and the input here, rounded to the 10 mantissa bits TF32 reads. Each chunk's
+            # products start from a zero accumulator and are added to acc on the CUDA cores:
+            # wgmma accumulating into a running sum lost low bits (K = 4608 GEMM on an H100:
+            # 9.5e-6..2.9e-5 normwise error that way, 2.4e-7 this way, as Triton's own tf32x3).
+            b_lo = tl.load(wlo_ptr + b_off, mask=cm[:, None] & omask[None, :], other=0.0)
+            a_hi = ((a.to(tl.uint32, bitcast=True) + 0x1000) & 0xFFFFE000).to(tl.float32, bitcast=True)
+            a_lo = a - a_hi
+            part = tl.dot(a_lo, b, tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32), input_precision="tf32")
+            part = tl.dot(a_hi, b_lo, part, input_precision="tf32")
+            acc += tl.dot(a_hi, b, part, input_precision="tf32")
+        else:
+            acc = tl.dot(a, b, acc, input_precision=PRECISION)
 
     if PARTIAL:
         # fp32 partial sums of this split, reduced and finished by _split_reduce_kernel
@@ -197,6 +210,7 @@ _TUNE = dict(key=_KEY, prune_configs_by={"early_config_prune": _prune}, do_bench
 # per layer shape at its first call.
 # 16-bit operands take BLOCK_K 64 (one 128-byte row per load); fp32 (TF32 / 3xTF32) BLOCK_K 32,
 # fewer stages for its 2x larger tiles; BLOCK_K 16 serves the 3-channel first layers.
+# 3xtf32's per-chunk accumulator rules out 256-wide fp32 tiles (they spill).
 _conv_tuned_16 = triton.autotune(configs=_configs([
     (128, 128, 64, 8, 3), (128, 64, 64, 4, 3), (64, 128, 64, 4, 3), (64, 64, 64, 4, 4),
     (128, 128, 32, 8, 4), (128, 64, 32, 4, 4), (64, 64, 32, 4, 4), (32, 64, 64, 4, 3),
@@ -205,5 +219,5 @@ _conv_tuned_16 = triton.autotune(configs=_configs([
 _conv_tuned_32 = triton.autotune(configs=_configs([
     (128, 64, 32, 4, 3), (128, 128, 32, 8, 3), (64, 64, 32, 4, 3), (64, 128, 32, 4, 3),
     (32, 64, 32, 4, 3), (64, 32, 32, 4, 2), (128, 64, 16, 4, 3), (64, 64, 16, 4, 3),
-    (256, 64, 32, 8, 2), (128, 32, 32, 4, 3),
+    (256, 64, 32, 8, 2), (128, 32, 32, 4, 3), (128, 128, 32, 8, 4),
 ]), **_TUNE)(_conv_kernel)

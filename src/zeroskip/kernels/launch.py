@@ -57,11 +57,25 @@ def precision(algo: str, dtype: torch.dtype) -> str:
     """Dot precision for fp32 operands (ignored for fp16/bf16, which always accumulate in fp32)."""
     if algo == "ecr" or dtype != torch.float32:
         return "ieee"
-    # fp32 follows cuDNN's switch as F.conv2d does; TF32 off still needs fp32 accuracy: 3xTF32.
-    return "tf32" if torch.backends.cudnn.allow_tf32 else "tf32x3"
+    # fp32 follows cuDNN's switch as F.conv2d does; TF32 off still needs fp32 accuracy: three TF32
+    # products with the weight split on the host ("3xtf32", see split_weight). Triton's own
+    # "tf32x3" splits both operands in every iteration and staged the weight halves through
+    # shared memory: 252 registers against 170 on the 128x64 fp32 tile (sm_90).
+    return "tf32" if torch.backends.cudnn.allow_tf32 else "3xtf32"
 
 
-def packed_weight(weight: torch.Tensor, k_major: bool = False) -> torch.Tensor:
+def split_weight(packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(hi, lo) with hi + lo == packed exactly: hi is packed rounded to the bits TF32 reads (sign,
+    exponent, 10 mantissa bits), lo the rest (|lo| <= 2**-11 |hi|), so the three TF32 products
+    of 3xtf32 reach fp32 accuracy. Same strides as packed. An inf weight splits into (inf, nan)."""
+    hi = torch.empty_like(packed)  # empty_like keeps packed's strides: the kernel reads both with them
+    hi.copy_(((packed.view(torch.int32) + 0x1000) & -8192).view(torch.float32))
+    lo = torch.empty_like(packed)
+    lo.copy_(packed - hi)
+    return hi, lo
+
+
+def packed_weight(weight: torch.Tensor, k_major: bool = False, split: bool = False):
     """The weight as a (C_out, C_in/g, kH, kW) view of memory laid out for the kernel's B tile.
 
     16-bit operands: (kH, kW, C_in/g, C_out) memory, output channels contiguous, so the weight
@@ -72,22 +86,24 @@ def packed_weight(weight: torch.Tensor, k_major: bool = False) -> torch.Tensor:
     inference engines prepare weights at load time; inputs are never cached. "Unchanged" means
     the same version counter (in-place ops and load_state_dict bump it) and the same storage
     (`p.data = t` swaps it). An in-place edit through `.data` bypasses both: call
-    clear_packed_weights() after one.
+    clear_packed_weights() after one. With split, returns split_weight's (hi, lo) of it.
     """
-    if (weight.stride(1) == 1 or weight.shape[1] == 1) if k_major else weight.stride(0) == 1:
+    if not split and ((weight.stride(1) == 1 or weight.shape[1] == 1) if k_major else weight.stride(0) == 1):
         return weight
     order = (0, 2, 3, 1) if k_major else (2, 3, 1, 0)
     back = (0, 3, 1, 2) if k_major else (3, 2, 0, 1)
     try:
         stamp = (weight._version, weight.data_ptr())
     except RuntimeError:  # inference-mode tensors have no version counter: pack every call
-        return weight.permute(*order).contiguous().permute(*back)
+        packed = weight.permute(*order).contiguous().permute(*back)
+        return split_weight(packed) if split else packed
     held = _PACKED.setdefault(weight, {})
-    hit = held.get(k_major)
+    hit = held.get((k_major, split))
     if hit is not None and hit[0] == stamp:
         return hit[1]
     packed = weight.detach().permute(*order).contiguous().permute(*back)
-    held[k_major] = (stamp, packed)
+    packed = split_weight(packed) if split else packed
+    held[(k_major, split)] = (stamp, packed)
     return packed
 
 
@@ -130,9 +146,10 @@ def conv(x, weight, bias, spec, activation, algo, config: Config | None = None, 
     prec = precision(algo, x.dtype)
     # K-major only where a chunk of input channels fills a 16-byte load: VGG-19 features.0 (3
     # channels, fp32, batch 1) ran 43 us K-major against 35 us with output channels contiguous.
-    w = packed_weight(weight, k_major=prec != "ieee" and spec.in_per_group >= 16)
+    w = packed_weight(weight, k_major=prec != "ieee" and spec.in_per_group >= 16, split=prec == "3xtf32")
+    w, w_lo = w if prec == "3xtf32" else (w, w)
     b = bias if bias is not None else y
-    launch = _Launch(x, w, b, y, spec, activation, algo, prec, bias is not None)
+    launch = _Launch(x, w, w_lo, b, y, spec, activation, algo, prec, bias is not None)
     if not skip and config is None and not interpreting() and algo != "ecr":
         key = (spec, x.dtype, prec, channels_last, x.device.index, activation, bias is not None)
         def options():  # built only on a shape's first call: the choice is cached per key
@@ -152,8 +169,8 @@ def conv(x, weight, bias, spec, activation, algo, config: Config | None = None, 
 class _Launch:
     """The launches of one call: autotuned dense, or fixed tiles with optional skip flags/split."""
 
-    def __init__(self, x, w, b, y, spec, activation, algo, prec, has_bias):
-        self.x, self.w, self.b, self.y, self.spec = x, w, b, y, spec
+    def __init__(self, x, w, w_lo, b, y, spec, activation, algo, prec, has_bias):
+        self.x, self.w, self.w_lo, self.b, self.y, self.spec = x, w, w_lo, b, y, spec
         self.m_total = spec.batch * spec.result_h * spec.result_w
         self.sizes = (spec.in_per_group, spec.height, spec.width, spec.out_per_group, spec.out_h, spec.out_w,
                       spec.result_h, spec.result_w, self.m_total, spec.kernel_h, spec.kernel_w)
@@ -175,7 +192,7 @@ class _Launch:
                              triton.cdiv(spec.out_per_group, meta["BLOCK_N"]), spec.groups)
         # NCH (flags row length) is unused without SKIP: the kernel counts chunks from C_G.
         kernel = ig._conv_tuned_32 if self.x.dtype == torch.float32 else ig._conv_tuned_16
-        kernel[grid](self.x, self.w, self.b, self.y, self.y, self.y, *self.sizes, 0, 1, 0, *self._strides(),
+        kernel[grid](self.x, self.w, self.w_lo, self.b, self.y, self.y, self.y, *self.sizes, 0, 1, 0, *self._strides(),
                      *self.conv_geometry, *self.pool_geometry, SKIP=False, NCH_P2=1, PARTIAL=False,
                      **self.switches)
 
@@ -189,7 +206,7 @@ class _Launch:
             ws = torch.empty((split, grid_m * cfg.block_m, spec.out_channels), dtype=torch.float32,
                              device=self.x.device)
         ig._conv_kernel[grid](
-            self.x, self.w, self.b, self.y, flags if flags is not None else self.y, ws, *self.sizes, chunks, split,
+            self.x, self.w, self.w_lo, self.b, self.y, flags if flags is not None else self.y, ws, *self.sizes, chunks, split,
             grid_m * cfg.block_m, *self._strides(), *self.conv_geometry, *self.pool_geometry,
             SKIP=flags is not None, NCH_P2=triton.next_power_of_2(chunks), PARTIAL=split > 1, **self.switches,
             BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
