@@ -42,10 +42,9 @@ def measured_faster(input, spec, activation) -> bool:
     """The layer families where the dense kernel ("igemm") was measured faster than cuDNN on every
     layer tried (H100, realistic VGG-19 inputs, graph-replayed; BENCHMARKS.md): 3x3, stride 1,
     padding 1, no dilation or groups, with no pool or a 2x2/2 max-pool after relu.
-      fp32, TF32 off (3xTF32, fp32-accurate), NCHW or channels_last, 64..512 input channels: at
-        batch 1 convs 1.86-3.05x, fused 1.94-3.19x (NCHW). At batch 32 (NCHW) 64..256 channels on
-        maps of 56x56 or more 1.59-1.72x; 256 channels at 28x28 0.95x and 512 at 28x28 0.89x,
-        so batches above 1 take only the former.
+      fp32, TF32 off (3xTF32, fp32-accurate), NCHW or channels_last, 64..512 input channels,
+        batch 1..32: convs 2.31-3.68x at batch 1 and 1.17-2.11x at batch 32, fused 2.47-3.87x
+        and 1.14-2.21x (NCHW).
       TF32, channels_last, fused with the pool: 1.31-2.17x at batch 1 (64..512 channels); at
         batch 32 1.45-1.95x for 64..128 channels, 0.68-0.99x for 256..512. Plain TF32 convs
         ran 0.50-1.26x: cuDNN.
@@ -68,9 +67,7 @@ def measured_faster(input, spec, activation) -> bool:
         if torch.backends.cudnn.allow_tf32:
             return (bool(spec.pool) and input.is_contiguous(memory_format=torch.channels_last)
                     and 64 <= c <= (512 if batch == 1 else 128) and batch <= 32)
-        if batch == 1:
-            return 64 <= c <= 512
-        return batch <= 32 and 64 <= c <= 256 and spec.height * spec.width >= 56 * 56
+        return batch <= 32 and 64 <= c <= 512
     if input.dtype != torch.float16 or not input.is_contiguous(memory_format=torch.channels_last) or batch > 32:
         return False
     if spec.pool:
