@@ -32,6 +32,25 @@ def test_torchvision_models(name):
     assert any(isinstance(m, torch.nn.Conv2d) for m in model.modules()) and not model.training
 
 
+def test_calibrate_bn_keeps_activations_at_unit_scale():
+    """Random-init BN (mean 0, var 1 in eval) lets a deep std-0.01 stack shrink its activations to
+    nothing; calibrated statistics normalise every BN output, and the model ends in eval mode."""
+    torch.manual_seed(0)
+    layers = []
+    for c_in in (3, 16, 16, 16, 16, 16):
+        conv = torch.nn.Conv2d(c_in, 16, 3, padding=1, bias=False)
+        torch.nn.init.normal_(conv.weight, std=0.01)
+        layers += [conv, torch.nn.BatchNorm2d(16), torch.nn.ReLU()]
+    model = torch.nn.Sequential(*layers).eval()
+    x = torch.randn(4, 3, 16, 16)
+    before = model(x).std().item()
+    assert models.calibrate_bn(model, (3, 16, 16)) and not model.training
+    after = model(x).std().item()
+    assert before < 1e-4 and 0.3 < after < 3
+    assert all(m.momentum == 0.1 for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert not models.calibrate_bn(build_model("lenet5"), (1, 32, 32))   # no BatchNorm: untouched
+
+
 def images(folder, count=3):
     """Grey 32x32 images in [0, 1], as .npy (H, W) and .pt (1, H, W); returns them as (1, H, W)."""
     folder.mkdir(exist_ok=True)

@@ -62,7 +62,35 @@ def build_model(name: str) -> nn.Module:
     except ImportError:
         raise ImportError(f"model {name!r} needs torchvision, which is not installed") from None
     extra = dict(aux_logits=False, init_weights=True) if name == "googlenet" else {}
-    return getattr(torchvision.models, name)(weights=None, **extra).eval()
+    model = getattr(torchvision.models, name)(weights=None, **extra)
+    calibrate_bn(model, (3, 224, 224))
+    return model.eval()
+
+
+def calibrate_bn(model: nn.Module, image_shape, batch: int = 8, seed: int = 0) -> bool:
+    """Sets every BatchNorm's running statistics from one batch of random images (eval mode after).
+
+    Untrained BatchNorm layers hold mean 0 and variance 1, so in eval mode they normalise nothing:
+    with torchvision's random init GoogLeNet's last features shrink to ~1e-10 and its logits are,
+    to fp32 precision, the classifier's bias, which no conv error can change. Calibrated, every BN
+    output has unit scale, as in a trained network. Returns whether the model had BatchNorm."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return False
+    x = torch.randn(batch, *image_shape, generator=torch.Generator().manual_seed(seed))
+    saved = [(m, m.momentum) for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average: one batch sets the statistics exactly
+    model.train()
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for m, momentum in saved:
+            m.momentum = momentum
+        model.eval()
+    return True
 
 
 def input_shape(name: str, image_size: int | None = None) -> tuple:
@@ -121,9 +149,9 @@ def run_model(name, batch=1, dtype="fp32", algo="auto", torch_compile=False, pla
     x = torch.randn(batch, *input_shape(name, image_size), device=device, dtype=DTYPES[dtype])
     if dtype in ("fp16", "bf16"):
         model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-    notes = [] if weights else ["random-init weights (weights=None): ReLU outputs are about half zeros, and that "
-                                "is the sparsity the convs see here; trained weights on real images differ "
-                                "(zeroskip profile measures them)"]
+    notes = [] if weights else ["random-init weights (weights=None; BatchNorm statistics set from random images): "
+                                "ReLU outputs are about half zeros, and that is the sparsity the convs see here; "
+                                "trained weights on real images differ (zeroskip profile measures them)"]
     env, fns = env_info(), {}
     with precision(dtype), torch.no_grad():
         fns["eager"] = lambda: model(x)
