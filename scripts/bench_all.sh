@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Reproduces the measurements behind BENCHMARKS.md, one part per call (each fits in a 10-minute
 # GPU session slot). Results go to $OUT/<part> (or benchmarks/<part>).
-#   bash scripts/bench_all.sh PART DATA      PART: b1 | b32 | auto | fused | models | layout | sweep
+#   bash scripts/bench_all.sh PART DATA      PART: b1 | b32 | auto | fused | models | layout | fp32ab | sweep
 set -euo pipefail
-part=${1:?part: b1 b32 auto fused models layout sweep}
+part=${1:?part: b1 b32 auto fused models layout fp32ab sweep}
 data=${2:-.data/paper-data}
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 out=${OUT:-benchmarks}/$part
@@ -13,13 +13,19 @@ case $part in
   b1)     z bench --suite vgg19 --batch 1 --dtype fp32,fp16 --algo igemm --data "$data" ;;
   b32)    z bench --suite vgg19 --batch 32 --dtype fp16,fp32 --algo igemm --data "$data" ;;
   auto)   z bench --suite vgg19 --batch 1 --dtype fp32,fp16 --algo auto --data "$data"
-          z bench --suite alexnet,lenet5,googlenet --batch 1 --dtype fp32,fp16 --algo auto --data "$data" ;;
+          z bench --suite vgg19 --batch 32 --dtype fp32 --algo auto --data "$data"
+          z bench --suite alexnet,googlenet --batch 1,32 --dtype fp32 --algo auto --data "$data"
+          z bench --suite alexnet,lenet5,googlenet --batch 1 --dtype fp16 --algo auto --data "$data" ;;
   fused)  z bench --suite vgg19 --ops conv2d_pool --batch 1 --dtype fp16 --algo igemm --compile --data "$data"
           z bench --suite vgg19 --ops conv2d_pool --batch 1 --dtype bf16,tf32 --algo igemm --data "$data" ;;
   models) z bench --model vgg19 --batch 1 --dtype fp16,fp32 --compile
           z bench --model resnet50 --batch 1 --dtype fp16,fp32 --compile
           z bench --model googlenet --batch 1 --dtype fp16,fp32 --compile ;;
-  layout) z bench --suite vgg19 --batch 1 --dtype fp32,tf32 --algo igemm --layout channels_last --data "$data" ;;
+  layout) z bench --suite vgg19 --batch 1,32 --dtype tf32 --algo igemm --layout channels_last --data "$data"
+          z bench --suite vgg19 --batch 1 --dtype fp32 --algo igemm --layout channels_last --data "$data" ;;
+  fp32ab) python3 scripts/ab_precision.py "$data" 1,32 | tee "$out/ab_precision.txt"
+          python3 scripts/fp32_layouts.py "$data" 1,32 | tee "$out/fp32_layouts.txt"
+          python3 scripts/accumulation_probe.py | tee "$out/accumulation_probe.txt" ;;
   sweep)  z sweep --dtype fp32,fp16 --png --data "$data" ;;
   *) echo "unknown part $part" >&2; exit 2 ;;
 esac

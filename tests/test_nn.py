@@ -172,3 +172,12 @@ def test_cuda_graph_capture(device):
         x.copy_(sparse((2, 3, 16, 16), 0.5, device="cuda"))
         graph.replay()
         assert rel_err(out, model(x)) <= 1e-5 and rel_err(out, ref) > 0
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 5, 7), (1, 64, 1, 1), (3, 1, 4, 4), (0, 4, 3, 3), (8, 5, 6)])
+def test_dense_strides_match_torch_empty(shape):
+    """The custom ops promise torch.empty's strides; library computes them without allocating."""
+    from zeroskip import library
+    formats = [torch.contiguous_format] + ([torch.channels_last] if len(shape) == 4 else [])
+    for fmt in formats:
+        assert library._dense_strides(shape, fmt) == torch.empty(shape, device="meta", memory_format=fmt).stride()

@@ -49,9 +49,20 @@ def _empty(input, spec):
     return torch.empty(shape, dtype=input.dtype, device=input.device, memory_format=_layout(input, shape))
 
 
+def _dense_strides(shape, memory_format) -> tuple:
+    """The strides torch.empty(shape, memory_format=...) gets, without allocating (this runs on
+    every eager call; a meta tensor per call cost more than the comparison it served)."""
+    order = [1, 3, 2, 0] if memory_format == torch.channels_last else list(range(len(shape)))[::-1]
+    strides, step = [0] * len(shape), 1
+    for d in order:
+        strides[d] = step
+        step *= max(shape[d], 1)
+    return tuple(strides)
+
+
 def _fixed_layout(out, input):
     """`out` with exactly the strides `_empty` (and so the fake impl) promises."""
-    want = torch.empty(out.shape, device="meta", memory_format=_layout(input, out.shape)).stride()
+    want = _dense_strides(out.shape, _layout(input, out.shape))
     if out.stride() == want:
         return out
     return torch.empty_strided(out.shape, want, dtype=out.dtype, device=out.device).copy_(out)

@@ -84,8 +84,8 @@ def pick(key, dense, options):
 def graph_ms(fn, quantiles=None):
     """Median milliseconds per call of fn over CUDA-graph replays (10 calls per graph, 10 replays).
     With quantiles (the autotuner's do_bench signature) the median is repeated per quantile."""
-    from ..bench.timing import _graph_time
-    ms = _graph_time(fn, inner=10, reps=10) / 1000.0
+    from ..bench.timing import graph_time
+    ms = graph_time(fn, inner=10, reps=10) / 1000.0
     return [ms] * len(quantiles) if quantiles else ms
 
 
