@@ -67,7 +67,7 @@ def build_model(name: str) -> nn.Module:
     return model.eval()
 
 
-def calibrate_bn(model: nn.Module, image_shape, batch: int = 8, seed: int = 0) -> bool:
+def calibrate_bn(model: nn.Module, image_shape, batch: int = 2, seed: int = 0) -> bool:
     """Sets every BatchNorm's running statistics from one batch of random images (eval mode after).
 
     Untrained BatchNorm layers hold mean 0 and variance 1, so in eval mode they normalise nothing:
