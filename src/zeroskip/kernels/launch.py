@@ -98,7 +98,9 @@ def packed_weight(weight: torch.Tensor, k_major: bool = False, split: bool = Fal
     except RuntimeError:  # inference-mode tensors have no version counter: pack every call
         packed = weight.permute(*order).contiguous().permute(*back)
         return split_weight(packed) if split else packed
-    held = _PACKED.setdefault(weight, {})
+    held = _PACKED.get(weight)
+    if held is None:  # not setdefault: that builds a dict on every call, hits included
+        held = _PACKED[weight] = {}
     hit = held.get((k_major, split))
     if hit is not None and hit[0] == stamp:
         return hit[1]
