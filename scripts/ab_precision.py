@@ -1,11 +1,15 @@
-"""Same-run A/B of the fp32-accurate (TF32 off) dot: "3xtf32" (weight split on the host, the
-default) against Triton's built-in "tf32x3", with cuDNN beside them, on VGG-19's convs at
-realistic sparsity. Every side is graph-replayed in the same run (bench.timing.measure_same).
+"""Same-run A/B of fp32-accurate (TF32 off) dot methods on VGG-19's convs at realistic sparsity,
+cuDNN beside them, every side graph-replayed in the same run (bench.timing.measure_same):
+  3xtf32  three TF32 products, the weight split on the host, the input in the kernel
+  3xfp16  three fp16 products of power-of-2-scaled fp16 halves (weight per output channel on the
+          host, input per row and chunk in the kernel)
+  tf32x3  Triton's built-in split of both operands in every iteration
+With --fused, the five conv + relu + 2x2 max-pool stages against cuDNN conv -> relu -> pool.
 
-PYTHONPATH=src python scripts/ab_precision.py DATA 1,32 [nchw|channels_last]
+PYTHONPATH=src python scripts/ab_precision.py DATA 1,32 [--layout channels_last] [--methods 3xtf32,3xfp16] [--fused]
 """
+import argparse
 import math
-import sys
 
 import torch
 import torch.nn.functional as F
@@ -16,40 +20,51 @@ from zeroskip.bench.suites import load_suite
 from zeroskip.bench.timing import measure_same
 from zeroskip.kernels import launch
 
-data, batches = sys.argv[1], [int(b) for b in sys.argv[2].split(",")]
-fmt = torch.channels_last if sys.argv[3:] == ["channels_last"] else torch.contiguous_format
+ap = argparse.ArgumentParser()
+ap.add_argument("data")
+ap.add_argument("batches")
+ap.add_argument("--layout", default="nchw", choices=("nchw", "channels_last"))
+ap.add_argument("--methods", default="3xtf32,tf32x3")
+ap.add_argument("--fused", action="store_true")
+args = ap.parse_args()
+fmt = torch.channels_last if args.layout == "channels_last" else torch.contiguous_format
+methods = args.methods.split(",")
 torch.backends.cudnn.benchmark = True
 torch.backends.cudnn.allow_tf32 = False
 own = launch.precision
 
 
-def builtin(algo, dtype):
-    p = own(algo, dtype)
-    return "tf32x3" if p == "3xtf32" else p
-
-
-def ours(x, w, b, prec):
-    launch.precision = prec
+def ours(fn, method):
+    launch.precision = lambda algo, dtype: own(algo, dtype) if own(algo, dtype) == "ieee" else method
     try:
-        return zeroskip.conv2d(x, w, b, padding=1, algo="igemm")
+        return fn()
     finally:
         launch.precision = own
 
 
 geo = lambda r: math.exp(sum(map(math.log, r)) / len(r))  # noqa: E731
-for batch in batches:
-    r_new, r_old = [], []
+for batch in [int(b) for b in args.batches.split(",")]:
+    ratios = {m: [] for m in methods}
     for layer in load_suite("vgg19")[1:]:  # features.0 (3 channels) stays on cuDNN under auto
-        x = realistic_input(layer, batch, data, device="cuda").contiguous(memory_format=fmt)
+        if args.fused and not layer.pool_after:
+            continue
+        x = realistic_input(layer, batch, args.data, device="cuda").contiguous(memory_format=fmt)
         w = (torch.randn(layer.out_channels, layer.in_channels, 3, 3, device="cuda")
              * (2 / layer.in_channels / 9) ** 0.5).contiguous(memory_format=fmt)
         b = torch.randn(layer.out_channels, device="cuda") * 0.01
-        ref = F.conv2d(x.double(), w.double(), b.double(), 1, 1)
-        err = [float((ours(x, w, b, p).double() - ref).norm() / ref.norm()) for p in (own, builtin)]
-        t = [m.us for m in measure_same(lambda: F.conv2d(x, w, b, 1, 1), lambda: ours(x, w, b, own),
-                                        lambda: ours(x, w, b, builtin))]
-        r_new.append(t[0] / t[1])
-        r_old.append(t[0] / t[2])
-        print(f"b{batch} {layer.name:12s} cudnn {t[0]:8.1f}  3xtf32 {t[1]:8.1f} ({t[0] / t[1]:.2f}x, err {err[0]:.1e})"
-              f"  tf32x3 {t[2]:8.1f} ({t[0] / t[2]:.2f}x, err {err[1]:.1e})", flush=True)
-    print(f"b{batch} geomean over cuDNN: 3xtf32 {geo(r_new):.2f}x, tf32x3 {geo(r_old):.2f}x", flush=True)
+        if args.fused:
+            ref_fn = lambda x, w, b: F.max_pool2d(F.relu(F.conv2d(x, w, b, 1, 1)), 2)  # noqa: E731
+            fn = lambda: zeroskip.conv2d_pool(x, w, b, padding=1, algo="igemm")  # noqa: E731
+        else:
+            ref_fn = lambda x, w, b: F.conv2d(x, w, b, 1, 1)  # noqa: E731
+            fn = lambda: zeroskip.conv2d(x, w, b, padding=1, algo="igemm")  # noqa: E731
+        ref = ref_fn(x.double(), w.double(), b.double())
+        err = [float((ours(fn, m).double() - ref).norm() / ref.norm()) for m in methods]
+        t = [m.us for m in measure_same(lambda: ref_fn(x, w, b), *[lambda m=m: ours(fn, m) for m in methods])]
+        line = f"b{batch} {layer.name:12s} cudnn {t[0]:8.1f}"
+        for m, tm, e in zip(methods, t[1:], err):
+            ratios[m].append(t[0] / tm)
+            line += f"  {m} {tm:8.1f} ({t[0] / tm:.2f}x, err {e:.1e})"
+        print(line, flush=True)
+    print(f"b{batch} {'fused' if args.fused else 'conv'} geomean over cuDNN: "
+          + ", ".join(f"{m} {geo(r):.2f}x" for m, r in ratios.items()), flush=True)
