@@ -1,12 +1,12 @@
 """Same-run A/B of fp32-accurate (TF32 off) dot methods on VGG-19's convs at realistic sparsity,
 cuDNN beside them, every side graph-replayed in the same run (bench.timing.measure_same):
   3xtf32  three TF32 products, the weight split on the host, the input in the kernel
-  3xfp16  three fp16 products of power-of-2-scaled fp16 halves (weight per output channel on the
-          host, input per row and chunk in the kernel)
   tf32x3  Triton's built-in split of both operands in every iteration
+(A third method, three fp16 products of power-of-2-scaled fp16 halves, ran 0.40-1.93x of cuDNN
+against 3xtf32's 1.17-3.55x and was removed: benchmarks/vgg19-fp32-3xfp16-ab.txt.)
 With --fused, the five conv + relu + 2x2 max-pool stages against cuDNN conv -> relu -> pool.
 
-PYTHONPATH=src python scripts/ab_precision.py DATA 1,32 [--layout channels_last] [--methods 3xtf32,3xfp16] [--fused]
+PYTHONPATH=src python scripts/ab_precision.py DATA 1,32 [--layout channels_last] [--methods 3xtf32,tf32x3] [--fused]
 """
 import argparse
 import math

@@ -23,8 +23,7 @@ case $part in
           z bench --model googlenet --batch 1 --dtype fp16,fp32 --compile ;;
   layout) z bench --suite vgg19 --batch 1,32 --dtype tf32 --algo igemm --layout channels_last --data "$data"
           z bench --suite vgg19 --batch 1 --dtype fp32 --algo igemm --layout channels_last --data "$data" ;;
-  fp32ab) python3 scripts/ab_precision.py "$data" 1,32 --methods 3xtf32,3xfp16,tf32x3 | tee "$out/ab_precision.txt"
-          python3 scripts/ab_precision.py "$data" 1,32 --methods 3xtf32,3xfp16 --fused | tee "$out/ab_precision_fused.txt"
+  fp32ab) python3 scripts/ab_precision.py "$data" 1,32 | tee "$out/ab_precision.txt"
           python3 scripts/fp32_layouts.py "$data" 1,32 | tee "$out/fp32_layouts.txt"
           python3 scripts/accumulation_probe.py | tee "$out/accumulation_probe.txt" ;;
   sweep)  z sweep --dtype fp32,fp16 --png --data "$data" ;;

@@ -17,19 +17,15 @@ from zeroskip.kernels import implicit_gemm as ig  # noqa: E402
 
 CUOBJDUMP = os.path.join(os.path.dirname(c.triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
 CONFIGS = [("fp16", 128, 128, 64, 8, 3), ("fp16", 64, 64, 64, 4, 4), ("fp16", 128, 64, 32, 4, 4),
-           ("fp32", 128, 64, 32, 4, 3), ("fp32", 128, 128, 32, 8, 3), ("fp32", 64, 64, 32, 4, 3),
-           ("3xfp16", 128, 128, 32, 8, 3), ("3xfp16", 128, 64, 32, 4, 3), ("3xfp16", 128, 128, 64, 8, 2),
-           ("3xfp16", 128, 64, 64, 4, 3), ("3xfp16", 64, 64, 64, 4, 3)]
+           ("fp32", 128, 64, 32, 4, 3), ("fp32", 128, 128, 32, 8, 3), ("fp32", 64, 64, 32, 4, 3)]
 
-for name, bm, bn, bk, warps, stages in CONFIGS:
-    prec = {"fp32": "3xtf32", "3xfp16": "3xfp16"}.get(name, "ieee")
-    dtype = "fp32" if prec != "ieee" else name
-    consts = dict(c.BASE, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, PRECISION=prec)
+for dtype, bm, bn, bk, warps, stages in CONFIGS:
+    consts = dict(c.BASE, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, PRECISION="3xtf32" if dtype == "fp32" else "ieee")
     kernel = c.compile_variant(ig._conv_kernel, dtype, consts, warps, stages, **c.CHANNELS_LAST)
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
         f.write(kernel.asm["cubin"])
         f.flush()
         usage = subprocess.run([CUOBJDUMP, "--dump-resource-usage", f.name], capture_output=True, text=True).stdout
     line = next(l for l in usage.splitlines() if "REG:" in l).split()
-    print(f"{name} BM={bm} BN={bn} BK={bk} warps={warps} stages={stages}: {line[0]} {line[1]} "
+    print(f"{dtype} BM={bm} BN={bn} BK={bk} warps={warps} stages={stages}: {line[0]} {line[1]} "
           f"shared={kernel.metadata.shared} B")

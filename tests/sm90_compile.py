@@ -28,10 +28,7 @@ CHANNELS_LAST = dict(ones=("sxc", "swo"), div16=("C_G", "COUT_G", "sxn", "sxh", 
 def compile_variant(fn, dtype, constexprs, num_warps=4, num_stages=3, ones=(), div16=()):
     names = list(fn.arg_names)
     constexprs = dict(constexprs, **{n: 1 for n in ones})
-    ptrs = {"flag_ptr": "*i8", "ws_ptr": "*fp32", "wsc_ptr": "*fp32"}
-    if constexprs.get("PRECISION") == "3xfp16":  # fp32 input, fp16 weight halves
-        ptrs.update(w_ptr="*fp16", wlo_ptr="*fp16")
-    sig = {n: "constexpr" if n in constexprs else (ptrs.get(n, f"*{dtype}"))
+    sig = {n: "constexpr" if n in constexprs else ({"flag_ptr": "*i8", "ws_ptr": "*fp32"}.get(n, f"*{dtype}"))
            if n.endswith("_ptr") else "i32" for n in names}
     aligned = [n for n in names if n not in constexprs and (n.endswith("_ptr") or n in div16)]
     src = ASTSource(fn=fn, signature=sig, constexprs={(names.index(k),): v for k, v in constexprs.items()},
@@ -46,7 +43,6 @@ VARIANTS = [
     ("fp16", dict(BASE, ACTIVATION=2, POOL=2, WIN_P2=16)),                     # relu6 + avg, 3x3 window
     ("bf16", dict(BASE, ACTIVATION=0, POOL=0, WIN_P2=1, SKIP=True, NCH_P2=8)),  # plain conv, skipping
     ("fp32", dict(BASE, PRECISION="3xtf32", BLOCK_K=32)),                      # fp32-accurate tensor cores
-    ("fp32", dict(BASE, PRECISION="3xfp16", BLOCK_K=32)),                      # fp32-accurate, fp16 halves
     ("fp32", dict(BASE, PRECISION="tf32", BLOCK_K=32)),                        # TF32
     ("fp16", dict(BASE, BIG=True)),                                            # 64-bit offsets
     ("fp16", dict(BASE, PARTIAL=True)),                                        # split-K partial tiles

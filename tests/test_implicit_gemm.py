@@ -101,12 +101,12 @@ def test_split_weight_is_exact_and_tf32_shaped(device):
     """3xtf32's host split: hi holds only what TF32 reads, hi + lo is the weight bit for bit."""
     launch = _kernels()
     w = torch.randn(16, 32, 3, 3, device=device) * 10.0 ** torch.randint(-6, 6, (16, 32, 3, 3), device=device)
-    hi, lo = launch.packed_weight(w, k_major=True, split="3xtf32")
+    hi, lo = launch.packed_weight(w, k_major=True, split=True)
     assert hi.stride() == lo.stride() and hi.stride(1) == 1
     assert torch.equal(hi + lo, w)
     assert (hi.view(torch.int32) & 8191).eq(0).all()
     assert (lo.abs() <= hi.abs() * 2.0 ** -10).all()
-    assert launch.packed_weight(w, k_major=True, split="3xtf32")[0] is hi   # cached per weight
+    assert launch.packed_weight(w, k_major=True, split=True)[0] is hi   # cached per weight
 
 
 @pytest.mark.parametrize("pool", [None, "max"])

@@ -32,28 +32,9 @@ def _max_keep_nan(a, b):
 
 
 @triton.jit
-def _split_rows_fp16(a):
-    """(hi, lo, inv): fp16 halves of a scaled by a power of 2 per row, so a ~= (hi + lo) * inv.
-
-    Each row's largest magnitude lands in [2**14, 2**15), inside fp16's range with its 11 bits
-    of precision; hi + lo carries 22 bits, as TF32's hi + lo does. Scale exponents are clamped
-    to +-126 so 2**k and 2**-k are normal fp32 numbers (all-zero and subnormal rows included).
-    An inf makes its row's lo NaN, as 3xtf32's split does."""
-    m = tl.max(tl.abs(a), axis=1)
-    e = ((m.to(tl.uint32, bitcast=True) >> 23) & 0xFF).to(tl.int32)
-    k = tl.minimum(tl.maximum(141 - e, -126), 126)  # 2**k * m in [2**14, 2**15)
-    scale = ((k + 127) << 23).to(tl.float32, bitcast=True)
-    inv = ((127 - k) << 23).to(tl.float32, bitcast=True)
-    s = a * scale[:, None]
-    hi = s.to(tl.float16)
-    lo = (s - hi.to(tl.float32)).to(tl.float16)
-    return hi, lo, inv
-
-
-@triton.jit
 def _conv_kernel(
     # pointers
-    x_ptr, w_ptr, wlo_ptr, wsc_ptr, b_ptr, y_ptr, flag_ptr, ws_ptr,
+    x_ptr, w_ptr, wlo_ptr, b_ptr, y_ptr, flag_ptr, ws_ptr,
     # sizes (SPLIT programs share one tile's reduction; WS_ROWS: workspace rows per split)
     C_G, H, W, COUT_G, OH, OW, PH_OUT, PW_OUT, M, KH, KW, NCH, SPLIT, WS_ROWS,
     # strides (elements)
@@ -136,18 +117,9 @@ def _conv_kernel(
             part = tl.dot(a_lo, b, tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32), input_precision="tf32")
             part = tl.dot(a_hi, b_lo, part, input_precision="tf32")
             acc += tl.dot(a_hi, b, part, input_precision="tf32")
-        elif PRECISION == "3xfp16":
-            a_hi, a_lo, a_inv = _split_rows_fp16(a)
-            b_lo = tl.load(wlo_ptr + b_off, mask=cm[:, None] & omask[None, :], other=0.0)
-            part = tl.dot(a_lo, b, tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32))
-            part = tl.dot(a_hi, b_lo, part)
-            acc += tl.dot(a_hi, b, part) * a_inv[:, None]
         else:
             acc = tl.dot(a, b, acc, input_precision=PRECISION)
 
-    if PRECISION == "3xfp16":
-        # undo the host's per-output-channel weight scale (a power of 2: exact)
-        acc = acc * tl.load(wsc_ptr + cout, mask=omask, other=1.0)[None, :]
     if PARTIAL:
         # fp32 partial sums of this split, reduced and finished by _split_reduce_kernel
         rows = (s * WS_ROWS + mb * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
@@ -248,10 +220,4 @@ _conv_tuned_32 = triton.autotune(configs=_configs([
     (128, 64, 32, 4, 3), (128, 128, 32, 8, 3), (64, 64, 32, 4, 3), (64, 128, 32, 4, 3),
     (32, 64, 32, 4, 3), (64, 32, 32, 4, 2), (128, 64, 16, 4, 3), (64, 64, 16, 4, 3),
     (256, 64, 32, 8, 2), (128, 32, 32, 4, 3), (128, 128, 32, 8, 4),
-]), **_TUNE)(_conv_kernel)
-# fp32 input with fp16-split products (3xfp16): fp16 weight halves, so 16-bit-operand tiles.
-_conv_tuned_3x16 = triton.autotune(configs=_configs([
-    (128, 128, 32, 8, 3), (128, 64, 32, 4, 3), (64, 128, 32, 4, 3), (64, 64, 32, 4, 3),
-    (128, 128, 64, 8, 2), (128, 64, 64, 4, 3), (64, 64, 64, 4, 3), (32, 64, 32, 4, 3),
-    (128, 64, 16, 4, 3),
 ]), **_TUNE)(_conv_kernel)

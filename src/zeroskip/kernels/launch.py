@@ -62,6 +62,9 @@ def precision(algo: str, dtype: torch.dtype) -> str:
     # "tf32x3" splits both operands in every iteration and writes the weight halves back to
     # shared memory before the products; without that step VGG-19's fp32 convs ran 2.78x of
     # cuDNN at batch 1 instead of 2.24x, 1.52x at batch 32 instead of 1.23x (H100, same run).
+    # Three fp16 products of power-of-2-scaled fp16 halves (twice the tensor-core rate on paper)
+    # ran 0.40-1.93x of cuDNN against 3xtf32's 1.17-3.55x, same run, same accuracy
+    # (benchmarks/vgg19-fp32-3xfp16-ab.txt, commit 0b462a0).
     return "tf32" if torch.backends.cudnn.allow_tf32 else "3xtf32"
 
 
@@ -76,27 +79,7 @@ def split_weight(packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return hi, lo
 
 
-def split_weight_fp16(packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(hi, lo, inv) for 3xfp16: fp16 halves of the weight scaled by a power of 2 per output
-    channel, so packed ~= (hi + lo) * inv[:, None, None, None] to 22 bits. Each channel's
-    largest magnitude is scaled into [2**14, 2**15), inside fp16's range; the kernel multiplies
-    the result by inv (exact: a power of 2). Same strides as packed; inv is (C_out,) fp32."""
-    m = packed.abs().amax(dim=(1, 2, 3)).contiguous()
-    k = (141 - ((m.view(torch.int32) >> 23) & 0xFF)).clamp(-126, 126)
-    scale = ((k + 127) << 23).view(torch.float32)
-    inv = ((127 - k) << 23).view(torch.float32)
-    s = packed * scale[:, None, None, None]
-    hi = torch.empty_like(packed, dtype=torch.float16)
-    hi.copy_(s)
-    lo = torch.empty_like(packed, dtype=torch.float16)
-    lo.copy_(s - hi.float())
-    return hi, lo, inv
-
-
-_SPLITS = {"3xtf32": split_weight, "3xfp16": split_weight_fp16}
-
-
-def packed_weight(weight: torch.Tensor, k_major: bool = False, split: str | None = None):
+def packed_weight(weight: torch.Tensor, k_major: bool = False, split: bool = False):
     """The weight as a (C_out, C_in/g, kH, kW) view of memory laid out for the kernel's B tile.
 
     16-bit operands: (kH, kW, C_in/g, C_out) memory, output channels contiguous, so the weight
@@ -107,8 +90,7 @@ def packed_weight(weight: torch.Tensor, k_major: bool = False, split: str | None
     inference engines prepare weights at load time; inputs are never cached. "Unchanged" means
     the same version counter (in-place ops and load_state_dict bump it) and the same storage
     (`p.data = t` swaps it). An in-place edit through `.data` bypasses both: call
-    clear_packed_weights() after one. With split ("3xtf32" or "3xfp16"), returns split_weight's
-    (hi, lo) or split_weight_fp16's (hi, lo, inv) of it.
+    clear_packed_weights() after one. With split, returns split_weight's (hi, lo) of it.
     """
     if not split and ((weight.stride(1) == 1 or weight.shape[1] == 1) if k_major else weight.stride(0) == 1):
         return weight
@@ -118,7 +100,7 @@ def packed_weight(weight: torch.Tensor, k_major: bool = False, split: str | None
         stamp = (weight._version, weight.data_ptr())
     except RuntimeError:  # inference-mode tensors have no version counter: pack every call
         packed = weight.permute(*order).contiguous().permute(*back)
-        return _SPLITS[split](packed) if split else packed
+        return split_weight(packed) if split else packed
     held = _PACKED.get(weight)
     if held is None:  # not setdefault: that builds a dict on every call, hits included
         held = _PACKED[weight] = {}
@@ -126,7 +108,7 @@ def packed_weight(weight: torch.Tensor, k_major: bool = False, split: str | None
     if hit is not None and hit[0] == stamp:
         return hit[1]
     packed = weight.detach().permute(*order).contiguous().permute(*back)
-    packed = _SPLITS[split](packed) if split else packed
+    packed = split_weight(packed) if split else packed
     held[(k_major, split)] = (stamp, packed)
     return packed
 
@@ -170,18 +152,10 @@ def conv(x, weight, bias, spec, activation, algo, config: Config | None = None, 
     prec = precision(algo, x.dtype)
     # K-major only where a chunk of input channels fills a 16-byte load: VGG-19 features.0 (3
     # channels, fp32, batch 1) ran 43.2 us K-major against 30.2 us with output channels contiguous.
-    # 3xfp16 reads fp16 weight halves: the 16-bit layout.
-    k_major = prec not in ("ieee", "3xfp16") and spec.in_per_group >= 16
-    parts = packed_weight(weight, k_major=k_major, split=prec if prec in _SPLITS else None)
-    if prec == "3xfp16":
-        w, w_lo, w_inv = parts
-    elif prec == "3xtf32":
-        (w, w_lo), w_inv = parts, y
-    else:
-        w = w_lo = parts
-        w_inv = y
+    w = packed_weight(weight, k_major=prec != "ieee" and spec.in_per_group >= 16, split=prec == "3xtf32")
+    w, w_lo = w if prec == "3xtf32" else (w, w)
     b = bias if bias is not None else y
-    launch = _Launch(x, w, w_lo, w_inv, b, y, spec, activation, algo, prec, bias is not None)
+    launch = _Launch(x, w, w_lo, b, y, spec, activation, algo, prec, bias is not None)
     if not skip and config is None and not interpreting() and algo != "ecr":
         key = (spec, x.dtype, prec, channels_last, x.device.index, activation, bias is not None)
         def options():  # built only on a shape's first call: the choice is cached per key
@@ -201,9 +175,8 @@ def conv(x, weight, bias, spec, activation, algo, config: Config | None = None, 
 class _Launch:
     """The launches of one call: autotuned dense, or fixed tiles with optional skip flags/split."""
 
-    def __init__(self, x, w, w_lo, w_inv, b, y, spec, activation, algo, prec, has_bias):
-        self.x, self.w, self.w_lo, self.w_inv, self.b, self.y, self.spec = x, w, w_lo, w_inv, b, y, spec
-        self.prec = prec
+    def __init__(self, x, w, w_lo, b, y, spec, activation, algo, prec, has_bias):
+        self.x, self.w, self.w_lo, self.b, self.y, self.spec = x, w, w_lo, b, y, spec
         self.m_total = spec.batch * spec.result_h * spec.result_w
         self.sizes = (spec.in_per_group, spec.height, spec.width, spec.out_per_group, spec.out_h, spec.out_w,
                       spec.result_h, spec.result_w, self.m_total, spec.kernel_h, spec.kernel_w)
@@ -224,10 +197,8 @@ class _Launch:
         grid = lambda meta: (triton.cdiv(self.m_total, meta["BLOCK_M"] // win),  # noqa: E731
                              triton.cdiv(spec.out_per_group, meta["BLOCK_N"]), spec.groups)
         # NCH (flags row length) is unused without SKIP: the kernel counts chunks from C_G.
-        kernel = (ig._conv_tuned_3x16 if self.prec == "3xfp16" else
-                  ig._conv_tuned_32 if self.x.dtype == torch.float32 else ig._conv_tuned_16)
-        kernel[grid](self.x, self.w, self.w_lo, self.w_inv, self.b, self.y, self.y, self.y, *self.sizes, 0, 1, 0,
-                     *self._strides(),
+        kernel = ig._conv_tuned_32 if self.x.dtype == torch.float32 else ig._conv_tuned_16
+        kernel[grid](self.x, self.w, self.w_lo, self.b, self.y, self.y, self.y, *self.sizes, 0, 1, 0, *self._strides(),
                      *self.conv_geometry, *self.pool_geometry, SKIP=False, NCH_P2=1, PARTIAL=False,
                      **self.switches)
 
@@ -241,8 +212,8 @@ class _Launch:
             ws = torch.empty((split, grid_m * cfg.block_m, spec.out_channels), dtype=torch.float32,
                              device=self.x.device)
         ig._conv_kernel[grid](
-            self.x, self.w, self.w_lo, self.w_inv, self.b, self.y, flags if flags is not None else self.y, ws,
-            *self.sizes, chunks, split, grid_m * cfg.block_m, *self._strides(), *self.conv_geometry, *self.pool_geometry,
+            self.x, self.w, self.w_lo, self.b, self.y, flags if flags is not None else self.y, ws, *self.sizes, chunks, split,
+            grid_m * cfg.block_m, *self._strides(), *self.conv_geometry, *self.pool_geometry,
             SKIP=flags is not None, NCH_P2=triton.next_power_of_2(chunks), PARTIAL=split > 1, **self.switches,
             BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
             num_warps=cfg.num_warps, num_stages=cfg.num_stages,
