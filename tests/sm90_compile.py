@@ -13,7 +13,7 @@ import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-from zeroskip.kernels import ecr_index, implicit_gemm  # noqa: E402
+from zeroskip.kernels import ecr_index, implicit_gemm, winograd  # noqa: E402
 
 TARGET = GPUTarget("cuda", 90, 32)
 
@@ -59,4 +59,9 @@ if __name__ == "__main__":
     print("split-K reduce fp16", len(reduce.asm["cubin"]), "bytes")
     flags = compile_variant(ecr_index._chunk_flags_kernel, "fp16", dict(BLOCK_M=64, BLOCK_K=32, WIN_P2=4))
     print("flags fp16", len(flags.asm["cubin"]), "bytes")
+    wi = compile_variant(winograd._input_transform_kernel, "fp32", dict(BLOCK_T=64, BLOCK_C=32))
+    for pool in (0, 1):
+        wo = compile_variant(winograd._output_transform_kernel, "fp32",
+                             dict(HAS_BIAS=True, ACTIVATION=1, POOL=pool, BLOCK_T=64, BLOCK_C=32))
+    print("winograd transforms fp32", len(wi.asm["cubin"]), len(wo.asm["cubin"]), "bytes")
     print("all compiled for sm_90")

@@ -9,6 +9,9 @@ Algos (every name here is public and documented in the README):
   "ecr_tc"  The same zero skipping, products on tensor cores: fp16/bf16 natively, fp32 as TF32
             when torch.backends.cudnn.allow_tf32 is on (as F.conv2d), else as 3xTF32 (fp32-accurate).
   "igemm"   The same kernel with skipping off (dense implicit GEMM), tensor-core precision as "ecr_tc".
+  "winograd" Winograd F(2x2, 3x3) for 3x3 stride-1 convs (groups 1, no pool or a 2x2/2 pool):
+            2.25x fewer products, run as 16 "igemm" GEMMs between two transform kernels
+            (kernels/winograd.py); computes in fp32 whatever the input dtype. No zero skipping.
   "auto"    On CUDA, the active plan's measured choice for this exact call (zeroskip.plan: op,
             geometry with batch and pooling, dtype, TF32 switch, activation, channels_last) when
             it has an entry; else "igemm" for the layer families measured faster than cuDNN
@@ -25,7 +28,7 @@ import torch
 from . import plan
 from .geometry import KERNEL_DTYPES, MAX_WINDOW
 
-KERNEL_ALGOS = ("ecr", "ecr_tc", "igemm")
+KERNEL_ALGOS = ("ecr", "ecr_tc", "igemm", "winograd")
 ALGOS = ("auto", "torch") + KERNEL_ALGOS
 
 
@@ -109,6 +112,11 @@ def choose(algo, input: torch.Tensor, spec, activation=None) -> str:
     if not offsets_fit(input, spec):
         raise ValueError(f"input of shape {tuple(input.shape)} and strides {input.stride()} spans 2**31 or more "
                          f"elements per image; algo={algo!r} indexes images in int32 (use algo='torch')")
+    if algo == "winograd":
+        from .kernels.winograd import supports
+        why = supports(spec)
+        if why is not None:
+            raise ValueError(f"algo='winograd' cannot run this call: {why} (use algo='igemm')")
     if not kernels_can_run(input.device):
         raise RuntimeError(
             f"algo={algo!r} needs a CUDA tensor (or TRITON_INTERPRET=1 set before importing zeroskip "

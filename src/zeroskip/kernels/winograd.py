@@ -1,0 +1,233 @@
+"""Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions: 2.25x fewer multiplies than direct.
+
+Each 2x2 block of output pixels (a tile) comes from a 4x4 input patch d. With the transforms
+    V = B^T d B   (input, per tile and input channel; additions only)
+    U = G g G^T   (weight, per output and input channel; once per weight, on the host, in float64)
+    Y = A^T M A   where M[xi] = V[xi] @ U[xi] for each of the 16 positions xi of the 4x4 patch,
+the conv is 16 GEMMs of (tiles x C_in) by (C_in x C_out): 16 multiplies per tile where direct
+needs 36. The GEMMs are the implicit-GEMM kernel run as a 16-group 1x1 conv (so they get its
+autotuned tiles, split-K and fp32-accurate 3xTF32 products); the two transforms are the kernels
+below, and the output transform also applies bias, activation and a 2x2/2 pool, which covers
+exactly one tile.
+
+Why: with TF32 off, cuDNN runs VGG-19's 256/512-channel layers at batch 32 at 75-80 dense
+TFLOP/s (features.21: 1509 us for 118 GFLOP, H100), above the 67 TFLOP/s fp32 peak, so it is
+not computing them directly; the direct 3xTF32 kernel reached 1.17x of it there.
+
+V and M go through memory (4x the input and output sizes), so this pays only where the GEMMs
+dominate: many channels per pixel. Zero skipping does not carry over (a transformed patch is
+zero only if the whole 4x4 patch is).
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from torch.utils.weak import WeakIdKeyDictionary
+
+from ..geometry import check_conv
+
+_G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
+
+
+def supports(spec) -> str | None:
+    """None if this algo can run the call, else why not (for the error message)."""
+    geometry = (spec.kernel_h, spec.kernel_w, spec.stride_h, spec.stride_w, spec.dil_h, spec.dil_w)
+    if geometry != (3, 3, 1, 1, 1, 1):
+        return (f"kernel {spec.kernel_h}x{spec.kernel_w}, stride ({spec.stride_h}, {spec.stride_w}), dilation "
+                f"({spec.dil_h}, {spec.dil_w}): it needs a 3x3 kernel, stride 1, dilation 1")
+    if spec.groups != 1:
+        return f"groups={spec.groups}: it needs groups=1"
+    if spec.pool and (spec.pool_kh, spec.pool_kw, spec.pool_sh, spec.pool_sw, spec.pool_ph, spec.pool_pw) != (
+            2, 2, 2, 2, 0, 0):
+        return (f"pool_size {(spec.pool_kh, spec.pool_kw)}, stride {(spec.pool_sh, spec.pool_sw)}, padding "
+                f"{(spec.pool_ph, spec.pool_pw)}: it fuses only a 2x2 pool with stride 2 and no padding")
+    return None
+
+
+def transformed_weight(weight: torch.Tensor) -> torch.Tensor:
+    """U = G g G^T as a (16 C_out, C_in, 1, 1) fp32 tensor, group xi = 4 i + j holding U[i, j].
+    Computed in float64 and rounded once. Cached per weight tensor as kernels.launch.packed_weight
+    caches its packing (same version/storage check), so the GEMM's own packing of U is cached too."""
+    try:
+        stamp = (weight._version, weight.data_ptr())
+    except RuntimeError:  # inference-mode tensors have no version counter
+        stamp = None
+    hit = _U.get(weight) if stamp is not None else None
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    g = torch.tensor(_G, dtype=torch.float64, device=weight.device)
+    u = torch.einsum("ik,ockl,jl->ijoc", g, weight.detach().double(), g)
+    u = u.reshape(16 * weight.shape[0], weight.shape[1], 1, 1).to(torch.float32).contiguous()
+    if stamp is not None:
+        _U[weight] = (stamp, u)
+    return u
+
+
+_U = WeakIdKeyDictionary()
+
+
+@triton.jit
+def _bt(d0, d1, d2, d3):
+    """One row or column of B^T d B."""
+    return d0 - d2, d1 + d2, d2 - d1, d1 - d3
+
+
+@triton.jit
+def _at(m0, m1, m2, m3):
+    """One row or column of A^T M A."""
+    return m0 + m1 + m2, m1 - m2 - m3
+
+
+@triton.jit
+def _patch_row(x_ptr, base, ih, iw0, H, W, sxh, sxw, ok):
+    """Row ih of the 4x4 patches, transformed along the row (d B)."""
+    rok = ok & ((ih >= 0) & (ih < H))[:, None]
+    p = x_ptr + base + (ih * sxh)[:, None]
+    d0 = tl.load(p + (iw0 * sxw)[:, None], mask=rok & ((iw0 >= 0) & (iw0 < W))[:, None], other=0.0)
+    d1 = tl.load(p + ((iw0 + 1) * sxw)[:, None], mask=rok & ((iw0 + 1 >= 0) & (iw0 + 1 < W))[:, None], other=0.0)
+    d2 = tl.load(p + ((iw0 + 2) * sxw)[:, None], mask=rok & ((iw0 + 2 >= 0) & (iw0 + 2 < W))[:, None], other=0.0)
+    d3 = tl.load(p + ((iw0 + 3) * sxw)[:, None], mask=rok & ((iw0 + 3 >= 0) & (iw0 + 3 < W))[:, None], other=0.0)
+    return _bt(d0.to(tl.float32), d1.to(tl.float32), d2.to(tl.float32), d3.to(tl.float32))
+
+
+@triton.jit
+def _store_row(v_ptr, row, C, i: tl.constexpr, v0, v1, v2, v3, ok):
+    tl.store(v_ptr + row + (4 * i + 0) * C, v0, mask=ok)
+    tl.store(v_ptr + row + (4 * i + 1) * C, v1, mask=ok)
+    tl.store(v_ptr + row + (4 * i + 2) * C, v2, mask=ok)
+    tl.store(v_ptr + row + (4 * i + 3) * C, v3, mask=ok)
+
+
+@triton.jit
+def _input_transform_kernel(x_ptr, v_ptr, C, H, W, TH, TW, T, sxn, sxc, sxh, sxw, pad_h, pad_w,
+                            BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
+    """V[t, 4 i + j, c] = (B^T d B)[i, j] of tile t's 4x4 patch in channel c (zeros outside the map)."""
+    t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    ok = (t < T)[:, None] & (c < C)[None, :]
+    tx = t % TW
+    ty = (t // TW) % TH
+    n = t // (TW * TH)
+    ih0 = 2 * ty - pad_h
+    iw0 = 2 * tx - pad_w
+    base = n.to(tl.int64)[:, None] * sxn + (c * sxc)[None, :]
+    h00, h01, h02, h03 = _patch_row(x_ptr, base, ih0, iw0, H, W, sxh, sxw, ok)
+    h10, h11, h12, h13 = _patch_row(x_ptr, base, ih0 + 1, iw0, H, W, sxh, sxw, ok)
+    h20, h21, h22, h23 = _patch_row(x_ptr, base, ih0 + 2, iw0, H, W, sxh, sxw, ok)
+    h30, h31, h32, h33 = _patch_row(x_ptr, base, ih0 + 3, iw0, H, W, sxh, sxw, ok)
+    v00, v10, v20, v30 = _bt(h00, h10, h20, h30)
+    v01, v11, v21, v31 = _bt(h01, h11, h21, h31)
+    v02, v12, v22, v32 = _bt(h02, h12, h22, h32)
+    v03, v13, v23, v33 = _bt(h03, h13, h23, h33)
+    row = t.to(tl.int64)[:, None] * (16 * C) + c[None, :]
+    _store_row(v_ptr, row, C, 0, v00, v01, v02, v03, ok)
+    _store_row(v_ptr, row, C, 1, v10, v11, v12, v13, ok)
+    _store_row(v_ptr, row, C, 2, v20, v21, v22, v23, ok)
+    _store_row(v_ptr, row, C, 3, v30, v31, v32, v33, ok)
+
+
+@triton.jit
+def _m_row(m_ptr, row, COUT, i: tl.constexpr, ok):
+    """Row i of M, transformed along the row (M A)."""
+    m0 = tl.load(m_ptr + row + (4 * i + 0) * COUT, mask=ok, other=0.0)
+    m1 = tl.load(m_ptr + row + (4 * i + 1) * COUT, mask=ok, other=0.0)
+    m2 = tl.load(m_ptr + row + (4 * i + 2) * COUT, mask=ok, other=0.0)
+    m3 = tl.load(m_ptr + row + (4 * i + 3) * COUT, mask=ok, other=0.0)
+    return _at(m0, m1, m2, m3)
+
+
+@triton.jit
+def _finish(v, bias, ACTIVATION: tl.constexpr):
+    v = v + bias
+    # where, not maximum: NaN propagates as in F.relu
+    if ACTIVATION == 1:
+        v = tl.where(v < 0.0, 0.0, v)
+    elif ACTIVATION == 2:
+        v = tl.where(v < 0.0, 0.0, tl.where(v > 6.0, 6.0, v))
+    return v
+
+
+@triton.jit
+def _max_keep_nan(a, b):
+    return tl.where((a != a) | (a > b), a, b)
+
+
+@triton.jit
+def _output_transform_kernel(m_ptr, b_ptr, y_ptr, COUT, OH, OW, TH, TW, T, syn, syc, syh, syw, sb,
+                             HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr, POOL: tl.constexpr,
+                             BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
+    """y = act(A^T M A + bias) for tile t's 2x2 outputs, or their max/mean with POOL (1 max, 2 avg)."""
+    t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
+    o = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    ok = (t < T)[:, None] & (o < COUT)[None, :]
+    tx = t % TW
+    ty = (t // TW) % TH
+    n = t // (TW * TH)
+    row = t.to(tl.int64)[:, None] * (16 * COUT) + o[None, :]
+    s00, s01 = _m_row(m_ptr, row, COUT, 0, ok)
+    s10, s11 = _m_row(m_ptr, row, COUT, 1, ok)
+    s20, s21 = _m_row(m_ptr, row, COUT, 2, ok)
+    s30, s31 = _m_row(m_ptr, row, COUT, 3, ok)
+    y00, y10 = _at(s00, s10, s20, s30)
+    y01, y11 = _at(s01, s11, s21, s31)
+    if HAS_BIAS:
+        bias = tl.load(b_ptr + o * sb, mask=o < COUT, other=0.0).to(tl.float32)[None, :]
+    else:
+        bias = tl.zeros([1, BLOCK_C], dtype=tl.float32)
+    y00 = _finish(y00, bias, ACTIVATION)
+    y01 = _finish(y01, bias, ACTIVATION)
+    y10 = _finish(y10, bias, ACTIVATION)
+    y11 = _finish(y11, bias, ACTIVATION)
+    out = y_ptr + n.to(tl.int64)[:, None] * syn + (o * syc)[None, :]
+    if POOL == 0:
+        oy = 2 * ty
+        ox = 2 * tx
+        p = out + (oy * syh + ox * syw)[:, None]
+        ty_ok = (oy + 1 < OH)[:, None]
+        tx_ok = (ox + 1 < OW)[:, None]
+        tl.store(p, y00.to(y_ptr.dtype.element_ty), mask=ok)
+        tl.store(p + syw, y01.to(y_ptr.dtype.element_ty), mask=ok & tx_ok)
+        tl.store(p + syh, y10.to(y_ptr.dtype.element_ty), mask=ok & ty_ok)
+        tl.store(p + syh + syw, y11.to(y_ptr.dtype.element_ty), mask=ok & ty_ok & tx_ok)
+    else:
+        # A floor-mode 2x2/2 pool covers exactly the tiles that lie wholly inside the map.
+        if POOL == 1:
+            res = _max_keep_nan(_max_keep_nan(y00, y01), _max_keep_nan(y10, y11))
+        else:
+            res = (y00 + y01 + y10 + y11) * 0.25
+        keep = ok & ((2 * ty + 1 < OH) & (2 * tx + 1 < OW))[:, None]
+        tl.store(out + (ty * syh + tx * syw)[:, None], res.to(y_ptr.dtype.element_ty), mask=keep)
+
+
+def conv(x, weight, bias, spec, activation_code: int, pool_code: int, y, gemm, interpreting=False):
+    """Runs the three steps into y (allocated by the caller in its layout). `gemm(v, u)` is the
+    implicit-GEMM launch (kernels.launch.conv for a 1x1 conv, groups 16) returning M."""
+    # 32x32 blocks on 8 warps: 4 values per thread in each of the 16 patch positions. 64x32 on 4
+    # warps needed 255 registers and spilled (input transform, sm_90 ptxas). The CPU interpreter
+    # costs ~9 ms per program whatever its size: big blocks there.
+    block_t, block_c, warps = (128, 64, 1) if interpreting else (32, 32, 8)
+    why = supports(spec)
+    if why is not None:
+        raise ValueError(f"algo='winograd' cannot run this call: {why} (use algo='igemm')")
+    th, tw = triton.cdiv(spec.out_h, 2), triton.cdiv(spec.out_w, 2)
+    t = spec.batch * th * tw
+    c, cout = spec.in_channels, spec.out_channels
+    # V as a channels_last (1, 16 C, T, 1) image: tile rows, 16 groups of C channels contiguous
+    v = torch.empty((1, t, 1, 16 * c), dtype=torch.float32, device=x.device).permute(0, 3, 1, 2)
+    _input_transform_kernel[(triton.cdiv(t, block_t), triton.cdiv(c, block_c))](
+        x, v, c, spec.height, spec.width, th, tw, t, *x.stride(), spec.pad_h, spec.pad_w,
+        BLOCK_T=block_t, BLOCK_C=block_c, num_warps=warps)
+    m = gemm(v, transformed_weight(weight))
+    assert m.is_contiguous(memory_format=torch.channels_last) and m.shape == (1, 16 * cout, t, 1)
+    b = bias if bias is not None else y
+    _output_transform_kernel[(triton.cdiv(t, block_t), triton.cdiv(cout, block_c))](
+        m, b, y, cout, spec.out_h, spec.out_w, th, tw, t, *y.stride(), bias.stride(0) if bias is not None else 0,
+        HAS_BIAS=bias is not None, ACTIVATION=activation_code, POOL=pool_code, BLOCK_T=block_t, BLOCK_C=block_c,
+        num_warps=warps)
+    return y
+
+
+def gemm_spec(v, u):
+    """The 16-group 1x1 conv spec of the transformed GEMMs."""
+    return check_conv(v, u, None, 1, 0, 1, 16)

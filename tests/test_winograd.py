@@ -1,0 +1,104 @@
+"""algo="winograd": F(2x2, 3x3) against the float64 reference, its limits, and its weight cache."""
+import pytest
+import torch
+
+import zeroskip
+from helpers import TOL, TOL_TF32, reference, rel_err, sparse
+
+# (N, C, H, W, C_out, padding, bias): odd and even maps, so the last tile row/column is partial
+SHAPES = [(2, 5, 7, 9, 6, 1, True), (1, 3, 6, 6, 4, 0, False), (1, 8, 5, 4, 3, 2, True), (1, 40, 8, 8, 24, 1, True)]
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("activation", [None, "relu", "relu6"])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_conv_fp32(shape, activation, layout, device):
+    n, c, h, w, co, p, has_b = shape
+    x = sparse((n, c, h, w), torch.rand(()).item(), device=device) * 4
+    if layout == "channels_last":
+        x = x.to(memory_format=torch.channels_last)
+    wt = torch.randn(co, c, 3, 3, device=device)
+    b = torch.randn(co, device=device) if has_b else None
+    out = zeroskip.conv2d(x, wt, b, padding=p, activation=activation, algo="winograd")
+    ref = reference(x, wt, b, padding=p, activation=activation)
+    assert out.shape == ref.shape and out.dtype == torch.float32
+    assert out.is_contiguous(memory_format=torch.channels_last if layout == "channels_last" else torch.contiguous_format)
+    assert rel_err(out, ref) <= TOL[torch.float32]
+
+
+@pytest.mark.parametrize("pool", ["max", "avg"])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_fused_pool(shape, pool, device):
+    n, c, h, w, co, p, has_b = shape
+    x = sparse((n, c, h, w), 0.5, device=device)
+    wt = torch.randn(co, c, 3, 3, device=device)
+    b = torch.randn(co, device=device) if has_b else None
+    out = zeroskip.conv2d_pool(x, wt, b, padding=p, activation="relu", pool=pool, algo="winograd")
+    ref = reference(x, wt, b, padding=p, activation="relu", pool=pool)
+    assert out.shape == ref.shape
+    assert rel_err(out, ref) <= TOL[torch.float32]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_inputs_compute_in_fp32(dtype, device):
+    x = sparse((1, 16, 9, 9), 0.6, dtype, device)
+    wt = (torch.randn(8, 16, 3, 3, device=device) * 0.2).to(dtype)
+    out = zeroskip.conv2d(x, wt, None, padding=1, algo="winograd")
+    assert out.dtype == dtype
+    assert rel_err(out, reference(x, wt, None, padding=1)) <= TOL[dtype]
+
+
+def test_tf32_follows_cudnn_switch(device):
+    torch.backends.cudnn.allow_tf32 = True
+    x = sparse((1, 32, 8, 8), 0.7, device=device)
+    wt = torch.randn(16, 32, 3, 3, device=device)
+    out = zeroskip.conv2d(x, wt, None, padding=1, algo="winograd")
+    assert rel_err(out, reference(x, wt, None, padding=1)) <= TOL_TF32
+
+
+@pytest.mark.parametrize("kwargs, pool, word", [
+    (dict(stride=2), None, "stride"),
+    (dict(dilation=2), None, "dilation"),
+    (dict(groups=2), None, "groups=2"),
+    (dict(), dict(pool_size=3, pool_stride=2), r"pool_size \(3, 3\)"),
+    (dict(), dict(pool_size=2, pool_stride=1), r"stride \(1, 1\)"),
+])
+def test_unsupported_geometry_names_the_argument(kwargs, pool, word, device):
+    x = sparse((1, 4, 8, 8), 0.5, device=device)
+    wt = torch.randn(4, 4 // kwargs.get("groups", 1), 3, 3, device=device)
+    with pytest.raises(ValueError, match=word):
+        if pool:
+            zeroskip.conv2d_pool(x, wt, None, padding=1, algo="winograd", **pool)
+        else:
+            zeroskip.conv2d(x, wt, None, padding=1, algo="winograd", **kwargs)
+    with pytest.raises(ValueError, match="3x3 kernel"):
+        zeroskip.conv2d(x, torch.randn(4, 4, 5, 5, device=device), None, padding=2, algo="winograd")
+
+
+def test_inf_in_the_input_stays_local(device):
+    """Documented: the transforms subtract neighbouring inputs, so one inf makes every output of
+    the 2x2 tiles whose 4x4 patch holds it NaN or inf (direct conv: its 3x3 neighbourhood)."""
+    x = sparse((1, 4, 12, 12), 1.0, device=device)
+    x[0, 1, 5, 6] = float("inf")
+    out = zeroskip.conv2d(x, torch.randn(4, 4, 3, 3, device=device), None, padding=1, algo="winograd")
+    bad = ~torch.isfinite(out[0, 0])
+    assert bad[4:7, 5:8].all()                     # the direct conv's neighbourhood is non-finite
+    rows, cols = bad.nonzero().unbind(1)
+    assert rows.min() >= 4 and rows.max() <= 7 and cols.min() >= 4 and cols.max() <= 7  # its tiles only
+    assert torch.isfinite(out[0, 0, :2]).all() and torch.isfinite(out[0, 0, 8:]).all()
+
+
+def test_transformed_weight_is_cached_and_refreshed(device):
+    from zeroskip.kernels import winograd
+    wt = torch.randn(6, 5, 3, 3, device=device)
+    u = winograd.transformed_weight(wt)
+    assert u.shape == (16 * 6, 5, 1, 1) and winograd.transformed_weight(wt) is u
+    # U[xi = 0] = g[0, 0] (G's first row and column pick the top-left tap); U[xi = 15] = g[2, 2]
+    assert torch.equal(u[:6, :, 0, 0], wt[:, :, 0, 0]) and torch.equal(u[15 * 6:, :, 0, 0], wt[:, :, 2, 2])
+    x = sparse((1, 5, 6, 6), 0.8, device=device)
+    zeroskip.conv2d(x, wt, None, padding=1, algo="winograd")
+    with torch.no_grad():
+        wt.mul_(2)  # in place: bumps the version counter
+    assert winograd.transformed_weight(wt) is not u
+    out = zeroskip.conv2d(x, wt, None, padding=1, algo="winograd")
+    assert rel_err(out, reference(x, wt, None, padding=1)) <= TOL[torch.float32]
