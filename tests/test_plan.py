@@ -229,13 +229,16 @@ def test_convert_measures_on_cuda(device, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("dtype, channels_last, tf32, batch, cin, pool, want", [
     (torch.float32, False, False, 1, 64, None, "igemm"),
-    (torch.float32, False, False, 1, 512, "max", "igemm"),
+    (torch.float32, False, False, 1, 512, "max", "winograd"),  # fp32, 512 channels: Winograd
+    (torch.float32, False, False, 32, 256, "max", "winograd"),  # fused from 256 channels
+    (torch.float32, False, False, 8, 256, None, "igemm"),       # plain 256-channel conv: direct
+    (torch.float32, True, False, 1, 512, None, "igemm"),        # channels_last: Winograd not measured
     (torch.float32, True, False, 1, 128, None, "igemm"),
     (torch.float32, False, True, 1, 64, None, "torch"),       # plain TF32 convs lost
     (torch.float32, True, True, 1, 512, "max", "igemm"),      # TF32 fused, channels_last
     (torch.float32, False, True, 1, 128, "max", "torch"),     # TF32 NCHW: not measured
     (torch.float32, True, True, 32, 256, "max", "torch"),     # TF32 fused at batch 32: <= 128 channels
-    (torch.float32, False, False, 32, 512, None, "igemm"),
+    (torch.float32, False, False, 32, 512, None, "winograd"),
     (torch.float32, False, False, 64, 128, None, "torch"),    # batch 64: not measured
     (torch.float32, False, False, 1, 3, None, "torch"),       # 3-channel first layer lost
     (torch.float16, True, False, 1, 128, None, "torch"),      # plain fp16 conv on an 8x8 map lost
@@ -246,7 +249,7 @@ def test_convert_measures_on_cuda(device, tmp_path, monkeypatch):
     (torch.bfloat16, True, False, 1, 128, "max", "torch"),
 ])
 @cpu_fakes
-def test_auto_takes_igemm_only_where_measured_faster(monkeypatch, dtype, channels_last, tf32, batch, cin, pool, want):
+def test_auto_takes_a_kernel_only_where_measured_faster(monkeypatch, dtype, channels_last, tf32, batch, cin, pool, want):
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", tf32)
     x = torch.zeros(batch, cin, 8, 8, dtype=dtype)
     if channels_last:

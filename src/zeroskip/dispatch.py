@@ -14,8 +14,8 @@ Algos (every name here is public and documented in the README):
             (kernels/winograd.py); computes in fp32 whatever the input dtype. No zero skipping.
   "auto"    On CUDA, the active plan's measured choice for this exact call (zeroskip.plan: op,
             geometry with batch and pooling, dtype, TF32 switch, activation, channels_last) when
-            it has an entry; else "igemm" for the layer families measured faster than cuDNN
-            (measured_faster: VGG-style 3x3 convs in fp32 at batch 1 and in fp16, see
+            it has an entry; else "igemm" or "winograd" for the layer families measured faster
+            than cuDNN (measured_best: VGG-style 3x3 convs in fp32 and in fp16, see
             BENCHMARKS.md) and "torch" for everything else; "ecr" on the CPU interpreter;
             "torch" wherever kernels cannot run.
 """
@@ -78,6 +78,24 @@ def measured_faster(input, spec, activation) -> bool:
     return (c == 3 or 64 <= c <= 128) and spec.height * spec.width >= 56 * 56
 
 
+def measured_best(input, spec, activation) -> str:
+    """"igemm" or "winograd" where measured faster than cuDNN (measured_faster), else "torch".
+
+    Winograd F(2x2, 3x3) against the direct kernel, fp32 with TF32 off, NCHW, H100, same run
+    (BENCHMARKS.md): with 512 input channels it won at every batch (features.21 at batch 1 / 8 /
+    32: 4.74x / 3.65x / 1.66x of cuDNN against 2.73x / 2.27x / 1.16x); fused with the pool from
+    256 channels (features.16 at batch 1 / 32: 3.31x / 2.52x against 2.52x / 2.09x). A 256-channel
+    plain conv ran 2.38x / 2.29x / 1.77x against 2.34x / 2.60x / 2.04x, 64 channels far slower."""
+    if not measured_faster(input, spec, activation):
+        return "torch"
+    if (input.dtype == torch.float32 and not torch.backends.cudnn.allow_tf32 and input.is_contiguous()
+            and spec.in_channels >= (256 if spec.pool else 512)):
+        from .kernels.winograd import supports
+        if supports(spec) is None:
+            return "winograd"
+    return "igemm"
+
+
 def offsets_fit(input, spec) -> bool:
     """The kernels index within one image in int32 (batch and group offsets are int64): the
     farthest element of one input image and of one output image must lie below 2**31."""
@@ -106,7 +124,7 @@ def choose(algo, input: torch.Tensor, spec, activation=None) -> str:
         # others, so without a measurement for this layer the pick is cuDNN, except the
         # families measured faster everywhere they were tried.
         op = "conv2d_pool" if spec.pool else "conv2d"
-        return plan.lookup(op, spec, input, activation) or ("igemm" if measured_faster(input, spec, activation) else "torch")
+        return plan.lookup(op, spec, input, activation) or measured_best(input, spec, activation)
     if input.dtype not in KERNEL_DTYPES:
         raise TypeError(f"algo={algo!r} supports dtypes {KERNEL_DTYPES}, got input dtype {input.dtype}")
     if not offsets_fit(input, spec):

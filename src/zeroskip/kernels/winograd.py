@@ -42,6 +42,10 @@ def supports(spec) -> str | None:
             2, 2, 2, 2, 0, 0):
         return (f"pool_size {(spec.pool_kh, spec.pool_kw)}, stride {(spec.pool_sh, spec.pool_sw)}, padding "
                 f"{(spec.pool_ph, spec.pool_pw)}: it fuses only a 2x2 pool with stride 2 and no padding")
+    # The GEMM kernel indexes its one (1, 16 C, tiles, 1) image in int32.
+    tiles = spec.batch * -(-spec.out_h // 2) * -(-spec.out_w // 2)
+    if tiles * 16 * max(spec.in_channels, spec.out_channels) >= 2**31:
+        return f"{tiles} tiles x 16 x {max(spec.in_channels, spec.out_channels)} channels reach 2**31 elements"
     return None
 
 
