@@ -13,11 +13,16 @@ def plot_sweep(rows, png) -> Path:
     groups = {}
     for r in rows:
         groups.setdefault((r["suite"], r["layer"], r["algo"]), []).append(r)
+    # One colour per layer and one line style per algo: with more than ten lines a colour cycle
+    # alone gives two lines the same colour.
+    colours = {k: f"C{i % 10}" for i, k in enumerate(dict.fromkeys((s, l) for s, l, _ in groups))}
+    styles = {a: st for a, st in zip(dict.fromkeys(a for _, _, a in groups), ("-o", "--s", ":^", "-.D", "-v"))}
     for (suite, layer, algo), g in groups.items():
         g = sorted((r for r in g if r["speedup"]), key=lambda r: r["sparsity"])
         sh = g[0]["shape"] if g else {}
         label = f"{layer} {sh.get('c')}->{sh.get('cout')} {sh.get('h')}x{sh.get('w')} ({algo})"
-        ax.plot([r["sparsity"] for r in g], [r["speedup"] for r in g], marker="o", label=label)
+        ax.plot([r["sparsity"] for r in g], [r["speedup"] for r in g], styles.get(algo, "-x"),
+                color=colours[(suite, layer)], label=label)
     ax.axhline(1.0, color="gray", linestyle="--", linewidth=1)
     ax.set_xlabel("input zero fraction")
     ax.set_ylabel("speedup over cuDNN (x)")
