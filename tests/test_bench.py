@@ -266,3 +266,18 @@ def test_cli_layout_option():
     assert parser.parse_args(["sweep", "--layout", "channels_last"]).layout == "channels_last"
     with pytest.raises(SystemExit):
         parser.parse_args(["bench", "--layout", "nhwc"])
+
+
+def test_auto_rows_say_what_auto_ran(capsys):
+    """bench's table names the kernel algo="auto" ran (dispatch.choose), e.g. auto:winograd."""
+    layer = load_suite("vgg19")[1]  # features.2, pooled after
+    x = torch.zeros(1, layer.in_channels, layer.height, layer.width)
+    w = torch.zeros(layer.out_channels, layer.in_channels, 3, 3)
+    from zeroskip import dispatch
+    on_cpu = "ecr" if dispatch.interpreting() else "torch"  # auto's pick for CPU tensors
+    assert run.ran_by_auto("conv2d", layer, "relu", x, w, None) == on_cpu
+    assert run.ran_by_auto("conv2d_pool", layer, "relu", x, w, None) == on_cpu
+    row = fake_row()
+    row.update(algo="auto", notes=["auto ran winograd"])
+    run.print_table([row])
+    assert "auto:winograd" in capsys.readouterr().out

@@ -102,3 +102,8 @@ def test_transformed_weight_is_cached_and_refreshed(device):
     assert winograd.transformed_weight(wt) is not u
     out = zeroskip.conv2d(x, wt, None, padding=1, algo="winograd")
     assert rel_err(out, reference(x, wt, None, padding=1)) <= TOL[torch.float32]
+    wt.data.mul_(-1)  # through .data: not seen until the caches are cleared
+    from zeroskip.kernels import launch
+    launch.clear_packed_weights()
+    out = zeroskip.conv2d(x, wt, None, padding=1, algo="winograd")
+    assert rel_err(out, reference(x, wt, None, padding=1)) <= TOL[torch.float32]

@@ -67,11 +67,17 @@ def geomean(values):
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
 
 
+def _algo_cell(row) -> str:
+    """The row's algo, with what "auto" ran when compare() noted it (auto:winograd)."""
+    ran = [n[len("auto ran "):] for n in row.get("notes") or () if n.startswith("auto ran ")]
+    return f"{row['algo']}:{ran[0]}" if ran else row["algo"]
+
+
 def print_table(rows) -> None:
     """Aligned per-row table, then the geometric-mean speedup per (suite, op, dtype, batch, algo)."""
     head = ("suite", "layer", "op", "dtype", "batch", "algo", "sparsity", "ours_us", "cudnn_us", "speedup",
             "compiled_us", "vs_compiled", "TFLOPS", "rel_err", "ok")
-    table = [head] + [(r["suite"], r["layer"], r["op"], r["dtype"], str(r["batch"]), r["algo"],
+    table = [head] + [(r["suite"], r["layer"], r["op"], r["dtype"], str(r["batch"]), _algo_cell(r),
                        _fmt(r["sparsity"], ".3f"), _fmt(r["ours_us"], ".1f"), _fmt(r["baseline_us"], ".1f"),
                        _fmt(r["speedup"], ".2f"), _fmt(r["compiled_us"], ".1f"),
                        _fmt(r["speedup_compiled"], ".2f"), _fmt(r["tflops"], ".2f"),

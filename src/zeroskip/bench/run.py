@@ -83,6 +83,14 @@ def ours(op: str, layer: Layer, activation, algo):
                                                 **layer.pool_args(), algo=algo)
 
 
+def ran_by_auto(op: str, layer: Layer, activation, x, w, b) -> str:
+    """The algo that algo="auto" runs for this call (dispatch.choose, the active plan included)."""
+    from .. import dispatch, plan
+    pool = layer.pool_args() if op == "conv2d_pool" else {}
+    spec = plan.spec_of(op, x, w, b, **layer.conv_args(), **pool)
+    return dispatch.choose("auto", x, spec, activation)
+
+
 LAYOUTS = ("auto", "nchw", "channels_last")
 
 
@@ -117,6 +125,8 @@ def compare(op, layer, algo, activation, x, w, b, dtype, torch_compile, env, sui
     base = baseline(op, layer, activation)
     mine = ours(op, layer, activation, algo)
     sparsity = float((x == 0).float().mean())
+    if algo == "auto":
+        notes.append(f"auto ran {ran_by_auto(op, layer, activation, x, w, b)}")
     try:
         err = rel_error(mine(x, w, b), base(x.double(), w.double(), b.double()))
     except Exception as exc:

@@ -114,8 +114,10 @@ def packed_weight(weight: torch.Tensor, k_major: bool = False, split: bool = Fal
 
 
 def clear_packed_weights() -> None:
-    """Forgets every packed weight (needed only after in-place edits through `.data`)."""
+    """Forgets every packed (and Winograd-transformed) weight; needed only after in-place edits
+    through `.data`."""
     _PACKED.clear()
+    winograd.clear_transformed_weights()
 
 
 # Keyed by tensor identity (tensors compare elementwise, so a plain WeakKeyDictionary cannot hold them).

@@ -71,6 +71,10 @@ def transformed_weight(weight: torch.Tensor) -> torch.Tensor:
 _U = WeakIdKeyDictionary()
 
 
+def clear_transformed_weights() -> None:
+    _U.clear()
+
+
 @triton.jit
 def _bt(d0, d1, d2, d3):
     """One row or column of B^T d B."""
