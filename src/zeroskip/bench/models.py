@@ -20,11 +20,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..plan import CANDIDATES
 from .results import write_csv, write_json
 
 MODELS = ("vgg11", "vgg11_bn", "vgg16", "vgg19", "vgg19_bn", "alexnet", "googlenet", "resnet18", "resnet50",
           "lenet5")
-CANDIDATES = ("torch", "igemm", "ecr_tc", "ecr")
 FIELDS = ("model", "batch", "dtype", "algo", "image_size", "weights", "eager_us", "compiled_us", "converted_us",
           "speedup", "speedup_vs_compiled", "mean_sparsity", "max_rel_err", "timing", "gpu", "torch", "triton",
           "date", "notes")
