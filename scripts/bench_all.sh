@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Reproduces the measurements behind BENCHMARKS.md, one part per call (each fits in a 10-minute
 # GPU session slot). Results go to $OUT/<part> (or benchmarks/<part>).
-#   bash scripts/bench_all.sh PART DATA      PART: b1 | b32 | auto | fused | models | layout | fp32ab | sweep
+#   bash scripts/bench_all.sh PART DATA      PART: b1 | b32 | auto | fused | models | layout | fp32ab | wino | sweep
 set -euo pipefail
-part=${1:?part: b1 b32 auto fused models layout fp32ab sweep}
+part=${1:?part: b1 b32 auto fused models layout fp32ab wino sweep}
 data=${2:-.data/paper-data}
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 out=${OUT:-benchmarks}/$part
@@ -26,6 +26,11 @@ case $part in
   fp32ab) python3 scripts/ab_precision.py "$data" 1,32 | tee "$out/ab_precision.txt"
           python3 scripts/fp32_layouts.py "$data" 1,32 | tee "$out/fp32_layouts.txt"
           python3 scripts/accumulation_probe.py | tee "$out/accumulation_probe.txt" ;;
+  wino)   python3 scripts/ab_algos.py "$data" 32,8,1 --algos igemm,winograd \
+            --layers features.2,features.10,features.21,features.30 | tee "$out/ab_winograd_conv.txt"
+          python3 scripts/ab_algos.py "$data" 32,1 --algos igemm,winograd --fused \
+            --layers features.16,features.25,features.34 | tee "$out/ab_winograd_fused.txt"
+          z bench --suite vgg19 --batch 1,32 --dtype fp32 --algo auto --data "$data" ;;
   sweep)  z sweep --dtype fp32,fp16 --png --data "$data" ;;
   *) echo "unknown part $part" >&2; exit 2 ;;
 esac

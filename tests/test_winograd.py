@@ -107,3 +107,11 @@ def test_transformed_weight_is_cached_and_refreshed(device):
     launch.clear_packed_weights()
     out = zeroskip.conv2d(x, wt, None, padding=1, algo="winograd")
     assert rel_err(out, reference(x, wt, None, padding=1)) <= TOL[torch.float32]
+
+
+def test_gemm_spec_is_what_check_conv_gives():
+    from zeroskip.geometry import check_conv
+    from zeroskip.kernels import winograd
+    v = torch.empty((1, 7, 1, 16 * 5)).permute(0, 3, 1, 2)
+    u = torch.empty(16 * 6, 5, 1, 1)
+    assert winograd.gemm_spec(v, u) == check_conv(v, u, None, 1, 0, 1, 16)
