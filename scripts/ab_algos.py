@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import zeroskip
+from zeroskip.bench.run import operands
 from zeroskip.bench.sparsity import realistic_input
 from zeroskip.bench.suites import load_suite
 from zeroskip.bench.timing import measure_same
@@ -24,7 +25,6 @@ ap.add_argument("--tf32", action="store_true")
 ap.add_argument("--layers", help="comma list of layer names (default all but features.0)")
 ap.add_argument("--layout", default="nchw", choices=("nchw", "channels_last"))
 args = ap.parse_args()
-fmt = torch.channels_last if args.layout == "channels_last" else torch.contiguous_format
 algos = args.algos.split(",")
 torch.backends.cudnn.benchmark = True
 torch.backends.cudnn.allow_tf32 = args.tf32
@@ -37,10 +37,7 @@ for batch in [int(b) for b in args.batches.split(",")]:
     for layer in layers:
         if args.fused and not layer.pool_after:
             continue
-        x = realistic_input(layer, batch, args.data, device="cuda").contiguous(memory_format=fmt)
-        w = (torch.randn(layer.out_channels, layer.in_channels, 3, 3, device="cuda")
-             * (2 / layer.in_channels / 9) ** 0.5).contiguous(memory_format=fmt)
-        b = torch.randn(layer.out_channels, device="cuda") * 0.01
+        x, w, b = operands(layer, realistic_input(layer, batch, args.data, device="cuda"), "fp32", args.layout)
         if args.fused:
             ref_fn = lambda x, w, b: F.max_pool2d(F.relu(F.conv2d(x, w, b, 1, 1)), 2)  # noqa: E731
             fn = lambda a: zeroskip.conv2d_pool(x, w, b, padding=1, algo=a)  # noqa: E731

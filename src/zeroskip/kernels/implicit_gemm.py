@@ -32,6 +32,17 @@ def _max_keep_nan(a, b):
 
 
 @triton.jit
+def _activate(v, ACTIVATION: tl.constexpr):
+    """ACTIVATION 1: relu, 2: relu6. Written with where, not maximum/minimum: those return the
+    number for NaN inputs on the GPU, and F.relu propagates NaN."""
+    if ACTIVATION == 1:
+        v = tl.where(v < 0.0, 0.0, v)
+    elif ACTIVATION == 2:
+        v = tl.where(v < 0.0, 0.0, tl.where(v > 6.0, 6.0, v))
+    return v
+
+
+@triton.jit
 def _conv_kernel(
     # pointers
     x_ptr, w_ptr, wlo_ptr, b_ptr, y_ptr, flag_ptr, ws_ptr,
@@ -136,12 +147,7 @@ def _epilogue(acc, valid, mb, cout, omask, b_ptr, y_ptr, M, PH_OUT, PW_OUT, syn,
     """Bias, activation and pool on the fp32 accumulator, then the one store of the result."""
     if HAS_BIAS:
         acc += tl.load(b_ptr + cout * sb, mask=omask, other=0.0).to(tl.float32)[None, :]
-    # Written with where, not maximum/minimum: those return the number for NaN inputs on the GPU,
-    # and F.relu / F.max_pool2d propagate NaN.
-    if ACTIVATION == 1:
-        acc = tl.where(acc < 0.0, 0.0, acc)
-    elif ACTIVATION == 2:
-        acc = tl.where(acc < 0.0, 0.0, tl.where(acc > 6.0, 6.0, acc))
+    acc = _activate(acc, ACTIVATION)
     BP: tl.constexpr = BLOCK_M // WIN_P2
     BN: tl.constexpr = acc.shape[1]
     if POOL == 1:

@@ -26,6 +26,7 @@ import triton.language as tl
 from torch.utils.weak import WeakIdKeyDictionary
 
 from ..geometry import ConvSpec
+from .implicit_gemm import _activate, _max_keep_nan
 
 _G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
 
@@ -108,15 +109,19 @@ def _store_row(v_ptr, row, C, i: tl.constexpr, v0, v1, v2, v3, ok):
 
 
 @triton.jit
+def _tiles(T, NC, TH, TW, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
+    """This program's BLOCK_T tiles (index, image, tile row and column) and BLOCK_C channels."""
+    t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    ok = (t < T)[:, None] & (c < NC)[None, :]
+    return t, c, ok, t // (TW * TH), (t // TW) % TH, t % TW
+
+
+@triton.jit
 def _input_transform_kernel(x_ptr, v_ptr, C, H, W, TH, TW, T, sxn, sxc, sxh, sxw, pad_h, pad_w,
                             BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
     """V[t, 4 i + j, c] = (B^T d B)[i, j] of tile t's 4x4 patch in channel c (zeros outside the map)."""
-    t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
-    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    ok = (t < T)[:, None] & (c < C)[None, :]
-    tx = t % TW
-    ty = (t // TW) % TH
-    n = t // (TW * TH)
+    t, c, ok, n, ty, tx = _tiles(T, C, TH, TW, BLOCK_T, BLOCK_C)
     ih0 = 2 * ty - pad_h
     iw0 = 2 * tx - pad_w
     base = n.to(tl.int64)[:, None] * sxn + (c * sxc)[None, :]
@@ -146,32 +151,11 @@ def _m_row(m_ptr, row, COUT, i: tl.constexpr, ok):
 
 
 @triton.jit
-def _finish(v, bias, ACTIVATION: tl.constexpr):
-    v = v + bias
-    # where, not maximum: NaN propagates as in F.relu
-    if ACTIVATION == 1:
-        v = tl.where(v < 0.0, 0.0, v)
-    elif ACTIVATION == 2:
-        v = tl.where(v < 0.0, 0.0, tl.where(v > 6.0, 6.0, v))
-    return v
-
-
-@triton.jit
-def _max_keep_nan(a, b):
-    return tl.where((a != a) | (a > b), a, b)
-
-
-@triton.jit
 def _output_transform_kernel(m_ptr, b_ptr, y_ptr, COUT, OH, OW, TH, TW, T, syn, syc, syh, syw, sb,
                              HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr, POOL: tl.constexpr,
                              BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
     """y = act(A^T M A + bias) for tile t's 2x2 outputs, or their max/mean with POOL (1 max, 2 avg)."""
-    t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
-    o = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    ok = (t < T)[:, None] & (o < COUT)[None, :]
-    tx = t % TW
-    ty = (t // TW) % TH
-    n = t // (TW * TH)
+    t, o, ok, n, ty, tx = _tiles(T, COUT, TH, TW, BLOCK_T, BLOCK_C)
     row = t.to(tl.int64)[:, None] * (16 * COUT) + o[None, :]
     s00, s01 = _m_row(m_ptr, row, COUT, 0, ok)
     s10, s11 = _m_row(m_ptr, row, COUT, 1, ok)
@@ -183,10 +167,10 @@ def _output_transform_kernel(m_ptr, b_ptr, y_ptr, COUT, OH, OW, TH, TW, T, syn, 
         bias = tl.load(b_ptr + o * sb, mask=o < COUT, other=0.0).to(tl.float32)[None, :]
     else:
         bias = tl.zeros([1, BLOCK_C], dtype=tl.float32)
-    y00 = _finish(y00, bias, ACTIVATION)
-    y01 = _finish(y01, bias, ACTIVATION)
-    y10 = _finish(y10, bias, ACTIVATION)
-    y11 = _finish(y11, bias, ACTIVATION)
+    y00 = _activate(y00 + bias, ACTIVATION)
+    y01 = _activate(y01 + bias, ACTIVATION)
+    y10 = _activate(y10 + bias, ACTIVATION)
+    y11 = _activate(y11 + bias, ACTIVATION)
     out = y_ptr + n.to(tl.int64)[:, None] * syn + (o * syc)[None, :]
     if POOL == 0:
         oy = 2 * ty
