@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Reproduces the measurements behind BENCHMARKS.md, one part per call (each fits in a 10-minute
 # GPU session slot). Results go to $OUT/<part> (or benchmarks/<part>).
-#   bash scripts/bench_all.sh PART DATA      PART: b1 | b32 | auto | fused | models | layout | fp32ab | wino | sweep
+#   bash scripts/bench_all.sh PART DATA      PART: b1 | b32 | auto | fused | models | layout | fp32ab | wino | first | sweep
 set -euo pipefail
-part=${1:?part: b1 b32 auto fused models layout fp32ab wino sweep}
+part=${1:?part: b1 b32 auto fused models layout fp32ab wino first sweep}
 data=${2:-.data/paper-data}
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 out=${OUT:-benchmarks}/$part
@@ -31,6 +31,15 @@ case $part in
           python3 scripts/ab_algos.py "$data" 32,1 --algos igemm,winograd --fused \
             --layers features.16,features.25,features.34 | tee "$out/ab_winograd_fused.txt"
           z bench --suite vgg19 --batch 1,32 --dtype fp32 --algo auto --data "$data" ;;
+  first)  ab() { python3 scripts/ab_algos.py "$data" 1,32 --algos igemm,im2col "$@"; }
+          for dt in fp32 fp16; do
+            ab --dtype $dt --suite vgg19 --layers features.0
+            ab --dtype $dt --suite alexnet --layers features.0
+            ab --dtype $dt --suite alexnet --layers features.0 --fused
+            ab --dtype $dt --suite googlenet --layers conv1.conv
+            ab --dtype $dt --suite lenet5
+            ab --dtype $dt --suite lenet5 --fused
+          done 2>&1 | tee "$out/ab_first_layers.txt" ;;
   sweep)  z sweep --dtype fp32,fp16 --png --data "$data" ;;
   *) echo "unknown part $part" >&2; exit 2 ;;
 esac

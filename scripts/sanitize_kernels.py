@@ -44,3 +44,24 @@ for xx in (xw, xw.to(memory_format=torch.channels_last)):
                       {None: 0, "max": 1, "avg": 2}[pool], y, gemm)
 torch.cuda.synchronize()
 print("sanitize run done")
+# im2col: few channels, several BLOCK_K chunks (5x5x3 = 75 columns), strided/padded/dilated,
+# grouped, fused overlapping pools, NCHW and channels_last, every precision, on fixed tiles
+# (autotuning under memcheck takes minutes).
+from zeroskip.kernels import im2col  # noqa: E402
+
+xi = torch.randn(2, 6, 13, 11, device="cuda").relu_()
+wi = torch.randn(8, 3, 5, 5, device="cuda")
+bi = torch.randn(8, device="cuda")
+for dtype, prec in ((torch.float32, "3xtf32"), (torch.float32, "tf32"), (torch.float16, "ieee"), (torch.bfloat16, "ieee")):
+    for xx in (xi.to(dtype), xi.to(dtype).to(memory_format=torch.channels_last)):
+        ww, bb = wi.to(dtype), bi.to(dtype)
+        hi, lo = ig.split_weight(ww) if prec == "3xtf32" else (ww, ww)
+        for args, pool in ((((1, 2), 2, (2, 1), 2), None), ((2, 1, 1, 2), ("max", 3, 2, 1)), ((1, 2, 1, 2), ("avg", 2, 2, 0))):
+            spec = check_conv(xx, ww, bb, *args)
+            spec = with_pool(spec, *pool) if pool else spec
+            y = torch.empty((2, 8, spec.result_h, spec.result_w), device="cuda", dtype=dtype)
+            for tiles in ((32, 16, 16, 4), (128, 64, 32, 8)):
+                im2col.conv(xx, hi, lo, bb, y, spec, 1, {None: 0, "max": 1, "avg": 2}[pool and pool[0]], prec,
+                            False, tiles)
+torch.cuda.synchronize()
+print("sanitize im2col done")

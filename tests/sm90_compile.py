@@ -13,7 +13,7 @@ import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-from zeroskip.kernels import ecr_index, implicit_gemm, winograd  # noqa: E402
+from zeroskip.kernels import ecr_index, im2col, implicit_gemm, winograd  # noqa: E402
 
 TARGET = GPUTarget("cuda", 90, 32)
 
@@ -37,13 +37,14 @@ def compile_variant(fn, dtype, constexprs, num_warps=4, num_stages=3, ones=(), d
 
 
 BASE = dict(HAS_BIAS=True, ACTIVATION=1, POOL=1, SKIP=False, PRECISION="ieee", UPCAST=False, BIG=False, PARTIAL=False, NCH_P2=1,
-            WIN_P2=4, BLOCK_M=128, BLOCK_N=64, BLOCK_K=64)
+            WIN_P2=4, OUT_VEC=1, BLOCK_M=128, BLOCK_N=64, BLOCK_K=64)
 VARIANTS = [
     ("fp16", BASE),                                                            # relu + max-pool
     ("fp16", dict(BASE, ACTIVATION=2, POOL=2, WIN_P2=16)),                     # relu6 + avg, 3x3 window
     ("bf16", dict(BASE, ACTIVATION=0, POOL=0, WIN_P2=1, SKIP=True, NCH_P2=8)),  # plain conv, skipping
     ("fp32", dict(BASE, PRECISION="3xtf32", BLOCK_K=32)),                      # fp32-accurate tensor cores
     ("fp32", dict(BASE, PRECISION="tf32", BLOCK_K=32)),                        # TF32
+    ("fp32", dict(BASE, PRECISION="3xtf32", BLOCK_K=32, POOL=0, WIN_P2=1, OUT_VEC=4)),  # NCHW store
     ("fp16", dict(BASE, BIG=True)),                                            # 64-bit offsets
     ("fp16", dict(BASE, PARTIAL=True)),                                        # split-K partial tiles
     ("fp32", dict(BASE, PRECISION="ieee", UPCAST=True, SKIP=True, NCH_P2=8, BLOCK_K=16)),  # "ecr"
@@ -55,7 +56,7 @@ if __name__ == "__main__":
         print("conv", dtype, {k: consts[k] for k in ("ACTIVATION", "POOL", "SKIP", "PRECISION")},
               len(kernel.asm["cubin"]), "bytes")
     reduce = compile_variant(implicit_gemm._split_reduce_kernel, "fp16",
-                             dict(HAS_BIAS=True, ACTIVATION=1, POOL=1, WIN_P2=4, BLOCK_M=64, BLOCK_N=64))
+                             dict(HAS_BIAS=True, ACTIVATION=1, POOL=1, WIN_P2=4, OUT_VEC=4, BLOCK_M=64, BLOCK_N=64))
     print("split-K reduce fp16", len(reduce.asm["cubin"]), "bytes")
     flags = compile_variant(ecr_index._chunk_flags_kernel, "fp16", dict(BLOCK_M=64, BLOCK_K=32, WIN_P2=4))
     print("flags fp16", len(flags.asm["cubin"]), "bytes")
@@ -64,4 +65,9 @@ if __name__ == "__main__":
         wo = compile_variant(winograd._output_transform_kernel, "fp32",
                              dict(HAS_BIAS=True, ACTIVATION=1, POOL=pool, BLOCK_T=64, BLOCK_C=32))
     print("winograd transforms fp32", len(wi.asm["cubin"]), len(wo.asm["cubin"]), "bytes")
+    for dtype, prec in (("fp32", "3xtf32"), ("fp32", "tf32"), ("fp16", "ieee")):
+        ic = compile_variant(im2col._im2col_kernel, dtype, dict(HAS_BIAS=True, ACTIVATION=1, POOL=0, PRECISION=prec,
+                                                              UPCAST=False, BIG=False, WIN_P2=1, OUT_VEC=4,
+                                                              BLOCK_M=128, BLOCK_N=64, BLOCK_K=32), 8, 2)
+    print("im2col fp32/fp16", len(ic.asm["cubin"]), "bytes")
     print("all compiled for sm_90")

@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import zeroskip
 from helpers import TOL, TOL_TF32, reference, rel_err, sparse
 
-KERNEL_ALGOS = ("ecr", "ecr_tc", "igemm")
+KERNEL_ALGOS = ("ecr", "ecr_tc", "igemm", "im2col")
 
 # (N, C, H, W, C_out, kernel, stride, padding, dilation, groups, bias)
 GEOMETRIES = [
@@ -42,7 +42,7 @@ def test_ecr_fp32_densities(geom, density, device):
     assert rel_err(out, ref) <= TOL[torch.float32]
 
 
-@pytest.mark.parametrize("algo", ["ecr_tc", "igemm", "auto"])
+@pytest.mark.parametrize("algo", ["ecr_tc", "igemm", "im2col", "auto"])
 @pytest.mark.parametrize("geom", GEOMETRIES, ids=str)
 def test_other_algos_fp32(geom, algo, device):
     torch.backends.cudnn.allow_tf32 = False  # fp32 accuracy requested: 3xTF32 on tensor cores

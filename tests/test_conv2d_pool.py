@@ -33,7 +33,7 @@ def test_ecr_fused(case, pool, activation, device):
 
 @pytest.mark.parametrize("density", [0.0, 0.5, 0.9, 1.0])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("algo", ["ecr", "ecr_tc", "igemm"])
+@pytest.mark.parametrize("algo", ["ecr", "ecr_tc", "igemm", "im2col"])
 def test_algos_dtypes_densities(algo, dtype, density, device):
     x = sparse((2, 8, 13, 13), density, dtype, device)
     w = torch.randn(16, 8, 3, 3, dtype=dtype, device=device)

@@ -12,6 +12,10 @@ Algos (every name here is public and documented in the README):
   "winograd" Winograd F(2x2, 3x3) for 3x3 stride-1 convs (groups 1, no pool or a 2x2/2 pool):
             2.25x fewer products, run as 16 "igemm" GEMMs between two transform kernels
             (kernels/winograd.py); computes in fp32 whatever the input dtype. No zero skipping.
+  "im2col"  Implicit GEMM reducing over (input channel, kernel tap) pairs, BLOCK_K at a time, for
+            layers with few input channels per group (a 3-channel 3x3 first layer: 27 columns
+            where "igemm" pads each tap to 16 channels, 144); tensor-core precision as "igemm"
+            (kernels/im2col.py). No zero skipping.
   "auto"    On CUDA, the active plan's measured choice for this exact call (zeroskip.plan: op,
             geometry with batch and pooling, dtype, TF32 switch, activation, channels_last) when
             it has an entry; else "igemm" or "winograd" for the layer families measured faster
@@ -28,7 +32,7 @@ import torch
 from . import plan
 from .geometry import KERNEL_DTYPES, MAX_WINDOW
 
-KERNEL_ALGOS = ("ecr", "ecr_tc", "igemm", "winograd")
+KERNEL_ALGOS = ("ecr", "ecr_tc", "igemm", "winograd", "im2col")
 ALGOS = ("auto", "torch") + KERNEL_ALGOS
 
 

@@ -9,7 +9,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from ..dispatch import interpreting
 from ..geometry import MAX_WINDOW
-from . import ecr_index, implicit_gemm as ig, split_k, winograd
+from . import ecr_index, im2col, implicit_gemm as ig, split_k, winograd
 
 _ACT = {None: 0, "relu": 1, "relu6": 2}
 _POOL = {None: 0, "max": 1, "avg": 2}
@@ -156,6 +156,16 @@ def conv(x, weight, bias, spec, activation, algo, config: Config | None = None, 
             return conv(v, u, None, winograd.gemm_spec(v, u), None, "igemm")
         return winograd.conv(x, weight, bias, spec, _ACT[activation], _POOL[spec.pool], y, gemm, interpreting())
     prec = precision(algo, x.dtype)
+    if algo == "im2col":
+        # its columns run (channel, kh, kw) as a contiguous weight's do: the weight as it is, split
+        # for 3xtf32 (cached like the packed weights)
+        w = packed_weight(weight, k_major=True, split=True) if prec == "3xtf32" else (weight, weight)
+        big = max(_span(x), _span(y), _span(weight)) >= 2**31
+        # the interpreter costs ~9 ms per program-iteration whatever the block: big blocks, one config;
+        # its bf16 dot is wrong, so bf16 is upcast there
+        tiles = (max(128, win), 64, 32, 1) if interpreting() else None
+        return im2col.conv(x, *w, bias, y, spec, _ACT[activation], _POOL[spec.pool], prec, big, tiles,
+                           upcast=interpreting() and x.dtype == torch.bfloat16)
     # K-major only where a chunk of input channels fills a 16-byte load: VGG-19 features.0 (3
     # channels, fp32, batch 1) ran 43.2 us K-major against 30.2 us with output channels contiguous.
     w = packed_weight(weight, k_major=prec != "ieee" and spec.in_per_group >= 16, split=prec == "3xtf32")
@@ -189,7 +199,7 @@ class _Launch:
         self.conv_geometry = (spec.stride_h, spec.stride_w, spec.pad_h, spec.pad_w, spec.dil_h, spec.dil_w)
         self.pool_geometry = (spec.pool_kh, spec.pool_kw, spec.pool_sh, spec.pool_sw, spec.pool_ph, spec.pool_pw)
         self.epilogue = dict(HAS_BIAS=has_bias, ACTIVATION=_ACT[activation], POOL=_POOL[spec.pool],
-                             WIN_P2=spec.window_rows)
+                             WIN_P2=spec.window_rows, OUT_VEC=ig.out_vec(y))
         self.switches = dict(self.epilogue, PRECISION=prec,
                              UPCAST=algo == "ecr" or (interpreting() and x.dtype == torch.bfloat16),
                              BIG=max(_span(x), _span(y), _span(w)) >= 2**31)

@@ -1,0 +1,130 @@
+"""Implicit GEMM whose reduction runs over (input channel, kernel tap) pairs: for few channels.
+
+The main kernel (implicit_gemm.py) reduces over (tap, chunk of BLOCK_K input channels), so a
+layer with 3 input channels pads each tap's chunk from 3 to 16: VGG-19 features.0 multiplies 144
+columns to use 27. Here column k of the (never materialised) im2col matrix is one (channel,
+kh, kw) triple, as in a contiguous weight's last three dimensions, and the columns are gathered
+BLOCK_K at a time: 32 columns for those 27.
+
+Such layers do little arithmetic per byte written (27 multiply-adds per output at features.0),
+so the gather and the store set the time. Products follow the main kernel's precision rules
+(launch.precision): fp16/bf16 natively, fp32 as TF32 under torch.backends.cudnn.allow_tf32,
+else as 3xTF32 (fp32 accuracy). Exact fp32 on the CUDA cores (input_precision "ieee", Triton's
+FMA dot) ran VGG-19 features.0 at batch 32 in 632 us against cuDNN's 630 (H200): one 8-warp
+program per SM, its gather, products and store one after the other. Bias, activation and any
+pool are fused as in the main kernel (its _epilogue and row layout). No zero skipping.
+"""
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from .ecr_index import _pixel_rows
+from . import implicit_gemm as ig
+from .implicit_gemm import _dot_3xtf32, _epilogue, _prune
+from .split_k import graph_ms
+
+
+@triton.jit
+def _im2col_kernel(
+    # pointers
+    x_ptr, w_ptr, wlo_ptr, b_ptr, y_ptr,
+    # sizes
+    C_G, H, W, COUT_G, OH, OW, PH_OUT, PW_OUT, M, KH, KW,
+    # strides (elements)
+    sxn, sxc, sxh, sxw, swo, swc, swh, sww, syn, syc, syh, syw, sb,
+    # conv geometry
+    stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
+    # pool geometry (1x1 window, stride 1, no padding when POOL == 0)
+    pool_kh, pool_kw, pool_sh, pool_sw, pool_ph, pool_pw,
+    # constexpr switches
+    HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr, POOL: tl.constexpr, PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr, BIG: tl.constexpr, WIN_P2: tl.constexpr, OUT_VEC: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    mb = tl.program_id(0)
+    nb = tl.program_id(1)
+    g = tl.program_id(2)
+    o = nb * BLOCK_N + tl.arange(0, BLOCK_N)
+    omask = o < COUT_G
+    cout = (g * COUT_G + o).to(tl.int64)
+    n, ih0, iw0, valid = _pixel_rows(mb, M, PW_OUT, PH_OUT, OH, OW, pool_kh, pool_kw, pool_sh, pool_sw,
+                                     pool_ph, pool_pw, stride_h, stride_w, pad_h, pad_w, BLOCK_M, WIN_P2)
+    # int32 offsets within an image unless a tensor spans 2**31 elements (as the main kernel)
+    if BIG:
+        x_row = n.to(tl.int64) * sxn + (g * C_G).to(tl.int64) * sxc
+        w_col = cout * swo
+    else:
+        x_row = n * sxn + g * C_G * sxc
+        w_col = cout.to(tl.int32) * swo
+    taps = KH * KW
+    k_total = C_G * taps
+    kk = tl.arange(0, BLOCK_K)
+    # Offsets split into a per-row and a per-column part, added only at the load: the 2-D gather
+    # state is what fills the registers here.
+    row = x_row + ih0 * sxh + iw0 * sxw
+    acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+    for k0 in range(0, k_total, BLOCK_K):
+        k = k0 + kk
+        kmask = k < k_total
+        c = k // taps
+        r = k - c * taps
+        kh = r // KW
+        kw = r - kh * KW
+        dh = kh * dil_h
+        dw = kw * dil_w
+        # unsigned compares test 0 <= i < size at once
+        ih = (ih0[:, None] + dh[None, :]).to(tl.uint32)
+        iw = (iw0[:, None] + dw[None, :]).to(tl.uint32)
+        ok = (ih < H.to(tl.uint32)) & (iw < W.to(tl.uint32)) & (valid[:, None] & kmask[None, :])
+        a = tl.load(x_ptr + (row[:, None] + (c * sxc + dh * sxh + dw * sxw)[None, :]), mask=ok, other=0.0)
+        b_off = w_col[None, :] + (c * swc + kh * swh + kw * sww)[:, None]
+        b = tl.load(w_ptr + b_off, mask=kmask[:, None] & omask[None, :], other=0.0)
+        if UPCAST:
+            a = a.to(tl.float32)
+            b = b.to(tl.float32)
+        if PRECISION == "3xtf32":
+            b_lo = tl.load(wlo_ptr + b_off, mask=kmask[:, None] & omask[None, :], other=0.0)
+            acc = _dot_3xtf32(a, b, b_lo, acc)
+        else:
+            acc = tl.dot(a, b, acc, input_precision=PRECISION)
+    _epilogue(acc, valid, mb, cout, omask, b_ptr, y_ptr, M, PH_OUT, PW_OUT, syn, syc, syh, syw, sb,
+              pool_kh, pool_kw, HAS_BIAS, ACTIVATION, POOL, WIN_P2, OUT_VEC, BLOCK_M)
+
+
+_KEY = ["C_G", "COUT_G", "M", "KH", "KW", "H", "W", "stride_h", "stride_w", "sxc", "PRECISION", "POOL", "WIN_P2"]
+# Tiles measured per layer shape at its first call by CUDA-graph replays (split_k.graph_ms), as
+# the main kernel's. 128x64 tiles on 8 warps: on 4 warps the gather's 2-D offsets and masks beside
+# the accumulators spilled on sm_90 (ptxas: 368 bytes in 3xtf32, 24 in fp16; none on 8 warps).
+_im2col_tuned = triton.autotune(configs=[
+    triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=w, num_stages=s)
+    for m, n, k, w, s in [(128, 64, 32, 8, 2), (128, 64, 32, 8, 3), (64, 128, 32, 8, 2), (128, 64, 16, 8, 2),
+                          (256, 64, 32, 8, 2), (64, 64, 32, 4, 2), (64, 64, 16, 4, 2), (64, 32, 32, 4, 2),
+                          (32, 64, 32, 4, 2)]
+], key=_KEY, prune_configs_by={"early_config_prune": _prune}, do_bench=graph_ms)(_im2col_kernel)
+
+
+def conv(x, w, w_lo, b, y, spec, activation_code: int, pool_code: int, prec: str, big: bool, tiles=None,
+         upcast=False):
+    """Runs the kernel into y (allocated by the caller in its layout); b may be None, w_lo is read
+    only for prec "3xtf32". tiles = (BLOCK_M, BLOCK_N, BLOCK_K, num_warps) fixes the launch;
+    without it the tiles are autotuned."""
+    win = spec.window_rows
+    m_total = spec.batch * spec.result_h * spec.result_w
+    args = (x, w, w_lo, b if b is not None else y, y,
+            spec.in_per_group, spec.height, spec.width, spec.out_per_group, spec.out_h, spec.out_w,
+            spec.result_h, spec.result_w, m_total, spec.kernel_h, spec.kernel_w,
+            *x.stride(), *w.stride(), *y.stride(), b.stride(0) if b is not None else 0,
+            spec.stride_h, spec.stride_w, spec.pad_h, spec.pad_w, spec.dil_h, spec.dil_w,
+            spec.pool_kh, spec.pool_kw, spec.pool_sh, spec.pool_sw, spec.pool_ph, spec.pool_pw)
+    switches = dict(HAS_BIAS=b is not None, ACTIVATION=activation_code, POOL=pool_code, PRECISION=prec,
+                    UPCAST=upcast, BIG=big, WIN_P2=win, OUT_VEC=ig.out_vec(y))
+    if tiles is not None:
+        bm, bn, bk, warps = tiles
+        grid = (triton.cdiv(m_total, bm // win), triton.cdiv(spec.out_per_group, bn), spec.groups)
+        _im2col_kernel[grid](*args, **switches, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, num_warps=warps, num_stages=2)
+        return y
+    grid = lambda meta: (triton.cdiv(m_total, meta["BLOCK_M"] // win),  # noqa: E731
+                         triton.cdiv(spec.out_per_group, meta["BLOCK_N"]), spec.groups)
+    _im2col_tuned[grid](*args, **switches)
+    return y
