@@ -1,6 +1,7 @@
-"""Registers, stack (spills) and shared memory of the conv kernel per tile config, compiled for
-sm_90 on any machine (Triton's bundled ptxas and cuobjdump; no GPU needed), with the argument
-specialisation a channels_last call gets from the JIT.
+"""Registers, stack (spills) and shared memory of the conv kernel per tile config, and of the
+Winograd transform kernels at their launch blocks, compiled for sm_90 on any machine (Triton's
+bundled ptxas and cuobjdump; no GPU needed), with the argument specialisation a channels_last call
+gets from the JIT (for the input transforms also an NCHW one).
 
 TRITON_INTERPRET= python scripts/resource_report.py
 """
@@ -13,19 +14,36 @@ from pathlib import Path
 root = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(root / "tests"), str(root / "src")]
 import sm90_compile as c  # noqa: E402
-from zeroskip.kernels import implicit_gemm as ig  # noqa: E402
+from zeroskip.kernels import implicit_gemm as ig, winograd, winograd4  # noqa: E402
 
 CUOBJDUMP = os.path.join(os.path.dirname(c.triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
 CONFIGS = [("fp16", 128, 128, 64, 8, 3), ("fp16", 64, 64, 64, 4, 4), ("fp16", 128, 64, 32, 4, 4),
            ("fp32", 128, 64, 32, 4, 3), ("fp32", 128, 128, 32, 8, 3), ("fp32", 64, 64, 32, 4, 3)]
 
-for dtype, bm, bn, bk, warps, stages in CONFIGS:
-    consts = dict(c.BASE, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, PRECISION="3xtf32" if dtype == "fp32" else "ieee")
-    kernel = c.compile_variant(ig._conv_kernel, dtype, consts, warps, stages, **c.CHANNELS_LAST)
+
+
+def usage(kernel) -> str:
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
         f.write(kernel.asm["cubin"])
         f.flush()
-        usage = subprocess.run([CUOBJDUMP, "--dump-resource-usage", f.name], capture_output=True, text=True).stdout
-    line = next(l for l in usage.splitlines() if "REG:" in l).split()
-    print(f"{dtype} BM={bm} BN={bn} BK={bk} warps={warps} stages={stages}: {line[0]} {line[1]} "
-          f"shared={kernel.metadata.shared} B")
+        dump = subprocess.run([CUOBJDUMP, "--dump-resource-usage", f.name], capture_output=True, text=True).stdout
+    line = next(l for l in dump.splitlines() if "REG:" in l).split()
+    return f"{line[0]} {line[1]} shared={kernel.metadata.shared} B"
+
+
+for dtype, bm, bn, bk, warps, stages in CONFIGS:
+    consts = dict(c.BASE, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, PRECISION="3xtf32" if dtype == "fp32" else "ieee")
+    kernel = c.compile_variant(ig._conv_kernel, dtype, consts, warps, stages, **c.CHANNELS_LAST)
+    print(f"{dtype} BM={bm} BN={bn} BK={bk} warps={warps} stages={stages}: {usage(kernel)}")
+
+for name, module in (("winograd", winograd), ("winograd4", winograd4)):
+    bt, bc, warps = module.BLOCKS
+    blocks = dict(BLOCK_T=bt, BLOCK_C=bc)
+    for layout, ones in (("nchw", "sxw"), ("channels_last", "sxc")):
+        kernel = c.compile_variant(module._input_transform_kernel, "fp32", blocks, warps, 1, ones=(ones,), div16=("C",))
+        print(f"{name} input transform {layout} BT={bt} BC={bc} warps={warps}: {usage(kernel)}")
+    for pool in (0, 1, 2):
+        consts = dict(blocks, HAS_BIAS=True, ACTIVATION=1, POOL=pool)
+        kernel = c.compile_variant(module._output_transform_kernel, "fp32", consts, warps, 1, ones=("syc",),
+                                   div16=("COUT",))
+        print(f"{name} output transform pool={pool} BT={bt} BC={bc} warps={warps}: {usage(kernel)}")

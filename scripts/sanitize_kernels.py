@@ -25,23 +25,25 @@ for dtype in (torch.float32, torch.float16, torch.bfloat16):
         ig.conv(xx, ww, bb, with_pool(spec, "max", 3, 2, 1), "relu", "igemm", cfg, skip=False)
         ig.conv(xx, ww, bb, with_pool(spec, "avg", 2, 2, 0), "relu", "igemm", cfg, skip=False, split=3)
         ig.conv(xx, ww, bb, spec, None, "igemm", cfg, skip=False, split=2)
-# Winograd: both transform kernels on odd maps (partial edge tiles), NCHW and channels_last, with
-# and without the fused pool; its GEMM on fixed tiles (autotuning under memcheck takes minutes).
-from zeroskip.kernels import winograd  # noqa: E402
+# Winograd F(2x2) and F(4x4): both transform kernels on odd maps (partial edge tiles; 9x7 is no
+# multiple of 2 or 4), NCHW and channels_last, with and without the fused pool; their GEMM on fixed
+# tiles (autotuning under memcheck takes minutes).
+from zeroskip.kernels import winograd, winograd4  # noqa: E402
 
 xw = torch.randn(2, 5, 9, 7, device="cuda").relu_()
 ww = torch.randn(6, 5, 3, 3, device="cuda")
 bw = torch.randn(6, device="cuda")
-for xx in (xw, xw.to(memory_format=torch.channels_last)):
-    for pool, act in ((None, None), ("max", "relu"), ("avg", "relu6")):
-        spec = check_conv(xx, ww, bw, 1, 1, 1, 1)
-        spec = with_pool(spec, pool, 2, 2, 0) if pool else spec
-        y = torch.empty((2, 6, spec.result_h, spec.result_w), device="cuda").contiguous(
-            memory_format=torch.channels_last if xx is not xw else torch.contiguous_format)
-        gemm = lambda v, u: ig.conv(v, u, None, winograd.gemm_spec(v, u), None, "igemm",  # noqa: E731
-                                    ig.Config(32, 32, 16, 4, 2), skip=False)
-        winograd.conv(xx, ww, bw, spec, {None: 0, "relu": 1, "relu6": 2}[act],
-                      {None: 0, "max": 1, "avg": 2}[pool], y, gemm)
+for kernels in (winograd, winograd4):
+    for xx in (xw, xw.to(memory_format=torch.channels_last)):
+        for pool, act in ((None, None), ("max", "relu"), ("avg", "relu6")):
+            spec = check_conv(xx, ww, bw, 1, 1, 1, 1)
+            spec = with_pool(spec, pool, 2, 2, 0) if pool else spec
+            y = torch.empty((2, 6, spec.result_h, spec.result_w), device="cuda").contiguous(
+                memory_format=torch.channels_last if xx is not xw else torch.contiguous_format)
+            gemm = lambda v, u: ig.conv(v, u, None, winograd.gemm_spec(v, u), None, "igemm",  # noqa: E731
+                                        ig.Config(32, 32, 16, 4, 2), skip=False)
+            kernels.conv(xx, ww, bw, spec, {None: 0, "relu": 1, "relu6": 2}[act],
+                         {None: 0, "max": 1, "avg": 2}[pool], y, gemm)
 torch.cuda.synchronize()
 print("sanitize run done")
 # im2col: few channels, several BLOCK_K chunks (5x5x3 = 75 columns), strided/padded/dilated,

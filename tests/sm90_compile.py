@@ -13,7 +13,7 @@ import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-from zeroskip.kernels import ecr_index, im2col, implicit_gemm, winograd  # noqa: E402
+from zeroskip.kernels import ecr_index, im2col, implicit_gemm, winograd, winograd4  # noqa: E402
 
 TARGET = GPUTarget("cuda", 90, 32)
 
@@ -70,4 +70,10 @@ if __name__ == "__main__":
                                                               UPCAST=False, BIG=False, WIN_P2=1, OUT_VEC=4,
                                                               BLOCK_M=128, BLOCK_N=64, BLOCK_K=32), 8, 2)
     print("im2col fp32/fp16", len(ic.asm["cubin"]), "bytes")
+    bt, bc, warps = winograd4.BLOCKS
+    wi = compile_variant(winograd4._input_transform_kernel, "fp32", dict(BLOCK_T=bt, BLOCK_C=bc), warps)
+    for pool in (0, 1, 2):
+        wo = compile_variant(winograd4._output_transform_kernel, "fp32",
+                             dict(HAS_BIAS=True, ACTIVATION=1, POOL=pool, BLOCK_T=bt, BLOCK_C=bc), warps)
+    print("winograd4 transforms fp32", len(wi.asm["cubin"]), len(wo.asm["cubin"]), "bytes")
     print("all compiled for sm_90")

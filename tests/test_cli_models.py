@@ -140,7 +140,7 @@ def test_bench_model_needs_gpu(capsys):
 
 def test_result_files_and_table(tmp_path, capsys):
     layer = {"name": "features.3", "op": "conv2d_pool", "shape": [1, 6, 14, 14], "sparsity": 0.5,
-             "algo": "torch", "times_us": {"torch": 10.0, "igemm": 12.0, "winograd": 11.0,
+             "algo": "torch", "times_us": {"torch": 10.0, "igemm": 12.0, "winograd": 11.0, "winograd4": 10.5, "im2col": 13.0,
                                            "ecr_tc": "rel_err 1 > 0.01", "ecr": 30.0},
              "reused": False}
     result = {"model": "lenet5", "batch": 1, "dtype": "fp32", "algo": "auto", "image_size": 32, "weights": None,
@@ -153,7 +153,7 @@ def test_result_files_and_table(tmp_path, capsys):
     assert json.loads(path.read_text())[0]["speedup"] == 1.25
     assert path.with_suffix(".csv").read_text().startswith("model,batch,dtype")
     rows = (tmp_path / "m-layers.csv").read_text().splitlines()
-    assert rows[1].startswith("lenet5,1,fp32,features.3,conv2d_pool,1x6x14x14,0.5,torch,10.0,12.0,11.0,rel_err")
+    assert rows[1].startswith("lenet5,1,fp32,features.3,conv2d_pool,1x6x14x14,0.5,torch,10.0,12.0,11.0,10.5,13.0,rel_err")
     models.print_result(result)
     out = capsys.readouterr().out
     assert "1.25x over eager" in out and "dropped" in out and "note: a note" in out

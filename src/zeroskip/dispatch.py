@@ -12,6 +12,10 @@ Algos (every name here is public and documented in the README):
   "winograd" Winograd F(2x2, 3x3) for 3x3 stride-1 convs (groups 1, no pool or a 2x2/2 pool):
             2.25x fewer products, run as 16 "igemm" GEMMs between two transform kernels
             (kernels/winograd.py); computes in fp32 whatever the input dtype. No zero skipping.
+  "winograd4" Winograd F(4x4, 3x3), same scope and precision rules: 4x fewer products, run as 36
+            "igemm" GEMMs between its own transform kernels (kernels/winograd4.py); loses more
+            bits than "winograd" (larger transform entries) but stays fp32-accurate with TF32 off
+            (normwise 1.3e-6..1.6e-6 on 256/512-channel layers, README).
   "im2col"  Implicit GEMM reducing over (input channel, kernel tap) pairs, BLOCK_K at a time, for
             layers with few input channels per group (a 3-channel 3x3 first layer: 27 columns
             where "igemm" pads each tap to 16 channels, 144); tensor-core precision as "igemm"
@@ -32,7 +36,7 @@ import torch
 from . import plan
 from .geometry import KERNEL_DTYPES, MAX_WINDOW
 
-KERNEL_ALGOS = ("ecr", "ecr_tc", "igemm", "winograd", "im2col")
+KERNEL_ALGOS = ("ecr", "ecr_tc", "igemm", "winograd", "winograd4", "im2col")
 ALGOS = ("auto", "torch") + KERNEL_ALGOS
 
 
@@ -134,11 +138,11 @@ def choose(algo, input: torch.Tensor, spec, activation=None) -> str:
     if not offsets_fit(input, spec):
         raise ValueError(f"input of shape {tuple(input.shape)} and strides {input.stride()} spans 2**31 or more "
                          f"elements per image; algo={algo!r} indexes images in int32 (use algo='torch')")
-    if algo == "winograd":
+    if algo in ("winograd", "winograd4"):
         from .kernels.winograd import supports
-        why = supports(spec)
+        why = supports(spec, tile=2 if algo == "winograd" else 4)
         if why is not None:
-            raise ValueError(f"algo='winograd' cannot run this call: {why} (use algo='igemm')")
+            raise ValueError(f"algo={algo!r} cannot run this call: {why} (use algo='igemm')")
     if not kernels_can_run(input.device):
         raise RuntimeError(
             f"algo={algo!r} needs a CUDA tensor (or TRITON_INTERPRET=1 set before importing zeroskip "

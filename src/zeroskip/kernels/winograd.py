@@ -16,7 +16,8 @@ not computing them directly; the direct 3xTF32 kernel reached 1.17x of it there.
 
 V and M go through memory (4x the input and output sizes), so this pays only where the GEMMs
 dominate: many channels per pixel. Zero skipping does not carry over (a transformed patch is
-zero only if the whole 4x4 patch is).
+zero only if the whole 4x4 patch is). winograd4.py builds F(4x4, 3x3) the same way from
+supports, transformed_weight, gemm_spec and _tiles here.
 """
 from __future__ import annotations
 
@@ -29,10 +30,14 @@ from ..geometry import ConvSpec
 from .implicit_gemm import _activate, _max_keep_nan
 
 _G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
+# Both transforms' (BLOCK_T, BLOCK_C, num_warps) on a GPU. 32x32 blocks on 8 warps: 4 values per
+# thread in each of the 16 patch positions, 78-86 registers. 64x32 on 4 warps needed 255 registers
+# and spilled (input transform, sm_90 ptxas; scripts/resource_report.py).
+BLOCKS = (32, 32, 8)
 
 
-def supports(spec) -> str | None:
-    """None if this algo can run the call, else why not (for the error message)."""
+def supports(spec, tile: int = 2) -> str | None:
+    """None if Winograd F(tile x tile, 3x3) can run the call, else why not (for the error message)."""
     geometry = (spec.kernel_h, spec.kernel_w, spec.stride_h, spec.stride_w, spec.dil_h, spec.dil_w)
     if geometry != (3, 3, 1, 1, 1, 1):
         return (f"kernel {spec.kernel_h}x{spec.kernel_w}, stride ({spec.stride_h}, {spec.stride_w}), dilation "
@@ -43,29 +48,35 @@ def supports(spec) -> str | None:
             2, 2, 2, 2, 0, 0):
         return (f"pool_size {(spec.pool_kh, spec.pool_kw)}, stride {(spec.pool_sh, spec.pool_sw)}, padding "
                 f"{(spec.pool_ph, spec.pool_pw)}: it fuses only a 2x2 pool with stride 2 and no padding")
-    # The GEMM kernel indexes its one (1, 16 C, tiles, 1) image in int32.
-    tiles = spec.batch * -(-spec.out_h // 2) * -(-spec.out_w // 2)
-    if tiles * 16 * max(spec.in_channels, spec.out_channels) >= 2**31:
-        return f"{tiles} tiles x 16 x {max(spec.in_channels, spec.out_channels)} channels reach 2**31 elements"
+    # The GEMM kernel indexes its one (1, P C, tiles, 1) image in int32, P = (tile + 2)**2 positions.
+    tiles = spec.batch * -(-spec.out_h // tile) * -(-spec.out_w // tile)
+    positions = (tile + 2) ** 2
+    if tiles * positions * max(spec.in_channels, spec.out_channels) >= 2**31:
+        return (f"{tiles} tiles x {positions} x {max(spec.in_channels, spec.out_channels)} channels reach "
+                f"2**31 elements")
     return None
 
 
-def transformed_weight(weight: torch.Tensor) -> torch.Tensor:
-    """U = G g G^T as a (16 C_out, C_in, 1, 1) fp32 tensor, group xi = 4 i + j holding U[i, j].
-    Computed in float64 and rounded once. Cached per weight tensor as kernels.launch.packed_weight
+def transformed_weight(weight: torch.Tensor, g_rows=_G) -> torch.Tensor:
+    """U = G g G^T as a (P C_out, C_in, 1, 1) fp32 tensor for the n x 3 matrix G given by g_rows
+    (this file's F(2x2) one by default), P = n**2 positions, group xi = n i + j holding U[i, j].
+    Computed in float64 and rounded once. Cached per weight tensor and G as kernels.launch.packed_weight
     caches its packing (same version/storage check), so the GEMM's own packing of U is cached too."""
     try:
         stamp = (weight._version, weight.data_ptr())
     except RuntimeError:  # inference-mode tensors have no version counter
         stamp = None
-    hit = _U.get(weight) if stamp is not None else None
+    held = _U.get(weight) if stamp is not None else None
+    hit = held.get(g_rows) if held is not None else None
     if hit is not None and hit[0] == stamp:
         return hit[1]
-    g = torch.tensor(_G, dtype=torch.float64, device=weight.device)
+    g = torch.tensor(g_rows, dtype=torch.float64, device=weight.device)
     u = torch.einsum("ik,ockl,jl->ijoc", g, weight.detach().double(), g)
-    u = u.reshape(16 * weight.shape[0], weight.shape[1], 1, 1).to(torch.float32).contiguous()
+    u = u.reshape(len(g_rows) ** 2 * weight.shape[0], weight.shape[1], 1, 1).to(torch.float32).contiguous()
     if stamp is not None:
-        _U[weight] = (stamp, u)
+        if held is None:
+            held = _U[weight] = {}
+        held[g_rows] = (stamp, u)
     return u
 
 
@@ -195,10 +206,8 @@ def _output_transform_kernel(m_ptr, b_ptr, y_ptr, COUT, OH, OW, TH, TW, T, syn, 
 def conv(x, weight, bias, spec, activation_code: int, pool_code: int, y, gemm, interpreting=False):
     """Runs the three steps into y (allocated by the caller in its layout). `gemm(v, u)` is the
     implicit-GEMM launch (kernels.launch.conv for a 1x1 conv, groups 16) returning M."""
-    # 32x32 blocks on 8 warps: 4 values per thread in each of the 16 patch positions. 64x32 on 4
-    # warps needed 255 registers and spilled (input transform, sm_90 ptxas). The CPU interpreter
-    # costs ~9 ms per program whatever its size: big blocks there.
-    block_t, block_c, warps = (128, 64, 1) if interpreting else (32, 32, 8)
+    # The CPU interpreter costs ~9 ms per program whatever its size: big blocks there.
+    block_t, block_c, warps = (128, 64, 1) if interpreting else BLOCKS
     why = supports(spec)
     if why is not None:
         raise ValueError(f"algo='winograd' cannot run this call: {why} (use algo='igemm')")
@@ -221,10 +230,10 @@ def conv(x, weight, bias, spec, activation_code: int, pool_code: int, y, gemm, i
 
 
 def gemm_spec(v, u) -> ConvSpec:
-    """The 16-group 1x1 conv spec of the transformed GEMMs: V (1, 16 C, tiles, 1) by U
-    (16 C_out, C, 1, 1). Built directly: both tensors are made here, so check_conv's checks
-    would only cost time on every call."""
-    tiles, c16, cout16 = v.shape[2], v.shape[1], u.shape[0]
-    return ConvSpec(batch=1, in_channels=c16, height=tiles, width=1, out_channels=cout16, groups=16,
+    """The P-group 1x1 conv spec of the transformed GEMMs: V (1, P C, tiles, 1) by U
+    (P C_out, C, 1, 1), P positions (16 here, 36 for winograd4). Built directly: both tensors are
+    made here, so check_conv's checks would only cost time on every call."""
+    tiles, pc, pcout = v.shape[2], v.shape[1], u.shape[0]
+    return ConvSpec(batch=1, in_channels=pc, height=tiles, width=1, out_channels=pcout, groups=pc // u.shape[1],
                     kernel_h=1, kernel_w=1, stride_h=1, stride_w=1, pad_h=0, pad_w=0, dil_h=1, dil_w=1,
                     out_h=tiles, out_w=1)

@@ -1,0 +1,227 @@
+"""Winograd F(4x4, 3x3) for 3x3 stride-1 convolutions: 4x fewer multiplies than direct.
+
+The same three steps as winograd.py's F(2x2, 3x3), with 4x4 output tiles from 6x6 input patches:
+V = B^T d B, 36 GEMMs M[xi] = V[xi] @ U[xi] (the implicit-GEMM kernel as one 36-group 1x1 conv),
+Y = A^T M A. 36 multiplies per tile of 16 outputs where direct needs 144 (F(2x2): 16 per 4, 2.25x
+fewer), and V and M are 36/16 = 2.25x the input and output sizes instead of 4x. Lavin's matrices
+(interpolation points 0, +-1, +-2, inf):
+    B^T = [[4,0,-5,0,1,0],[0,-4,-4,1,1,0],[0,4,-4,-1,1,0],[0,-2,-1,2,1,0],[0,2,-1,-2,1,0],[0,4,0,-5,0,1]]
+    A^T = [[1,1,1,1,1,0],[0,1,-1,2,-2,0],[0,1,1,4,4,0],[0,1,-1,8,-8,1]]
+and G below. The larger entries cost accuracy: with TF32 off, normwise error 1.3e-6..1.6e-6 on
+256/512-channel 14x14 and 28x28 layers against 2.1e-7..2.4e-7 for F(2x2) and the direct kernel;
+with TF32 on 2.7e-3..3.2e-3 against 7.7e-4..8.5e-4 (CPU interpreter, TF32 emulated in torch:
+scripts/winograd_accuracy.py). A 4x4 tile holds exactly 2x2 windows of a 2x2/2 pool, which the
+output transform fuses.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .implicit_gemm import _activate, _max_keep_nan
+from .winograd import _tiles, supports as _supports, transformed_weight as _transformed
+
+_G = ((1 / 4, 0.0, 0.0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6), (1 / 24, 1 / 12, 1 / 6),
+      (1 / 24, -1 / 12, 1 / 6), (0.0, 0.0, 1.0))
+# Both transforms' (BLOCK_T, BLOCK_C, num_warps) on a GPU. 16x32 on 8 warps: 2 values per thread
+# in each of the 36 patch positions; 112-122 registers (input transform), 80-100 (output), no
+# spills, so two blocks of 256 threads fit an SM's 64K registers (sm_90 ptxas 12.9,
+# scripts/resource_report.py). 32x32 on 8 warps took 162-194 registers (one block per SM); 64x32
+# spilled (255 registers, up to 584 bytes of stack). Not yet timed on a GPU.
+BLOCKS = (16, 32, 8)
+
+
+def supports(spec) -> str | None:
+    """None if F(4x4, 3x3) can run the call, else why not (winograd.supports' rules, 36 positions)."""
+    return _supports(spec, tile=4)
+
+
+def transformed_weight(weight: torch.Tensor) -> torch.Tensor:
+    """U = G g G^T as a (36 C_out, C_in, 1, 1) fp32 tensor, group xi = 6 i + j holding U[i, j]; made in
+    float64, rounded once and cached per weight as winograd.transformed_weight does (same cache)."""
+    return _transformed(weight, _G)
+
+
+@triton.jit
+def _bt(d0, d1, d2, d3, d4, d5):
+    """One row or column of B^T d B."""
+    a = d4 - 4.0 * d2
+    b = d3 - 4.0 * d1
+    c = d4 - d2
+    e = 2.0 * (d3 - d1)
+    return 4.0 * d0 - 5.0 * d2 + d4, a + b, a - b, c + e, c - e, 4.0 * d1 - 5.0 * d3 + d5
+
+
+@triton.jit
+def _at(m0, m1, m2, m3, m4, m5):
+    """One row or column of A^T M A."""
+    p = m1 + m2
+    q = m1 - m2
+    r = m3 + m4
+    s = m3 - m4
+    return m0 + p + r, q + 2.0 * s, p + 4.0 * r, q + 8.0 * s + m5
+
+
+@triton.jit
+def _load(p, iw, W, sxw, rok):
+    """Column iw of one patch row, as fp32 (zero outside the map)."""
+    return tl.load(p + (iw * sxw)[:, None], mask=rok & ((iw >= 0) & (iw < W))[:, None], other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _patch_row(x_ptr, base, ih, iw0, H, W, sxh, sxw, ok):
+    """Row ih of the 6x6 patches, transformed along the row (d B)."""
+    rok = ok & ((ih >= 0) & (ih < H))[:, None]
+    p = x_ptr + base + (ih * sxh)[:, None]
+    return _bt(_load(p, iw0, W, sxw, rok), _load(p, iw0 + 1, W, sxw, rok), _load(p, iw0 + 2, W, sxw, rok),
+               _load(p, iw0 + 3, W, sxw, rok), _load(p, iw0 + 4, W, sxw, rok), _load(p, iw0 + 5, W, sxw, rok))
+
+
+@triton.jit
+def _store_col(v_ptr, row, C, j: tl.constexpr, h0, h1, h2, h3, h4, h5, ok):
+    """Column j of V = B^T (d B), from column j of the row-transformed patch."""
+    v0, v1, v2, v3, v4, v5 = _bt(h0, h1, h2, h3, h4, h5)
+    tl.store(v_ptr + row + (0 + j) * C, v0, mask=ok)
+    tl.store(v_ptr + row + (6 + j) * C, v1, mask=ok)
+    tl.store(v_ptr + row + (12 + j) * C, v2, mask=ok)
+    tl.store(v_ptr + row + (18 + j) * C, v3, mask=ok)
+    tl.store(v_ptr + row + (24 + j) * C, v4, mask=ok)
+    tl.store(v_ptr + row + (30 + j) * C, v5, mask=ok)
+
+
+@triton.jit
+def _input_transform_kernel(x_ptr, v_ptr, C, H, W, TH, TW, T, sxn, sxc, sxh, sxw, pad_h, pad_w,
+                            BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
+    """V[t, 6 i + j, c] = (B^T d B)[i, j] of tile t's 6x6 patch in channel c (zeros outside the map)."""
+    t, c, ok, n, ty, tx = _tiles(T, C, TH, TW, BLOCK_T, BLOCK_C)
+    ih0 = 4 * ty - pad_h
+    iw0 = 4 * tx - pad_w
+    base = n.to(tl.int64)[:, None] * sxn + (c * sxc)[None, :]
+    h00, h01, h02, h03, h04, h05 = _patch_row(x_ptr, base, ih0, iw0, H, W, sxh, sxw, ok)
+    h10, h11, h12, h13, h14, h15 = _patch_row(x_ptr, base, ih0 + 1, iw0, H, W, sxh, sxw, ok)
+    h20, h21, h22, h23, h24, h25 = _patch_row(x_ptr, base, ih0 + 2, iw0, H, W, sxh, sxw, ok)
+    h30, h31, h32, h33, h34, h35 = _patch_row(x_ptr, base, ih0 + 3, iw0, H, W, sxh, sxw, ok)
+    h40, h41, h42, h43, h44, h45 = _patch_row(x_ptr, base, ih0 + 4, iw0, H, W, sxh, sxw, ok)
+    h50, h51, h52, h53, h54, h55 = _patch_row(x_ptr, base, ih0 + 5, iw0, H, W, sxh, sxw, ok)
+    row = t.to(tl.int64)[:, None] * (36 * C) + c[None, :]
+    _store_col(v_ptr, row, C, 0, h00, h10, h20, h30, h40, h50, ok)
+    _store_col(v_ptr, row, C, 1, h01, h11, h21, h31, h41, h51, ok)
+    _store_col(v_ptr, row, C, 2, h02, h12, h22, h32, h42, h52, ok)
+    _store_col(v_ptr, row, C, 3, h03, h13, h23, h33, h43, h53, ok)
+    _store_col(v_ptr, row, C, 4, h04, h14, h24, h34, h44, h54, ok)
+    _store_col(v_ptr, row, C, 5, h05, h15, h25, h35, h45, h55, ok)
+
+
+@triton.jit
+def _m_row(m_ptr, row, COUT, i: tl.constexpr, ok):
+    """Row i of M, transformed along the row (M A)."""
+    p = m_ptr + row + (6 * i) * COUT
+    return _at(tl.load(p, mask=ok, other=0.0), tl.load(p + COUT, mask=ok, other=0.0),
+               tl.load(p + 2 * COUT, mask=ok, other=0.0), tl.load(p + 3 * COUT, mask=ok, other=0.0),
+               tl.load(p + 4 * COUT, mask=ok, other=0.0), tl.load(p + 5 * COUT, mask=ok, other=0.0))
+
+
+@triton.jit
+def _finish(y, bias, ACTIVATION: tl.constexpr):
+    return _activate(y + bias, ACTIVATION)
+
+
+@triton.jit
+def _store_row(y_ptr, p, ok, y0, y1, y2, y3, syw, ox, OW):
+    """One output row of a tile: its four pixels that lie inside the map."""
+    tl.store(p, y0.to(y_ptr.dtype.element_ty), mask=ok)
+    tl.store(p + syw, y1.to(y_ptr.dtype.element_ty), mask=ok & (ox + 1 < OW)[:, None])
+    tl.store(p + 2 * syw, y2.to(y_ptr.dtype.element_ty), mask=ok & (ox + 2 < OW)[:, None])
+    tl.store(p + 3 * syw, y3.to(y_ptr.dtype.element_ty), mask=ok & (ox + 3 < OW)[:, None])
+
+
+@triton.jit
+def _pool(y00, y01, y10, y11, POOL: tl.constexpr):
+    """One 2x2 window: max (POOL 1, NaN kept) or mean (POOL 2)."""
+    if POOL == 1:
+        return _max_keep_nan(_max_keep_nan(y00, y01), _max_keep_nan(y10, y11))
+    else:
+        return (y00 + y01 + y10 + y11) * 0.25
+
+
+@triton.jit
+def _output_transform_kernel(m_ptr, b_ptr, y_ptr, COUT, OH, OW, TH, TW, T, syn, syc, syh, syw, sb,
+                             HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr, POOL: tl.constexpr,
+                             BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
+    """y = act(A^T M A + bias) for tile t's 4x4 outputs, or its 2x2 windows' max/mean with POOL (1 max, 2 avg)."""
+    t, o, ok, n, ty, tx = _tiles(T, COUT, TH, TW, BLOCK_T, BLOCK_C)
+    row = t.to(tl.int64)[:, None] * (36 * COUT) + o[None, :]
+    s00, s01, s02, s03 = _m_row(m_ptr, row, COUT, 0, ok)
+    s10, s11, s12, s13 = _m_row(m_ptr, row, COUT, 1, ok)
+    s20, s21, s22, s23 = _m_row(m_ptr, row, COUT, 2, ok)
+    s30, s31, s32, s33 = _m_row(m_ptr, row, COUT, 3, ok)
+    s40, s41, s42, s43 = _m_row(m_ptr, row, COUT, 4, ok)
+    s50, s51, s52, s53 = _m_row(m_ptr, row, COUT, 5, ok)
+    if HAS_BIAS:
+        bias = tl.load(b_ptr + o * sb, mask=o < COUT, other=0.0).to(tl.float32)[None, :]
+    else:
+        bias = tl.zeros([1, BLOCK_C], dtype=tl.float32)
+    # y_ab: output pixel (a, b) of the tile
+    y00, y10, y20, y30 = _at(s00, s10, s20, s30, s40, s50)
+    y01, y11, y21, y31 = _at(s01, s11, s21, s31, s41, s51)
+    y02, y12, y22, y32 = _at(s02, s12, s22, s32, s42, s52)
+    y03, y13, y23, y33 = _at(s03, s13, s23, s33, s43, s53)
+    y00, y01, y02, y03 = (_finish(y00, bias, ACTIVATION), _finish(y01, bias, ACTIVATION),
+                          _finish(y02, bias, ACTIVATION), _finish(y03, bias, ACTIVATION))
+    y10, y11, y12, y13 = (_finish(y10, bias, ACTIVATION), _finish(y11, bias, ACTIVATION),
+                          _finish(y12, bias, ACTIVATION), _finish(y13, bias, ACTIVATION))
+    y20, y21, y22, y23 = (_finish(y20, bias, ACTIVATION), _finish(y21, bias, ACTIVATION),
+                          _finish(y22, bias, ACTIVATION), _finish(y23, bias, ACTIVATION))
+    y30, y31, y32, y33 = (_finish(y30, bias, ACTIVATION), _finish(y31, bias, ACTIVATION),
+                          _finish(y32, bias, ACTIVATION), _finish(y33, bias, ACTIVATION))
+    out = y_ptr + n.to(tl.int64)[:, None] * syn + (o * syc)[None, :]
+    if POOL == 0:
+        oy = 4 * ty
+        ox = 4 * tx
+        p = out + (oy * syh + ox * syw)[:, None]
+        _store_row(y_ptr, p, ok, y00, y01, y02, y03, syw, ox, OW)
+        _store_row(y_ptr, p + syh, ok & (oy + 1 < OH)[:, None], y10, y11, y12, y13, syw, ox, OW)
+        _store_row(y_ptr, p + 2 * syh, ok & (oy + 2 < OH)[:, None], y20, y21, y22, y23, syw, ox, OW)
+        _store_row(y_ptr, p + 3 * syh, ok & (oy + 3 < OH)[:, None], y30, y31, y32, y33, syw, ox, OW)
+    else:
+        # Floor mode: pooled pixel (2 ty + a, 2 tx + b) exists only where its window's last conv row
+        # (4 ty + 2 a + 1) and column lie inside the conv output.
+        py = 2 * ty
+        px = 2 * tx
+        p = out + (py * syh + px * syw)[:, None]
+        top = ok & (2 * py + 1 < OH)[:, None]
+        bottom = ok & (2 * py + 3 < OH)[:, None]
+        left = (2 * px + 1 < OW)[:, None]
+        right = (2 * px + 3 < OW)[:, None]
+        dt = y_ptr.dtype.element_ty
+        tl.store(p, _pool(y00, y01, y10, y11, POOL).to(dt), mask=top & left)
+        tl.store(p + syw, _pool(y02, y03, y12, y13, POOL).to(dt), mask=top & right)
+        tl.store(p + syh, _pool(y20, y21, y30, y31, POOL).to(dt), mask=bottom & left)
+        tl.store(p + syh + syw, _pool(y22, y23, y32, y33, POOL).to(dt), mask=bottom & right)
+
+
+def conv(x, weight, bias, spec, activation_code: int, pool_code: int, y, gemm, interpreting=False):
+    """Runs the three steps into y (allocated by the caller in its layout). `gemm(v, u)` is the
+    implicit-GEMM launch (kernels.launch.conv for a 1x1 conv, groups 36) returning M."""
+    # The CPU interpreter costs ~9 ms per program whatever its size: big blocks there.
+    block_t, block_c, warps = (128, 64, 1) if interpreting else BLOCKS
+    why = supports(spec)
+    if why is not None:
+        raise ValueError(f"algo='winograd4' cannot run this call: {why} (use algo='igemm')")
+    th, tw = triton.cdiv(spec.out_h, 4), triton.cdiv(spec.out_w, 4)
+    t = spec.batch * th * tw
+    c, cout = spec.in_channels, spec.out_channels
+    # V as a channels_last (1, 36 C, T, 1) image: tile rows, 36 groups of C channels contiguous
+    v = torch.empty((1, t, 1, 36 * c), dtype=torch.float32, device=x.device).permute(0, 3, 1, 2)
+    _input_transform_kernel[(triton.cdiv(t, block_t), triton.cdiv(c, block_c))](
+        x, v, c, spec.height, spec.width, th, tw, t, *x.stride(), spec.pad_h, spec.pad_w,
+        BLOCK_T=block_t, BLOCK_C=block_c, num_warps=warps)
+    m = gemm(v, transformed_weight(weight))
+    assert m.is_contiguous(memory_format=torch.channels_last) and m.shape == (1, 36 * cout, t, 1)
+    b = bias if bias is not None else y
+    _output_transform_kernel[(triton.cdiv(t, block_t), triton.cdiv(cout, block_c))](
+        m, b, y, cout, spec.out_h, spec.out_w, th, tw, t, *y.stride(), bias.stride(0) if bias is not None else 0,
+        HAS_BIAS=bias is not None, ACTIVATION=activation_code, POOL=pool_code, BLOCK_T=block_t, BLOCK_C=block_c,
+        num_warps=warps)
+    return y

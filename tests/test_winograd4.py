@@ -1,0 +1,165 @@
+"""algo="winograd4": F(4x4, 3x3) against the float64 reference, its limits, and its weight cache."""
+import dataclasses
+
+import pytest
+import torch
+
+import zeroskip
+from helpers import TOL, reference, rel_err, sparse
+
+# (N, C, H, W, C_out, padding, bias): outputs 7x9, 4x4, 7x6 and 8x8, so some edge tiles are partial
+SHAPES = [(2, 5, 7, 9, 6, 1, True), (1, 3, 6, 6, 4, 0, False), (1, 8, 5, 4, 3, 2, True), (1, 40, 8, 8, 24, 1, True)]
+# TF32 products lose ~3.7x more through F(4x4)'s transforms than a direct conv: on
+# test_tf32_follows_cudnn_switch's shape, with the GPU's truncation to TF32 emulated in torch
+# (scripts/winograd_accuracy.py's run_emulated), mean 2.9e-3 and max 3.4e-3 over 10 seeds against
+# 7.8e-4 and 8.4e-4 direct: above helpers.TOL_TF32.
+TOL_TF32_WINOGRAD4 = 6e-3
+
+
+@pytest.fixture
+def poisoned(monkeypatch):
+    """Outputs (and the M of the GEMMs) start as NaN, so an element left unwritten shows."""
+    from zeroskip.kernels import launch
+    real = launch._empty
+    monkeypatch.setattr(launch, "_empty", lambda *a: real(*a).fill_(float("nan")))
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("activation", [None, "relu", "relu6"])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_conv_fp32(shape, activation, layout, device):
+    n, c, h, w, co, p, has_b = shape
+    x = sparse((n, c, h, w), torch.rand(()).item(), device=device) * 4
+    if layout == "channels_last":
+        x = x.to(memory_format=torch.channels_last)
+    wt = torch.randn(co, c, 3, 3, device=device)
+    b = torch.randn(co, device=device) if has_b else None
+    out = zeroskip.conv2d(x, wt, b, padding=p, activation=activation, algo="winograd4")
+    ref = reference(x, wt, b, padding=p, activation=activation)
+    assert out.shape == ref.shape and out.dtype == torch.float32
+    assert out.is_contiguous(memory_format=torch.channels_last if layout == "channels_last" else torch.contiguous_format)
+    assert rel_err(out, ref) <= TOL[torch.float32]
+
+
+@pytest.mark.parametrize("pool", ["max", "avg"])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_fused_pool(shape, pool, device):
+    n, c, h, w, co, p, has_b = shape
+    x = sparse((n, c, h, w), 0.5, device=device)
+    wt = torch.randn(co, c, 3, 3, device=device)
+    b = torch.randn(co, device=device) if has_b else None
+    out = zeroskip.conv2d_pool(x, wt, b, padding=p, activation="relu", pool=pool, algo="winograd4")
+    ref = reference(x, wt, b, padding=p, activation="relu", pool=pool)
+    assert out.shape == ref.shape
+    assert rel_err(out, ref) <= TOL[torch.float32]
+
+
+@pytest.mark.parametrize("hw, padding", [((7, 9), 1), ((5, 4), 0), ((13, 13), 1), ((2, 6), 1)], ids=str)
+@pytest.mark.parametrize("pool", [None, "max", "avg"])
+def test_odd_maps_equal_reference(hw, padding, pool, device, poisoned):
+    """Every output of a map whose size is not a multiple of 4 is written, and right: partial
+    edge tiles, and pooled pixels only where the whole 2x2 window lies in the conv output."""
+    x = sparse((2, 3, *hw), 0.6, device=device).to(memory_format=torch.channels_last)
+    wt = torch.randn(5, 3, 3, 3, device=device)
+    b = torch.randn(5, device=device)
+    if pool is None:
+        out = zeroskip.conv2d(x, wt, b, padding=padding, algo="winograd4")
+    else:
+        out = zeroskip.conv2d_pool(x, wt, b, padding=padding, activation="relu", pool=pool, algo="winograd4")
+    ref = reference(x, wt, b, padding=padding, activation="relu" if pool else None, pool=pool)
+    assert out.shape == ref.shape
+    assert rel_err(out, ref) <= TOL[torch.float32]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_inputs_compute_in_fp32(dtype, device):
+    x = sparse((1, 16, 9, 9), 0.6, dtype, device)
+    wt = (torch.randn(8, 16, 3, 3, device=device) * 0.2).to(dtype)
+    out = zeroskip.conv2d(x, wt, None, padding=1, algo="winograd4")
+    assert out.dtype == dtype
+    assert rel_err(out, reference(x, wt, None, padding=1)) <= TOL[dtype]
+
+
+def test_tf32_follows_cudnn_switch(device):
+    torch.backends.cudnn.allow_tf32 = True
+    x = sparse((1, 32, 8, 8), 0.7, device=device)
+    wt = torch.randn(16, 32, 3, 3, device=device)
+    out = zeroskip.conv2d(x, wt, None, padding=1, algo="winograd4")
+    assert rel_err(out, reference(x, wt, None, padding=1)) <= TOL_TF32_WINOGRAD4
+
+
+@pytest.mark.parametrize("kwargs, pool, word", [
+    (dict(stride=2), None, "stride"),
+    (dict(dilation=2), None, "dilation"),
+    (dict(groups=2), None, "groups=2"),
+    (dict(), dict(pool_size=3, pool_stride=2), r"pool_size \(3, 3\)"),
+    (dict(), dict(pool_size=2, pool_stride=1), r"stride \(1, 1\)"),
+])
+def test_unsupported_geometry_names_the_argument(kwargs, pool, word, device):
+    x = sparse((1, 4, 8, 8), 0.5, device=device)
+    wt = torch.randn(4, 4 // kwargs.get("groups", 1), 3, 3, device=device)
+    with pytest.raises(ValueError, match=f"algo='winograd4' cannot run this call: .*{word}"):
+        if pool:
+            zeroskip.conv2d_pool(x, wt, None, padding=1, algo="winograd4", **pool)
+        else:
+            zeroskip.conv2d(x, wt, None, padding=1, algo="winograd4", **kwargs)
+    with pytest.raises(ValueError, match="3x3 kernel"):
+        zeroskip.conv2d(x, torch.randn(4, 4, 5, 5, device=device), None, padding=2, algo="winograd4")
+
+
+def test_int32_guard_counts_36_positions():
+    from zeroskip.geometry import ConvSpec
+    from zeroskip.kernels import winograd4
+    # 64 x 56 x 56 tiles x 36 x 512 channels = 3.7e9 elements of V: past the GEMM's int32 indexing
+    spec = ConvSpec(batch=64, in_channels=512, height=224, width=224, out_channels=512, groups=1,
+                    kernel_h=3, kernel_w=3, stride_h=1, stride_w=1, pad_h=1, pad_w=1, dil_h=1, dil_w=1,
+                    out_h=224, out_w=224)
+    assert winograd4.supports(spec) == "200704 tiles x 36 x 512 channels reach 2**31 elements"
+    assert winograd4.supports(dataclasses.replace(spec, batch=8)) is None
+
+
+def test_inf_in_the_input_stays_in_its_tiles(device):
+    """Documented: one inf makes outputs of the 4x4 tiles whose 6x6 patch holds it NaN or inf. Input
+    row 4 (padding 1) is patch row 5 of tile row 0, which reaches only that tile's last output row
+    (B^T's last column has one non-zero), and patch row 1 of tile row 1, which reaches all four:
+    output rows 3..7. Input column 6 is patch column 3 of tile column 1 only: output columns 4..7."""
+    x = sparse((1, 4, 12, 12), 1.0, device=device)
+    x[0, 1, 4, 6] = float("inf")
+    out = zeroskip.conv2d(x, torch.randn(4, 4, 3, 3, device=device), None, padding=1, algo="winograd4")
+    bad = ~torch.isfinite(out[0]).cpu()
+    expected = torch.zeros(12, 12, dtype=torch.bool)
+    expected[3:8, 4:8] = True
+    assert torch.equal(bad, expected.expand(4, 12, 12))
+
+
+def test_transformed_weight_is_cached_and_refreshed(device):
+    from zeroskip.kernels import launch, winograd, winograd4
+    wt = torch.randn(6, 5, 3, 3, device=device)
+    u = winograd4.transformed_weight(wt)
+    assert u.shape == (36 * 6, 5, 1, 1) and winograd4.transformed_weight(wt) is u
+    # U[xi = 0] = g[0, 0] / 16 (G's first row is (1/4, 0, 0)); U[xi = 35] = g[2, 2] (last row (0, 0, 1))
+    assert torch.equal(u[:6, :, 0, 0], wt[:, :, 0, 0] / 16) and torch.equal(u[35 * 6:, :, 0, 0], wt[:, :, 2, 2])
+    # F(2x2)'s U of the same weight is cached beside it, not in its place
+    assert winograd.transformed_weight(wt).shape == (16 * 6, 5, 1, 1) and winograd4.transformed_weight(wt) is u
+    x = sparse((1, 5, 6, 6), 0.8, device=device)
+    zeroskip.conv2d(x, wt, None, padding=1, algo="winograd4")
+    with torch.no_grad():
+        wt.mul_(2)  # in place: bumps the version counter
+    assert winograd4.transformed_weight(wt) is not u
+    out = zeroskip.conv2d(x, wt, None, padding=1, algo="winograd4")
+    assert rel_err(out, reference(x, wt, None, padding=1)) <= TOL[torch.float32]
+    wt.data.mul_(-1)  # through .data: not seen until the caches are cleared
+    stale = winograd4.transformed_weight(wt)
+    launch.clear_packed_weights()
+    assert winograd4.transformed_weight(wt) is not stale
+    out = zeroskip.conv2d(x, wt, None, padding=1, algo="winograd4")
+    assert rel_err(out, reference(x, wt, None, padding=1)) <= TOL[torch.float32]
+
+
+def test_gemm_spec_has_36_groups():
+    from zeroskip.geometry import check_conv
+    from zeroskip.kernels import winograd
+    v = torch.empty((1, 7, 1, 36 * 5)).permute(0, 3, 1, 2)
+    u = torch.empty(36 * 6, 5, 1, 1)
+    spec = winograd.gemm_spec(v, u)
+    assert spec == check_conv(v, u, None, 1, 0, 1, 36) and spec.groups == 36
