@@ -229,9 +229,10 @@ def test_convert_measures_on_cuda(device, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("dtype, channels_last, tf32, batch, cin, pool, want", [
     (torch.float32, False, False, 1, 64, None, "igemm"),
-    (torch.float32, False, False, 1, 512, "max", "winograd"),  # fp32, 512 channels: Winograd
+    (torch.float32, False, False, 1, 512, "max", "winograd"),  # fp32, 512 channels, few tiles: F(2x2)
     (torch.float32, False, False, 32, 256, "max", "winograd"),  # fused from 256 channels
-    (torch.float32, False, False, 8, 256, None, "igemm"),       # plain 256-channel conv: direct
+    (torch.float32, False, False, 8, 256, None, "winograd"),    # plain conv from 256 channels
+    (torch.float32, False, False, 8, 128, None, "igemm"),       # 128 channels and few tiles: direct
     (torch.float32, True, False, 1, 512, None, "igemm"),        # channels_last: Winograd not measured
     (torch.float32, True, False, 1, 128, None, "igemm"),
     (torch.float32, False, True, 1, 64, None, "torch"),       # plain TF32 convs lost
@@ -255,6 +256,23 @@ def test_auto_takes_a_kernel_only_where_measured_faster(monkeypatch, dtype, chan
     if channels_last:
         x = x.to(memory_format=torch.channels_last)
     spec = zplan.spec_of("conv2d_pool" if pool else "conv2d", x, torch.zeros(8, cin, 3, 3, dtype=dtype), None, 1, 1,
+                         **({"pool": pool} if pool else {}))
+    assert dispatch.choose("auto", fake_cuda_input(x), spec, "relu") == want
+
+
+@pytest.mark.parametrize("batch, hw, cin, pool, want", [
+    (1, 56, 128, None, "winograd4"),   # 196 F(4x4) tiles
+    (1, 56, 64, None, "igemm"),        # 64-channel convs: direct
+    (1, 224, 64, "max", "winograd4"),  # fused from 64 channels
+    (1, 28, 512, None, "winograd"),    # 49 tiles: F(2x2)
+    (1, 28, 128, None, "igemm"),
+    (4, 28, 512, "max", "winograd4"),
+    (32, 14, 512, None, "winograd4"),
+])
+@cpu_fakes
+def test_auto_fp32_winograd_tiles(batch, hw, cin, pool, want):
+    x = torch.zeros(batch, cin, hw, hw)
+    spec = zplan.spec_of("conv2d_pool" if pool else "conv2d", x, torch.zeros(8, cin, 3, 3), None, 1, 1,
                          **({"pool": pool} if pool else {}))
     assert dispatch.choose("auto", fake_cuda_input(x), spec, "relu") == want
 

@@ -87,19 +87,26 @@ def measured_faster(input, spec, activation) -> bool:
 
 
 def measured_best(input, spec, activation) -> str:
-    """"igemm" or "winograd" where measured faster than cuDNN (measured_faster), else "torch".
+    """"igemm", "winograd" or "winograd4" where measured faster than cuDNN (measured_faster),
+    else "torch".
 
-    Winograd F(2x2, 3x3) against the direct kernel, fp32 with TF32 off, NCHW, H100, same run
-    (BENCHMARKS.md): with 512 input channels it won at every batch (features.21 at batch 1 / 8 /
-    32: 4.74x / 3.65x / 1.66x of cuDNN against 2.73x / 2.27x / 1.16x); fused with the pool from
-    256 channels (features.16 at batch 1 / 32: 3.31x / 2.52x against 2.52x / 2.09x). A 256-channel
-    plain conv ran 2.38x / 2.29x / 1.77x against 2.34x / 2.60x / 2.04x, 64 channels far slower."""
+    fp32 with TF32 off, NCHW: the three against each other and cuDNN in one run per layer, VGG-19
+    at batch 1 and 32 (H200, scripts/ab_algos.py, BENCHMARKS.md). Winograd F(4x4) won wherever
+    the map gives it enough tiles (batch x 4x4 tiles >= 196, e.g. 56x56 at batch 1): convs from
+    128 input channels (features.12 at batch 32: 3.71x of cuDNN against 2.39x for F(2x2) and
+    2.02x direct), fused stages from 64 (features.2: 2.57x against 2.05x direct). With fewer
+    tiles (28x28 and 14x14 at batch 1) F(2x2) won from 256 channels (features.30: 5.23x against
+    2.56x for F(4x4) and 3.73x direct). Direct won the 64-input-channel convs (features.2 at
+    batch 32: 1.85x against 1.79x and 1.30x)."""
     if not measured_faster(input, spec, activation):
         return "torch"
-    if (input.dtype == torch.float32 and not torch.backends.cudnn.allow_tf32 and input.is_contiguous()
-            and spec.in_channels >= (256 if spec.pool else 512)):
+    if input.dtype == torch.float32 and not torch.backends.cudnn.allow_tf32 and input.is_contiguous():
         from .kernels.winograd import supports
-        if supports(spec) is None:
+        c = spec.in_channels
+        tiles = spec.batch * -(-spec.out_h // 4) * -(-spec.out_w // 4)
+        if tiles >= 196 and c >= (64 if spec.pool else 128) and supports(spec, tile=4) is None:
+            return "winograd4"
+        if c >= 256 and supports(spec) is None:
             return "winograd"
     return "igemm"
 
