@@ -2,6 +2,7 @@
 direct computation, result files, argument errors and the no-GPU exit of `bench --model`.
 No zeroskip kernel runs here (profile hooks plain PyTorch convs; bench --model needs a GPU)."""
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -102,6 +103,21 @@ def test_profile_cli(tmp_path, capsys):
     assert "features.3" in out and "random-init" in out
     saved = json.loads(next((tmp_path / "out").glob("profile-lenet5-*.json")).read_text())
     assert saved["count"] == 1 and len(saved["layers"]) == 2
+
+
+def test_profile_progress_bar_only_on_a_terminal(tmp_path, monkeypatch, capsys):
+    images(tmp_path / "imgs", 2)
+    runs = []
+    for tty, flags in ((True, []), (True, ["--no-progress"]), (False, [])):
+        monkeypatch.setattr(sys.stderr, "isatty", lambda tty=tty: tty)
+        torch.manual_seed(0)  # the same random-init LeNet-5 each time
+        out_dir = tmp_path / f"out{len(runs)}"
+        assert cli.main(["profile", "lenet5", "--images", str(tmp_path / "imgs"), "--out", str(out_dir), *flags]) == 0
+        out, err = capsys.readouterr()
+        saved = json.loads(next(out_dir.glob("profile-lenet5-*.json")).read_text())
+        runs.append((out.split("results:")[0], {k: v for k, v in saved.items() if k != "date"}, err))
+    assert "profile lenet5" in runs[0][2] and "0/2" in runs[0][2] and runs[1][2] == runs[2][2] == ""
+    assert runs[0][:2] == runs[1][:2] == runs[2][:2]
 
 
 def error_of(argv, capsys):

@@ -133,11 +133,12 @@ def _reason(exc) -> str:
 
 
 def run_model(name, batch=1, dtype="fp32", algo="auto", torch_compile=False, plan=None, image_size=None,
-              weights=None, device="cuda") -> dict:
+              weights=None, device="cuda", progress=False) -> dict:
     """Times `name` at one batch and precision: eager, converted (convert_ with `algo` and `plan`),
     and torch.compile if asked. Returns one result dict (FIELDS, plus "layers": the converted
     model's zeroskip_report rows, and "report": what was converted, fused, folded). Timing needs
-    device="cuda"; another device only runs the same steps (tests, with a stand-in timer)."""
+    device="cuda"; another device only runs the same steps (tests, with a stand-in timer).
+    progress: convert_'s bar over the layers it measures, on stderr."""
     import zeroskip
     from . import timing
     from .run import DTYPES, env_info, precision
@@ -157,7 +158,7 @@ def run_model(name, batch=1, dtype="fp32", algo="auto", torch_compile=False, pla
         fns["eager"] = lambda: model(x)
         converted = copy.deepcopy(model)
         try:
-            zeroskip.convert_(converted, x, algo=algo, plan=plan)
+            zeroskip.convert_(converted, x, algo=algo, plan=plan, progress=progress)
             fns["converted"] = lambda: converted(x)
         except Exception as exc:
             notes.append(f"convert_ failed: {_reason(exc)}")
