@@ -158,7 +158,7 @@ def test_result_files_and_table(tmp_path, capsys):
     layer = {"name": "features.3", "op": "conv2d_pool", "shape": [1, 6, 14, 14], "sparsity": 0.5,
              "algo": "torch", "times_us": {"torch": 10.0, "igemm": 12.0, "winograd": 11.0,
                                            "ecr_tc": "rel_err 1 > 0.01", "ecr": 30.0},
-             "reused": False}
+             "speedup": 1.0, "reused": False}
     result = {"model": "lenet5", "batch": 1, "dtype": "fp32", "algo": "auto", "image_size": 32, "weights": None,
               "eager_us": 50.0, "compiled_us": None, "converted_us": 40.0, "speedup": 1.25,
               "speedup_vs_compiled": None, "mean_sparsity": 0.5, "max_rel_err": 1e-7, "timing": "cuda_graph",
@@ -170,9 +170,13 @@ def test_result_files_and_table(tmp_path, capsys):
     assert path.with_suffix(".csv").read_text().startswith("model,batch,dtype")
     rows = (tmp_path / "m-layers.csv").read_text().splitlines()
     assert rows[1].startswith("lenet5,1,fp32,features.3,conv2d_pool,1x6x14x14,0.5,torch,10.0,12.0,11.0,rel_err")
+    assert rows[1].endswith(",30.0,1.0,False") and rows[0].endswith(",ecr_us,speedup,reused")
     models.print_result(result)
     out = capsys.readouterr().out
     assert "1.25x over eager" in out and "dropped" in out and "note: a note" in out
+    assert out.splitlines()[-2].split()[-1] == "speedup" and out.splitlines()[-1].split()[-1] == "1.00"
+    assert models.layer_speedup({"torch": 10.0, "igemm": 4.0}, "igemm") == 2.5
+    assert models.layer_speedup({"torch": 10.0, "igemm": "rel_err 1 > 0.01"}, "igemm") is None
 
 
 def test_run_model_steps_on_cpu(monkeypatch):
