@@ -254,6 +254,26 @@ def test_torchvision_kernels(name, device):
     assert {m.algo for m in model.modules() if isinstance(m, nn.Conv2d)} == {"ecr"}
 
 
+def test_converted_resnet_under_compile_and_cuda_graphs(device):
+    """A converted ResNet-18 compiles to one graph (the custom ops trace) and, on CUDA, replays in a
+    CUDA graph with algo="auto" (which runs the kernels on its 3x3 convs) as it runs eagerly."""
+    model = torchvision_model("resnet18", 32).to(device)
+    zeroskip.convert_(model, algo="torch" if device == "cpu" else "auto")
+    x = torch.randn(1, 3, 32, 32, device=device)
+    with torch.no_grad():
+        ref = model(x)  # first calls (kernel tuning) before any capture
+        out = torch.compile(model, backend="aot_eager", fullgraph=True)(x)
+        assert rel_err(out, ref) <= TOL[torch.float32]
+        if device != "cuda":
+            return
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            out = model(x)
+        x.copy_(torch.randn_like(x))
+        graph.replay()
+        assert rel_err(out, model(x)) <= TOL[torch.float32] and rel_err(out, ref) > 0
+
+
 def test_sequential_subclass_with_own_forward_is_not_fused():
     class Residual(nn.Sequential):
         def forward(self, x):
