@@ -2,6 +2,7 @@
 No kernel is called here (the kernels and the demo are tested elsewhere) and no GPU is needed."""
 import json
 import math
+import re
 import os
 import subprocess
 import sys
@@ -281,3 +282,33 @@ def test_auto_rows_say_what_auto_ran(capsys):
     row.update(algo="auto", notes=["auto ran winograd"])
     run.print_table([row])
     assert "auto:winograd" in capsys.readouterr().out
+
+
+def test_progress_bars_change_only_stderr(tmp_path, monkeypatch, capsys):
+    """`zeroskip sweep` with its GPU parts faked: a bar on stderr when stderr is a terminal, none with
+    --no-progress or off a terminal, and stdout and the result files the same in all three runs."""
+    env = {"gpu": "fake", "torch": "x", "triton": "y", "cudnn": 1, "date": "2025-01-01T00:00:00"}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(run, "env_info", lambda: env)
+    monkeypatch.setattr(sparsity, "sweep_input", lambda shape, s, structure, data=None, device=None:
+                        (torch.rand(shape) >= s).float())
+
+    def fake_compare(op, layer, algo, activation, x, w, b, dtype, torch_compile, env, suite=None):
+        s = float((x == 0).float().mean())
+        return run.make_row(layer, op, dtype, x.shape[0], s, algo, 100 - 50 * s, 60.0, None, 1e-7, env, [], suite)
+    monkeypatch.setattr(run, "compare", fake_compare)
+    outputs = []
+    for name, tty, flags in (("bars", True, []), ("flag", True, ["--no-progress"]), ("pipe", False, [])):
+        monkeypatch.setattr(sys.stderr, "isatty", lambda tty=tty: tty)
+        torch.manual_seed(0)
+        out_dir = tmp_path / name
+        assert cli.main(["sweep", "--suite", "lenet5", "--structure", "random", "--sparsities", "0,0.5,0.9",
+                         "--out", str(out_dir), *flags]) == 0
+        out, err = capsys.readouterr()
+        files = {p.suffix: p.read_text() for p in out_dir.iterdir()}
+        outputs.append((out.replace(str(out_dir), "OUT"), files, err))
+    (out, files, err), *others = outputs
+    assert "sweep batch 1 fp32" in err and "0/6" in err and "break-even" in out and set(files) == {".json", ".csv"}
+    for other_out, other_files, other_err in others:
+        assert other_err == "" and re.sub(r"\d{8}-\d{6}", "T", other_out) == re.sub(r"\d{8}-\d{6}", "T", out)
+        assert other_files == files

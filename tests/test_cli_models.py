@@ -2,6 +2,7 @@
 direct computation, result files, argument errors and the no-GPU exit of `bench --model`.
 No zeroskip kernel runs here (profile hooks plain PyTorch convs; bench --model needs a GPU)."""
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -104,6 +105,21 @@ def test_profile_cli(tmp_path, capsys):
     assert saved["count"] == 1 and len(saved["layers"]) == 2
 
 
+def test_profile_progress_bar_only_on_a_terminal(tmp_path, monkeypatch, capsys):
+    images(tmp_path / "imgs", 2)
+    runs = []
+    for tty, flags in ((True, []), (True, ["--no-progress"]), (False, [])):
+        monkeypatch.setattr(sys.stderr, "isatty", lambda tty=tty: tty)
+        torch.manual_seed(0)  # the same random-init LeNet-5 each time
+        out_dir = tmp_path / f"out{len(runs)}"
+        assert cli.main(["profile", "lenet5", "--images", str(tmp_path / "imgs"), "--out", str(out_dir), *flags]) == 0
+        out, err = capsys.readouterr()
+        saved = json.loads(next(out_dir.glob("profile-lenet5-*.json")).read_text())
+        runs.append((out.split("results:")[0], {k: v for k, v in saved.items() if k != "date"}, err))
+    assert "profile lenet5" in runs[0][2] and "0/2" in runs[0][2] and runs[1][2] == runs[2][2] == ""
+    assert runs[0][:2] == runs[1][:2] == runs[2][:2]
+
+
 def error_of(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(argv)
@@ -142,7 +158,7 @@ def test_result_files_and_table(tmp_path, capsys):
     layer = {"name": "features.3", "op": "conv2d_pool", "shape": [1, 6, 14, 14], "sparsity": 0.5,
              "algo": "torch", "times_us": {"torch": 10.0, "igemm": 12.0, "winograd": 11.0, "winograd4": 10.5, "im2col": 13.0,
                                            "ecr_tc": "rel_err 1 > 0.01", "ecr": 30.0},
-             "reused": False}
+             "speedup": 1.0, "reused": False}
     result = {"model": "lenet5", "batch": 1, "dtype": "fp32", "algo": "auto", "image_size": 32, "weights": None,
               "eager_us": 50.0, "compiled_us": None, "converted_us": 40.0, "speedup": 1.25,
               "speedup_vs_compiled": None, "mean_sparsity": 0.5, "max_rel_err": 1e-7, "timing": "cuda_graph",
@@ -154,9 +170,13 @@ def test_result_files_and_table(tmp_path, capsys):
     assert path.with_suffix(".csv").read_text().startswith("model,batch,dtype")
     rows = (tmp_path / "m-layers.csv").read_text().splitlines()
     assert rows[1].startswith("lenet5,1,fp32,features.3,conv2d_pool,1x6x14x14,0.5,torch,10.0,12.0,11.0,10.5,13.0,rel_err")
+    assert rows[1].endswith(",30.0,1.0,False") and rows[0].endswith(",ecr_us,speedup,reused")
     models.print_result(result)
     out = capsys.readouterr().out
     assert "1.25x over eager" in out and "dropped" in out and "note: a note" in out
+    assert out.splitlines()[-2].split()[-1] == "speedup" and out.splitlines()[-1].split()[-1] == "1.00"
+    assert models.layer_speedup({"torch": 10.0, "igemm": 4.0}, "igemm") == 2.5
+    assert models.layer_speedup({"torch": 10.0, "igemm": "rel_err 1 > 0.01"}, "igemm") is None
 
 
 def test_run_model_steps_on_cpu(monkeypatch):

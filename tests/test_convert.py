@@ -1,4 +1,4 @@
-"""zeroskip.convert_ on small LeNet / VGG / ResNet models, and torchvision's when it imports."""
+"""zeroskip.convert_ on small LeNet / VGG / ResNet models and on torchvision's VGG, AlexNet, GoogLeNet and ResNet."""
 import copy
 
 import pytest
@@ -178,26 +178,100 @@ def test_compiled_lenet_matches_eager(device):
     assert rel_err(out, ref) <= TOL[torch.float32]
 
 
-TORCHVISION = [("vgg11_bn", {}), ("resnet18", {}), ("alexnet", {}),
-               ("googlenet", dict(aux_logits=False, init_weights=True))]
+# torchvision's VGG-11..19 with and without BN (name: conv count), AlexNet, GoogLeNet and ResNet-18/50
+# with their square input size: 32 for all but AlexNet, 63 for it. That is the smallest VGG (five 2x2
+# max-pools) and AlexNet (three 3x3/2 max-pools) take; the adaptive average pools before the
+# classifiers take any map.
+VGGS = {f"vgg{depth}{bn}": convs for depth, convs in ((11, 8), (13, 10), (16, 13), (19, 16)) for bn in ("", "_bn")}
+TORCHVISION = {**{name: 32 for name in VGGS}, "alexnet": 63, "googlenet": 32, "resnet18": 32, "resnet50": 32}
 
 
-@pytest.mark.parametrize("name, kwargs", TORCHVISION, ids=[n for n, _ in TORCHVISION])
-def test_torchvision_torch_algo(name, kwargs, device):
+def torchvision_model(name, size):
+    """torchvision's `name`, untrained, with BN statistics calibrated on random images (so every BN
+    output has unit scale and folding is not the identity) and random BN affine parameters."""
     models = pytest.importorskip("torchvision.models", reason="torchvision is not installed")
+    from zeroskip.bench.models import calibrate_bn
     torch.manual_seed(0)
-    model = randomize_bn(getattr(models, name)(weights=None, **kwargs)).to(device)
-    report = check(model, torch.rand(1, 3, 64, 64, device=device), algo="torch")
-    assert all(type(m) is not nn.Conv2d for m in model.modules())
-    assert report["converted"] and (report["fused"] or name in ("resnet18", "googlenet"))
+    extra = dict(aux_logits=False, init_weights=True) if name == "googlenet" else {}
+    model = getattr(models, name)(weights=None, **extra)
+    calibrate_bn(model, (3, size, size))
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    return model.eval()
 
 
-def test_torchvision_kernel_algo(device):
-    models = pytest.importorskip("torchvision.models", reason="torchvision is not installed")
-    torch.manual_seed(0)
-    model = models.alexnet(weights=None).to(device).eval()
-    report = check(model, torch.rand(1, 3, 64, 64, device=device), algo="ecr")
-    assert report["fused"] == ["features.0", "features.3", "features.6", "features.8", "features.10"]
+def names_of(model, kind):
+    return [n for n, m in model.named_modules() if type(m) is kind]
+
+
+def check_torchvision(name, model, x, **options):
+    """check() on a torchvision model, plus what convert_ must have made of it: every conv
+    replaced; VGG's conv [-> BN] -> ReLU [-> max-pool] runs and AlexNet's conv -> ReLU [-> pool]
+    runs fused, one ConvActPool per pool; BN folded where it follows a conv in an nn.Sequential
+    (VGG's, ResNet's downsample branches); ResNet's and GoogLeNet's other convs unfused."""
+    convs, norms = names_of(model, nn.Conv2d), names_of(model, nn.BatchNorm2d)
+    with torch.no_grad():  # the output must depend on the convs, or check() could not fail
+        other = model(torch.randn_like(x))
+        assert rel_err(model(x), other) > 0.01
+    report = check(model, x, **options)
+    assert report["converted"] == convs and report["kept_bn"] == []
+    assert names_of(model, nn.Conv2d) == []
+    pooled = names_of(model, ConvActPool)
+    if name in VGGS:
+        assert len(convs) == VGGS[name] and report["fused"] == convs and len(pooled) == 5
+        assert report["folded_bn"] == norms and len(norms) == (len(convs) if name.endswith("_bn") else 0)
+        assert names_of(model, nn.BatchNorm2d) == []
+    elif name == "alexnet":
+        assert report["fused"] == convs and pooled == ["features.0", "features.3", "features.10"]
+    else:
+        assert report["fused"] == [] and pooled == []
+        assert report["folded_bn"] == [n for n in norms if ".downsample." in n]
+        assert len(report["folded_bn"]) == {"resnet18": 3, "resnet50": 4, "googlenet": 0}[name]
+    fused = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.activation is not None]
+    assert all(m.activation == "relu" for m in fused) and len(fused) == len(report["fused"])
+    assert all(m.pool == "max" for m in model.modules() if isinstance(m, ConvActPool))
+    return report
+
+
+@pytest.mark.parametrize("name", list(TORCHVISION))
+def test_torchvision_torch_algo(name, device):
+    size = TORCHVISION[name]
+    model = torchvision_model(name, size).to(device)
+    check_torchvision(name, model, torch.randn(1, 3, size, size, device=device), algo="torch")
+    assert {m.algo for m in model.modules() if isinstance(m, nn.Conv2d)} == {"torch"}
+
+
+# Through the kernels on the same models (the CPU interpreter costs ~10 ms per program-iteration:
+# one 512->512 3x3 conv on a map of at most 128 pixels takes ~6 s there, so inputs stay minimal).
+@pytest.mark.parametrize("name", ["vgg11_bn", "alexnet", "resnet18", "googlenet"])
+def test_torchvision_kernels(name, device):
+    size = TORCHVISION[name]
+    model = torchvision_model(name, size).to(device)
+    check_torchvision(name, model, torch.randn(1, 3, size, size, device=device), algo="ecr")
+    assert {m.algo for m in model.modules() if isinstance(m, nn.Conv2d)} == {"ecr"}
+
+
+def test_converted_resnet_under_compile_and_cuda_graphs(device):
+    """A converted ResNet-18 compiles to one graph (the custom ops trace) and, on CUDA, replays in a
+    CUDA graph with algo="auto" (which runs the kernels on its 3x3 convs) as it runs eagerly."""
+    model = torchvision_model("resnet18", 32).to(device)
+    zeroskip.convert_(model, algo="torch" if device == "cpu" else "auto")
+    x = torch.randn(1, 3, 32, 32, device=device)
+    with torch.no_grad():
+        ref = model(x)  # first calls (kernel tuning) before any capture
+        out = torch.compile(model, backend="aot_eager", fullgraph=True)(x)
+        assert rel_err(out, ref) <= TOL[torch.float32]
+        if device != "cuda":
+            return
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            out = model(x)
+        x.copy_(torch.randn_like(x))
+        graph.replay()
+        assert rel_err(out, model(x)) <= TOL[torch.float32] and rel_err(out, ref) > 0
 
 
 def test_sequential_subclass_with_own_forward_is_not_fused():

@@ -206,6 +206,27 @@ def test_convert_measure_flow_with_fake_timings(monkeypatch, tmp_path):
     assert [r["reused"] for r in again.zeroskip_report["layers"]] == [True, True]
 
 
+@cpu_fakes
+def test_convert_prints_nothing_unless_asked_for_progress(monkeypatch, capsys):
+    """convert_ writes nothing by default; progress=True draws a bar over the measured layers on
+    stderr (and nothing on stdout)."""
+    from zeroskip import convert
+    monkeypatch.setattr(convert, "_on_cuda", lambda inputs: True)
+    monkeypatch.setattr(zplan, "measure", lambda *a, **k: ("torch", {"torch": 10.0}))
+    x = sparse((1, 1, 4, 4), 0.5)
+
+    def small():  # 1x1 convs: cheap on the interpreter, which runs them while inputs are captured
+        return nn.Sequential(nn.Conv2d(1, 2, 1), nn.ReLU(), nn.Conv2d(2, 2, 1)).eval()
+    zeroskip.convert_(small(), x)
+    assert capsys.readouterr() == ("", "")
+    model = zeroskip.convert_(small(), x, progress=True)
+    out, err = capsys.readouterr()
+    assert out == "" and "measuring layers" in err and "0/2" in err
+    assert [r["algo"] for r in model.zeroskip_report["layers"]] == ["torch", "torch"]
+    with pytest.raises(ValueError, match="progress"):
+        zeroskip.convert_(small(), x, progress="yes")
+
+
 def test_convert_measures_on_cuda(device, tmp_path, monkeypatch):
     if device != "cuda":
         pytest.skip("timing needs --device cuda")

@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"zeroskip algo(s) among {', '.join(ALGOS)} (default {default_algo})")
         sp.add_argument("--data", metavar="PATH", help="the paper-data folder")
         sp.add_argument("--out", metavar="DIR", default="benchmarks", help="results folder (default benchmarks/)")
+        progress_option(sp)
 
     b = sub.add_parser("bench", help="time suites of real CNN conv layers against cuDNN")
     b.add_argument("--suite", action="append", type=_choices("suite", SUITES),
@@ -62,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use the first N images by name (default all)")
     model_options(f)
     f.add_argument("--out", metavar="DIR", default="benchmarks", help="results folder (default benchmarks/)")
+    progress_option(f)
     s = sub.add_parser("sweep", help="speedup against input sparsity; break-even sparsity per shape")
     s.add_argument("--suite", default="vgg19", type=_choices("suite", SUITES), help="suite the layers come from")
     s.add_argument("--layers", help="comma list of layer names (default: 4 spread over the suite)")
@@ -74,7 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
     common(r, dtypes=("fp32", "fp16"), default_algo="ecr,auto")
     d = sub.add_parser("demo", help="the default: quick check on CPU, VGG-19 table on a GPU")
     d.add_argument("--data", metavar="PATH", help="the paper-data folder (GPU demo)")
+    progress_option(d)
     return p
+
+
+def progress_option(sp):
+    sp.add_argument("--no-progress", action="store_true",
+                    help="no progress bars (drawn on stderr only when it is a terminal; stdout and the "
+                         "result files are the same either way)")
 
 
 def layout_option(sp):
@@ -102,7 +111,7 @@ def main(argv=None) -> int:
             if "zeroskip.kernels.implicit_gemm" in sys.modules:
                 print("warning: zeroskip's kernels were imported before TRITON_INTERPRET=1 was set", file=sys.stderr)
             return cpu_demo()
-        return gpu_demo(parser, args if args.command else argparse.Namespace(data=None))
+        return gpu_demo(parser, args if args.command else argparse.Namespace(data=None, no_progress=False))
     if command == "profile":
         return profile(parser, args)
     if command == "bench" and args.model:

@@ -10,6 +10,11 @@ from pathlib import Path
 from .cli_args import OP_NAMES, _flat
 
 
+def _progress(args) -> bool:
+    """Progress bars on stderr: only on a terminal, and not with --no-progress."""
+    return not getattr(args, "no_progress", False) and sys.stderr.isatty()
+
+
 def _model_args(parser, args, models, flag="--model") -> None:
     """Checks torchvision, --image-size and --weights for the chosen models (argparse errors, exit 2)."""
     import importlib.util
@@ -60,7 +65,7 @@ def bench_models(parser, args, gpu) -> int:
                     print(f"{name} batch {batch} {dtype} algo {algo}", flush=True)
                     try:
                         results.append(bm.run_model(name, batch, dtype, algo, args.compile, args.plan,
-                                                    args.image_size, args.weights))
+                                                    args.image_size, args.weights, progress=_progress(args)))
                     except bm.WeightsError as exc:
                         parser.error(f"argument --weights: {exc}")
                     bm.print_result(results[-1])
@@ -75,7 +80,8 @@ def profile(parser, args) -> int:
     from .bench.profile import ImagesError, print_profile, profile_model, write_profile
     _model_args(parser, args, [args.model], flag="model")
     try:
-        result = profile_model(args.model, args.images, args.weights, args.limit, args.image_size)
+        result = profile_model(args.model, args.images, args.weights, args.limit, args.image_size,
+                               progress=_progress(args))
     except WeightsError as exc:
         parser.error(f"argument --weights: {exc}")
     except ImagesError as exc:
@@ -111,7 +117,7 @@ def bench_suites(args, data) -> int:
             for dtype in dtypes:
                 rows += run.run_suite(suite, batch, dtype, ops=_flat(args.ops, OP_NAMES),
                                       algos=_flat(args.algo, ["auto"]), data=data, torch_compile=args.compile,
-                                      layout=args.layout)
+                                      layout=args.layout, progress=_progress(args))
     path = run.write_results(rows, out / f"bench-{_stamp()}.json")
     run.print_table(rows)
     if args.png:
@@ -129,7 +135,8 @@ def sweep(args, shapes, data) -> int:
     for batch in batches:
         for dtype in dtypes:
             rows += run.run_sweep(shapes, args.sparsities, batch, dtype, _flat(args.algo, ["auto"]),
-                                  structure=args.structure, data=data, layout=args.layout)
+                                  structure=args.structure, data=data, layout=args.layout,
+                                  progress=_progress(args))
     path = run.write_results(rows, out / f"sweep-{_stamp()}.json")
     run.print_table(rows)
     print("\nbreak-even input sparsity (ours at least as fast as cuDNN from here on):")
@@ -150,7 +157,7 @@ def replicate(args, data) -> int:
     rows = []
     for dtype in dtypes:
         for batch in (batches if args.batch else [32]):
-            part = run_replicate(data, dtype, _flat(args.algo, ["ecr", "auto"]), batch)
+            part = run_replicate(data, dtype, _flat(args.algo, ["ecr", "auto"]), batch, progress=_progress(args))
             print_replicate(part)
             rows += part
     out.mkdir(parents=True, exist_ok=True)

@@ -46,6 +46,7 @@ from . import nn as znn
 from . import plan as zplan
 from .dispatch import ALGOS
 from .fuse import _Converter, fold_bn_  # noqa: F401  (fold_bn_ is part of zeroskip.convert's API)
+from .progress import bar
 
 
 def _max_rel_err(out, ref) -> float:
@@ -118,7 +119,7 @@ def _capture(model, inputs, modules):
 
 
 @torch.no_grad()
-def _measure_layers(model, inputs, names, plan) -> list:
+def _measure_layers(model, inputs, names, plan, progress=False) -> list:
     """Times every converted layer on its captured input, sets its algo; returns report rows."""
     layers = {}
     for name, m in model.named_modules(remove_duplicate=False):
@@ -126,30 +127,35 @@ def _measure_layers(model, inputs, names, plan) -> list:
             layers.setdefault(id(m), (name, m))
     calls = _capture(model, inputs, [m for _, m in layers.values()])
     rows = []
-    for name, module in layers.values():
-        winners = set()
-        for key, x in calls[id(module)].items():
-            entry, reused = plan.get(key), True
-            sparsity = (x == 0).double().mean().item()
-            if entry is None:
-                op, call, pool = _layer_call(module, x)
-                algo, times = zplan.measure(op, *call, activation=module.activation, **pool)
-                plan.add(key, algo, times, sparsity)
-                entry, reused = plan.get(key), False
-            winners.add(entry["algo"])
-            rows.append(dict(name=name, op=key[0], shape=tuple(x.shape), sparsity=sparsity,
-                             algo=entry["algo"], times_us=dict(entry["times_us"]), reused=reused))
-        if len(winners) == 1:
-            module.algo = winners.pop()
+    total = sum(len(calls[id(m)]) for _, m in layers.values())
+    with bar(total, "measuring layers", progress, "layer") as done:
+        for name, module in layers.values():
+            done.set_postfix_str(name)
+            winners = set()
+            for key, x in calls[id(module)].items():
+                entry, reused = plan.get(key), True
+                sparsity = (x == 0).double().mean().item()
+                if entry is None:
+                    op, call, pool = _layer_call(module, x)
+                    algo, times = zplan.measure(op, *call, activation=module.activation, **pool)
+                    plan.add(key, algo, times, sparsity)
+                    entry, reused = plan.get(key), False
+                winners.add(entry["algo"])
+                rows.append(dict(name=name, op=key[0], shape=tuple(x.shape), sparsity=sparsity,
+                                 algo=entry["algo"], times_us=dict(entry["times_us"]), reused=reused))
+                done.update()
+            if len(winners) == 1:
+                module.algo = winners.pop()
     return rows
 
 
 def convert_(model: nn.Module, example_inputs=None, *, algo="auto", filter_fn=None, fold_bn=True,
-             fuse=True, plan=None, measure=True) -> nn.Module:
+             fuse=True, plan=None, measure=True, progress=False) -> nn.Module:
     """Converts `model`'s nn.Conv2d layers to zeroskip modules in place; returns `model`.
 
     filter_fn(qualified_name, conv) -> bool picks the convs to convert (default: all).
     plan: None, a zeroskip.plan.Plan or a JSON path; measure=False skips per-layer timing.
+    progress=True draws a bar on stderr while layers are measured; nothing is printed otherwise.
     See the module docstring for what is fused, folded, measured and checked.
     """
     if not isinstance(model, nn.Module):
@@ -158,7 +164,7 @@ def convert_(model: nn.Module, example_inputs=None, *, algo="auto", filter_fn=No
         raise ValueError(f"algo must be one of {ALGOS}, got {algo!r}")
     if filter_fn is not None and not callable(filter_fn):
         raise ValueError(f"filter_fn must be callable or None, got {filter_fn!r}")
-    for name, value in (("fold_bn", fold_bn), ("fuse", fuse), ("measure", measure)):
+    for name, value in (("fold_bn", fold_bn), ("fuse", fuse), ("measure", measure), ("progress", progress)):
         if not isinstance(value, bool):
             raise ValueError(f"{name} must be a bool, got {value!r}")
     if plan is not None and not isinstance(plan, (zplan.Plan, str, os.PathLike)):
@@ -184,7 +190,8 @@ def convert_(model: nn.Module, example_inputs=None, *, algo="auto", filter_fn=No
             if model.zeroskip_plan is None:
                 found = plan is not None and os.path.exists(plan)
                 model.zeroskip_plan = zplan.Plan.load(plan) if found else zplan.Plan()
-            report["layers"] = _measure_layers(model, inputs, set(report["converted"]), model.zeroskip_plan)
+            report["layers"] = _measure_layers(model, inputs, set(report["converted"]), model.zeroskip_plan,
+                                               progress)
             if plan is not None and not isinstance(plan, zplan.Plan):
                 model.zeroskip_plan.save(plan)
     if inputs is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import os
 
-from .commands import _data
+from .commands import _data, _progress
 
 
 def cpu_demo() -> int:
@@ -51,6 +51,6 @@ def gpu_demo(parser, args) -> int:
     data = _data(parser, args.data)
     rows = []
     for dtype in ("fp32", "fp16"):
-        rows += run_suite("vgg19", batch=1, dtype=dtype, data=data)
+        rows += run_suite("vgg19", batch=1, dtype=dtype, data=data, progress=_progress(args))
     print_table(rows)
     return 0

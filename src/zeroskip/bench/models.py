@@ -29,7 +29,7 @@ FIELDS = ("model", "batch", "dtype", "algo", "image_size", "weights", "eager_us"
           "speedup", "speedup_vs_compiled", "mean_sparsity", "max_rel_err", "timing", "gpu", "torch", "triton",
           "date", "notes")
 LAYER_FIELDS = ("model", "batch", "dtype", "name", "op", "shape", "sparsity", "algo",
-                *(f"{c}_us" for c in CANDIDATES), "reused")
+                *(f"{c}_us" for c in CANDIDATES), "speedup", "reused")
 
 
 class WeightsError(ValueError):
@@ -133,11 +133,12 @@ def _reason(exc) -> str:
 
 
 def run_model(name, batch=1, dtype="fp32", algo="auto", torch_compile=False, plan=None, image_size=None,
-              weights=None, device="cuda") -> dict:
+              weights=None, device="cuda", progress=False) -> dict:
     """Times `name` at one batch and precision: eager, converted (convert_ with `algo` and `plan`),
     and torch.compile if asked. Returns one result dict (FIELDS, plus "layers": the converted
     model's zeroskip_report rows, and "report": what was converted, fused, folded). Timing needs
-    device="cuda"; another device only runs the same steps (tests, with a stand-in timer)."""
+    device="cuda"; another device only runs the same steps (tests, with a stand-in timer).
+    progress: convert_'s bar over the layers it measures, on stderr."""
     import zeroskip
     from . import timing
     from .run import DTYPES, env_info, precision
@@ -157,7 +158,7 @@ def run_model(name, batch=1, dtype="fp32", algo="auto", torch_compile=False, pla
         fns["eager"] = lambda: model(x)
         converted = copy.deepcopy(model)
         try:
-            zeroskip.convert_(converted, x, algo=algo, plan=plan)
+            zeroskip.convert_(converted, x, algo=algo, plan=plan, progress=progress)
             fns["converted"] = lambda: converted(x)
         except Exception as exc:
             notes.append(f"convert_ failed: {_reason(exc)}")
@@ -179,7 +180,8 @@ def run_model(name, batch=1, dtype="fp32", algo="auto", torch_compile=False, pla
     method = next(iter(times.values())).method if times else None
     if method == "do_bench":
         notes.append(f"all sides timed with do_bench ({next(iter(times.values())).reason})")
-    layers = [{**r, "shape": list(r["shape"])} for r in report.get("layers", [])]
+    layers = [{**r, "shape": list(r["shape"]), "speedup": layer_speedup(r["times_us"], r["algo"])}
+              for r in report.get("layers", [])]
     if report and not layers:
         notes.append(report.get("note") or f"algo={algo}: layers not measured (only algo='auto' measures)")
 
@@ -195,6 +197,14 @@ def run_model(name, batch=1, dtype="fp32", algo="auto", torch_compile=False, pla
             **{k: env.get(k) for k in ("gpu", "torch", "triton", "date")}, "notes": notes,
             "report": {k: report.get(k, []) for k in ("converted", "fused", "folded_bn", "kept_bn")},
             "layers": layers}
+
+
+def layer_speedup(times_us: dict, algo: str):
+    """cuDNN's (the torch candidate's) time over the chosen algo's on one layer; None if either
+    was not timed. 1.0 where the plan kept torch."""
+    ours, base = times_us.get(algo), times_us.get("torch")
+    ok = all(isinstance(t, (int, float)) and t > 0 for t in (ours, base))
+    return base / ours if ok else None
 
 
 def _fmt(v, spec):
@@ -217,9 +227,10 @@ def print_result(r) -> None:
           f"zero fraction {_fmt(r['mean_sparsity'], '.3f')}")
     for note in r["notes"]:
         print(f"  note: {note}")
-    head = ("layer", "op", "input shape", "zeros", "algo", *(f"{c}_us" for c in CANDIDATES))
+    head = ("layer", "op", "input shape", "zeros", "algo", *(f"{c}_us" for c in CANDIDATES), "speedup")
     table = [head] + [(l["name"], l["op"], "x".join(map(str, l["shape"])), f"{l['sparsity']:.3f}", l["algo"],
-                       *(_time(l["times_us"].get(c)) for c in CANDIDATES)) for l in r["layers"]]
+                       *(_time(l["times_us"].get(c)) for c in CANDIDATES),
+                       _fmt(l.get("speedup"), ".2f")) for l in r["layers"]]
     widths = [max(len(t[i]) for t in table) for i in range(len(head))]
     for t in table if r["layers"] else []:
         print("  " + "  ".join(c.rjust(w) if i >= 3 else c.ljust(w) for i, (c, w) in enumerate(zip(t, widths))))

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..progress import bar
 from .models import build_model, input_shape, load_weights
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -96,9 +97,11 @@ def prepare(image: torch.Tensor, channels: int, size: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def profile_model(name, images, weights=None, limit=None, image_size=None, batch=16, device=None) -> dict:
+def profile_model(name, images, weights=None, limit=None, image_size=None, batch=16, device=None,
+                  progress=False) -> dict:
     """Per-conv zero fraction of the input over the images in folder `images` (mean, min, max over
-    images; a conv called several times per forward counts each call). Returns a JSON-able dict."""
+    images; a conv called several times per forward counts each call). Returns a JSON-able dict.
+    progress: a bar over the images on stderr."""
     files = find_images(images, limit)
     model = build_model(name)
     if weights is not None:
@@ -117,9 +120,11 @@ def profile_model(name, images, weights=None, limit=None, image_size=None, batch
 
     handles = [m.register_forward_pre_hook(hook(n)) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     try:
-        for i in range(0, len(files), batch):
-            x = torch.stack([prepare(read_image(f), channels, size) for f in files[i:i + batch]])
-            model(x.to(device))
+        with bar(len(files), f"profile {name}", progress, "image") as done:
+            for i in range(0, len(files), batch):
+                x = torch.stack([prepare(read_image(f), channels, size) for f in files[i:i + batch]])
+                model(x.to(device))
+                done.update(x.shape[0])
     finally:
         for handle in handles:
             handle.remove()

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..progress import bar, echo
 from .results import TOLERANCE
 from .run import env_info, precision, rel_error
 from .sparsity import load_feature_map, paper_data_path
@@ -65,17 +66,19 @@ def cases(data=None) -> list[dict]:
     return out
 
 
-def run_replicate(data=None, dtype: str = "fp32", algos=("ecr", "auto"), batch: int = 32) -> list[dict]:
-    """Times each case on the GPU: ours (each algo) vs cuDNN, same precision. One row per case."""
+def run_replicate(data=None, dtype: str = "fp32", algos=("ecr", "auto"), batch: int = 32,
+                  progress: bool = False) -> list[dict]:
+    """Times each case on the GPU: ours (each algo) vs cuDNN, same precision. One row per case.
+    progress: a bar over the cases on stderr."""
     import zeroskip
     if dtype not in ("fp32", "fp16"):
         raise ValueError(f"dtype must be 'fp32' or 'fp16' for the replication, got {dtype!r}")
     root = paper_data_path(data)
     tdtype = torch.float32 if dtype == "fp32" else torch.float16
     env, rows, all_cases = env_info(), [], cases(root)
-    with precision(dtype):
+    with precision(dtype), bar(len(all_cases), f"replicate {dtype} batch {batch}", progress, "case") as done:
         for n, case in enumerate(all_cases, 1):
-            print(f"[{n}/{len(all_cases)}] {case['case']}", flush=True)
+            echo(f"[{n}/{len(all_cases)}] {case['case']}")
             fmap = load_feature_map(root / case["feature"])
             x = fmap[None, None].expand(batch, 1, *fmap.shape).contiguous().to("cuda", tdtype)
             w = load_feature_map(root / case["kernel"]).reshape(1, 1, 3, 3).to("cuda", tdtype)
@@ -101,7 +104,7 @@ def run_replicate(data=None, dtype: str = "fp32", algos=("ecr", "auto"), batch: 
                     err = rel_error(mine(x, w, algo), ref)
                     t_ours, t_base = measure_same(lambda: mine(x, w, algo), lambda: base(x, w))
                 except Exception as exc:
-                    print(f"    {algo} failed: {type(exc).__name__}: {exc}")
+                    echo(f"    {algo} failed: {type(exc).__name__}: {exc}")
                     row["ours"][algo] = {"us": None, "speedup": None, "rel_err": None, "ok": False,
                                          "method": None}
                     continue
@@ -110,6 +113,7 @@ def run_replicate(data=None, dtype: str = "fp32", algos=("ecr", "auto"), batch: 
                                      "ok": err <= TOLERANCE[dtype], "method": t_ours.method}
             row["cudnn_us"] = base_us
             rows.append(row)
+            done.update()
     return rows
 
 

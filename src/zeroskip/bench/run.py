@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 # plot and results names stay importable from here (zeroskip.bench.run's API)
+from ..progress import bar, echo
 from .plot import plot_speedups, plot_sweep  # noqa: F401
 from .results import FIELDS, TOLERANCE, geomean, make_row, print_table, write_results  # noqa: F401
 from .suites import Layer, load_suite
@@ -131,7 +132,7 @@ def compare(op, layer, algo, activation, x, w, b, dtype, torch_compile, env, sui
         err = rel_error(mine(x, w, b), base(x.double(), w.double(), b.double()))
     except Exception as exc:
         notes.append(f"ours failed: {_reason(exc)}")
-        print(f"    {layer.name} {op} {algo}: {notes[-1]}")
+        echo(f"    {layer.name} {op} {algo}: {notes[-1]}")
         return make_row(layer, op, dtype, x.shape[0], sparsity, algo, None, None, None, None, env, notes, suite, layout_of(x))
     fns = [lambda: mine(x, w, b), lambda: base(x, w, b)]
     if torch_compile:
@@ -146,7 +147,7 @@ def compare(op, layer, algo, activation, x, w, b, dtype, torch_compile, env, sui
         times = measure_same(*fns)
     except Exception as exc:  # e.g. out of memory while timing: keep the run going
         notes.append(f"timing failed: {_reason(exc)}")
-        print(f"    {layer.name} {op} {algo}: {notes[-1]}")
+        echo(f"    {layer.name} {op} {algo}: {notes[-1]}")
         return make_row(layer, op, dtype, x.shape[0], sparsity, algo, None, None, None, err, env, notes, suite, layout_of(x))
     if times[0].method != "cuda_graph":
         notes.append(f"all sides timed with do_bench (CUDA graph capture failed: {times[0].reason})")
@@ -157,23 +158,27 @@ def compare(op, layer, algo, activation, x, w, b, dtype, torch_compile, env, sui
 
 
 def run_suite(suite, batch: int = 1, dtype: str = "fp32", ops=OPS, algos=("auto",), data=None,
-              torch_compile: bool = False, layout: str = "auto") -> list[dict]:
-    """Every conv of `suite` (a name or a list of Layer) with a fresh realistic input on CUDA."""
+              torch_compile: bool = False, layout: str = "auto", progress: bool = False) -> list[dict]:
+    """Every conv of `suite` (a name or a list of Layer) with a fresh realistic input on CUDA.
+    progress: a bar over the layers on stderr (zeroskip.progress)."""
     from .sparsity import realistic_input
     layers = load_suite(suite) if isinstance(suite, str) else list(suite)
     bad = [op for op in ops if op not in OPS]
     if bad:
         raise ValueError(f"ops must be among {OPS}, got {bad}")
     env, rows = env_info(), []
-    with precision(dtype):
+    name = suite if isinstance(suite, str) else (layers[0].suite if layers else "suite")
+    with precision(dtype), bar(len(layers), f"{name} batch {batch} {dtype}", progress, "layer") as done:
         for i, layer in enumerate(layers, 1):
-            print(f"[{i}/{len(layers)}] {layer.suite} {layer.name} batch {batch} {dtype}", flush=True)
+            done.set_postfix_str(layer.name)
+            echo(f"[{i}/{len(layers)}] {layer.suite} {layer.name} batch {batch} {dtype}")
             todo = [op for op in ops if op == "conv2d" or layer.pool_after]
             if "conv2d_pool" in todo and layer.pool_after.get("ceil_mode"):
-                print(f"    skip {layer.name} conv2d_pool: the network's pool uses ceil_mode=True, "
-                      f"which zeroskip's floor-mode pool does not model")
+                echo(f"    skip {layer.name} conv2d_pool: the network's pool uses ceil_mode=True, "
+                     f"which zeroskip's floor-mode pool does not model")
                 todo.remove("conv2d_pool")
             if not todo:
+                done.update()
                 continue
             x = realistic_input(layer, batch, data=data, device="cuda")
             x, w, b = operands(layer, x, dtype, layout)
@@ -183,24 +188,29 @@ def run_suite(suite, batch: int = 1, dtype: str = "fp32", ops=OPS, algos=("auto"
                     rows.append(compare(op, layer, algo, activation, x, w, b, dtype, torch_compile, env))
             del x, w, b
             torch.cuda.empty_cache()
+            done.update()
     return rows
 
 
 def run_sweep(shapes, sparsities, batch: int = 1, dtype: str = "fp32", algos=("auto",),
-              structure: str = "real", data=None, layout: str = "auto") -> list[dict]:
-    """conv2d (no activation) of each Layer in `shapes` at each input sparsity; suite '<suite>/sweep'."""
+              structure: str = "real", data=None, layout: str = "auto", progress: bool = False) -> list[dict]:
+    """conv2d (no activation) of each Layer in `shapes` at each input sparsity; suite '<suite>/sweep'.
+    progress: a bar over the (layer, sparsity) points on stderr (zeroskip.progress)."""
     from .sparsity import sweep_input
     env, rows = env_info(), []
-    with precision(dtype):
+    total = len(shapes) * len(sparsities)
+    with precision(dtype), bar(total, f"sweep batch {batch} {dtype}", progress, "point") as done:
         for i, layer in enumerate(shapes, 1):
-            print(f"[{i}/{len(shapes)}] sweep {layer.suite} {layer.name} batch {batch} {dtype}", flush=True)
+            echo(f"[{i}/{len(shapes)}] sweep {layer.suite} {layer.name} batch {batch} {dtype}")
             for s in sparsities:
+                done.set_postfix_str(f"{layer.name} sparsity {s:g}")
                 x = sweep_input((batch, layer.in_channels, layer.height, layer.width), s, structure,
                                 data=data, device="cuda")
                 x, w, b = operands(layer, x, dtype, layout)
                 for algo in algos:
                     rows.append(compare("conv2d", layer, algo, None, x, w, b, dtype, False, env,
                                         suite=f"{layer.suite}/sweep"))
+                done.update()
     return rows
 
 
