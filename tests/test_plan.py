@@ -262,7 +262,7 @@ def test_convert_measures_on_cuda(device, tmp_path, monkeypatch):
     (torch.float32, True, True, 32, 256, "max", "torch"),     # TF32 fused at batch 32: <= 128 channels
     (torch.float32, False, False, 32, 512, None, "winograd"),
     (torch.float32, False, False, 64, 128, None, "torch"),    # batch 64: not measured
-    (torch.float32, False, False, 1, 3, None, "torch"),       # 3-channel first layer lost
+    (torch.float32, False, False, 1, 3, None, "torch"),       # 3-channel conv on an 8x8 map: not measured
     (torch.float16, True, False, 1, 128, None, "torch"),      # plain fp16 conv on an 8x8 map lost
     (torch.float16, True, False, 1, 256, None, "torch"),      # 256..512-channel plain convs lost
     (torch.float16, True, False, 32, 512, "max", "torch"),
@@ -295,6 +295,27 @@ def test_auto_fp32_winograd_tiles(batch, hw, cin, pool, want):
     x = torch.zeros(batch, cin, hw, hw)
     spec = zplan.spec_of("conv2d_pool" if pool else "conv2d", x, torch.zeros(8, cin, 3, 3), None, 1, 1,
                          **({"pool": pool} if pool else {}))
+    assert dispatch.choose("auto", fake_cuda_input(x), spec, "relu") == want
+
+
+@pytest.mark.parametrize("dtype, channels_last, tf32, kernel, stride, pool, hw, want", [
+    (torch.float32, False, False, 3, 1, None, 224, "im2col"),     # VGG features.0
+    (torch.float32, False, False, 7, 2, None, 224, "im2col"),     # GoogLeNet conv1
+    (torch.float32, False, False, 11, 4, "max", 224, "torch"),    # AlexNet conv1 + pool lost
+    (torch.float32, False, False, 5, 1, None, 32, "torch"),       # LeNet's small map: not measured
+    (torch.float32, False, True, 3, 1, None, 224, "torch"),       # TF32: not measured
+    (torch.float16, True, False, 3, 1, None, 224, "im2col"),
+    (torch.float16, True, False, 7, 2, None, 224, "torch"),
+    (torch.bfloat16, True, False, 3, 1, None, 224, "torch"),
+])
+@cpu_fakes
+def test_auto_im2col_for_first_layers(monkeypatch, dtype, channels_last, tf32, kernel, stride, pool, hw, want):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", tf32)
+    x = torch.zeros(1, 3, hw, hw, dtype=dtype)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    spec = zplan.spec_of("conv2d_pool" if pool else "conv2d", x, torch.zeros(8, 3, kernel, kernel, dtype=dtype), None,
+                         stride, kernel // 2, **({"pool": pool, "pool_size": 3, "pool_stride": 2} if pool else {}))
     assert dispatch.choose("auto", fake_cuda_input(x), spec, "relu") == want
 
 

@@ -86,9 +86,25 @@ def measured_faster(input, spec, activation) -> bool:
     return (c == 3 or 64 <= c <= 128) and spec.height * spec.width >= 56 * 56
 
 
+def few_channels_measured_faster(input, spec) -> bool:
+    """First layers where "im2col" beat cuDNN (H200, one run per layer, scripts/ab_algos.py): 3
+    input channels, no pool, maps of 56x56 or more, batch 1 and 32. fp32 with TF32 off, NCHW:
+    VGG-19 features.0 (3x3, 27 columns) 1.85x / 1.73x, GoogLeNet conv1 (7x7 stride 2, 147 columns)
+    1.61x / 1.46x; fp16 channels_last: VGG-19 features.0 2.42x / 2.38x ("igemm" 1.50x / 1.28x).
+    AlexNet's conv1 fused with its 3x3 pool (11x11 stride 4, 363 columns) lost: 0.76x / 0.41x."""
+    if spec.in_per_group > 4 or spec.groups != 1 or spec.pool or spec.batch > 32:
+        return False
+    if spec.out_h * spec.out_w < 56 * 56 or spec.reduction > 160:
+        return False
+    if input.dtype == torch.float32:
+        return not torch.backends.cudnn.allow_tf32 and input.is_contiguous()
+    return (input.dtype == torch.float16 and input.is_contiguous(memory_format=torch.channels_last)
+            and (spec.kernel_h, spec.kernel_w, spec.stride_h, spec.stride_w) == (3, 3, 1, 1))
+
+
 def measured_best(input, spec, activation) -> str:
-    """"igemm", "winograd" or "winograd4" where measured faster than cuDNN (measured_faster),
-    else "torch".
+    """"im2col" for the first layers of few_channels_measured_faster; "igemm", "winograd" or
+    "winograd4" where measured faster than cuDNN (measured_faster); else "torch".
 
     fp32 with TF32 off, NCHW: the three against each other and cuDNN in one run per layer, VGG-19
     at batch 1 and 32 (H200, scripts/ab_algos.py, BENCHMARKS.md). Winograd F(4x4) won wherever
@@ -98,6 +114,8 @@ def measured_best(input, spec, activation) -> str:
     tiles (28x28 and 14x14 at batch 1) F(2x2) won from 256 channels (features.30: 5.23x against
     2.56x for F(4x4) and 3.73x direct). Direct won the 64-input-channel convs (features.2 at
     batch 32: 1.85x against 1.79x and 1.30x)."""
+    if few_channels_measured_faster(input, spec):
+        return "im2col"
     if not measured_faster(input, spec, activation):
         return "torch"
     if input.dtype == torch.float32 and not torch.backends.cudnn.allow_tf32 and input.is_contiguous():
