@@ -14,6 +14,7 @@ tf32 = TF32 on, fp16/bf16 = channels_last model and input), all sides timed by t
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 from pathlib import Path
 
@@ -65,6 +66,25 @@ def build_model(name: str) -> nn.Module:
     model = getattr(torchvision.models, name)(weights=None, **extra)
     calibrate_bn(model, (3, 224, 224))
     return model.eval()
+
+
+@contextlib.contextmanager
+def _conv_backends(dtype, notes):
+    """fp32 with TF32 off: torch.compile tunes convs among cuDNN (ATen) only. Its Triton conv
+    templates would compute fp32 on the CUDA cores, and tuning them (18 choices per shape, ~96 s
+    for one 28x28 VGG-19 shape on an H100) kept whole VGG-19 from compiling within 10 minutes.
+    Other dtypes keep every backend."""
+    if dtype != "fp32":
+        yield
+        return
+    from torch._inductor import config
+    saved = config.max_autotune_conv_backends
+    config.max_autotune_conv_backends = "ATEN"
+    notes.append("torch.compile fp32: convs tuned among cuDNN's (max_autotune_conv_backends='ATEN')")
+    try:
+        yield
+    finally:
+        config.max_autotune_conv_backends = saved
 
 
 def calibrate_bn(model: nn.Module, image_shape, batch: int = 2, seed: int = 0) -> bool:
@@ -167,7 +187,8 @@ def run_model(name, batch=1, dtype="fp32", algo="auto", torch_compile=False, pla
             try:
                 torch._dynamo.reset()
                 compiled = torch.compile(model, mode="max-autotune-no-cudagraphs", dynamic=False)
-                compiled(x)
+                with _conv_backends(dtype, notes):
+                    compiled(x)
                 fns["compiled"] = lambda: compiled(x)
             except Exception as exc:
                 notes.append(f"torch.compile failed: {_reason(exc)}")
