@@ -78,12 +78,14 @@ def randomize_bn(model):
 
 
 def check(model, x, **options):
-    """Converts `model`; its output must match the original in float64; returns the report."""
+    """Converts `model`; its output must match the original in float64 as closely as fp32 allows:
+    within TOL, or twice the original model's own fp32 error on this device (deep models: cuDNN's
+    fp32 ResNet-50 alone reached 1e-5 on an H200); returns the report."""
     original = copy.deepcopy(model)
     ref = copy.deepcopy(model).double()(x.double())
     assert zeroskip.convert_(model, **options) is model
     with torch.no_grad():
-        assert rel_err(model(x), ref) <= TOL[torch.float32]
+        assert rel_err(model(x), ref) <= max(TOL[torch.float32], 2 * rel_err(original(x), ref))
     report = model.zeroskip_report
     before, after = original.state_dict(), model.state_dict()
     gone = {k for k in before if any(k.startswith(bn + ".") for bn in report["folded_bn"])}

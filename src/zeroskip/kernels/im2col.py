@@ -73,10 +73,9 @@ def _im2col_kernel(
         kw = r - kh * KW
         dh = kh * dil_h
         dw = kw * dil_w
-        # unsigned compares test 0 <= i < size at once
-        ih = (ih0[:, None] + dh[None, :]).to(tl.uint32)
-        iw = (iw0[:, None] + dw[None, :]).to(tl.uint32)
-        ok = (ih < H.to(tl.uint32)) & (iw < W.to(tl.uint32)) & (valid[:, None] & kmask[None, :])
+        ih = ih0[:, None] + dh[None, :]
+        iw = iw0[:, None] + dw[None, :]
+        ok = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W) & (valid[:, None] & kmask[None, :])
         a = tl.load(x_ptr + (row[:, None] + (c * sxc + dh * sxh + dw * sxw)[None, :]), mask=ok, other=0.0)
         b_off = w_col[None, :] + (c * swc + kh * swh + kw * sww)[:, None]
         b = tl.load(w_ptr + b_off, mask=kmask[:, None] & omask[None, :], other=0.0)
