@@ -8,7 +8,6 @@ PYTHONPATH=src python scripts/ab_algos.py DATA 1,32 [--suite vgg19] [--dtype fp3
 import argparse
 import math
 
-import torch
 
 from zeroskip.bench.run import DTYPES, baseline, operands, ours, precision, rel_error
 from zeroskip.bench.sparsity import realistic_input

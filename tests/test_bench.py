@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from zeroskip import cli
-from zeroskip.bench import replicate, run, sparsity, timing
+from zeroskip.bench import replicate, run, sparsity
 from zeroskip.bench.suites import SUITES, load_suite
 
 SRC = Path(__file__).resolve().parents[1] / "src"

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from ..geometry import ConvSpec, POOLS, check_activation, with_pool
-from .ecr import accumulator, check_weight, compress, conv_spec, im2col, row_dots, row_of, scatter_rows
+from .ecr import check_weight, compress, conv_spec, im2col, row_dots, row_of, scatter_rows
 
 
 @dataclass

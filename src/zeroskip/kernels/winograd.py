@@ -206,23 +206,30 @@ def _output_transform_kernel(m_ptr, b_ptr, y_ptr, COUT, OH, OW, TH, TW, T, syn, 
 def conv(x, weight, bias, spec, activation_code: int, pool_code: int, y, gemm, interpreting=False):
     """Runs the three steps into y (allocated by the caller in its layout). `gemm(v, u)` is the
     implicit-GEMM launch (kernels.launch.conv for a 1x1 conv, groups 16) returning M."""
+    return run_steps("winograd", 2, _input_transform_kernel, _output_transform_kernel, BLOCKS, transformed_weight,
+                     x, weight, bias, spec, activation_code, pool_code, y, gemm, interpreting)
+
+
+def run_steps(name, tile, input_kernel, output_kernel, blocks, u_of, x, weight, bias, spec, activation_code,
+              pool_code, y, gemm, interpreting):
+    """Input transform, the (tile + 2)**2 GEMMs, output transform: the launches of F(tile x tile, 3x3)."""
     # The CPU interpreter costs ~9 ms per program whatever its size: big blocks there.
-    block_t, block_c, warps = (128, 64, 1) if interpreting else BLOCKS
-    why = supports(spec)
+    block_t, block_c, warps = (128, 64, 1) if interpreting else blocks
+    why = supports(spec, tile)
     if why is not None:
-        raise ValueError(f"algo='winograd' cannot run this call: {why} (use algo='igemm')")
-    th, tw = triton.cdiv(spec.out_h, 2), triton.cdiv(spec.out_w, 2)
+        raise ValueError(f"algo={name!r} cannot run this call: {why} (use algo='igemm')")
+    th, tw = triton.cdiv(spec.out_h, tile), triton.cdiv(spec.out_w, tile)
     t = spec.batch * th * tw
-    c, cout = spec.in_channels, spec.out_channels
-    # V as a channels_last (1, 16 C, T, 1) image: tile rows, 16 groups of C channels contiguous
-    v = torch.empty((1, t, 1, 16 * c), dtype=torch.float32, device=x.device).permute(0, 3, 1, 2)
-    _input_transform_kernel[(triton.cdiv(t, block_t), triton.cdiv(c, block_c))](
+    c, cout, pos = spec.in_channels, spec.out_channels, (tile + 2) ** 2
+    # V as a channels_last (1, pos C, T, 1) image: tile rows, pos groups of C channels contiguous
+    v = torch.empty((1, t, 1, pos * c), dtype=torch.float32, device=x.device).permute(0, 3, 1, 2)
+    input_kernel[(triton.cdiv(t, block_t), triton.cdiv(c, block_c))](
         x, v, c, spec.height, spec.width, th, tw, t, *x.stride(), spec.pad_h, spec.pad_w,
         BLOCK_T=block_t, BLOCK_C=block_c, num_warps=warps)
-    m = gemm(v, transformed_weight(weight))
-    assert m.is_contiguous(memory_format=torch.channels_last) and m.shape == (1, 16 * cout, t, 1)
+    m = gemm(v, u_of(weight))
+    assert m.is_contiguous(memory_format=torch.channels_last) and m.shape == (1, pos * cout, t, 1)
     b = bias if bias is not None else y
-    _output_transform_kernel[(triton.cdiv(t, block_t), triton.cdiv(cout, block_c))](
+    output_kernel[(triton.cdiv(t, block_t), triton.cdiv(cout, block_c))](
         m, b, y, cout, spec.out_h, spec.out_w, th, tw, t, *y.stride(), bias.stride(0) if bias is not None else 0,
         HAS_BIAS=bias is not None, ACTIVATION=activation_code, POOL=pool_code, BLOCK_T=block_t, BLOCK_C=block_c,
         num_warps=warps)

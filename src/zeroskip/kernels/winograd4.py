@@ -20,7 +20,7 @@ import triton
 import triton.language as tl
 
 from .implicit_gemm import _activate, _max_keep_nan
-from .winograd import _tiles, supports as _supports, transformed_weight as _transformed
+from .winograd import _tiles, run_steps, supports as _supports, transformed_weight as _transformed
 
 _G = ((1 / 4, 0.0, 0.0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6), (1 / 24, 1 / 12, 1 / 6),
       (1 / 24, -1 / 12, 1 / 6), (0.0, 0.0, 1.0))
@@ -28,7 +28,7 @@ _G = ((1 / 4, 0.0, 0.0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6), (1 /
 # in each of the 36 patch positions; 112-122 registers (input transform), 80-100 (output), no
 # spills, so two blocks of 256 threads fit an SM's 64K registers (sm_90 ptxas 12.9,
 # scripts/resource_report.py). 32x32 on 8 warps took 162-194 registers (one block per SM); 64x32
-# spilled (255 registers, up to 584 bytes of stack). Not yet timed on a GPU.
+# spilled (255 registers, up to 584 bytes of stack). Timed on an H200 with these blocks only (BENCHMARKS.md).
 BLOCKS = (16, 32, 8)
 
 
@@ -204,24 +204,5 @@ def _output_transform_kernel(m_ptr, b_ptr, y_ptr, COUT, OH, OW, TH, TW, T, syn, 
 def conv(x, weight, bias, spec, activation_code: int, pool_code: int, y, gemm, interpreting=False):
     """Runs the three steps into y (allocated by the caller in its layout). `gemm(v, u)` is the
     implicit-GEMM launch (kernels.launch.conv for a 1x1 conv, groups 36) returning M."""
-    # The CPU interpreter costs ~9 ms per program whatever its size: big blocks there.
-    block_t, block_c, warps = (128, 64, 1) if interpreting else BLOCKS
-    why = supports(spec)
-    if why is not None:
-        raise ValueError(f"algo='winograd4' cannot run this call: {why} (use algo='igemm')")
-    th, tw = triton.cdiv(spec.out_h, 4), triton.cdiv(spec.out_w, 4)
-    t = spec.batch * th * tw
-    c, cout = spec.in_channels, spec.out_channels
-    # V as a channels_last (1, 36 C, T, 1) image: tile rows, 36 groups of C channels contiguous
-    v = torch.empty((1, t, 1, 36 * c), dtype=torch.float32, device=x.device).permute(0, 3, 1, 2)
-    _input_transform_kernel[(triton.cdiv(t, block_t), triton.cdiv(c, block_c))](
-        x, v, c, spec.height, spec.width, th, tw, t, *x.stride(), spec.pad_h, spec.pad_w,
-        BLOCK_T=block_t, BLOCK_C=block_c, num_warps=warps)
-    m = gemm(v, transformed_weight(weight))
-    assert m.is_contiguous(memory_format=torch.channels_last) and m.shape == (1, 36 * cout, t, 1)
-    b = bias if bias is not None else y
-    _output_transform_kernel[(triton.cdiv(t, block_t), triton.cdiv(cout, block_c))](
-        m, b, y, cout, spec.out_h, spec.out_w, th, tw, t, *y.stride(), bias.stride(0) if bias is not None else 0,
-        HAS_BIAS=bias is not None, ACTIVATION=activation_code, POOL=pool_code, BLOCK_T=block_t, BLOCK_C=block_c,
-        num_warps=warps)
-    return y
+    return run_steps("winograd4", 4, _input_transform_kernel, _output_transform_kernel, BLOCKS, transformed_weight,
+                     x, weight, bias, spec, activation_code, pool_code, y, gemm, interpreting)
