@@ -3,6 +3,7 @@ direct computation, result files, argument errors and the no-GPU exit of `bench 
 No zeroskip kernel runs here (profile hooks plain PyTorch convs; bench --model needs a GPU)."""
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -154,17 +155,22 @@ def test_bench_model_needs_gpu(capsys):
     assert "timings need a CUDA GPU" in capsys.readouterr().err
 
 
-def test_result_files_and_table(tmp_path, capsys):
+def fake_result(layers=None):
+    """A run_model result as a GPU run writes it; one layer unless `layers` is given."""
     layer = {"name": "features.3", "op": "conv2d_pool", "shape": [1, 6, 14, 14], "sparsity": 0.5,
              "algo": "torch", "times_us": {"torch": 10.0, "igemm": 12.0, "winograd": 11.0, "winograd4": 10.5, "im2col": 13.0,
                                            "ecr_tc": "rel_err 1 > 0.01", "ecr": 30.0},
              "speedup": 1.0, "reused": False}
-    result = {"model": "lenet5", "batch": 1, "dtype": "fp32", "algo": "auto", "image_size": 32, "weights": None,
-              "eager_us": 50.0, "compiled_us": None, "converted_us": 40.0, "speedup": 1.25,
-              "speedup_vs_compiled": None, "mean_sparsity": 0.5, "max_rel_err": 1e-7, "timing": "cuda_graph",
-              "gpu": "fake", "torch": "x", "triton": "y", "date": "d", "notes": ["a note"],
-              "report": {"converted": ["features.0", "features.3"], "fused": ["features.0", "features.3"],
-                         "folded_bn": [], "kept_bn": []}, "layers": [layer]}
+    return {"model": "lenet5", "batch": 1, "dtype": "fp32", "algo": "auto", "image_size": 32, "weights": None,
+            "eager_us": 50.0, "compiled_us": None, "converted_us": 40.0, "speedup": 1.25,
+            "speedup_vs_compiled": None, "mean_sparsity": 0.5, "max_rel_err": 1e-7, "timing": "cuda_graph",
+            "gpu": "fake", "torch": "x", "triton": "y", "date": "d", "notes": ["a note"],
+            "report": {"converted": ["features.0", "features.3"], "fused": ["features.0", "features.3"],
+                       "folded_bn": [], "kept_bn": []}, "layers": [layer] if layers is None else layers}
+
+
+def test_result_files_and_table(tmp_path, capsys):
+    result = fake_result()
     path = models.write_results([result], tmp_path / "m.json")
     assert json.loads(path.read_text())[0]["speedup"] == 1.25
     assert path.with_suffix(".csv").read_text().startswith("model,batch,dtype")
@@ -177,6 +183,67 @@ def test_result_files_and_table(tmp_path, capsys):
     assert out.splitlines()[-2].split()[-1] == "speedup" and out.splitlines()[-1].split()[-1] == "1.00"
     assert models.layer_speedup({"torch": 10.0, "igemm": 4.0}, "igemm") == 2.5
     assert models.layer_speedup({"torch": 10.0, "igemm": "rel_err 1 > 0.01"}, "igemm") is None
+
+
+def layer_row(name, shape, algo, torch_us, ours_us):
+    times = {"torch": torch_us, algo: ours_us}
+    return {"name": name, "op": "conv2d", "shape": shape, "sparsity": 0.5, "algo": algo, "times_us": times,
+            "speedup": models.layer_speedup(times, algo), "reused": False}
+
+
+def saved_figures(monkeypatch):
+    """The matplotlib figures that savefig writes from now on, each still open to inspection."""
+    from matplotlib.figure import Figure
+    figures, savefig = [], Figure.savefig
+
+    def record(fig, *args, **kwargs):
+        figures.append(fig)
+        return savefig(fig, *args, **kwargs)
+    monkeypatch.setattr(Figure, "savefig", record)
+    return figures
+
+
+def test_model_plots(tmp_path, monkeypatch):
+    """One PNG per result beside the JSON: a bar per measured call (cuDNN's time over the chosen
+    algo's, a layer called at two shapes labelled by shape, no bar where a time is missing), the
+    whole-model speedups in the title."""
+    pytest.importorskip("matplotlib")
+    figures = saved_figures(monkeypatch)
+    rows = [layer_row("features.0", [1, 3, 32, 32], "torch", 10.0, 10.0),
+            layer_row("features.3", [1, 6, 14, 14], "igemm", 12.0, 4.0),
+            layer_row("features.3", [1, 6, 7, 7], "winograd", 9.0, 6.0),
+            layer_row("features.6", [1, 16, 5, 5], "igemm", 10.0, "rel_err 1 > 0.01")]
+    fp16 = {**fake_result(rows), "dtype": "fp16", "batch": 32, "compiled_us": 45.0, "speedup_vs_compiled": 1.125}
+    pngs = models.write_plots([fake_result(), fp16], tmp_path / "model-1.json")
+    assert pngs == [tmp_path / "model-1-lenet5-fp32-b1-auto.png", tmp_path / "model-1-lenet5-fp16-b32-auto.png"]
+    assert all(p.read_bytes().startswith(b"\x89PNG") for p in pngs)
+    ax = figures[0].axes[0]
+    assert "1.25x over eager, - over torch.compile" in ax.get_title()
+    assert [b.get_height() for b in ax.patches] == [1.0]
+    ax = figures[1].axes[0]
+    assert "fp16 batch 32" in ax.get_title() and "1.25x over eager, 1.12x over torch.compile" in ax.get_title()
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["features.0", "features.3 1x6x14x14",
+                                                            "features.3 1x6x7x7", "features.6"]
+    bars = sorted((round(b.get_x() + b.get_width() / 2), b.get_height()) for b in ax.patches)
+    assert bars == [(0, 1.0), (1, 3.0), (2, 1.5)]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["torch", "igemm", "winograd"]
+    assert any(t.get_text() == "n/a" for t in ax.texts)
+
+
+def test_bench_model_png_cli(tmp_path, monkeypatch, capsys):
+    """`bench --model lenet5 --png` (with a GPU faked and run_model's result given) writes the plot
+    beside the JSON and prints its path."""
+    pytest.importorskip("matplotlib")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(models, "run_model", lambda name, batch, dtype, algo, *args, **kwargs:
+                        {**fake_result(), "model": name, "batch": batch, "dtype": dtype, "algo": algo})
+    assert cli.main(["bench", "--model", "lenet5", "--png", "--out", str(tmp_path), "--dtype", "fp32,fp16"]) == 0
+    out = capsys.readouterr().out
+    plots = [line.split("plot: ")[1] for line in out.splitlines() if line.startswith("plot: ")]
+    json_path = next(tmp_path.glob("model-*.json"))
+    assert plots == [str(models.plot_path(r, json_path)) for r in json.loads(json_path.read_text())]
+    assert [p.split(json_path.stem)[1] for p in plots] == ["-lenet5-fp32-b1-auto.png", "-lenet5-fp16-b1-auto.png"]
+    assert all(Path(p).is_file() and Path(p).parent == tmp_path for p in plots)
 
 
 def test_run_model_steps_on_cpu(monkeypatch):

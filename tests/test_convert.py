@@ -1,4 +1,5 @@
-"""zeroskip.convert_ on small LeNet / VGG / ResNet models and on torchvision's VGG, AlexNet, GoogLeNet and ResNet."""
+"""zeroskip.convert_ on small LeNet / VGG / ResNet models, hand-written blocks that fold BatchNorm outside
+nn.Sequential, and torchvision's VGG, AlexNet, GoogLeNet and ResNet."""
 import copy
 
 import pytest
@@ -77,6 +78,10 @@ def randomize_bn(model):
     return model.eval()
 
 
+def names_of(model, kind):
+    return [n for n, m in model.named_modules() if type(m) is kind]
+
+
 def check(model, x, **options):
     """Converts `model`; its output must match the original in float64 as closely as fp32 allows:
     within TOL, or twice the original model's own fp32 error on this device (deep models: cuDNN's
@@ -120,10 +125,98 @@ def test_vgg_like(bn, device):
 def test_resnet_like(device):
     model = randomize_bn(ResNetish()).to(device)
     report = check(model, sparse((1, 3, 8, 8), 0.8, device=device), algo="ecr")
-    assert report["folded_bn"] == ["layer1.1.downsample.1"] and report["fused"] == []
-    assert len(report["converted"]) == 6
+    assert report["folded_bn"] == names_of(ResNetish(), nn.BatchNorm2d) and report["fused"] == []
+    assert len(report["converted"]) == 6 and len(report["folded_bn"]) == 6
+    assert all(type(m) not in (nn.Conv2d, nn.BatchNorm2d) for m in model.modules())
+    assert model.layer1[0].conv1.activation is None and isinstance(model.bn1, nn.Identity)
+    assert model.conv1.bias is not None
+
+
+class ConvBN(nn.Module):
+    """relu(bn(conv(x)) + x): the BN normalises the conv's output alone, so it is folded."""
+
+    def __init__(self, c, bias=False):
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(c, c, 3, padding=1, bias=bias), nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        return torch.relu(self.bn(self.conv(x)) + x)
+
+
+class SecondUser(ConvBN):
+    """The conv's output also feeds the sum: folding would change that, so the BN stays."""
+
+    def forward(self, x):
+        y = self.conv(x)
+        return torch.relu(self.bn(y) + y)
+
+
+class DataDependent(ConvBN):
+    """Control flow on a tensor's value: fx cannot trace it, so the module is left alone."""
+
+    def forward(self, x):
+        y = self.bn(self.conv(x))
+        return torch.relu(y) if x.sum() > 0 else y
+
+
+class DefaultArg(ConvBN):
+    """A defaulted argument decides the path: a trace takes `double` as given and sees
+    bn(conv(x)), but the call without it runs bn(2 * conv(x)); left alone."""
+
+    def forward(self, x, double=None):
+        y = self.conv(x)
+        if double is None:
+            y = y * 2
+        return torch.relu(self.bn(y))
+
+
+class Blocks(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem, self.stem_bn = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8)  # a conv with a bias
+        self.res, self.second = ConvBN(8), SecondUser(8)
+        self.dynamic, self.default = DataDependent(8), DefaultArg(8)
+
+    def forward(self, x):
+        x = torch.relu(self.stem_bn(self.stem(x)))
+        return self.default(self.dynamic(self.second(self.res(x))))
+
+
+def test_bn_folded_outside_sequential(device):
+    """Traced forwards: a BN applied to a conv's output alone is folded (the conv gains a bias and
+    becomes the zeroskip conv, the BN's place an nn.Identity); a BN whose conv output has another
+    user, and the BNs of modules whose forward cannot be traced into one graph, stay."""
+    model = randomize_bn(Blocks()).to(device)
+    report = check(model, sparse((1, 3, 8, 8), 0.5, device=device), algo="ecr")
+    assert report["converted"] == ["stem", "res.conv", "second.conv", "dynamic.conv", "default.conv"]
+    assert report["folded_bn"] == ["stem_bn", "res.bn"] and report["kept_bn"] == report["fused"] == []
+    assert names_of(model, nn.BatchNorm2d) == ["second.bn", "dynamic.bn", "default.bn"]
+    assert names_of(model, nn.Identity) == ["stem_bn", "res.bn"]
     assert all(type(m) is not nn.Conv2d for m in model.modules())
-    assert model.layer1[0].conv1.activation is None and isinstance(model.bn1, nn.BatchNorm2d)
+    assert model.res.conv.bias is not None and model.second.conv.bias is None
+
+
+def test_bn_folding_outside_sequential_options(device):
+    """The traced folding follows convert_'s options as the Sequential path does: fold_bn=False
+    folds nothing, a conv that filter_fn excludes keeps its BN, a training-mode BN is kept (and
+    reported), and a conv shared with another parent is converted but not folded."""
+    x = sparse((1, 3, 8, 8), 0.5, device=device)
+    report = check(randomize_bn(Blocks()).to(device), x, algo="torch", fold_bn=False)
+    assert report["folded_bn"] == report["kept_bn"] == [] and len(report["converted"]) == 5
+    model = randomize_bn(Blocks()).to(device)
+    report = check(model, x, algo="torch", filter_fn=lambda name, m: name != "res.conv")
+    assert report["folded_bn"] == ["stem_bn"] and type(model.res.conv) is nn.Conv2d
+    assert isinstance(model.res.bn, nn.BatchNorm2d)
+    model = randomize_bn(Blocks()).to(device)
+    model.res.bn.train()
+    zeroskip.convert_(model, algo="torch")
+    assert model.zeroskip_report["kept_bn"] == ["res.bn"] and model.zeroskip_report["folded_bn"] == ["stem_bn"]
+    assert isinstance(model.res.bn, nn.BatchNorm2d) and model.res.conv.bias is None
+    model = randomize_bn(Blocks()).to(device)
+    model.alias = model.res.conv  # the same conv under a second parent name
+    report = check(model, x, algo="torch")
+    assert report["folded_bn"] == ["stem_bn"] and isinstance(model.res.bn, nn.BatchNorm2d)
+    assert model.res.conv is model.alias and model.res.conv.bias is None
 
 
 def test_options(device):
@@ -205,33 +298,32 @@ def torchvision_model(name, size):
     return model.eval()
 
 
-def names_of(model, kind):
-    return [n for n, m in model.named_modules() if type(m) is kind]
-
-
 def check_torchvision(name, model, x, **options):
     """check() on a torchvision model, plus what convert_ must have made of it: every conv
     replaced; VGG's conv [-> BN] -> ReLU [-> max-pool] runs and AlexNet's conv -> ReLU [-> pool]
-    runs fused, one ConvActPool per pool; BN folded where it follows a conv in an nn.Sequential
-    (VGG's, ResNet's downsample branches); ResNet's and GoogLeNet's other convs unfused."""
+    runs fused, one ConvActPool per pool; every BN folded and none left, whether it follows a
+    conv in an nn.Sequential (VGG's, ResNet's downsample branches) or in a block's forward
+    (ResNet's main path, GoogLeNet's BasicConv2d); ResNet's and GoogLeNet's convs unfused."""
     convs, norms = names_of(model, nn.Conv2d), names_of(model, nn.BatchNorm2d)
     with torch.no_grad():  # the output must depend on the convs, or check() could not fail
         other = model(torch.randn_like(x))
         assert rel_err(model(x), other) > 0.01
     report = check(model, x, **options)
     assert report["converted"] == convs and report["kept_bn"] == []
-    assert names_of(model, nn.Conv2d) == []
+    assert names_of(model, nn.Conv2d) == [] and names_of(model, nn.BatchNorm2d) == []
+    assert report["folded_bn"] == norms
     pooled = names_of(model, ConvActPool)
     if name in VGGS:
         assert len(convs) == VGGS[name] and report["fused"] == convs and len(pooled) == 5
-        assert report["folded_bn"] == norms and len(norms) == (len(convs) if name.endswith("_bn") else 0)
-        assert names_of(model, nn.BatchNorm2d) == []
+        assert len(norms) == (len(convs) if name.endswith("_bn") else 0)
     elif name == "alexnet":
         assert report["fused"] == convs and pooled == ["features.0", "features.3", "features.10"]
     else:
         assert report["fused"] == [] and pooled == []
-        assert report["folded_bn"] == [n for n in norms if ".downsample." in n]
-        assert len(report["folded_bn"]) == {"resnet18": 3, "resnet50": 4, "googlenet": 0}[name]
+        # ResNet: the stem's BN, each block's main-path BNs and the downsample branches' BNs
+        # (ResNet-18: 1 + 8 * 2 + 3, ResNet-50: 1 + 16 * 3 + 4); GoogLeNet: one per conv.
+        assert len(norms) == {"resnet18": 20, "resnet50": 53, "googlenet": len(convs)}[name]
+        assert len([n for n in norms if ".downsample." in n]) == {"resnet18": 3, "resnet50": 4, "googlenet": 0}[name]
     fused = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.activation is not None]
     assert all(m.activation == "relu" for m in fused) and len(fused) == len(report["fused"])
     assert all(m.pool == "max" for m in model.modules() if isinstance(m, ConvActPool))

@@ -48,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     common(b)
     layout_option(b)
     b.add_argument("--compile", action="store_true", help="also time torch.compile of the baseline (max-autotune tuning; the harness adds the CUDA graph)")
-    b.add_argument("--png", action="store_true", help="also draw speedups per layer (needs matplotlib)")
+    b.add_argument("--png", action="store_true",
+                   help="also draw speedups per layer (needs matplotlib); with --model one plot per model, batch, "
+                        "dtype and algo, its whole-model speedups in the title")
     b.add_argument("--model", action="append", type=_choices("model", MODELS),
                    help=f"instead of suites, whole model(s) among {', '.join(MODELS)}: eager vs torch.compile vs "
                         f"zeroskip.convert_, plus a per-layer table. torchvision models are built with weights=None "

@@ -44,10 +44,15 @@ def _check_plan(parser, path) -> None:
 
 
 def bench_models(parser, args, gpu) -> int:
-    """`bench --model`: checks the arguments, then times each model, batch, dtype and algo."""
-    for flag, given in (("--suite", args.suite), ("--ops", args.ops), ("--png", args.png), ("--data", args.data)):
+    """`bench --model`: checks the arguments, then times each model, batch, dtype and algo; with --png
+    a per-layer speedup plot per result beside the JSON."""
+    for flag, given in (("--suite", args.suite), ("--ops", args.ops), ("--data", args.data)):
         if given:
             parser.error(f"argument {flag}: not allowed with --model")
+    if args.png:
+        import importlib.util
+        if importlib.util.find_spec("matplotlib") is None:
+            parser.error("argument --png: needs matplotlib, which is not installed")
     models = _flat(args.model, [])
     _model_args(parser, args, models)
     if args.plan:
@@ -71,6 +76,9 @@ def bench_models(parser, args, gpu) -> int:
                     bm.print_result(results[-1])
     path = bm.write_results(results, Path(args.out) / f"model-{_stamp()}.json")
     print(f"\nresults: {path}, {path.with_suffix('.csv')} and {path.with_name(path.stem + '-layers.csv')}")
+    if args.png:
+        for png in bm.write_plots(results, path):
+            print(f"plot: {png}")
     return 0
 
 

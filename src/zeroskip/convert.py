@@ -6,14 +6,25 @@ position gets the fused module (zeroskip.nn.ConvActPool, or zeroskip.nn.Conv2d w
 activation), the absorbed positions get nn.Identity(), so indices and all other state_dict
 keys stay stable. A folded BatchNorm's keys (weight, bias, running_mean, running_var,
 num_batches_tracked) disappear from the state_dict; its scale and shift live in the conv's
-weight and bias (a bias is created if the conv had none). Every other conv (e.g. in a ResNet
-block, whose forward order is not visible) becomes zeroskip.nn.Conv2d with activation None.
+weight and bias (a bias is created if the conv had none). Every other conv becomes
+zeroskip.nn.Conv2d with activation None.
+
+Outside nn.Sequential (e.g. a ResNet block's `bn1(conv1(x))`, GoogLeNet's BasicConv2d), a module
+with a Conv2d and a BatchNorm2d among its direct children has its forward traced with torch.fx,
+every child a leaf. A BatchNorm2d child whose input is the output of a converted Conv2d child
+that nothing else uses is folded into that conv the same way, its place taking nn.Identity();
+both children must be called once in that forward, their parameters and buffers not read there
+otherwise, and neither shared with another parent. Nothing is fused there (the order of the
+other children is not known). A module whose forward fails to trace (e.g. control flow on a
+tensor's value) or has defaulted, keyword-only or variadic parameters (one trace would not stand
+for every call) keeps its BNs. The trace runs the forward's Python code once on fx proxies.
 
 BatchNorm2d is folded only in eval mode with running statistics; a training-mode BN (or one
-without running stats) is left alone, listed in the report's "kept_bn", and ends the run, so
-the conv is converted unfused. A conv shared by several parents is converted but never folded
-or fused; convs with padding_mode != "zeros", nn.Conv2d subclasses and the root module
-itself (which cannot be replaced in place) are left alone.
+without running stats) that follows a converted conv is left alone and listed in the report's
+"kept_bn" (in an nn.Sequential it ends the run, so the conv is converted unfused). A conv shared
+by several parents is converted but never folded or fused; convs with padding_mode != "zeros",
+nn.Conv2d subclasses and the root module itself (which cannot be replaced in place) are left
+alone. fold_bn=False folds nothing, on either path.
 
 `example_inputs` (a tensor or a tuple of positional arguments) is stored on the model as
 `zeroskip_example_inputs`. With algo="auto", measure=True and example_inputs on CUDA, each

@@ -1,13 +1,16 @@
-"""The in-place swap behind convert_: each wanted nn.Conv2d becomes a zeroskip module, and a
+"""The in-place swap behind convert_: each wanted nn.Conv2d becomes a zeroskip module, a
 Conv2d [-> BatchNorm2d] [-> ReLU/ReLU6] [-> MaxPool2d/AvgPool2d] run inside an nn.Sequential
-becomes one fused module plus nn.Identity() placeholders (rules in zeroskip.convert).
+becomes one fused module plus nn.Identity() placeholders, and in any other module a BatchNorm2d
+child that its torch.fx-traced forward applies to a conv child's output alone is folded into that
+conv (rules in zeroskip.convert).
 """
 from __future__ import annotations
 
+import inspect
 from collections import Counter
 
 import torch
-from torch import nn
+from torch import fx, nn
 
 from . import nn as znn
 
@@ -56,6 +59,29 @@ def fold_bn_(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
         conv.bias.copy_(bias)
 
 
+class _ChildrenAsLeaves(fx.Tracer):
+    """Traces one module's own forward: every submodule call stays a single call_module node."""
+
+    def is_leaf_module(self, m, module_qualified_name) -> bool:
+        return True
+
+
+def _own_graph(module):
+    """The fx graph of module's forward, or None where tracing fails or one graph may not stand
+    for every call: a forward with defaulted, keyword-only or variadic parameters (a check such
+    as `if mask is None` would be decided for the trace, not for the call)."""
+    try:
+        params = inspect.signature(module.forward).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) or p.default is not p.empty for p in params):
+        return None
+    try:
+        return _ChildrenAsLeaves().trace(module)
+    except Exception:  # data-dependent control flow, untraceable calls: the module is left as it is
+        return None
+
+
 class _Converter:
     def __init__(self, model, algo, filter_fn, fold_bn, fuse):
         self.algo, self.filter_fn, self.fold_bn, self.fuse = algo, filter_fn, fold_bn, fuse
@@ -78,6 +104,8 @@ class _Converter:
         # (e.g. a residual block), and fusing across its children would change what it computes.
         if isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward:
             self.sequential(module, prefix)
+        elif self.fold_bn:
+            self.fold_traced(module, prefix)
         for name, child in module.named_children():
             qual = f"{prefix}.{name}" if prefix else name
             if self.wanted(qual, child):
@@ -120,3 +148,42 @@ class _Converter:
             for k in range(i + 1, j):
                 setattr(seq, items[k][0], nn.Identity())
             i = j
+
+    def fold_traced(self, module, prefix):
+        """Folds each BatchNorm2d child of `module` whose input, in the fx trace of module's forward,
+        is the output of a wanted Conv2d child used by nothing else; both children are called once
+        and their parameters and buffers are not read elsewhere in that forward, and neither is
+        shared with another parent. The BN's place gets nn.Identity(); its conv is left for walk()."""
+        children = dict(module.named_children())
+        qual = {n: f"{prefix}.{n}" if prefix else n for n in children}
+        if not (any(type(c) is nn.BatchNorm2d for c in children.values())
+                and any(self.wanted(qual[n], c) for n, c in children.items())):
+            return
+        graph = _own_graph(module)
+        if graph is None:
+            return
+        calls = Counter(node.target for node in graph.nodes if node.op == "call_module")
+        read = {node.target.split(".")[0] for node in graph.nodes if node.op == "get_attr"}
+
+        def alone(name):
+            return calls[name] == 1 and name not in read and id(children[name]) not in self.shared
+
+        convs = {}  # BN child name -> the conv child name it normalises
+        for node in graph.nodes:
+            if node.op != "call_module" or type(children.get(node.target)) is not nn.BatchNorm2d:
+                continue
+            src = node.args[0] if len(node.args) == 1 and not node.kwargs else None
+            if (isinstance(src, fx.Node) and src.op == "call_module" and src.target in children
+                    and len(src.users) == 1 and self.wanted(qual[src.target], children[src.target])
+                    and alone(src.target) and alone(node.target)):
+                convs[node.target] = src.target
+        for name, bn in children.items():  # in child order, as the Sequential path reports them
+            if name not in convs:
+                continue
+            conv = children[convs[name]]
+            if not _foldable(bn, conv):
+                self.report["kept_bn"].append(qual[name])
+                continue
+            fold_bn_(conv, bn)
+            self.report["folded_bn"].append(qual[name])
+            setattr(module, name, nn.Identity())

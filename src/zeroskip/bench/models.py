@@ -257,6 +257,19 @@ def print_result(r) -> None:
         print("  " + "  ".join(c.rjust(w) if i >= 3 else c.ljust(w) for i, (c, w) in enumerate(zip(t, widths))))
 
 
+def plot_path(result, path) -> Path:
+    """Where write_plots puts `result`'s plot: beside the JSON at `path`, named after the run."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}-{result['model']}-{result['dtype']}-b{result['batch']}-{result['algo']}.png")
+
+
+def write_plots(results, path) -> list:
+    """One per-layer speedup plot per result (bench.plot.plot_model; needs matplotlib) beside the
+    JSON at `path`; returns their paths."""
+    from .plot import plot_model
+    return [plot_model(r, plot_path(r, path)) for r in results]
+
+
 def write_results(results, path) -> Path:
     """JSON at `path`, the summary as CSV beside it, the per-layer rows as <stem>-layers.csv."""
     path = write_json(results, path)
