@@ -22,9 +22,9 @@ Algos (every name here is public and documented in the README):
             (kernels/im2col.py). No zero skipping.
   "auto"    On CUDA, the active plan's measured choice for this exact call (zeroskip.plan: op,
             geometry with batch and pooling, dtype, TF32 switch, activation, channels_last) when
-            it has an entry; else "igemm" or "winograd" for the layer families measured faster
-            than cuDNN (measured_best: VGG-style 3x3 convs in fp32 and in fp16, see
-            BENCHMARKS.md) and "torch" for everything else; "ecr" on the CPU interpreter;
+            it has an entry; else "igemm", "winograd", "winograd4" or "im2col" for the layer
+            families measured faster than cuDNN (measured_best: VGG-style 3x3 convs in fp32 and
+            in fp16, 3-channel first layers; see BENCHMARKS.md) and "torch" for everything else; "ecr" on the CPU interpreter;
             "torch" wherever kernels cannot run.
 """
 from __future__ import annotations
