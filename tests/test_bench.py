@@ -192,6 +192,17 @@ def test_break_even():
     assert list(run.break_evens(rows).values()) == [0.5]
 
 
+def test_break_even_of_auto_on_cudnn_is_no_number():
+    """auto on cuDNN at every point: both sides are one kernel, so noise above 1.0 is no break-even;
+    one point on a kernel makes it a real line again."""
+    rows = [fake_row(ours=100 / v, s=s) for s, v in [(0.0, 0.99), (0.5, 1.01), (0.9, 1.0)]]
+    for r in rows:
+        r["notes"] = ["auto ran torch"]
+    assert list(run.break_evens(rows).values()) == [run.SAME_KERNEL]
+    rows[2]["notes"] = ["auto ran igemm"]
+    assert math.isclose(list(run.break_evens(rows).values())[0], 0.25)  # 0.99 at 0.0 -> 1.01 at 0.5
+
+
 def test_replicate_cases(data):
     cases = replicate.cases()
     assert [c["kind"] for c in cases] == ["conv"] * 16 + ["pool"] * 5 + ["sweep"] * 9

@@ -149,7 +149,9 @@ def sweep(args, shapes, data) -> int:
     run.print_table(rows)
     print("\nbreak-even input sparsity (ours at least as fast as cuDNN from here on):")
     for (suite, layer, dtype, batch, algo), s in run.break_evens(rows).items():
-        print(f"  {suite} {layer} {dtype} batch {batch} {algo}: " + ("never" if s is None else f"{s:.3f}"))
+        said = ("never" if s is None else "none: auto ran cuDNN, the baseline itself" if s == run.SAME_KERNEL
+                else f"{s:.3f}")
+        print(f"  {suite} {layer} {dtype} batch {batch} {algo}: {said}")
     if args.png:
         print(f"plot: {run.plot_sweep(rows, path.with_suffix('.png'))}")
     print(f"results: {path} and {path.with_suffix('.csv')}")
