@@ -249,6 +249,9 @@ _TUNE = dict(key=_KEY, prune_configs_by={"early_config_prune": _prune}, do_bench
 # spills too (544 bytes of stack, sm_90 ptxas) yet is what the tuner keeps for the Winograd GEMMs:
 # adding spill-free 128x64 tiles on 8 warps and BLOCK_K 64 ones moved no VGG-19 fp32 layer by more
 # than 0.5% at batch 1 or 32 (H200, scripts/ab_algos.py --base --tiles), so they are not listed.
+# Likewise for 16-bit: the tiles torch.compile's conv templates win with at batch 32 (256x128x64,
+# 128x256x64, 256x64x64, 128x128x128 on 8 warps; spill-free with a fused pool) moved VGG-19's
+# fp16 fused stages by 0-1.8% (H200, batch 1 and 32).
 _conv_tuned_16 = triton.autotune(configs=_configs([
     (128, 128, 64, 8, 3), (128, 64, 64, 4, 3), (64, 128, 64, 4, 3), (64, 64, 64, 4, 4),
     (128, 128, 32, 8, 4), (128, 64, 32, 4, 4), (64, 64, 32, 4, 4), (32, 64, 64, 4, 3),
