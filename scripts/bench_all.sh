@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Reproduces the measurements behind BENCHMARKS.md, one part per call (each fits in a 10-minute
 # GPU session slot). Results go to $OUT/<part> (or benchmarks/<part>).
-#   bash scripts/bench_all.sh PART DATA      PART: b1 | b32 | auto | fused | models | layout | fp32ab | wino | first | sweep
+#   bash scripts/bench_all.sh PART DATA      PART: b1 | b32 | auto | fused | models | layout | fp32ab | wino | first | sweep | compile32
 set -euo pipefail
-part=${1:?part: b1 b32 auto fused models layout fp32ab wino first sweep}
+part=${1:?part: b1 b32 auto fused models layout fp32ab wino first sweep compile32}
 data=${2:-.data/paper-data}
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 out=${OUT:-benchmarks}/$part
@@ -40,6 +40,11 @@ case $part in
             ab --dtype $dt --suite lenet5
             ab --dtype $dt --suite lenet5 --fused
           done 2>&1 | tee "$out/ab_first_layers.txt" ;;
-  sweep)  z sweep --dtype fp32,fp16 --png --data "$data" ;;
+  sweep)  z sweep --dtype fp32,fp16 --png --data "$data"
+          for cfg in "fp16 1" "fp16 32" "fp32 32"; do
+            set -- $cfg
+            z sweep --dtype $1 --batch $2 --algo auto,ecr_tc --sparsities 0,0.5,0.8,0.9,0.95,0.99 --png --data "$data"
+          done ;;
+  compile32) z bench --suite vgg19 --ops conv2d_pool --batch 32 --dtype fp16 --algo auto --compile --data "$data" ;;
   *) echo "unknown part $part" >&2; exit 2 ;;
 esac
