@@ -44,13 +44,6 @@ def load_base(path):
     return module
 
 
-def ours_from(module, op, layer, activation, algo):
-    if op == "conv2d":
-        return lambda x, w, b: module.conv2d(x, w, b, **layer.conv_args(), activation=activation, algo=algo)
-    return lambda x, w, b: module.conv2d_pool(x, w, b, **layer.conv_args(), activation=activation,
-                                              **layer.pool_args(), algo=algo)
-
-
 base = load_base(args.base) if args.base else None
 
 geo = lambda r: math.exp(sum(map(math.log, r)) / len(r))  # noqa: E731
@@ -70,7 +63,7 @@ with precision(args.dtype):
             ref_fn = baseline(op, layer, "relu" if args.fused else None)
             fns = {a: ours(op, layer, "relu" if args.fused else None, a) for a in algos}
             if base is not None:
-                fns.update({f"base:{a}": ours_from(base, op, layer, "relu" if args.fused else None, a) for a in algos})
+                fns.update({f"base:{a}": ours(op, layer, "relu" if args.fused else None, a, base) for a in algos})
             ref = ref_fn(x.double(), w.double(), b.double())
             err = [rel_error(fns[a](x, w, b), ref) for a in ratios]
             t = [m.us for m in measure_same(lambda: ref_fn(x, w, b), *[lambda a=a: fns[a](x, w, b) for a in ratios])]

@@ -76,8 +76,11 @@ def baseline(op: str, layer: Layer, activation):
     return lambda x, w, b: F.max_pool2d(conv(x, w, b), p["size"], p["stride"], p["padding"])
 
 
-def ours(op: str, layer: Layer, activation, algo):
-    import zeroskip
+def ours(op: str, layer: Layer, activation, algo, zeroskip=None):
+    """zeroskip.conv2d or conv2d_pool for the layer; `zeroskip` may be another copy of the package
+    (scripts/ab_algos.py --base)."""
+    if zeroskip is None:
+        import zeroskip
     if op == "conv2d":
         return lambda x, w, b: zeroskip.conv2d(x, w, b, **layer.conv_args(), activation=activation, algo=algo)
     return lambda x, w, b: zeroskip.conv2d_pool(x, w, b, **layer.conv_args(), activation=activation,
