@@ -21,7 +21,7 @@ import triton.language as tl
 
 from .ecr_index import _pixel_rows
 from . import implicit_gemm as ig
-from .implicit_gemm import _dot_3xtf32, _epilogue, _prune
+from .implicit_gemm import _base_offsets, _dot_3xtf32, _epilogue, _prune
 from .split_k import graph_ms
 
 
@@ -50,13 +50,7 @@ def _im2col_kernel(
     cout = (g * COUT_G + o).to(tl.int64)
     n, ih0, iw0, valid = _pixel_rows(mb, M, PW_OUT, PH_OUT, OH, OW, pool_kh, pool_kw, pool_sh, pool_sw,
                                      pool_ph, pool_pw, stride_h, stride_w, pad_h, pad_w, BLOCK_M, WIN_P2)
-    # int32 offsets within an image unless a tensor spans 2**31 elements (as the main kernel)
-    if BIG:
-        x_row = n.to(tl.int64) * sxn + (g * C_G).to(tl.int64) * sxc
-        w_col = cout * swo
-    else:
-        x_row = n * sxn + g * C_G * sxc
-        w_col = cout.to(tl.int32) * swo
+    x_row, w_col = _base_offsets(n, g, C_G, sxn, sxc, cout, swo, BIG)
     taps = KH * KW
     k_total = C_G * taps
     kk = tl.arange(0, BLOCK_K)

@@ -57,6 +57,20 @@ def _dot_3xtf32(a, b, b_lo, acc):
 
 
 @triton.jit
+def _base_offsets(n, g, C_G, sxn, sxc, cout, swo, BIG: tl.constexpr):
+    """Each row's image-and-group offset into x and each output channel's offset into the weight.
+    They stay int32 unless the tensors need 64 bits: a block's BLOCK_M row offsets are live
+    through the whole loop, and 64-bit pointers for them cost registers the tiles need."""
+    if BIG:
+        x_row = n.to(tl.int64) * sxn + (g * C_G).to(tl.int64) * sxc
+        w_col = cout * swo
+    else:
+        x_row = n * sxn + g * C_G * sxc
+        w_col = cout.to(tl.int32) * swo
+    return x_row, w_col
+
+
+@triton.jit
 def _conv_kernel(
     # pointers
     x_ptr, w_ptr, wlo_ptr, b_ptr, y_ptr, flag_ptr, ws_ptr,
@@ -95,14 +109,7 @@ def _conv_kernel(
 
     n, ih0, iw0, valid = _pixel_rows(mb, M, PW_OUT, PH_OUT, OH, OW, pool_kh, pool_kw, pool_sh, pool_sw,
                                      pool_ph, pool_pw, stride_h, stride_w, pad_h, pad_w, BLOCK_M, WIN_P2)
-    # Offsets stay int32 unless the tensors need 64 bits: a block's BLOCK_M row offsets are live
-    # through the whole loop, and 64-bit pointers for them cost registers the tiles need.
-    if BIG:
-        x_row = n.to(tl.int64) * sxn + (g * C_G).to(tl.int64) * sxc
-        w_col = cout * swo
-    else:
-        x_row = n * sxn + g * C_G * sxc
-        w_col = cout.to(tl.int32) * swo
+    x_row, w_col = _base_offsets(n, g, C_G, sxn, sxc, cout, swo, BIG)
     kc = tl.arange(0, BLOCK_K)
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     # One flat loop over (tap, chunk) rather than two nested ones: Triton software-pipelines only
