@@ -30,7 +30,8 @@ CHANNELS_LAST = dict(ones=("sxc", "swo"), div16=("C_G", "COUT_G", "sxn", "sxh", 
 LAYER = dict(C_G=256, H=56, W=56, COUT_G=256, OH=56, OW=56, PH_OUT=28, PW_OUT=28, KH=3, KW=3,
              sxn=56 * 56 * 256, sxc=1, sxh=56 * 256, sxw=256, swo=9 * 256, swc=1, swh=3 * 256, sww=256,
              syn=28 * 28 * 256, syc=1, syh=28 * 256, syw=256, sb=1, stride_h=1, stride_w=1, pad_h=1, pad_w=1,
-             dil_h=1, dil_w=1, pool_kh=2, pool_kw=2, pool_sh=2, pool_sw=2, pool_ph=0, pool_pw=0)
+             dil_h=1, dil_w=1, pool_kh=2, pool_kw=2, pool_sh=2, pool_sw=2, pool_ph=0, pool_pw=0,
+             C=256, COUT=256, TH=14, TW=14)  # the Winograd transforms' names
 
 
 def compile_variant(fn, dtype, constexprs, num_warps=4, num_stages=3, ones=(), div16=()):

@@ -29,14 +29,19 @@ from .split_k import graph_ms
 def _im2col_kernel(
     # pointers
     x_ptr, w_ptr, wlo_ptr, b_ptr, y_ptr,
-    # sizes
-    C_G, H, W, COUT_G, OH, OW, PH_OUT, PW_OUT, M, KH, KW,
+    # sizes: the layer's own as compile-time constants, as in implicit_gemm._conv_kernel; M (batch) stays an argument
+    C_G: tl.constexpr, H: tl.constexpr, W: tl.constexpr, COUT_G: tl.constexpr, OH: tl.constexpr, OW: tl.constexpr,
+    PH_OUT: tl.constexpr, PW_OUT: tl.constexpr, M, KH: tl.constexpr, KW: tl.constexpr,
     # strides (elements)
-    sxn, sxc, sxh, sxw, swo, swc, swh, sww, syn, syc, syh, syw, sb,
+    sxn: tl.constexpr, sxc: tl.constexpr, sxh: tl.constexpr, sxw: tl.constexpr, swo: tl.constexpr, swc: tl.constexpr,
+    swh: tl.constexpr, sww: tl.constexpr, syn: tl.constexpr, syc: tl.constexpr, syh: tl.constexpr, syw: tl.constexpr,
+    sb: tl.constexpr,
     # conv geometry
-    stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
+    stride_h: tl.constexpr, stride_w: tl.constexpr, pad_h: tl.constexpr, pad_w: tl.constexpr, dil_h: tl.constexpr,
+    dil_w: tl.constexpr,
     # pool geometry (1x1 window, stride 1, no padding when POOL == 0)
-    pool_kh, pool_kw, pool_sh, pool_sw, pool_ph, pool_pw,
+    pool_kh: tl.constexpr, pool_kw: tl.constexpr, pool_sh: tl.constexpr, pool_sw: tl.constexpr, pool_ph: tl.constexpr,
+    pool_pw: tl.constexpr,
     # constexpr switches
     HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr, POOL: tl.constexpr, PRECISION: tl.constexpr,
     UPCAST: tl.constexpr, BIG: tl.constexpr, WIN_P2: tl.constexpr, OUT_VEC: tl.constexpr,

@@ -134,7 +134,9 @@ def _tiles(T, NC, TH, TW, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
 
 
 @triton.jit
-def _input_transform_kernel(x_ptr, v_ptr, C, H, W, TH, TW, T, sxn, sxc, sxh, sxw, pad_h, pad_w,
+def _input_transform_kernel(x_ptr, v_ptr, C: tl.constexpr, H: tl.constexpr, W: tl.constexpr, TH: tl.constexpr,
+                            TW: tl.constexpr, T, sxn: tl.constexpr, sxc: tl.constexpr, sxh: tl.constexpr,
+                            sxw: tl.constexpr, pad_h: tl.constexpr, pad_w: tl.constexpr,
                             BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
     """V[t, 4 i + j, c] = (B^T d B)[i, j] of tile t's 4x4 patch in channel c (zeros outside the map)."""
     t, c, ok, n, ty, tx = _tiles(T, C, TH, TW, BLOCK_T, BLOCK_C)
@@ -167,7 +169,9 @@ def _m_row(m_ptr, row, COUT, i: tl.constexpr, ok):
 
 
 @triton.jit
-def _output_transform_kernel(m_ptr, b_ptr, y_ptr, COUT, OH, OW, TH, TW, T, syn, syc, syh, syw, sb,
+def _output_transform_kernel(m_ptr, b_ptr, y_ptr, COUT: tl.constexpr, OH: tl.constexpr, OW: tl.constexpr,
+                             TH: tl.constexpr, TW: tl.constexpr, T, syn: tl.constexpr, syc: tl.constexpr,
+                             syh: tl.constexpr, syw: tl.constexpr, sb: tl.constexpr,
                              HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr, POOL: tl.constexpr,
                              BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
     """y = act(A^T M A + bias) for tile t's 2x2 outputs, or their max/mean with POOL (1 max, 2 avg)."""

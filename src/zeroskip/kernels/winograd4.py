@@ -95,7 +95,9 @@ def _store_col(v_ptr, row, C, j: tl.constexpr, h0, h1, h2, h3, h4, h5, ok):
 
 
 @triton.jit
-def _input_transform_kernel(x_ptr, v_ptr, C, H, W, TH, TW, T, sxn, sxc, sxh, sxw, pad_h, pad_w,
+def _input_transform_kernel(x_ptr, v_ptr, C: tl.constexpr, H: tl.constexpr, W: tl.constexpr, TH: tl.constexpr,
+                            TW: tl.constexpr, T, sxn: tl.constexpr, sxc: tl.constexpr, sxh: tl.constexpr,
+                            sxw: tl.constexpr, pad_h: tl.constexpr, pad_w: tl.constexpr,
                             BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
     """V[t, 6 i + j, c] = (B^T d B)[i, j] of tile t's 6x6 patch in channel c (zeros outside the map)."""
     t, c, ok, n, ty, tx = _tiles(T, C, TH, TW, BLOCK_T, BLOCK_C)
@@ -150,7 +152,9 @@ def _pool(y00, y01, y10, y11, POOL: tl.constexpr):
 
 
 @triton.jit
-def _output_transform_kernel(m_ptr, b_ptr, y_ptr, COUT, OH, OW, TH, TW, T, syn, syc, syh, syw, sb,
+def _output_transform_kernel(m_ptr, b_ptr, y_ptr, COUT: tl.constexpr, OH: tl.constexpr, OW: tl.constexpr,
+                             TH: tl.constexpr, TW: tl.constexpr, T, syn: tl.constexpr, syc: tl.constexpr,
+                             syh: tl.constexpr, syw: tl.constexpr, sb: tl.constexpr,
                              HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr, POOL: tl.constexpr,
                              BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
     """y = act(A^T M A + bias) for tile t's 4x4 outputs, or its 2x2 windows' max/mean with POOL (1 max, 2 avg)."""
