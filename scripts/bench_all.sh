@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Reproduces the measurements behind BENCHMARKS.md, one part per call (each fits in a 10-minute
 # GPU session slot). Results go to $OUT/<part> (or benchmarks/<part>).
-#   bash scripts/bench_all.sh PART DATA      PART: b1 | b32 | auto | fused | models | layout | fp32ab | wino | first | sweep | compile32
+#   bash scripts/bench_all.sh PART DATA      PART: b1 | b32 | auto | fused | models | layout | fp32ab | wino | first | sweep | compile32 | half
 set -euo pipefail
-part=${1:?part: b1 b32 auto fused models layout fp32ab wino first sweep compile32}
+part=${1:?part: b1 b32 auto fused models layout fp32ab wino first sweep compile32 half}
 data=${2:-.data/paper-data}
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 out=${OUT:-benchmarks}/$part
@@ -45,6 +45,10 @@ case $part in
             set -- $cfg
             z sweep --dtype $1 --batch $2 --algo auto,ecr_tc --sparsities 0,0.5,0.8,0.9,0.95,0.99 --png --data "$data"
           done ;;
-  compile32) z bench --suite vgg19 --ops conv2d_pool --batch 32 --dtype fp16 --algo auto --compile --data "$data" ;;
+  compile32) z bench --suite vgg19 --ops conv2d_pool --batch 32 --dtype fp16 --algo igemm --compile --data "$data" ;;
+  half)   z bench --suite vgg19 --ops conv2d --batch 1,32 --dtype fp16 --algo igemm --data "$data"
+          z bench --suite vgg19 --ops conv2d_pool --batch 1,32 --dtype bf16 --algo igemm --layout channels_last --data "$data"
+          z bench --suite vgg19 --ops conv2d_pool --batch 1,32 --dtype tf32 --algo igemm --layout channels_last --data "$data"
+          z bench --suite vgg19 --batch 32,1 --dtype fp16 --algo auto --data "$data" ;;
   *) echo "unknown part $part" >&2; exit 2 ;;
 esac

@@ -259,16 +259,17 @@ def test_convert_measures_on_cuda(device, tmp_path, monkeypatch):
     (torch.float32, False, True, 1, 64, None, "torch"),       # plain TF32 convs lost
     (torch.float32, True, True, 1, 512, "max", "igemm"),      # TF32 fused, channels_last
     (torch.float32, False, True, 1, 128, "max", "torch"),     # TF32 NCHW: not measured
-    (torch.float32, True, True, 32, 256, "max", "torch"),     # TF32 fused at batch 32: <= 128 channels
+    (torch.float32, True, True, 32, 256, "max", "igemm"),     # TF32 fused at batch 32 too
     (torch.float32, False, False, 32, 512, None, "winograd"),
     (torch.float32, False, False, 64, 128, None, "torch"),    # batch 64: not measured
     (torch.float32, False, False, 1, 3, None, "torch"),       # 3-channel conv on an 8x8 map: not measured
     (torch.float16, True, False, 1, 128, None, "torch"),      # plain fp16 conv on an 8x8 map lost
-    (torch.float16, True, False, 1, 256, None, "torch"),      # 256..512-channel plain convs lost
-    (torch.float16, True, False, 32, 512, "max", "torch"),
+    (torch.float16, True, False, 1, 256, None, "torch"),      # 256-channel plain conv on an 8x8 map
+    (torch.float16, True, False, 32, 512, "max", "igemm"),
     (torch.float16, True, False, 1, 512, "max", "igemm"),
     (torch.float16, False, False, 1, 128, "max", "torch"),    # NCHW fp16: not measured
-    (torch.bfloat16, True, False, 1, 128, "max", "torch"),
+    (torch.bfloat16, True, False, 1, 128, "max", "igemm"),    # bf16 fused as fp16
+    (torch.bfloat16, True, False, 1, 128, None, "torch"),      # bf16 plain convs: not measured
 ])
 @cpu_fakes
 def test_auto_takes_a_kernel_only_where_measured_faster(monkeypatch, dtype, channels_last, tf32, batch, cin, pool, want):
@@ -278,6 +279,25 @@ def test_auto_takes_a_kernel_only_where_measured_faster(monkeypatch, dtype, chan
         x = x.to(memory_format=torch.channels_last)
     spec = zplan.spec_of("conv2d_pool" if pool else "conv2d", x, torch.zeros(8, cin, 3, 3, dtype=dtype), None, 1, 1,
                          **({"pool": pool} if pool else {}))
+    assert dispatch.choose("auto", fake_cuda_input(x), spec, "relu") == want
+
+
+@pytest.mark.parametrize("dtype, batch, hw, cin, want", [
+    (torch.float16, 1, 56, 64, "igemm"),
+    (torch.float16, 1, 28, 128, "torch"),   # 64..128 channels need a 56x56 map or more
+    (torch.float16, 1, 28, 256, "igemm"),   # 256 channels at batch 1
+    (torch.float16, 32, 28, 256, "torch"),  # ... not at batch 32
+    (torch.float16, 1, 28, 512, "torch"),   # 512 channels on 28x28: cuDNN
+    (torch.float16, 32, 14, 512, "igemm"),  # 512 channels on 14x14 from batch 16
+    (torch.float16, 16, 14, 512, "igemm"),
+    (torch.float16, 8, 14, 512, "torch"),
+    (torch.float16, 1, 14, 512, "torch"),
+    (torch.bfloat16, 1, 56, 64, "torch"),   # bf16 plain convs: not measured
+])
+@cpu_fakes
+def test_auto_fp16_plain_convs(dtype, batch, hw, cin, want):
+    x = torch.zeros(batch, cin, hw, hw, dtype=dtype).to(memory_format=torch.channels_last)
+    spec = zplan.spec_of("conv2d", x, torch.zeros(8, cin, 3, 3, dtype=dtype), None, 1, 1)
     assert dispatch.choose("auto", fake_cuda_input(x), spec, "relu") == want
 
 

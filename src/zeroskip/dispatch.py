@@ -24,7 +24,8 @@ Algos (every name here is public and documented in the README):
             geometry with batch and pooling, dtype, TF32 switch, activation, channels_last) when
             it has an entry; else "igemm", "winograd", "winograd4" or "im2col" for the layer
             families measured faster than cuDNN (measured_best: VGG-style 3x3 convs in fp32 and
-            in fp16, 3-channel first layers; see BENCHMARKS.md) and "torch" for everything else; "ecr" on the CPU interpreter;
+            in fp16, their fused conv + relu + pool stages in fp32, TF32, fp16 and bf16,
+            3-channel first layers; see BENCHMARKS.md) and "torch" for everything else; "ecr" on the CPU interpreter;
             "torch" wherever kernels cannot run.
 """
 from __future__ import annotations
@@ -51,20 +52,22 @@ def kernels_can_run(device: torch.device) -> bool:
 
 def measured_faster(input, spec, activation) -> bool:
     """The layer families where the dense kernel ("igemm") was measured faster than cuDNN on every
-    layer tried (H100, realistic VGG-19 inputs, graph-replayed; BENCHMARKS.md): 3x3, stride 1,
-    padding 1, no dilation or groups, with no pool or a 2x2/2 max-pool after relu.
-      fp32, TF32 off (3xTF32, fp32-accurate), NCHW or channels_last, 64..512 input channels,
-        batch 1..32: convs 2.31-3.68x at batch 1 and 1.17-2.11x at batch 32, fused 2.47-3.87x
-        and 1.14-2.21x (NCHW).
-      TF32, channels_last, fused with the pool: 1.31-2.17x at batch 1 (64..512 channels); at
-        batch 32 1.45-1.95x for 64..128 channels, 0.68-0.99x for 256..512. Plain TF32 convs
-        ran 0.50-1.26x: cuDNN.
-      fp16, channels_last, fused with the pool: 1.59-2.78x at batch 1 (64..512 channels),
-        1.22-2.13x at batch 32 for 64..256 channels (512: 0.93x and 1.21x, so cuDNN there).
-      fp16, channels_last, plain conv, 3 or 64..128 input channels, maps of 56x56 or more:
-        1.16-1.81x at batch 1 (VGG-19, GoogLeNet conv3), 1.04-1.43x at batch 32; with 256 or 512
-        channels it ran 0.69-0.98x, and GoogLeNet's 96..128-channel convs on 28x28 and 14x14
-        maps 0.94-1.07x: cuDNN there.
+    layer tried (H200, realistic VGG-19 inputs, graph-replayed, `zeroskip bench --algo igemm`;
+    BENCHMARKS.md): 3x3, stride 1, padding 1, no dilation or groups, with no pool or a 2x2/2
+    max-pool after relu; batch 1..32.
+      fp32, TF32 off (3xTF32, fp32-accurate), NCHW or channels_last, 64..512 input channels:
+        convs and fused stages at batch 1 and 32 (Winograd or direct, measured_best).
+      TF32, channels_last, fused with the pool, 64..512 channels: 1.54-2.98x at batch 1,
+        1.04-1.97x at batch 32. Plain TF32 convs ran 0.50-1.26x: cuDNN.
+      fp16 and bf16, channels_last, fused with the pool, 64..512 channels: 2.20-3.86x at
+        batch 1, 1.23-2.55x at batch 32.
+      fp16, channels_last, plain conv: 3 or 64..128 input channels on maps of 56x56 or more
+        1.20-2.27x at batch 1 and 32; 256 channels on 28x28 and 56x56 maps 1.13-1.40x at batch 1
+        (0.98-1.09x at batch 32); 512 channels on 14x14 maps 1.23-1.47x at batch 32 (1.03x at
+        batch 1, not worth a switch; batch 16 is between the two and unmeasured), on 28x28
+        maps 0.90-1.12x at batch 1 and 32 across runs: cuDNN. GoogLeNet's 96..128-channel
+        convs on 28x28 and 14x14 maps ran 0.94-1.07x (H100): cuDNN there. bf16 plain convs are
+        unmeasured: cuDNN.
     Everything else stays on cuDNN unless a plan measured it (zeroskip.plan)."""
     geometry = (spec.kernel_h, spec.kernel_w, spec.stride_h, spec.stride_w, spec.pad_h, spec.pad_w,
                 spec.dil_h, spec.dil_w, spec.groups)
@@ -73,17 +76,21 @@ def measured_faster(input, spec, activation) -> bool:
     pool = (spec.pool_kh, spec.pool_kw, spec.pool_sh, spec.pool_sw, spec.pool_ph, spec.pool_pw)
     if spec.pool and not (spec.pool == "max" and activation == "relu" and pool == (2, 2, 2, 2, 0, 0)):
         return False
-    c, batch = spec.in_channels, spec.batch
+    c, batch, pixels = spec.in_channels, spec.batch, spec.height * spec.width
     if input.dtype == torch.float32:
         if torch.backends.cudnn.allow_tf32:
             return (bool(spec.pool) and input.is_contiguous(memory_format=torch.channels_last)
-                    and 64 <= c <= (512 if batch == 1 else 128) and batch <= 32)
+                    and 64 <= c <= 512 and batch <= 32)
         return batch <= 32 and 64 <= c <= 512
-    if input.dtype != torch.float16 or not input.is_contiguous(memory_format=torch.channels_last) or batch > 32:
+    if not input.is_contiguous(memory_format=torch.channels_last) or batch > 32:
         return False
     if spec.pool:
-        return 64 <= c <= 256 or (c == 512 and batch == 1)
-    return (c == 3 or 64 <= c <= 128) and spec.height * spec.width >= 56 * 56
+        return input.dtype in (torch.float16, torch.bfloat16) and 64 <= c <= 512
+    if input.dtype != torch.float16:
+        return False
+    if (c == 3 or 64 <= c <= 128) and pixels >= 56 * 56:
+        return True
+    return (c == 256 and batch == 1 and pixels >= 28 * 28) or (c == 512 and batch >= 16 and pixels == 14 * 14)
 
 
 def few_channels_measured_faster(input, spec) -> bool:
