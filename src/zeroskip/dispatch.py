@@ -94,11 +94,12 @@ def measured_faster(input, spec, activation) -> bool:
 
 
 def few_channels_measured_faster(input, spec) -> bool:
-    """First layers where "im2col" beat cuDNN (H200, one run per layer, scripts/ab_algos.py): 3
-    input channels, no pool, maps of 56x56 or more, batch 1 and 32. fp32 with TF32 off, NCHW:
-    VGG-19 features.0 (3x3, 27 columns) 1.85x / 1.73x, GoogLeNet conv1 (7x7 stride 2, 147 columns)
-    1.61x / 1.46x; fp16 channels_last: VGG-19 features.0 2.42x / 2.38x ("igemm" 1.50x / 1.28x).
-    AlexNet's conv1 fused with its 3x3 pool (11x11 stride 4, 363 columns) lost: 0.76x / 0.41x."""
+    """First layers where "im2col" beat cuDNN (H200, scripts/ab_algos.py, then `zeroskip bench`
+    with sizes as compile-time constants): 3 input channels, no pool, maps of 56x56 or more,
+    batch 1 and 32. fp32 with TF32 off, NCHW: VGG-19 features.0 (3x3, 27 columns) 3.20x / 3.70x,
+    GoogLeNet conv1 (7x7 stride 2, 147 columns) 1.83x / 2.10x; fp16 channels_last: VGG-19
+    features.0 4.51x / 5.83x ("igemm" 2.07x / 2.03x). AlexNet's conv1 fused with its 3x3 pool
+    (11x11 stride 4, 363 columns) lost before the constants: 0.76x / 0.41x."""
     if spec.in_per_group > 4 or spec.groups != 1 or spec.pool or spec.batch > 32:
         return False
     if spec.out_h * spec.out_w < 56 * 56 or spec.reduction > 160:
