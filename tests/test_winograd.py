@@ -6,7 +6,8 @@ import torch
 import zeroskip
 from helpers import TOL, TOL_TF32, reference, rel_err, sparse
 
-# (N, C, H, W, C_out, padding, bias): odd and even maps, so the last tile row/column is partial
+# (N, C, H, W, C_out, padding, bias): outputs 7x9, 4x4, 7x6 and 8x8, so the last tile row and column
+# are partial for F(2x2) and F(4x4) alike
 SHAPES = [(2, 5, 7, 9, 6, 1, True), (1, 3, 6, 6, 4, 0, False), (1, 8, 5, 4, 3, 2, True), (1, 40, 8, 8, 24, 1, True)]
 # TF32 products lose ~3.7x more through F(4x4)'s transforms than a direct conv: on
 # test_tf32_follows_cudnn_switch's shape, with the GPU's truncation to TF32 emulated in torch
@@ -15,31 +16,33 @@ SHAPES = [(2, 5, 7, 9, 6, 1, True), (1, 3, 6, 6, 4, 0, False), (1, 8, 5, 4, 3, 2
 TOL_TF32_WINOGRAD4 = 6e-3
 
 
+@pytest.mark.parametrize("algo", ["winograd", "winograd4"])
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 @pytest.mark.parametrize("activation", [None, "relu", "relu6"])
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
-def test_conv_fp32(shape, activation, layout, device):
+def test_conv_fp32(shape, activation, layout, algo, device):
     n, c, h, w, co, p, has_b = shape
     x = sparse((n, c, h, w), torch.rand(()).item(), device=device) * 4
     if layout == "channels_last":
         x = x.to(memory_format=torch.channels_last)
     wt = torch.randn(co, c, 3, 3, device=device)
     b = torch.randn(co, device=device) if has_b else None
-    out = zeroskip.conv2d(x, wt, b, padding=p, activation=activation, algo="winograd")
+    out = zeroskip.conv2d(x, wt, b, padding=p, activation=activation, algo=algo)
     ref = reference(x, wt, b, padding=p, activation=activation)
     assert out.shape == ref.shape and out.dtype == torch.float32
     assert out.is_contiguous(memory_format=torch.channels_last if layout == "channels_last" else torch.contiguous_format)
     assert rel_err(out, ref) <= TOL[torch.float32]
 
 
+@pytest.mark.parametrize("algo", ["winograd", "winograd4"])
 @pytest.mark.parametrize("pool", ["max", "avg"])
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
-def test_fused_pool(shape, pool, device):
+def test_fused_pool(shape, pool, algo, device):
     n, c, h, w, co, p, has_b = shape
     x = sparse((n, c, h, w), 0.5, device=device)
     wt = torch.randn(co, c, 3, 3, device=device)
     b = torch.randn(co, device=device) if has_b else None
-    out = zeroskip.conv2d_pool(x, wt, b, padding=p, activation="relu", pool=pool, algo="winograd")
+    out = zeroskip.conv2d_pool(x, wt, b, padding=p, activation="relu", pool=pool, algo=algo)
     ref = reference(x, wt, b, padding=p, activation="relu", pool=pool)
     assert out.shape == ref.shape
     assert rel_err(out, ref) <= TOL[torch.float32]
