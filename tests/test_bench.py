@@ -2,8 +2,9 @@
 No kernel is called here (the kernels and the demo are tested elsewhere) and no GPU is needed."""
 import json
 import math
-import re
 import os
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -323,3 +324,32 @@ def test_progress_bars_change_only_stderr(tmp_path, monkeypatch, capsys):
     for other_out, other_files, other_err in others:
         assert other_err == "" and re.sub(r"\d{8}-\d{6}", "T", other_out) == re.sub(r"\d{8}-\d{6}", "T", out)
         assert other_files == files
+
+
+def test_a_stopped_run_keeps_its_rows(tmp_path, monkeypatch, capsys):
+    """SIGTERM (what `timeout` sends) in the middle of `zeroskip sweep`: the rows measured before it
+    are written and shown, the exit status is 130, and the previous SIGTERM handler is back."""
+    env = {"gpu": "fake", "torch": "x", "triton": "y", "cudnn": 1, "date": "2025-01-01T00:00:00"}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(run, "env_info", lambda: env)
+    monkeypatch.setattr(sparsity, "sweep_input", lambda shape, s, structure, data=None, device=None:
+                        (torch.rand(shape) >= s).float())
+    calls = []
+
+    def fake_compare(op, layer, algo, activation, x, w, b, dtype, torch_compile, env, suite=None):
+        calls.append(layer.name)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return run.make_row(layer, op, dtype, x.shape[0], 0.5, algo, 40.0, 60.0, None, 1e-7, env, [], suite)
+    monkeypatch.setattr(run, "compare", fake_compare)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["sweep", "--suite", "lenet5", "--structure", "random", "--sparsities", "0,0.5,0.9",
+                  "--out", str(tmp_path), "--no-progress"])
+    assert stop.value.code == 130 and len(calls) == 3
+    assert signal.getsignal(signal.SIGTERM) is before
+    (path,) = tmp_path.glob("sweep-*.json")
+    rows = json.loads(path.read_text())
+    assert len(rows) == 2 and path.with_suffix(".csv").read_text().count("\n") == 3
+    out = capsys.readouterr().out
+    assert f"stopped: the 2 rows measured so far are in {path}" in out and "1.50x" in out

@@ -3,8 +3,11 @@ replicate and profile. Argument errors go through parser.error (exit 2); timings
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from .cli_args import OP_NAMES, _flat
@@ -110,6 +113,31 @@ def _data(parser, path, needed=True):
         return None
 
 
+@contextlib.contextmanager
+def _keep_partial(rows, path, write, show):
+    """A run stopped by Ctrl-C, or by SIGTERM as `timeout` sends it, still writes the rows measured
+    so far (`write(rows, path)`), shows them (`show(rows)`), says so, and exits with status 130: a
+    long GPU run cut off by a time limit keeps what it measured."""
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+    main = threading.current_thread() is threading.main_thread()  # signal handlers live there only
+    previous = signal.signal(signal.SIGTERM, stop) if main else None
+    try:
+        yield
+    except KeyboardInterrupt:
+        if rows:
+            write(rows, path)
+            show(rows)
+            print(f"stopped: the {len(rows)} rows measured so far are in {path} and {path.with_suffix('.csv')}",
+                  flush=True)
+        else:
+            print("stopped before any row was measured", flush=True)
+        raise SystemExit(130) from None
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+
+
 def _stamp() -> str:
     return datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
 
@@ -119,14 +147,15 @@ def bench_suites(args, data) -> int:
     from .bench import run
     out = Path(args.out)
     batches, dtypes = _flat(args.batch, [1]), _flat(args.dtype, ["fp32"])
-    rows = []
-    for suite in _flat(args.suite, ["vgg19"]):
-        for batch in batches:
-            for dtype in dtypes:
-                rows += run.run_suite(suite, batch, dtype, ops=_flat(args.ops, OP_NAMES),
-                                      algos=_flat(args.algo, ["auto"]), data=data, torch_compile=args.compile,
-                                      layout=args.layout, progress=_progress(args))
-    path = run.write_results(rows, out / f"bench-{_stamp()}.json")
+    rows, path = [], out / f"bench-{_stamp()}.json"
+    with _keep_partial(rows, path, run.write_results, run.print_table):
+        for suite in _flat(args.suite, ["vgg19"]):
+            for batch in batches:
+                for dtype in dtypes:
+                    run.run_suite(suite, batch, dtype, ops=_flat(args.ops, OP_NAMES), algos=_flat(args.algo, ["auto"]),
+                                  data=data, torch_compile=args.compile, layout=args.layout,
+                                  progress=_progress(args), rows=rows)
+    run.write_results(rows, path)
     run.print_table(rows)
     if args.png:
         print(f"plot: {run.plot_speedups(rows, path.with_suffix('.png'))}")
@@ -139,13 +168,14 @@ def sweep(args, shapes, data) -> int:
     from .bench import run
     out = Path(args.out)
     batches, dtypes = _flat(args.batch, [1]), _flat(args.dtype, ["fp32"])
-    rows = []
-    for batch in batches:
-        for dtype in dtypes:
-            rows += run.run_sweep(shapes, args.sparsities, batch, dtype, _flat(args.algo, ["auto"]),
-                                  structure=args.structure, data=data, layout=args.layout,
-                                  progress=_progress(args))
-    path = run.write_results(rows, out / f"sweep-{_stamp()}.json")
+    rows, path = [], out / f"sweep-{_stamp()}.json"
+    with _keep_partial(rows, path, run.write_results, run.print_table):
+        for batch in batches:
+            for dtype in dtypes:
+                run.run_sweep(shapes, args.sparsities, batch, dtype, _flat(args.algo, ["auto"]),
+                              structure=args.structure, data=data, layout=args.layout,
+                              progress=_progress(args), rows=rows)
+    run.write_results(rows, path)
     run.print_table(rows)
     print("\nbreak-even input sparsity (ours at least as fast as cuDNN from here on):")
     for (suite, layer, dtype, batch, algo), s in run.break_evens(rows).items():

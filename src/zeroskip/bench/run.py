@@ -161,15 +161,17 @@ def compare(op, layer, algo, activation, x, w, b, dtype, torch_compile, env, sui
 
 
 def run_suite(suite, batch: int = 1, dtype: str = "fp32", ops=OPS, algos=("auto",), data=None,
-              torch_compile: bool = False, layout: str = "auto", progress: bool = False) -> list[dict]:
+              torch_compile: bool = False, layout: str = "auto", progress: bool = False,
+              rows: list | None = None) -> list[dict]:
     """Every conv of `suite` (a name or a list of Layer) with a fresh realistic input on CUDA.
-    progress: a bar over the layers on stderr (zeroskip.progress)."""
+    progress: a bar over the layers on stderr (zeroskip.progress). rows: a list each row is
+    appended to as soon as it is measured (and returned), so a stopped run keeps them."""
     from .sparsity import realistic_input
     layers = load_suite(suite) if isinstance(suite, str) else list(suite)
     bad = [op for op in ops if op not in OPS]
     if bad:
         raise ValueError(f"ops must be among {OPS}, got {bad}")
-    env, rows = env_info(), []
+    env, rows = env_info(), [] if rows is None else rows
     name = suite if isinstance(suite, str) else (layers[0].suite if layers else "suite")
     with precision(dtype), bar(len(layers), f"{name} batch {batch} {dtype}", progress, "layer") as done:
         for i, layer in enumerate(layers, 1):
@@ -196,11 +198,13 @@ def run_suite(suite, batch: int = 1, dtype: str = "fp32", ops=OPS, algos=("auto"
 
 
 def run_sweep(shapes, sparsities, batch: int = 1, dtype: str = "fp32", algos=("auto",),
-              structure: str = "real", data=None, layout: str = "auto", progress: bool = False) -> list[dict]:
+              structure: str = "real", data=None, layout: str = "auto", progress: bool = False,
+              rows: list | None = None) -> list[dict]:
     """conv2d (no activation) of each Layer in `shapes` at each input sparsity; suite '<suite>/sweep'.
-    progress: a bar over the (layer, sparsity) points on stderr (zeroskip.progress)."""
+    progress: a bar over the (layer, sparsity) points on stderr (zeroskip.progress). rows: as in
+    run_suite."""
     from .sparsity import sweep_input
-    env, rows = env_info(), []
+    env, rows = env_info(), [] if rows is None else rows
     total = len(shapes) * len(sparsities)
     with precision(dtype), bar(total, f"sweep batch {batch} {dtype}", progress, "point") as done:
         for i, layer in enumerate(shapes, 1):
