@@ -352,4 +352,4 @@ def test_a_stopped_run_keeps_its_rows(tmp_path, monkeypatch, capsys):
     rows = json.loads(path.read_text())
     assert len(rows) == 2 and path.with_suffix(".csv").read_text().count("\n") == 3
     out = capsys.readouterr().out
-    assert f"stopped: the 2 rows measured so far are in {path}" in out and "1.50x" in out
+    assert f"stopped: what was measured so far (2) is in {path}" in out and "1.50x" in out

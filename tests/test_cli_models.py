@@ -2,6 +2,8 @@
 direct computation, result files, argument errors and the no-GPU exit of `bench --model`.
 No zeroskip kernel runs here (profile hooks plain PyTorch convs; bench --model needs a GPU)."""
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -260,3 +262,23 @@ def test_run_model_steps_on_cpu(monkeypatch):
     assert result["eager_us"] == 100.0 and result["converted_us"] == 90.0 and result["speedup"] == 100 / 90
     assert result["report"]["fused"] == ["features.0", "features.3"] and result["max_rel_err"] < 1e-4
     assert any("random-init" in n for n in result["notes"]) and any("CUDA" in n for n in result["notes"])
+
+
+def test_a_stopped_bench_model_keeps_the_finished_models(tmp_path, monkeypatch, capsys):
+    """SIGTERM while the second model runs: the first one's result is written, the status is 130."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    done = []
+
+    def run_model(name, batch, dtype, algo, *args, **kwargs):
+        done.append(dtype)
+        if len(done) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return {**fake_result(), "model": name, "batch": batch, "dtype": dtype, "algo": algo}
+    monkeypatch.setattr(models, "run_model", run_model)
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["bench", "--model", "lenet5", "--out", str(tmp_path), "--dtype", "fp32,fp16"])
+    assert stop.value.code == 130 and done == ["fp32", "fp16"]
+    (path,) = tmp_path.glob("model-*.json")
+    assert [r["dtype"] for r in json.loads(path.read_text())] == ["fp32"]
+    assert path.with_name(path.stem + "-layers.csv").is_file()
+    assert f"stopped: what was measured so far (1) is in {path}" in capsys.readouterr().out

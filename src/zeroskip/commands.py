@@ -65,19 +65,20 @@ def bench_models(parser, args, gpu) -> int:
               "`zeroskip demo` checks correctness on the CPU.", file=sys.stderr)
         return 2
     from .bench import models as bm
-    results = []
-    for name in models:
-        for batch in _flat(args.batch, [1]):
-            for dtype in _flat(args.dtype, ["fp32"]):
-                for algo in _flat(args.algo, ["auto"]):
-                    print(f"{name} batch {batch} {dtype} algo {algo}", flush=True)
-                    try:
-                        results.append(bm.run_model(name, batch, dtype, algo, args.compile, args.plan,
-                                                    args.image_size, args.weights, progress=_progress(args)))
-                    except bm.WeightsError as exc:
-                        parser.error(f"argument --weights: {exc}")
-                    bm.print_result(results[-1])
-    path = bm.write_results(results, Path(args.out) / f"model-{_stamp()}.json")
+    results, path = [], Path(args.out) / f"model-{_stamp()}.json"
+    with _keep_partial(results, path, bm.write_results, lambda results: None):  # each was printed
+        for name in models:
+            for batch in _flat(args.batch, [1]):
+                for dtype in _flat(args.dtype, ["fp32"]):
+                    for algo in _flat(args.algo, ["auto"]):
+                        print(f"{name} batch {batch} {dtype} algo {algo}", flush=True)
+                        try:
+                            results.append(bm.run_model(name, batch, dtype, algo, args.compile, args.plan,
+                                                        args.image_size, args.weights, progress=_progress(args)))
+                        except bm.WeightsError as exc:
+                            parser.error(f"argument --weights: {exc}")
+                        bm.print_result(results[-1])
+    bm.write_results(results, path)
     print(f"\nresults: {path}, {path.with_suffix('.csv')} and {path.with_name(path.stem + '-layers.csv')}")
     if args.png:
         for png in bm.write_plots(results, path):
@@ -115,9 +116,9 @@ def _data(parser, path, needed=True):
 
 @contextlib.contextmanager
 def _keep_partial(rows, path, write, show):
-    """A run stopped by Ctrl-C, or by SIGTERM as `timeout` sends it, still writes the rows measured
-    so far (`write(rows, path)`), shows them (`show(rows)`), says so, and exits with status 130: a
-    long GPU run cut off by a time limit keeps what it measured."""
+    """A run stopped by Ctrl-C, or by SIGTERM as `timeout` sends it, still writes the rows (or model
+    results) measured so far (`write(rows, path)`), shows them (`show(rows)`), says so, and exits
+    with status 130: a long GPU run cut off by a time limit keeps what it measured."""
     def stop(signum, frame):
         raise KeyboardInterrupt
     main = threading.current_thread() is threading.main_thread()  # signal handlers live there only
@@ -128,7 +129,7 @@ def _keep_partial(rows, path, write, show):
         if rows:
             write(rows, path)
             show(rows)
-            print(f"stopped: the {len(rows)} rows measured so far are in {path} and {path.with_suffix('.csv')}",
+            print(f"stopped: what was measured so far ({len(rows)}) is in {path} and {path.with_suffix('.csv')}",
                   flush=True)
         else:
             print("stopped before any row was measured", flush=True)
