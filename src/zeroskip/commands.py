@@ -132,10 +132,10 @@ def _keep_partial(rows, path, write, show):
             print(f"stopped: what was measured so far ({len(rows)}) is in {path} and {path.with_suffix('.csv')}",
                   flush=True)
         else:
-            print("stopped before any row was measured", flush=True)
+            print("stopped before anything was measured", flush=True)
         raise SystemExit(130) from None
     finally:
-        if main:
+        if previous is not None:  # None also where the handler before was not set from Python
             signal.signal(signal.SIGTERM, previous)
 
 
