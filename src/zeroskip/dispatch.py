@@ -58,7 +58,7 @@ def measured_faster(input, spec, activation) -> bool:
       fp32, TF32 off (3xTF32, fp32-accurate), NCHW or channels_last, 64..512 input channels:
         convs and fused stages at batch 1 and 32 (Winograd or direct, measured_best).
       TF32, channels_last, fused with the pool, 64..512 channels: 1.54-2.98x at batch 1,
-        1.04-1.97x at batch 32. Plain TF32 convs ran 0.50-1.26x: cuDNN.
+        1.04-1.97x at batch 32. Plain TF32 convs ran 0.50-1.26x (H100): cuDNN.
       fp16 and bf16, channels_last, fused with the pool, 64..512 channels: 2.19-3.81x at
         batch 1, 1.23-2.55x at batch 32.
       fp16, channels_last, plain conv: 3 or 64..128 input channels on maps of 56x56 or more
