@@ -11,8 +11,8 @@ from zeroskip.kernels import launch
 @pytest.fixture
 def poisoned(monkeypatch):
     """Outputs start as NaN, so an element the kernel never writes fails the comparison."""
-    def empty(shape, like, memory_format):
-        return torch.full(shape, float("nan"), dtype=like.dtype, device=like.device).contiguous(
+    def empty(shape, dtype, device, memory_format):
+        return torch.full(shape, float("nan"), dtype=dtype, device=device).contiguous(
             memory_format=memory_format)
     monkeypatch.setattr(launch, "_empty", empty)
 

@@ -129,14 +129,15 @@ def _span(t: torch.Tensor) -> int:
     return 1 + sum((n - 1) * abs(st) for n, st in zip(t.shape, t.stride()))
 
 
-def _empty(shape, like, memory_format):
+def _empty(shape, dtype, device, memory_format):
     # One place that allocates the result, so tests can poison it and see unwritten elements.
-    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=memory_format)
+    return torch.empty(shape, dtype=dtype, device=device, memory_format=memory_format)
 
 
 def conv(x, weight, bias, spec, activation, algo, config: Config | None = None, skip: bool | None = None,
-         split: int = 1):
-    """Launches the kernels for a checked call. Output keeps the input's memory format.
+         split: int = 1, out_dtype: torch.dtype | None = None):
+    """Launches the kernels for a checked call. Output keeps the input's memory format, and its
+    dtype unless out_dtype is given (the Winograd GEMMs keep fp32 accumulators from 16-bit operands).
 
     Without a config, the dense tensor-core path ("igemm" on a GPU) autotunes its tiles and, for
     layers with few tiles, measures split-K against them (kernels/split_k.py). A config (and
@@ -150,10 +151,10 @@ def conv(x, weight, bias, spec, activation, algo, config: Config | None = None, 
         raise ValueError(f"split must be a positive int, got {split!r}")
     channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    y = _empty((spec.batch, spec.out_channels, spec.result_h, spec.result_w), x, fmt)
+    y = _empty((spec.batch, spec.out_channels, spec.result_h, spec.result_w), out_dtype or x.dtype, x.device, fmt)
     if algo in ("winograd", "winograd4"):
         def gemm(v, u):  # the 16 (36) transformed GEMMs as one grouped 1x1 conv on the dense path
-            return conv(v, u, None, winograd.gemm_spec(v, u), None, "igemm")
+            return conv(v, u, None, winograd.gemm_spec(v, u), None, "igemm", out_dtype=torch.float32)
         kernels = winograd if algo == "winograd" else winograd4
         return kernels.conv(x, weight, bias, spec, _ACT[activation], _POOL[spec.pool], y, gemm, interpreting())
     prec = precision(algo, x.dtype)
@@ -174,7 +175,7 @@ def conv(x, weight, bias, spec, activation, algo, config: Config | None = None, 
     b = bias if bias is not None else y
     launch = _Launch(x, w, w_lo, b, y, spec, activation, algo, prec, bias is not None)
     if not skip and config is None and not interpreting() and algo != "ecr":
-        key = (spec, x.dtype, prec, channels_last, x.device.index, activation, bias is not None)
+        key = (spec, x.dtype, y.dtype, prec, channels_last, x.device.index, activation, bias is not None)
         def options():  # built only on a shape's first call: the choice is cached per key
             return [(c, s, lambda c=c, s=s: launch.fixed(c, s))
                     for c, s in split_k.candidates(spec, x.dtype, Config, split_k.sm_count(x.device))]

@@ -41,10 +41,10 @@ def supports(spec) -> str | None:
     return _supports(spec, tile=4)
 
 
-def transformed_weight(weight: torch.Tensor) -> torch.Tensor:
+def transformed_weight(weight: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
     """U = G g G^T as a (36 C_out, C_in, 1, 1) fp32 tensor, group xi = 6 i + j holding U[i, j]; made in
     float64, rounded once and cached per weight as winograd.transformed_weight does (same cache)."""
-    return _transformed(weight, _G)
+    return _transformed(weight, _G, dtype)
 
 
 @triton.jit
@@ -123,9 +123,13 @@ def _input_transform_kernel(x_ptr, v_ptr, C: tl.constexpr, H: tl.constexpr, W: t
 def _m_row(m_ptr, row, COUT, i: tl.constexpr, ok):
     """Row i of M, transformed along the row (M A)."""
     p = m_ptr + row + (6 * i) * COUT
-    return _at(tl.load(p, mask=ok, other=0.0), tl.load(p + COUT, mask=ok, other=0.0),
-               tl.load(p + 2 * COUT, mask=ok, other=0.0), tl.load(p + 3 * COUT, mask=ok, other=0.0),
-               tl.load(p + 4 * COUT, mask=ok, other=0.0), tl.load(p + 5 * COUT, mask=ok, other=0.0))
+    m0 = tl.load(p, mask=ok, other=0.0).to(tl.float32)
+    m1 = tl.load(p + COUT, mask=ok, other=0.0).to(tl.float32)
+    m2 = tl.load(p + 2 * COUT, mask=ok, other=0.0).to(tl.float32)
+    m3 = tl.load(p + 3 * COUT, mask=ok, other=0.0).to(tl.float32)
+    m4 = tl.load(p + 4 * COUT, mask=ok, other=0.0).to(tl.float32)
+    m5 = tl.load(p + 5 * COUT, mask=ok, other=0.0).to(tl.float32)
+    return _at(m0, m1, m2, m3, m4, m5)
 
 
 @triton.jit
