@@ -33,17 +33,19 @@ from zeroskip.kernels import winograd, winograd4  # noqa: E402
 xw = torch.randn(2, 5, 9, 7, device="cuda").relu_()
 ww = torch.randn(6, 5, 3, 3, device="cuda")
 bw = torch.randn(6, device="cuda")
-for kernels in (winograd, winograd4):
-    for xx in (xw, xw.to(memory_format=torch.channels_last)):
-        for pool, act in ((None, None), ("max", "relu"), ("avg", "relu6")):
-            spec = check_conv(xx, ww, bw, 1, 1, 1, 1)
-            spec = with_pool(spec, pool, 2, 2, 0) if pool else spec
-            y = torch.empty((2, 6, spec.result_h, spec.result_w), device="cuda").contiguous(
-                memory_format=torch.channels_last if xx is not xw else torch.contiguous_format)
-            gemm = lambda v, u: ig.conv(v, u, None, winograd.gemm_spec(v, u), None, "igemm",  # noqa: E731
-                                        ig.Config(32, 32, 16, 4, 2), skip=False)
-            kernels.conv(xx, ww, bw, spec, {None: 0, "relu": 1, "relu6": 2}[act],
-                         {None: 0, "max": 1, "avg": 2}[pool], y, gemm)
+# fp16 and bf16 take 16-bit V and U (bf16 under F(2x2) only) and an fp32 M, as launch.conv runs them.
+for dtype in (torch.float32, torch.float16, torch.bfloat16):
+    for kernels in (winograd, winograd4):
+        for xx in (xw.to(dtype), xw.to(dtype).to(memory_format=torch.channels_last)):
+            for pool, act in ((None, None), ("max", "relu"), ("avg", "relu6")):
+                spec = check_conv(xx, ww.to(dtype), bw.to(dtype), 1, 1, 1, 1)
+                spec = with_pool(spec, pool, 2, 2, 0) if pool else spec
+                y = torch.empty((2, 6, spec.result_h, spec.result_w), dtype=dtype, device="cuda").contiguous(
+                    memory_format=torch.channels_last if xx.stride(1) == 1 else torch.contiguous_format)
+                gemm = lambda v, u: ig.conv(v, u, None, winograd.gemm_spec(v, u), None, "igemm",  # noqa: E731
+                                            ig.Config(32, 32, 16, 4, 2), skip=False, out_dtype=torch.float32)
+                kernels.conv(xx, ww.to(dtype), bw.to(dtype), spec, {None: 0, "relu": 1, "relu6": 2}[act],
+                             {None: 0, "max": 1, "avg": 2}[pool], y, gemm)
 torch.cuda.synchronize()
 print("sanitize run done")
 # im2col: few channels, several BLOCK_K chunks (5x5x3 = 75 columns), strided/padded/dilated,

@@ -287,17 +287,34 @@ def test_auto_takes_a_kernel_only_where_measured_faster(monkeypatch, dtype, chan
     (torch.float16, 1, 28, 128, "torch"),   # 64..128 channels need a 56x56 map or more
     (torch.float16, 1, 28, 256, "igemm"),   # 256 channels at batch 1
     (torch.float16, 32, 28, 256, "torch"),  # ... not at batch 32
-    (torch.float16, 1, 28, 512, "torch"),   # 512 channels on 28x28: cuDNN
-    (torch.float16, 32, 14, 512, "igemm"),  # 512 channels on 14x14 from batch 16
+    (torch.float16, 1, 28, 512, "winograd4"),   # 512 channels on 28x28: F(4x4)
+    (torch.float16, 32, 28, 512, "winograd4"),
+    (torch.float16, 32, 14, 512, "igemm"),      # 512 channels on 14x14: direct from batch 16
     (torch.float16, 16, 14, 512, "igemm"),
-    (torch.float16, 8, 14, 512, "torch"),
-    (torch.float16, 1, 14, 512, "torch"),
+    (torch.float16, 8, 14, 512, "winograd"),    # ... F(2x2) below
+    (torch.float16, 1, 14, 512, "winograd"),
     (torch.bfloat16, 1, 56, 64, "torch"),   # bf16 plain convs: not measured
 ])
 @cpu_fakes
 def test_auto_fp16_plain_convs(dtype, batch, hw, cin, want):
     x = torch.zeros(batch, cin, hw, hw, dtype=dtype).to(memory_format=torch.channels_last)
     spec = zplan.spec_of("conv2d", x, torch.zeros(8, cin, 3, 3, dtype=dtype), None, 1, 1)
+    assert dispatch.choose("auto", fake_cuda_input(x), spec, "relu") == want
+
+
+@pytest.mark.parametrize("dtype, batch, hw, cin, want", [
+    (torch.float16, 1, 28, 512, "winograd4"),
+    (torch.float16, 32, 28, 512, "winograd4"),
+    (torch.float16, 1, 14, 512, "winograd"),
+    (torch.float16, 32, 14, 512, "igemm"),
+    (torch.float16, 1, 56, 256, "igemm"),
+    (torch.float16, 32, 112, 128, "igemm"),
+    (torch.bfloat16, 1, 28, 512, "igemm"),  # bf16 Winograd: not measured against direct
+])
+@cpu_fakes
+def test_auto_fp16_fused_winograd(dtype, batch, hw, cin, want):
+    x = torch.zeros(batch, cin, hw, hw, dtype=dtype).to(memory_format=torch.channels_last)
+    spec = zplan.spec_of("conv2d_pool", x, torch.zeros(8, cin, 3, 3, dtype=dtype), None, 1, 1, pool="max")
     assert dispatch.choose("auto", fake_cuda_input(x), spec, "relu") == want
 
 

@@ -11,11 +11,16 @@ Algos (every name here is public and documented in the README):
   "igemm"   The same kernel with skipping off (dense implicit GEMM), tensor-core precision as "ecr_tc".
   "winograd" Winograd F(2x2, 3x3) for 3x3 stride-1 convs (groups 1, no pool or a 2x2/2 pool):
             2.25x fewer products, run as 16 "igemm" GEMMs between two transform kernels
-            (kernels/winograd.py); computes in fp32 whatever the input dtype. No zero skipping.
-  "winograd4" Winograd F(4x4, 3x3), same scope and precision rules: 4x fewer products, run as 36
-            "igemm" GEMMs between its own transform kernels (kernels/winograd4.py); loses more
-            bits than "winograd" (larger transform entries) but stays fp32-accurate with TF32 off
-            (normwise 1.3e-6..1.6e-6 on 256/512-channel layers, README).
+            (kernels/winograd.py). fp32 inputs: transforms and GEMMs in fp32 (3xTF32 or TF32 as
+            "igemm"); fp16 and bf16: transforms in fp32, the transformed input and weight rounded
+            to the input's dtype for 16-bit tensor-core GEMMs, their fp32 sums kept for the output
+            transform (normwise error 4e-4 fp16, 6e-3 bf16, against 2e-4 and 3e-3 direct).
+            No zero skipping.
+  "winograd4" Winograd F(4x4, 3x3), same scope: 4x fewer products, run as 36 "igemm" GEMMs
+            between its own transform kernels (kernels/winograd4.py); loses more bits than
+            "winograd" (larger transform entries) but stays fp32-accurate with TF32 off (normwise
+            1.3e-6..1.6e-6 on 256/512-channel layers, README); fp16 as "winograd" (error 2e-3);
+            bf16 keeps fp32 GEMMs (16-bit ones gave 1.9e-2, over the 1e-2 bound).
   "im2col"  Implicit GEMM reducing over (input channel, kernel tap) pairs, BLOCK_K at a time, for
             layers with few input channels per group (a 3-channel 3x3 first layer: 27 columns
             where "igemm" pads each tap to 16 channels, 144); tensor-core precision as "igemm"
@@ -64,8 +69,9 @@ def measured_faster(input, spec, activation) -> bool:
       fp16, channels_last, plain conv: 3 or 64..128 input channels on maps of 56x56 or more
         1.20-2.27x at batch 1 and 32; 256 channels on 28x28 and 56x56 maps 1.13-1.40x at batch 1
         (0.98-1.09x at batch 32); 512 channels on 14x14 maps 1.23-1.47x at batch 32 (1.03x at
-        batch 1, not worth a switch; batch 16 is between the two and unmeasured), on 28x28
-        maps 0.90-1.12x at batch 1 and 32 across runs: cuDNN. GoogLeNet's 96..128-channel
+        batch 1, where Winograd F(2x2) ran 1.66x); 512 channels on 28x28 maps under Winograd
+        F(4x4) 1.38x at batch 1 and 1.27x at batch 32 (direct 0.89-1.12x; measured_best).
+        GoogLeNet's 96..128-channel
         convs on 28x28 and 14x14 maps ran 0.94-1.07x (H100): cuDNN there. bf16 plain convs are
         unmeasured: cuDNN.
     Everything else stays on cuDNN unless a plan measured it (zeroskip.plan)."""
@@ -90,7 +96,7 @@ def measured_faster(input, spec, activation) -> bool:
         return False
     if (c == 3 or 64 <= c <= 128) and pixels >= 56 * 56:
         return True
-    return (c == 256 and batch == 1 and pixels >= 28 * 28) or (c == 512 and batch >= 16 and pixels == 14 * 14)
+    return (c == 256 and batch == 1 and pixels >= 28 * 28) or (c == 512 and pixels in (14 * 14, 28 * 28))
 
 
 def few_channels_measured_faster(input, spec) -> bool:
@@ -121,7 +127,16 @@ def measured_best(input, spec, activation) -> str:
     2.02x direct), fused stages from 64 (features.2: 2.57x against 2.05x direct). With fewer
     tiles (28x28 and 14x14 at batch 1) F(2x2) won from 256 channels (features.30: 5.23x against
     2.56x for F(4x4) and 3.73x direct). Direct won the 64-input-channel convs (features.2 at
-    batch 32: 1.85x against 1.79x and 1.30x)."""
+    batch 32: 1.85x against 1.79x and 1.30x).
+
+    fp16, channels_last, 512 input channels (V and U in fp16, kernels/winograd.py; same run,
+    H200, benchmarks/vgg19-fp16-winograd-ab-h200.txt): on 28x28 maps F(4x4) won, fused stage
+    features.25 3.33x / 1.57x of cuDNN at batch 1 / 32 against 2.23x / 1.18x direct, conv
+    features.21 1.38x / 1.27x against 0.97x / 0.89x; on 14x14 maps F(2x2) won at batch 1 (fused
+    features.34 4.24x against 3.07x, conv features.30 1.66x against 1.07x) and direct at batch
+    32 (1.74x against 1.64x for F(4x4), 1.21x against 1.12x). Batches between are unmeasured:
+    F(2x2) up to 15, as the plain-conv rule switches at 16. Direct kept everywhere else (256
+    channels on 56x56: 1.50x direct against 1.31x F(4x4) fused at batch 32)."""
     if few_channels_measured_faster(input, spec):
         return "im2col"
     if not measured_faster(input, spec, activation):
@@ -133,6 +148,12 @@ def measured_best(input, spec, activation) -> str:
         if tiles >= 196 and c >= (64 if spec.pool else 128) and supports(spec, tile=4) is None:
             return "winograd4"
         if c >= 256 and supports(spec) is None:
+            return "winograd"
+    if input.dtype == torch.float16 and spec.in_channels == 512:
+        pixels = spec.height * spec.width
+        if pixels == 28 * 28:
+            return "winograd4"
+        if pixels == 14 * 14 and spec.batch < 16:
             return "winograd"
     return "igemm"
 
