@@ -309,7 +309,10 @@ def test_auto_fp16_plain_convs(dtype, batch, hw, cin, want):
     (torch.float16, 32, 14, 512, "igemm"),
     (torch.float16, 1, 56, 256, "igemm"),
     (torch.float16, 32, 112, 128, "igemm"),
-    (torch.bfloat16, 1, 28, 512, "igemm"),  # bf16 Winograd: not measured against direct
+    (torch.bfloat16, 1, 28, 512, "winograd"),   # bf16: F(2x2) below batch 16
+    (torch.bfloat16, 1, 14, 512, "winograd"),
+    (torch.bfloat16, 32, 28, 512, "igemm"),
+    (torch.bfloat16, 1, 56, 256, "igemm"),
 ])
 @cpu_fakes
 def test_auto_fp16_fused_winograd(dtype, batch, hw, cin, want):

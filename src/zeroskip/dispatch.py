@@ -136,7 +136,12 @@ def measured_best(input, spec, activation) -> str:
     features.34 4.24x against 3.07x, conv features.30 1.66x against 1.07x) and direct at batch
     32 (1.74x against 1.64x for F(4x4), 1.21x against 1.12x). Batches between are unmeasured:
     F(2x2) up to 15, as the plain-conv rule switches at 16. Direct kept everywhere else (256
-    channels on 56x56: 1.50x direct against 1.31x F(4x4) fused at batch 32)."""
+    channels on 56x56: 1.50x direct against 1.31x F(4x4) fused at batch 32).
+
+    bf16 fused stages, 512 input channels: F(2x2) (V and U in bf16) won at batch 1, features.25
+    3.19x and features.34 4.12x against 2.23x and 2.99x direct, and lost at batch 32 (0.97x and
+    1.21x against 1.23x and 1.73x); F(4x4) keeps fp32 GEMMs in bf16 and lost everywhere
+    (benchmarks/vgg19-bf16-winograd-ab-h200.txt). Below batch 16, as for fp16."""
     if few_channels_measured_faster(input, spec):
         return "im2col"
     if not measured_faster(input, spec, activation):
@@ -155,6 +160,9 @@ def measured_best(input, spec, activation) -> str:
             return "winograd4"
         if pixels == 14 * 14 and spec.batch < 16:
             return "winograd"
+    if (input.dtype == torch.bfloat16 and spec.pool and spec.in_channels == 512 and spec.batch < 16
+            and spec.height * spec.width in (14 * 14, 28 * 28)):
+        return "winograd"
     return "igemm"
 
 
