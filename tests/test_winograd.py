@@ -132,3 +132,16 @@ def test_gemm_spec_is_what_check_conv_gives():
     v = torch.empty((1, 7, 1, 16 * 5)).permute(0, 3, 1, 2)
     u = torch.empty(16 * 6, 5, 1, 1)
     assert winograd.gemm_spec(v, u) == check_conv(v, u, None, 1, 0, 1, 16)
+
+
+@pytest.mark.parametrize("algo, big", [("winograd", 2e4), ("winograd4", 2e3)])
+def test_fp16_transform_overflows_where_direct_stays_finite(algo, big, device):
+    """README: with fp16 input V is rounded to fp16. On a +-big checkerboard B^T d B reaches 4 big
+    under F(2x2) and 36 big under F(4x4), past fp16's 65504, where a direct conv of the same
+    small weight stays finite."""
+    i = torch.arange(8, device=device)
+    board = (-1.0) ** (i[:, None] + i[None, :])
+    x = (big * board).expand(1, 8, 8, 8).to(torch.float16).contiguous()
+    wt = torch.full((4, 8, 3, 3), 1e-4, device=device, dtype=torch.float16)
+    assert torch.isfinite(zeroskip.conv2d(x, wt, None, padding=1, algo="igemm")).all()
+    assert not torch.isfinite(zeroskip.conv2d(x, wt, None, padding=1, algo=algo)).all()
