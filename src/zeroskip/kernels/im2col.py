@@ -22,7 +22,7 @@ import triton.language as tl
 from .ecr_index import _pixel_rows
 from . import implicit_gemm as ig
 from .implicit_gemm import _base_offsets, _dot_3xtf32, _epilogue, _prune
-from .split_k import graph_ms
+from .split_k import DISK_CACHE, graph_ms
 
 
 @triton.jit
@@ -99,7 +99,7 @@ _im2col_tuned = triton.autotune(configs=[
     for m, n, k, w, s in [(128, 64, 32, 8, 2), (128, 64, 32, 8, 3), (64, 128, 32, 8, 2), (128, 64, 16, 8, 2),
                           (256, 64, 32, 8, 2), (64, 64, 32, 4, 2), (64, 64, 16, 4, 2), (64, 32, 32, 4, 2),
                           (32, 64, 32, 4, 2)]
-], key=_KEY, prune_configs_by={"early_config_prune": _prune}, do_bench=graph_ms)(_im2col_kernel)
+], key=_KEY, prune_configs_by={"early_config_prune": _prune}, do_bench=graph_ms, **DISK_CACHE)(_im2col_kernel)
 
 
 def conv(x, w, w_lo, b, y, spec, activation_code: int, pool_code: int, prec: str, big: bool, tiles=None,

@@ -23,7 +23,7 @@ import triton
 import triton.language as tl
 
 from .ecr_index import _pixel_rows
-from .split_k import graph_ms
+from .split_k import DISK_CACHE, graph_ms
 
 
 @triton.jit
@@ -258,7 +258,7 @@ def _configs(shapes):
 
 # Tiles are tuned per shape and layout (sxc is 1 for channels_last input); Triton adds the dtypes.
 _KEY = ["C_G", "COUT_G", "M", "KH", "KW", "H", "W", "stride_h", "stride_w", "sxc", "PRECISION", "POOL", "WIN_P2"]
-_TUNE = dict(key=_KEY, prune_configs_by={"early_config_prune": _prune}, do_bench=graph_ms)
+_TUNE = dict(key=_KEY, prune_configs_by={"early_config_prune": _prune}, do_bench=graph_ms, **DISK_CACHE)
 # Dense tensor-core paths: tiles picked by measurement (CUDA-graph replays, see split_k.graph_ms)
 # per layer shape at its first call.
 # 16-bit operands take BLOCK_K 64 (one 128-byte row per load); fp32 (TF32 / 3xTF32) BLOCK_K 32,

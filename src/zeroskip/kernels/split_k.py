@@ -16,6 +16,7 @@ input the previous layer has just written, i.e. from L2.
 from __future__ import annotations
 
 import functools
+import inspect
 
 import torch
 import triton
@@ -79,6 +80,13 @@ def pick(key, dense, options):
             best_ms, best = ms, (cfg, split)
     _CHOSEN[key] = best
     return best
+
+
+# The tile tuners keep their choice per layer shape on disk, in Triton's cache (keyed by Triton's
+# version, the GPU architecture, the kernel's source and the tuning key), so a later process does
+# not time about a dozen tiles again; their compiled binaries are in Triton's disk cache anyway.
+# Not every Triton has the switch.
+DISK_CACHE = {"cache_results": True} if "cache_results" in inspect.signature(triton.autotune).parameters else {}
 
 
 def graph_ms(fn, quantiles=None):
