@@ -33,7 +33,7 @@ from zeroskip.kernels import winograd, winograd4  # noqa: E402
 xw = torch.randn(2, 5, 9, 7, device="cuda").relu_()
 ww = torch.randn(6, 5, 3, 3, device="cuda")
 bw = torch.randn(6, device="cuda")
-# fp16 and bf16 take 16-bit V and U (bf16 under F(2x2) only) and an fp32 M, as launch.conv runs them.
+# fp16 and bf16 take 16-bit V and U (bf16 under F(2x2) only), fp16 an fp16 M, as winograd.run_steps sets them.
 for dtype in (torch.float32, torch.float16, torch.bfloat16):
     for kernels in (winograd, winograd4):
         for xx in (xw.to(dtype), xw.to(dtype).to(memory_format=torch.channels_last)):
@@ -42,8 +42,8 @@ for dtype in (torch.float32, torch.float16, torch.bfloat16):
                 spec = with_pool(spec, pool, 2, 2, 0) if pool else spec
                 y = torch.empty((2, 6, spec.result_h, spec.result_w), dtype=dtype, device="cuda").contiguous(
                     memory_format=torch.channels_last if xx.stride(1) == 1 else torch.contiguous_format)
-                gemm = lambda v, u: ig.conv(v, u, None, winograd.gemm_spec(v, u), None, "igemm",  # noqa: E731
-                                            ig.Config(32, 32, 16, 4, 2), skip=False, out_dtype=torch.float32)
+                gemm = lambda v, u, m: ig.conv(v, u, None, winograd.gemm_spec(v, u), None, "igemm",  # noqa: E731
+                                               ig.Config(32, 32, 16, 4, 2), skip=False, out_dtype=m)
                 kernels.conv(xx, ww.to(dtype), bw.to(dtype), spec, {None: 0, "relu": 1, "relu6": 2}[act],
                              {None: 0, "max": 1, "avg": 2}[pool], y, gemm)
 torch.cuda.synchronize()

@@ -307,7 +307,9 @@ def test_auto_fp16_plain_convs(dtype, batch, hw, cin, want):
     (torch.float16, 32, 28, 512, "winograd4"),
     (torch.float16, 1, 14, 512, "winograd"),
     (torch.float16, 32, 14, 512, "igemm"),
-    (torch.float16, 1, 56, 256, "igemm"),
+    (torch.float16, 1, 56, 256, "winograd4"),  # fused 256 channels on 56x56: F(4x4)
+    (torch.float16, 32, 56, 256, "winograd4"),
+    (torch.float16, 32, 28, 256, "igemm"),
     (torch.float16, 32, 112, 128, "igemm"),
     (torch.bfloat16, 1, 28, 512, "winograd"),   # bf16: F(2x2) below batch 16
     (torch.bfloat16, 1, 14, 512, "winograd"),

@@ -135,8 +135,10 @@ def measured_best(input, spec, activation) -> str:
     features.21 1.38x / 1.27x against 0.97x / 0.89x; on 14x14 maps F(2x2) won at batch 1 (fused
     features.34 4.24x against 3.07x, conv features.30 1.66x against 1.07x) and direct at batch
     32 (1.74x against 1.64x for F(4x4), 1.21x against 1.12x). Batches between are unmeasured:
-    F(2x2) up to 15, as the plain-conv rule switches at 16. Direct kept everywhere else (256
-    channels on 56x56: 1.50x direct against 1.31x F(4x4) fused at batch 32).
+    F(2x2) up to 15, as the plain-conv rule switches at 16. With M in fp16 too (next run,
+    benchmarks/vgg19-fp16-winograd-m16-ab-h200.txt) F(4x4) also won the fused 256-channel 56x56
+    stage: features.16 3.51x / 1.60x, where direct ran 3.02x / 1.50x in the run before.
+    Direct kept everywhere else.
 
     bf16 fused stages, 512 input channels: F(2x2) (V and U in bf16) won at batch 1, features.25
     3.19x and features.34 4.12x against 2.23x and 2.99x direct, and lost at batch 32 (0.97x and
@@ -154,6 +156,8 @@ def measured_best(input, spec, activation) -> str:
             return "winograd4"
         if c >= 256 and supports(spec) is None:
             return "winograd"
+    if input.dtype == torch.float16 and spec.pool and spec.in_channels == 256 and spec.height * spec.width == 56 * 56:
+        return "winograd4"
     if input.dtype == torch.float16 and spec.in_channels == 512:
         pixels = spec.height * spec.width
         if pixels == 28 * 28:

@@ -137,7 +137,7 @@ def _empty(shape, dtype, device, memory_format):
 def conv(x, weight, bias, spec, activation, algo, config: Config | None = None, skip: bool | None = None,
          split: int = 1, out_dtype: torch.dtype | None = None):
     """Launches the kernels for a checked call. Output keeps the input's memory format, and its
-    dtype unless out_dtype is given (the Winograd GEMMs keep fp32 accumulators from 16-bit operands).
+    dtype unless out_dtype is given (the Winograd GEMMs' M, see winograd.run_steps).
 
     Without a config, the dense tensor-core path ("igemm" on a GPU) autotunes its tiles and, for
     layers with few tiles, measures split-K against them (kernels/split_k.py). A config (and
@@ -153,8 +153,8 @@ def conv(x, weight, bias, spec, activation, algo, config: Config | None = None, 
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     y = _empty((spec.batch, spec.out_channels, spec.result_h, spec.result_w), out_dtype or x.dtype, x.device, fmt)
     if algo in ("winograd", "winograd4"):
-        def gemm(v, u):  # the 16 (36) transformed GEMMs as one grouped 1x1 conv on the dense path
-            return conv(v, u, None, winograd.gemm_spec(v, u), None, "igemm", out_dtype=torch.float32)
+        def gemm(v, u, m_dtype):  # the 16 (36) transformed GEMMs as one grouped 1x1 conv on the dense path
+            return conv(v, u, None, winograd.gemm_spec(v, u), None, "igemm", out_dtype=m_dtype)
         kernels = winograd if algo == "winograd" else winograd4
         return kernels.conv(x, weight, bias, spec, _ACT[activation], _POOL[spec.pool], y, gemm, interpreting())
     prec = precision(algo, x.dtype)

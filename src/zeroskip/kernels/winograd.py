@@ -213,8 +213,8 @@ def _output_transform_kernel(m_ptr, b_ptr, y_ptr, COUT: tl.constexpr, OH: tl.con
 
 
 def conv(x, weight, bias, spec, activation_code: int, pool_code: int, y, gemm, interpreting=False):
-    """Runs the three steps into y (allocated by the caller in its layout). `gemm(v, u)` is the
-    implicit-GEMM launch (kernels.launch.conv for a 1x1 conv, groups 16) returning M."""
+    """Runs the three steps into y (allocated by the caller in its layout). `gemm(v, u, m_dtype)` is the
+    implicit-GEMM launch (kernels.launch.conv for a 1x1 conv, groups 16) returning M in m_dtype."""
     return run_steps("winograd", 2, _input_transform_kernel, _output_transform_kernel, BLOCKS, transformed_weight,
                      x, weight, bias, spec, activation_code, pool_code, y, gemm, interpreting)
 
@@ -232,17 +232,21 @@ def run_steps(name, tile, input_kernel, output_kernel, blocks, u_of, x, weight, 
     c, cout, pos = spec.in_channels, spec.out_channels, (tile + 2) ** 2
     # V as a channels_last (1, pos C, T, 1) image: tile rows, pos groups of C channels contiguous.
     # fp16 inputs (and bf16 ones under F(2x2)) keep V and U in their dtype, so the GEMMs run at the
-    # 16-bit tensor-core rate; M, the GEMMs' fp32 accumulators, stays fp32 for the output transform.
-    # Normwise error against float64 (64 -> 32 channels, 12x12, conv + relu + pool, interpreter):
-    # fp16 2e-4 direct, 4e-4 F(2x2), 2e-3 F(4x4); bf16 3.3e-3 direct, 6e-3 F(2x2), 1.9e-2 F(4x4),
-    # over the 1e-2 bound, so bf16 under F(4x4) keeps V in fp32 (fp32 GEMMs) as before.
+    # 16-bit tensor-core rate with fp32 accumulation. Normwise error against float64 (64 -> 32
+    # channels, 12x12, conv + relu + pool, interpreter, M in fp32): fp16 2e-4 direct, 4e-4 F(2x2),
+    # 2e-3 F(4x4); bf16 3.3e-3 direct, 6e-3 F(2x2), 1.9e-2 F(4x4), over the 1e-2 bound, so bf16
+    # under F(4x4) keeps V in fp32 (fp32 GEMMs).
+    # M, the GEMMs' result, is fp16 for fp16 input: M is 2.25x (F(4x4)) the output's size, and
+    # halving its traffic took VGG-19 features.25 + pool at batch 32 from 147.0 to 122.0 us
+    # (1.62x -> 1.96x of cuDNN; conv features.21 1.28x -> 1.52x), error 1.9e-3 -> 2.4e-3 (H200,
+    # benchmarks/vgg19-fp16-winograd-m16-ab-h200.txt). bf16 M would keep 8 bits: fp32.
     half = x.dtype == torch.float16 or (x.dtype == torch.bfloat16 and tile == 2)
     v = torch.empty((1, t, 1, pos * c), dtype=x.dtype if half else torch.float32,
                     device=x.device).permute(0, 3, 1, 2)
     input_kernel[(triton.cdiv(t, block_t), triton.cdiv(c, block_c))](
         x, v, c, spec.height, spec.width, th, tw, t, *x.stride(), spec.pad_h, spec.pad_w,
         BLOCK_T=block_t, BLOCK_C=block_c, num_warps=warps)
-    m = gemm(v, u_of(weight, dtype=v.dtype))
+    m = gemm(v, u_of(weight, dtype=v.dtype), torch.float16 if x.dtype == torch.float16 else torch.float32)
     assert m.is_contiguous(memory_format=torch.channels_last) and m.shape == (1, pos * cout, t, 1)
     b = bias if bias is not None else y
     output_kernel[(triton.cdiv(t, block_t), triton.cdiv(cout, block_c))](

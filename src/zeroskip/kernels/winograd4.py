@@ -214,7 +214,7 @@ def _output_transform_kernel(m_ptr, b_ptr, y_ptr, COUT: tl.constexpr, OH: tl.con
 
 
 def conv(x, weight, bias, spec, activation_code: int, pool_code: int, y, gemm, interpreting=False):
-    """Runs the three steps into y (allocated by the caller in its layout). `gemm(v, u)` is the
+    """Runs the three steps into y (allocated by the caller in its layout). `gemm(v, u, m_dtype)` is the
     implicit-GEMM launch (kernels.launch.conv for a 1x1 conv, groups 36) returning M."""
     return run_steps("winograd4", 4, _input_transform_kernel, _output_transform_kernel, BLOCKS, transformed_weight,
                      x, weight, bias, spec, activation_code, pool_code, y, gemm, interpreting)
