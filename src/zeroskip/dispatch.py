@@ -156,18 +156,27 @@ def measured_best(input, spec, activation) -> str:
             return "winograd4"
         if c >= 256 and supports(spec) is None:
             return "winograd"
-    if input.dtype == torch.float16 and spec.pool and spec.in_channels == 256 and spec.height * spec.width == 56 * 56:
-        return "winograd4"
-    if input.dtype == torch.float16 and spec.in_channels == 512:
-        pixels = spec.height * spec.width
-        if pixels == 28 * 28:
-            return "winograd4"
-        if pixels == 14 * 14 and spec.batch < 16:
-            return "winograd"
-    if (input.dtype == torch.bfloat16 and spec.pool and spec.in_channels == 512 and spec.batch < 16
-            and spec.height * spec.width in (14 * 14, 28 * 28)):
-        return "winograd"
+    pick = _half_winograd(input.dtype, spec)
+    if pick is not None:
+        from .kernels.winograd import supports
+        if supports(spec, tile=4 if pick == "winograd4" else 2) is None:
+            return pick
     return "igemm"
+
+
+def _half_winograd(dtype, spec) -> str | None:
+    """The 16-bit layers where Winograd beat the direct kernel (measured_best's docstring)."""
+    c, pixels, small_batch = spec.in_channels, spec.height * spec.width, spec.batch < 16
+    if dtype == torch.float16:
+        if c == 256 and spec.pool and pixels == 56 * 56:
+            return "winograd4"
+        if c == 512 and pixels == 28 * 28:
+            return "winograd4"
+        if c == 512 and pixels == 14 * 14 and small_batch:
+            return "winograd"
+    if dtype == torch.bfloat16 and spec.pool and c == 512 and small_batch and pixels in (14 * 14, 28 * 28):
+        return "winograd"
+    return None
 
 
 def offsets_fit(input, spec) -> bool:
