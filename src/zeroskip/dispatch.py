@@ -13,13 +13,13 @@ Algos (every name here is public and documented in the README):
             2.25x fewer products, run as 16 "igemm" GEMMs between two transform kernels
             (kernels/winograd.py). fp32 inputs: transforms and GEMMs in fp32 (3xTF32 or TF32 as
             "igemm"); fp16 and bf16: transforms in fp32, the transformed input and weight rounded
-            to the input's dtype for 16-bit tensor-core GEMMs, their fp32 sums kept for the output
-            transform (normwise error 4e-4 fp16, 6e-3 bf16, against 2e-4 and 3e-3 direct).
-            No zero skipping.
+            to the input's dtype for 16-bit tensor-core GEMMs (fp32 accumulation), whose result
+            the output transform reads in fp16 for fp16 input, in fp32 for bf16 (normwise error
+            5e-4 fp16, 3e-3 bf16 on VGG-19, against 2e-4 and 1.7e-3 direct). No zero skipping.
   "winograd4" Winograd F(4x4, 3x3), same scope: 4x fewer products, run as 36 "igemm" GEMMs
             between its own transform kernels (kernels/winograd4.py); loses more bits than
             "winograd" (larger transform entries) but stays fp32-accurate with TF32 off (normwise
-            1.3e-6..1.6e-6 on 256/512-channel layers, README); fp16 as "winograd" (error 2e-3);
+            1.3e-6..1.6e-6 on 256/512-channel layers, README); fp16 as "winograd" (error 2e-3..3e-3);
             bf16 keeps fp32 GEMMs (16-bit ones gave 1.9e-2, over the 1e-2 bound).
   "im2col"  Implicit GEMM reducing over (input channel, kernel tap) pairs, BLOCK_K at a time, for
             layers with few input channels per group (a 3-channel 3x3 first layer: 27 columns
@@ -69,8 +69,8 @@ def measured_faster(input, spec, activation) -> bool:
       fp16, channels_last, plain conv: 3 or 64..128 input channels on maps of 56x56 or more
         1.20-2.27x at batch 1 and 32; 256 channels on 28x28 and 56x56 maps 1.13-1.40x at batch 1
         (0.98-1.09x at batch 32); 512 channels on 14x14 maps 1.23-1.47x at batch 32 (1.03x at
-        batch 1, where Winograd F(2x2) ran 1.66x); 512 channels on 28x28 maps under Winograd
-        F(4x4) 1.38x at batch 1 and 1.27x at batch 32 (direct 0.89-1.12x; measured_best).
+        batch 1, where Winograd F(2x2) ran 1.77x); 512 channels on 28x28 maps under Winograd
+        F(4x4) 1.44x at batch 1 and 1.53x at batch 32 (direct 0.89-1.12x; measured_best).
         GoogLeNet's 96..128-channel
         convs on 28x28 and 14x14 maps ran 0.94-1.07x (H100): cuDNN there. bf16 plain convs are
         unmeasured: cuDNN.

@@ -42,7 +42,7 @@ def supports(spec) -> str | None:
 
 
 def transformed_weight(weight: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
-    """U = G g G^T as a (36 C_out, C_in, 1, 1) fp32 tensor, group xi = 6 i + j holding U[i, j]; made in
+    """U = G g G^T as a (36 C_out, C_in, 1, 1) tensor of `dtype`, group xi = 6 i + j holding U[i, j]; made in
     float64, rounded once and cached per weight as winograd.transformed_weight does (same cache)."""
     return _transformed(weight, _G, dtype)
 
