@@ -289,8 +289,8 @@ def test_auto_takes_a_kernel_only_where_measured_faster(monkeypatch, dtype, chan
     (torch.float16, 32, 28, 256, "torch"),  # ... not at batch 32
     (torch.float16, 1, 28, 512, "winograd4"),   # 512 channels on 28x28: F(4x4)
     (torch.float16, 32, 28, 512, "winograd4"),
-    (torch.float16, 32, 14, 512, "igemm"),      # 512 channels on 14x14: direct from batch 16
-    (torch.float16, 16, 14, 512, "igemm"),
+    (torch.float16, 32, 14, 512, "winograd4"),  # 512 channels on 14x14: F(4x4) from batch 16
+    (torch.float16, 16, 14, 512, "winograd4"),
     (torch.float16, 8, 14, 512, "winograd"),    # ... F(2x2) below
     (torch.float16, 1, 14, 512, "winograd"),
     (torch.bfloat16, 1, 56, 64, "torch"),   # bf16 plain convs: not measured
@@ -306,7 +306,7 @@ def test_auto_fp16_plain_convs(dtype, batch, hw, cin, want):
     (torch.float16, 1, 28, 512, "winograd4"),
     (torch.float16, 32, 28, 512, "winograd4"),
     (torch.float16, 1, 14, 512, "winograd"),
-    (torch.float16, 32, 14, 512, "igemm"),
+    (torch.float16, 32, 14, 512, "winograd4"),
     (torch.float16, 1, 56, 256, "winograd4"),  # fused 256 channels on 56x56: F(4x4)
     (torch.float16, 32, 56, 256, "winograd4"),
     (torch.float16, 32, 28, 256, "igemm"),

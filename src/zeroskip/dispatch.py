@@ -137,8 +137,11 @@ def measured_best(input, spec, activation) -> str:
     32 (1.74x against 1.64x for F(4x4), 1.21x against 1.12x). Batches between are unmeasured:
     F(2x2) up to 15, as the plain-conv rule switches at 16. With M in fp16 too (next run,
     benchmarks/vgg19-fp16-winograd-m16-ab-h200.txt) F(4x4) also won the fused 256-channel 56x56
-    stage: features.16 3.51x / 1.60x, where direct ran 3.02x / 1.50x in the run before.
-    Direct kept everywhere else.
+    stage: features.16 3.51x / 1.60x, where direct ran 3.02x / 1.50x in the run before, and
+    F(4x4) overtook direct on 14x14 maps at batch 32: fused features.34 1.96x against 1.72x
+    (F(2x2) 1.55x), conv features.30 1.35x against 1.22x (F(2x2) 1.03x)
+    (benchmarks/vgg19-fp16-b32-winograd4-ab-h200.txt). Direct kept everywhere else: it won the
+    fused 128-channel 112x112 stage features.7 at batch 32, 2.10x against 1.32x for F(4x4).
 
     bf16 fused stages, 512 input channels: F(2x2) (V and U in bf16) won at batch 1, features.25
     3.19x and features.34 4.12x against 2.23x and 2.99x direct, and lost at batch 32 (0.97x and
@@ -172,8 +175,8 @@ def _half_winograd(dtype, spec) -> str | None:
             return "winograd4"
         if c == 512 and pixels == 28 * 28:
             return "winograd4"
-        if c == 512 and pixels == 14 * 14 and small_batch:
-            return "winograd"
+        if c == 512 and pixels == 14 * 14:
+            return "winograd" if small_batch else "winograd4"
     if dtype == torch.bfloat16 and spec.pool and c == 512 and small_batch and pixels in (14 * 14, 28 * 28):
         return "winograd"
     return None
