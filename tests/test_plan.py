@@ -323,6 +323,21 @@ def test_auto_fp16_fused_winograd(dtype, batch, hw, cin, want):
     assert dispatch.choose("auto", fake_cuda_input(x), spec, "relu") == want
 
 
+@pytest.mark.parametrize("tf32, batch, hw, cin, want", [
+    (True, 1, 28, 512, "winograd"),    # TF32 fused 512 channels: F(2x2) below batch 16
+    (True, 1, 14, 512, "winograd"),
+    (True, 32, 14, 512, "igemm"),
+    (True, 1, 56, 256, "igemm"),
+    (False, 1, 14, 512, "igemm"),      # fp32-accurate channels_last: direct
+])
+@cpu_fakes
+def test_auto_tf32_fused_winograd(monkeypatch, tf32, batch, hw, cin, want):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", tf32)
+    x = torch.zeros(batch, cin, hw, hw).to(memory_format=torch.channels_last)
+    spec = zplan.spec_of("conv2d_pool", x, torch.zeros(8, cin, 3, 3), None, 1, 1, pool="max")
+    assert dispatch.choose("auto", fake_cuda_input(x), spec, "relu") == want
+
+
 @pytest.mark.parametrize("batch, hw, cin, pool, want", [
     (1, 56, 128, None, "winograd4"),   # 196 F(4x4) tiles
     (1, 56, 64, None, "igemm"),        # 64-channel convs: direct

@@ -146,7 +146,14 @@ def measured_best(input, spec, activation) -> str:
     bf16 fused stages, 512 input channels: F(2x2) (V and U in bf16) won at batch 1, features.25
     3.19x and features.34 4.12x against 2.23x and 2.99x direct, and lost at batch 32 (0.97x and
     1.21x against 1.23x and 1.73x); F(4x4) keeps fp32 GEMMs in bf16 and lost everywhere
-    (benchmarks/vgg19-bf16-winograd-ab-h200.txt). Below batch 16, as for fp16."""
+    (benchmarks/vgg19-bf16-winograd-ab-h200.txt). Below batch 16, as for fp16.
+
+    TF32 fused stages, channels_last (V, U and M in fp32, TF32 GEMMs): the same picture, F(2x2)
+    won at batch 1 on 512 channels (features.25 2.59x and features.34 3.83x against 1.52x and
+    2.88x direct) and lost at batch 32 (0.94x, 1.02x against 1.04x, 1.17x). F(4x4) ran faster
+    at batch 32 (1.33-1.44x from 256 channels) but its error, 1.8e-3..2.3e-3 against 7.5e-4
+    direct and 8e-4 for F(2x2), passes the 2e-3 TF32 bound on some layers and not others, so
+    auto leaves it to an explicit algo="winograd4" (benchmarks/vgg19-tf32-winograd-ab-h200.txt)."""
     if few_channels_measured_faster(input, spec):
         return "im2col"
     if not measured_faster(input, spec, activation):
@@ -159,7 +166,7 @@ def measured_best(input, spec, activation) -> str:
             return "winograd4"
         if c >= 256 and supports(spec) is None:
             return "winograd"
-    pick = _half_winograd(input.dtype, spec)
+    pick = _tensor_core_winograd(input.dtype, spec)
     if pick is not None:
         from .kernels.winograd import supports
         if supports(spec, tile=4 if pick == "winograd4" else 2) is None:
@@ -167,8 +174,8 @@ def measured_best(input, spec, activation) -> str:
     return "igemm"
 
 
-def _half_winograd(dtype, spec) -> str | None:
-    """The 16-bit layers where Winograd beat the direct kernel (measured_best's docstring)."""
+def _tensor_core_winograd(dtype, spec) -> str | None:
+    """The 16-bit and TF32 layers where Winograd beat the direct kernel (measured_best's docstring)."""
     c, pixels, small_batch = spec.in_channels, spec.height * spec.width, spec.batch < 16
     if dtype == torch.float16:
         if c == 256 and spec.pool and pixels == 56 * 56:
@@ -177,7 +184,8 @@ def _half_winograd(dtype, spec) -> str | None:
             return "winograd4"
         if c == 512 and pixels == 14 * 14:
             return "winograd" if small_batch else "winograd4"
-    if dtype == torch.bfloat16 and spec.pool and c == 512 and small_batch and pixels in (14 * 14, 28 * 28):
+    tf32 = dtype == torch.float32 and torch.backends.cudnn.allow_tf32
+    if (dtype == torch.bfloat16 or tf32) and spec.pool and c == 512 and small_batch and pixels in (14 * 14, 28 * 28):
         return "winograd"
     return None
 

@@ -280,3 +280,12 @@ _conv_tuned_32 = triton.autotune(configs=_configs([
     (32, 64, 32, 4, 3), (64, 32, 32, 4, 2), (128, 64, 16, 4, 3), (64, 64, 16, 4, 3),
     (256, 64, 32, 8, 2), (128, 32, 32, 4, 3), (128, 128, 32, 8, 4),
 ]), **_TUNE)(_conv_kernel)
+# Plain TF32 (one product per chunk) keeps no per-chunk accumulator, so the 256-wide tiles that
+# 3xtf32 spills on fit here: its own list, 3xtf32's and those, keeps them out of 3xtf32's tuning
+# time. With them VGG-19's TF32 conv + relu + pool stages went from 1.36x to 1.50x of cuDNN at
+# batch 32 (features.25 1.04x -> 1.29x), unchanged at batch 1 (H200, same run,
+# benchmarks/vgg19-tf32-tiles-ab-h200.txt).
+_conv_tuned_tf32 = triton.autotune(configs=_conv_tuned_32.configs + _configs([
+    (128, 256, 32, 8, 3), (256, 128, 32, 8, 3), (128, 64, 32, 4, 4), (64, 128, 32, 4, 4), (64, 64, 32, 4, 4),
+    (128, 128, 64, 8, 2),
+]), **_TUNE)(_conv_kernel)

@@ -215,7 +215,10 @@ class _Launch:
         grid = lambda meta: (triton.cdiv(self.m_total, meta["BLOCK_M"] // win),  # noqa: E731
                              triton.cdiv(spec.out_per_group, meta["BLOCK_N"]), spec.groups)
         # NCH (flags row length) is unused without SKIP: the kernel counts chunks from C_G.
-        kernel = ig._conv_tuned_32 if self.x.dtype == torch.float32 else ig._conv_tuned_16
+        if self.x.dtype != torch.float32:
+            kernel = ig._conv_tuned_16
+        else:
+            kernel = ig._conv_tuned_tf32 if self.switches["PRECISION"] == "tf32" else ig._conv_tuned_32
         kernel[grid](self.x, self.w, self.w_lo, self.b, self.y, self.y, self.y, *self.sizes, 0, 1, 0, *self._strides(),
                      *self.conv_geometry, *self.pool_geometry, SKIP=False, NCH_P2=1, PARTIAL=False,
                      **self.switches)
