@@ -87,4 +87,13 @@ if __name__ == "__main__":
         wo = compile_variant(winograd4._output_transform_kernel, "fp32",
                              dict(HAS_BIAS=True, ACTIVATION=1, POOL=pool, BLOCK_T=bt, BLOCK_C=bc), warps)
     print("winograd4 transforms fp32", len(wi.asm["cubin"]), len(wo.asm["cubin"]), "bytes")
+    # NCHW outputs, whose tile rows are stored as vectors: 56 wide (whole 4-wide rows) and 14 (pairs)
+    for kernels, blocks in ((winograd, (64, 32, 4)), (winograd4, winograd4.BLOCKS)):
+        for ow in (56, 14):
+            nchw = dict(OH=ow, OW=ow, syn=256 * ow * ow, syc=ow * ow, syh=ow, syw=1)
+            for pool in (0, 1):
+                compile_variant(kernels._output_transform_kernel, "fp32",
+                                dict(nchw, HAS_BIAS=True, ACTIVATION=1, POOL=pool, BLOCK_T=blocks[0],
+                                     BLOCK_C=blocks[1]), blocks[2])
+    print("winograd transforms, NCHW vector stores, fp32")
     print("all compiled for sm_90")

@@ -90,3 +90,22 @@ def test_gemm_spec_has_36_groups():
     u = torch.empty(36 * 6, 5, 1, 1)
     spec = winograd.gemm_spec(v, u)
     assert spec == check_conv(v, u, None, 1, 0, 1, 36) and spec.groups == 36
+
+
+@pytest.mark.parametrize("algo", ["winograd", "winograd4"])
+@pytest.mark.parametrize("hw", [(8, 12), (6, 10), (5, 7)], ids=str)
+@pytest.mark.parametrize("pool", [None, "max"])
+def test_nchw_rows_stored_whole(algo, hw, pool, device, poisoned):
+    """NCHW outputs of even width go out as vector stores per tile row (8x12: 16 bytes under F(4x4),
+    8 under F(2x2); 6x10: two 8-byte stores under F(4x4), the second masked at the edge); 5x7 as
+    single elements. Every output is written and right either way."""
+    x = sparse((2, 6, *hw), 0.5, device=device)
+    wt = torch.randn(7, 6, 3, 3, device=device)
+    b = torch.randn(7, device=device)
+    if pool is None:
+        out = zeroskip.conv2d(x, wt, b, padding=1, algo=algo)
+    else:
+        out = zeroskip.conv2d_pool(x, wt, b, padding=1, activation="relu", pool=pool, algo=algo)
+    ref = reference(x, wt, b, padding=1, activation="relu" if pool else None, pool=pool)
+    assert out.shape == ref.shape and out.is_contiguous()
+    assert rel_err(out, ref) <= TOL[torch.float32]

@@ -138,12 +138,26 @@ def _finish(y, bias, ACTIVATION: tl.constexpr):
 
 
 @triton.jit
-def _store_row(y_ptr, p, ok, y0, y1, y2, y3, syw, ox, OW):
-    """One output row of a tile: its four pixels that lie inside the map."""
-    tl.store(p, y0.to(y_ptr.dtype.element_ty), mask=ok)
-    tl.store(p + syw, y1.to(y_ptr.dtype.element_ty), mask=ok & (ox + 1 < OW)[:, None])
-    tl.store(p + 2 * syw, y2.to(y_ptr.dtype.element_ty), mask=ok & (ox + 2 < OW)[:, None])
-    tl.store(p + 3 * syw, y3.to(y_ptr.dtype.element_ty), mask=ok & (ox + 3 < OW)[:, None])
+def _store_row(y_ptr, p, ok, y0, y1, y2, y3, syw, ox, OW, VEC: tl.constexpr):
+    """One output row of a tile: its four pixels that lie inside the map. NCHW rows go out as
+    vectors (VEC 4: one 16-byte store per thread and row, OW a multiple of 4; VEC 2: two 8-byte
+    ones, OW even): the lanes of a warp walk channels, so each store touches 32 sectors, and four
+    4-byte stores into one sector cost four sector writes. VGG-19 features.12 and .21 at batch 32
+    (fp32, H200): 692 -> 646 and 556 -> 520 us."""
+    dt = y_ptr.dtype.element_ty
+    if VEC == 4:
+        # join stacks on a new last axis, so this is [..., j, i] = y_(2 j + i): y0..y3 in order
+        row = tl.reshape(tl.join(tl.join(y0, y2), tl.join(y1, y3)), [y0.shape[0], y0.shape[1], 4])
+        tl.store(p[:, :, None] + tl.arange(0, 4)[None, None, :], row.to(dt), mask=ok[:, :, None])
+    elif VEC == 2:
+        k = tl.arange(0, 2)[None, None, :]
+        tl.store(p[:, :, None] + k, tl.join(y0, y1).to(dt), mask=ok[:, :, None])
+        tl.store((p + 2)[:, :, None] + k, tl.join(y2, y3).to(dt), mask=(ok & (ox + 2 < OW)[:, None])[:, :, None])
+    else:
+        tl.store(p, y0.to(dt), mask=ok)
+        tl.store(p + syw, y1.to(dt), mask=ok & (ox + 1 < OW)[:, None])
+        tl.store(p + 2 * syw, y2.to(dt), mask=ok & (ox + 2 < OW)[:, None])
+        tl.store(p + 3 * syw, y3.to(dt), mask=ok & (ox + 3 < OW)[:, None])
 
 
 @triton.jit
@@ -188,14 +202,16 @@ def _output_transform_kernel(m_ptr, b_ptr, y_ptr, COUT: tl.constexpr, OH: tl.con
     y30, y31, y32, y33 = (_finish(y30, bias, ACTIVATION), _finish(y31, bias, ACTIVATION),
                           _finish(y32, bias, ACTIVATION), _finish(y33, bias, ACTIVATION))
     out = y_ptr + n.to(tl.int64)[:, None] * syn + (o * syc)[None, :]
+    # NCHW: a tile's pixels in a row are contiguous, and aligned to 4 (2) where 4 (2) divides OW
+    VEC: tl.constexpr = 1 if syw != 1 else (4 if OW % 4 == 0 else (2 if OW % 2 == 0 else 1))
     if POOL == 0:
         oy = 4 * ty
         ox = 4 * tx
         p = out + (oy * syh + ox * syw)[:, None]
-        _store_row(y_ptr, p, ok, y00, y01, y02, y03, syw, ox, OW)
-        _store_row(y_ptr, p + syh, ok & (oy + 1 < OH)[:, None], y10, y11, y12, y13, syw, ox, OW)
-        _store_row(y_ptr, p + 2 * syh, ok & (oy + 2 < OH)[:, None], y20, y21, y22, y23, syw, ox, OW)
-        _store_row(y_ptr, p + 3 * syh, ok & (oy + 3 < OH)[:, None], y30, y31, y32, y33, syw, ox, OW)
+        _store_row(y_ptr, p, ok, y00, y01, y02, y03, syw, ox, OW, VEC)
+        _store_row(y_ptr, p + syh, ok & (oy + 1 < OH)[:, None], y10, y11, y12, y13, syw, ox, OW, VEC)
+        _store_row(y_ptr, p + 2 * syh, ok & (oy + 2 < OH)[:, None], y20, y21, y22, y23, syw, ox, OW, VEC)
+        _store_row(y_ptr, p + 3 * syh, ok & (oy + 3 < OH)[:, None], y30, y31, y32, y33, syw, ox, OW, VEC)
     else:
         # Floor mode: pooled pixel (2 ty + a, 2 tx + b) exists only where its window's last conv row
         # (4 ty + 2 a + 1) and column lie inside the conv output.
@@ -204,13 +220,22 @@ def _output_transform_kernel(m_ptr, b_ptr, y_ptr, COUT: tl.constexpr, OH: tl.con
         p = out + (py * syh + px * syw)[:, None]
         top = ok & (2 * py + 1 < OH)[:, None]
         bottom = ok & (2 * py + 3 < OH)[:, None]
-        left = (2 * px + 1 < OW)[:, None]
-        right = (2 * px + 3 < OW)[:, None]
         dt = y_ptr.dtype.element_ty
-        tl.store(p, _pool(y00, y01, y10, y11, POOL).to(dt), mask=top & left)
-        tl.store(p + syw, _pool(y02, y03, y12, y13, POOL).to(dt), mask=top & right)
-        tl.store(p + syh, _pool(y20, y21, y30, y31, POOL).to(dt), mask=bottom & left)
-        tl.store(p + syh + syw, _pool(y22, y23, y32, y33, POOL).to(dt), mask=bottom & right)
+        a = _pool(y00, y01, y10, y11, POOL)
+        b = _pool(y02, y03, y12, y13, POOL)
+        c = _pool(y20, y21, y30, y31, POOL)
+        d = _pool(y22, y23, y32, y33, POOL)
+        if VEC == 4:  # both pooled pixels of a tile row exist: one 8-byte store (fp32)
+            k = tl.arange(0, 2)[None, None, :]
+            tl.store(p[:, :, None] + k, tl.join(a, b).to(dt), mask=top[:, :, None])
+            tl.store((p + syh)[:, :, None] + k, tl.join(c, d).to(dt), mask=bottom[:, :, None])
+        else:
+            left = (2 * px + 1 < OW)[:, None]
+            right = (2 * px + 3 < OW)[:, None]
+            tl.store(p, a.to(dt), mask=top & left)
+            tl.store(p + syw, b.to(dt), mask=top & right)
+            tl.store(p + syh, c.to(dt), mask=bottom & left)
+            tl.store(p + syh + syw, d.to(dt), mask=bottom & right)
 
 
 def conv(x, weight, bias, spec, activation_code: int, pool_code: int, y, gemm, interpreting=False):
