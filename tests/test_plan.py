@@ -338,19 +338,20 @@ def test_auto_tf32_fused_winograd(monkeypatch, tf32, batch, hw, cin, want):
     assert dispatch.choose("auto", fake_cuda_input(x), spec, "relu") == want
 
 
-@pytest.mark.parametrize("batch, hw, cin, pool, want", [
-    (1, 56, 128, None, "winograd4"),   # 196 F(4x4) tiles
-    (1, 56, 64, None, "igemm"),        # 64-channel convs: direct
-    (1, 224, 64, "max", "winograd4"),  # fused from 64 channels
-    (1, 28, 512, None, "winograd"),    # 49 tiles: F(2x2)
-    (1, 28, 128, None, "igemm"),
-    (4, 28, 512, "max", "winograd4"),
-    (32, 14, 512, None, "winograd4"),
+@pytest.mark.parametrize("batch, hw, cin, cout, pool, want", [
+    (1, 56, 128, 8, None, "winograd4"),    # 196 F(4x4) tiles
+    (1, 56, 64, 64, None, "igemm"),        # 64 to 64 channels: direct
+    (1, 112, 64, 128, None, "winograd4"),  # 64 to 128: F(4x4)
+    (1, 224, 64, 8, "max", "winograd4"),   # fused from 64 channels
+    (1, 28, 512, 8, None, "winograd"),     # 49 tiles: F(2x2)
+    (1, 28, 128, 8, None, "igemm"),
+    (4, 28, 512, 8, "max", "winograd4"),
+    (32, 14, 512, 8, None, "winograd4"),
 ])
 @cpu_fakes
-def test_auto_fp32_winograd_tiles(batch, hw, cin, pool, want):
+def test_auto_fp32_winograd_tiles(batch, hw, cin, cout, pool, want):
     x = torch.zeros(batch, cin, hw, hw)
-    spec = zplan.spec_of("conv2d_pool" if pool else "conv2d", x, torch.zeros(8, cin, 3, 3), None, 1, 1,
+    spec = zplan.spec_of("conv2d_pool" if pool else "conv2d", x, torch.zeros(cout, cin, 3, 3), None, 1, 1,
                          **({"pool": pool} if pool else {}))
     assert dispatch.choose("auto", fake_cuda_input(x), spec, "relu") == want
 
