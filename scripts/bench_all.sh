@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Reproduces the measurements behind BENCHMARKS.md, one part per call (each fits in a 10-minute
 # GPU session slot). Results go to $OUT/<part> (or benchmarks/<part>).
-#   bash scripts/bench_all.sh PART DATA      PART: b1 | b32 | auto | fused | models | layout | fp32ab | wino | first | sweep | compile32 | half | wino16
+#   bash scripts/bench_all.sh PART DATA      PART: b1 | b32 | auto | fused | models | layout | fp32ab | wino | first | sweep | compile32 | half | wino16 | fp32vec | tf32
 set -euo pipefail
-part=${1:?part: b1 b32 auto fused models layout fp32ab wino first sweep compile32 half wino16}
+part=${1:?part: b1 b32 auto fused models layout fp32ab wino first sweep compile32 half wino16 fp32vec tf32}
 data=${2:-.data/paper-data}
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 out=${OUT:-benchmarks}/$part
@@ -56,5 +56,12 @@ case $part in
             --layers features.7,features.12,features.21,features.30 | tee "$out/ab_winograd_fp16_conv.txt"
           z bench --suite vgg19 --ops conv2d_pool --batch 1,32 --dtype fp16,bf16 --algo auto --compile --data "$data"
           z bench --suite vgg19 --ops conv2d --batch 1,32 --dtype fp16 --algo auto --data "$data" ;;
+  fp32vec) python3 scripts/ab_algos.py "$data" 32,1 --dtype fp32 --algos igemm,winograd,winograd4 --layout nchw \
+            --layers features.2,features.5,features.12,features.21,features.30 | tee "$out/ab_fp32_conv.txt"
+          z bench --suite vgg19 --batch 1,32 --dtype fp32 --algo auto --data "$data"
+          z bench --suite alexnet,googlenet --ops conv2d --batch 1,32 --dtype fp32 --algo auto --data "$data" ;;
+  tf32)   python3 scripts/ab_algos.py "$data" 32,1 --dtype tf32 --algos igemm,winograd,winograd4 --fused \
+            --layout channels_last | tee "$out/ab_tf32_fused.txt"
+          z bench --suite vgg19 --ops conv2d_pool --batch 1,32 --dtype tf32 --algo auto --layout channels_last --data "$data" ;;
   *) echo "unknown part $part" >&2; exit 2 ;;
 esac
