@@ -169,6 +169,13 @@ def _m_row(m_ptr, row, COUT, i: tl.constexpr, ok):
 
 
 @triton.jit
+def _store_pair(y_ptr, p, a, b, ok):
+    """a at p and b at p + 1 (NCHW, p even) as one 8-byte (fp32) store per thread."""
+    pair = tl.join(a, b).to(y_ptr.dtype.element_ty)
+    tl.store(p[:, :, None] + tl.arange(0, 2)[None, None, :], pair, mask=ok[:, :, None])
+
+
+@triton.jit
 def _output_transform_kernel(m_ptr, b_ptr, y_ptr, COUT: tl.constexpr, OH: tl.constexpr, OW: tl.constexpr,
                              TH: tl.constexpr, TW: tl.constexpr, T, syn: tl.constexpr, syc: tl.constexpr,
                              syh: tl.constexpr, syw: tl.constexpr, sb: tl.constexpr,
@@ -199,11 +206,10 @@ def _output_transform_kernel(m_ptr, b_ptr, y_ptr, COUT: tl.constexpr, OH: tl.con
         ty_ok = (oy + 1 < OH)[:, None]
         dt = y_ptr.dtype.element_ty
         if (syw == 1) & (OW % 2 == 0):
-            # NCHW, whole tiles across the map: a tile row as one 8-byte store (fp32). A warp's
-            # lanes walk channels, so each store touches 32 sectors: one write per sector, not two.
-            k = tl.arange(0, 2)[None, None, :]
-            tl.store(p[:, :, None] + k, tl.join(y00, y01).to(dt), mask=ok[:, :, None])
-            tl.store((p + syh)[:, :, None] + k, tl.join(y10, y11).to(dt), mask=(ok & ty_ok)[:, :, None])
+            # NCHW, whole tiles across the map: a tile row as one vector store. A warp's lanes
+            # walk channels, so each store touches 32 sectors: one write per sector, not two.
+            _store_pair(y_ptr, p, y00, y01, ok)
+            _store_pair(y_ptr, p + syh, y10, y11, ok & ty_ok)
         else:
             tx_ok = (ox + 1 < OW)[:, None]
             tl.store(p, y00.to(dt), mask=ok)

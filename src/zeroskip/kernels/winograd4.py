@@ -24,7 +24,7 @@ import triton
 import triton.language as tl
 
 from .implicit_gemm import _activate, _max_keep_nan
-from .winograd import _tiles, run_steps, supports as _supports, transformed_weight as _transformed
+from .winograd import _store_pair, _tiles, run_steps, supports as _supports, transformed_weight as _transformed
 
 _G = ((1 / 4, 0.0, 0.0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6), (1 / 24, 1 / 12, 1 / 6),
       (1 / 24, -1 / 12, 1 / 6), (0.0, 0.0, 1.0))
@@ -150,9 +150,8 @@ def _store_row(y_ptr, p, ok, y0, y1, y2, y3, syw, ox, OW, VEC: tl.constexpr):
         row = tl.reshape(tl.join(tl.join(y0, y2), tl.join(y1, y3)), [y0.shape[0], y0.shape[1], 4])
         tl.store(p[:, :, None] + tl.arange(0, 4)[None, None, :], row.to(dt), mask=ok[:, :, None])
     elif VEC == 2:
-        k = tl.arange(0, 2)[None, None, :]
-        tl.store(p[:, :, None] + k, tl.join(y0, y1).to(dt), mask=ok[:, :, None])
-        tl.store((p + 2)[:, :, None] + k, tl.join(y2, y3).to(dt), mask=(ok & (ox + 2 < OW)[:, None])[:, :, None])
+        _store_pair(y_ptr, p, y0, y1, ok)
+        _store_pair(y_ptr, p + 2, y2, y3, ok & (ox + 2 < OW)[:, None])
     else:
         tl.store(p, y0.to(dt), mask=ok)
         tl.store(p + syw, y1.to(dt), mask=ok & (ox + 1 < OW)[:, None])
@@ -225,10 +224,9 @@ def _output_transform_kernel(m_ptr, b_ptr, y_ptr, COUT: tl.constexpr, OH: tl.con
         b = _pool(y02, y03, y12, y13, POOL)
         c = _pool(y20, y21, y30, y31, POOL)
         d = _pool(y22, y23, y32, y33, POOL)
-        if VEC == 4:  # both pooled pixels of a tile row exist: one 8-byte store (fp32)
-            k = tl.arange(0, 2)[None, None, :]
-            tl.store(p[:, :, None] + k, tl.join(a, b).to(dt), mask=top[:, :, None])
-            tl.store((p + syh)[:, :, None] + k, tl.join(c, d).to(dt), mask=bottom[:, :, None])
+        if VEC == 4:  # both pooled pixels of a tile row exist: one vector store
+            _store_pair(y_ptr, p, a, b, top)
+            _store_pair(y_ptr, p + syh, c, d, bottom)
         else:
             left = (2 * px + 1 < OW)[:, None]
             right = (2 * px + 3 < OW)[:, None]
