@@ -40,7 +40,8 @@ for name, module in (("winograd", winograd), ("winograd4", winograd4)):
     bt, bc, warps = module.BLOCKS
     blocks = dict(BLOCK_T=bt, BLOCK_C=bc)
     for layout, ones in (("nchw", "sxw"), ("channels_last", "sxc")):
-        kernel = c.compile_variant(module._input_transform_kernel, "fp32", blocks, warps, 1, ones=(ones,), div16=("C",))
+        kernel = c.compile_variant(module._input_transform_kernel, "fp32", dict(blocks, ROUND=False), warps, 1,
+                                   ones=(ones,), div16=("C",))
         print(f"{name} input transform {layout} BT={bt} BC={bc} warps={warps}: {usage(kernel)}")
     for pool in (0, 1, 2):
         consts = dict(blocks, HAS_BIAS=True, ACTIVATION=1, POOL=pool)

@@ -6,7 +6,9 @@ Two figures per algo, fp32 with TF32 off:
   emul    the transforms on the interpreter, the GEMMs emulated in torch as an H100 runs them: each
           operand split into a TF32 hi part and a rest (as launch.split_weight), the rest truncated to
           TF32 by the tensor core, three products per BLOCK_K=32 chunk added in fp32.
-and "tf32" (TF32 on, one truncated product per multiply) emulated the same way.
+and "tf32" (TF32 on, one truncated product per multiply) emulated the same way; with TF32 on the
+Winograd transforms round V and U to TF32 themselves (as on a GPU), so the truncation leaves them as
+they are.
 
 TRITON_INTERPRET=1 PYTHONPATH=src python scripts/winograd_accuracy.py [--quick]
 """
@@ -54,7 +56,7 @@ def gemm_emulated(a, b, tf32, chunk=32):
 
 
 def winograd_gemm(tf32):
-    def gemm(v, u):  # V (1, P C, T, 1), U (P C_out, C, 1, 1) -> M (1, P C_out, T, 1) channels_last
+    def gemm(v, u, m_dtype=torch.float32):  # V (1, P C, T, 1), U (P C_out, C, 1, 1) -> M (1, P C_out, T, 1) channels_last
         c, cout = u.shape[1], u.shape[0] * u.shape[1] // v.shape[1]
         p = v.shape[1] // c
         m = [gemm_emulated(v[0, i * c:(i + 1) * c, :, 0].T, u[i * cout:(i + 1) * cout, :, 0, 0].T, tf32)
@@ -71,7 +73,11 @@ def run_emulated(algo, x, w, tf32):
         return y.T.reshape(1, w.shape[0], spec.out_h, spec.out_w)
     y = torch.empty(1, w.shape[0], spec.out_h, spec.out_w)
     kernels = winograd if algo == "winograd" else winograd4
-    return kernels.conv(x, w, None, spec, 0, 0, y, winograd_gemm(tf32), interpreting=True)
+    torch.backends.cudnn.allow_tf32 = tf32  # the transforms round V and U to TF32 when it is on
+    try:
+        return kernels.conv(x, w, None, spec, 0, 0, y, winograd_gemm(tf32), interpreting=True)
+    finally:
+        torch.backends.cudnn.allow_tf32 = False
 
 
 def rel(out, ref):

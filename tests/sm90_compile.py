@@ -71,7 +71,8 @@ if __name__ == "__main__":
     print("split-K reduce fp16", len(reduce.asm["cubin"]), "bytes")
     flags = compile_variant(ecr_index._chunk_flags_kernel, "fp16", dict(BLOCK_M=64, BLOCK_K=32, WIN_P2=4))
     print("flags fp16", len(flags.asm["cubin"]), "bytes")
-    wi = compile_variant(winograd._input_transform_kernel, "fp32", dict(BLOCK_T=64, BLOCK_C=32))
+    for rnd in (False, True):  # TF32 off / on
+        wi = compile_variant(winograd._input_transform_kernel, "fp32", dict(ROUND=rnd, BLOCK_T=64, BLOCK_C=32))
     for pool in (0, 1):
         wo = compile_variant(winograd._output_transform_kernel, "fp32",
                              dict(HAS_BIAS=True, ACTIVATION=1, POOL=pool, BLOCK_T=64, BLOCK_C=32))
@@ -82,7 +83,8 @@ if __name__ == "__main__":
                                                               BLOCK_M=128, BLOCK_N=64, BLOCK_K=32), 8, 2)
     print("im2col fp32/fp16", len(ic.asm["cubin"]), "bytes")
     bt, bc, warps = winograd4.BLOCKS
-    wi = compile_variant(winograd4._input_transform_kernel, "fp32", dict(BLOCK_T=bt, BLOCK_C=bc), warps)
+    for rnd in (False, True):
+        wi = compile_variant(winograd4._input_transform_kernel, "fp32", dict(ROUND=rnd, BLOCK_T=bt, BLOCK_C=bc), warps)
     for pool in (0, 1, 2):
         wo = compile_variant(winograd4._output_transform_kernel, "fp32",
                              dict(HAS_BIAS=True, ACTIVATION=1, POOL=pool, BLOCK_T=bt, BLOCK_C=bc), warps)

@@ -64,8 +64,11 @@ def test_transformed_weight_is_cached_and_refreshed(device):
     wt = torch.randn(6, 5, 3, 3, device=device)
     u = winograd4.transformed_weight(wt)
     assert u.shape == (36 * 6, 5, 1, 1) and winograd4.transformed_weight(wt) is u
-    # U[xi = 0] = g[0, 0] / 16 (G's first row is (1/4, 0, 0)); U[xi = 35] = g[2, 2] (last row (0, 0, 1))
-    assert torch.equal(u[:6, :, 0, 0], wt[:, :, 0, 0] / 16) and torch.equal(u[35 * 6:, :, 0, 0], wt[:, :, 2, 2])
+    # U[xi = 0] = g[0, 0] (64/81)**2 (G's first row is (1 / prod(0 - q), 0, 0) = (64/81, 0, 0) for the
+    # points 0, +-3/4, +-3/2), rounded once from float64; U[xi = 35] = g[2, 2] (last row (0, 0, 1))
+    assert winograd4._G[0] == (64 / 81, 0.0, 0.0)
+    assert torch.equal(u[:6, :, 0, 0], (wt[:, :, 0, 0].double() * (64 / 81) ** 2).float())
+    assert torch.equal(u[35 * 6:, :, 0, 0], wt[:, :, 2, 2])
     # F(2x2)'s U of the same weight is cached beside it, not in its place
     assert winograd.transformed_weight(wt).shape == (16 * 6, 5, 1, 1) and winograd4.transformed_weight(wt) is u
     x = sparse((1, 5, 6, 6), 0.8, device=device)
@@ -109,3 +112,38 @@ def test_nchw_rows_stored_whole(algo, hw, pool, device, poisoned):
     ref = reference(x, wt, b, padding=1, activation="relu" if pool else None, pool=pool)
     assert out.shape == ref.shape and out.is_contiguous()
     assert rel_err(out, ref) <= TOL[torch.float32]
+
+
+@pytest.mark.parametrize("tile", [2, 4])
+def test_tf32_gemm_operands_are_rounded_not_truncated(tile, device, monkeypatch):
+    """With TF32 on, the transforms hand the GEMMs V and U already rounded to the nearest TF32 value
+    (low 13 mantissa bits zero), where the tensor core would truncate them; with TF32 off they keep
+    every fp32 bit (3xTF32 splits them itself)."""
+    from zeroskip.geometry import check_conv
+    from zeroskip.kernels import launch, winograd, winograd4
+    kernels = winograd if tile == 2 else winograd4
+    x = sparse((1, 16, 8, 8), 0.5, device=device)
+    wt = torch.randn(8, 16, 3, 3, device=device)
+    spec = check_conv(x, wt, None, 1, 1, 1, 1)
+    seen = {}
+
+    def gemm(v, u, m_dtype):
+        seen["v"], seen["u"] = v.clone(), u.clone()
+        return launch.conv(v, u, None, winograd.gemm_spec(v, u), None, "igemm", out_dtype=m_dtype)
+
+    def operands(tf32):
+        monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", tf32)
+        y = torch.empty(1, 8, 8, 8, device=device)
+        kernels.conv(x, wt, None, spec, 0, 0, y, gemm, zeroskip.dispatch.interpreting())
+        return seen["v"], seen["u"]
+
+    v32, u32 = operands(False)
+    v, u = operands(True)
+    low = lambda t: t.contiguous().view(torch.int32) & 0x1FFF  # noqa: E731
+    assert (low(v) == 0).all() and (low(u) == 0).all()
+    assert (low(v32) != 0).any() and (low(u32) != 0).any()
+    for r, full in ((v, v32), (u, u32)):
+        # nearest: within half a TF32 ulp (2**-11 relative), and above the truncation where the
+        # dropped bits were at least half of it
+        assert ((r - full).abs() <= full.abs() * 2.0**-11).all()
+        assert ((r.abs() > full.abs()) == (low(full) >= 0x1000)).all()

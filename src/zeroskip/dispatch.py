@@ -17,10 +17,12 @@ Algos (every name here is public and documented in the README):
             the output transform reads in fp16 for fp16 input, in fp32 for bf16 (normwise error
             5e-4 fp16, 3e-3 bf16 on VGG-19, against 2e-4 and 1.7e-3 direct). No zero skipping.
   "winograd4" Winograd F(4x4, 3x3), same scope: 4x fewer products, run as 36 "igemm" GEMMs
-            between its own transform kernels (kernels/winograd4.py); loses more bits than
-            "winograd" (larger transform entries) but stays fp32-accurate with TF32 off (normwise
-            1.3e-6..1.6e-6 on 256/512-channel layers, README); fp16 as "winograd" (error 2e-3..3e-3);
-            bf16 keeps fp32 GEMMs (16-bit ones gave 1.9e-2, over the 1e-2 bound).
+            between its own transform kernels (kernels/winograd4.py, interpolation points 0, +-3/4,
+            +-3/2, which lose half the bits Lavin's 0, +-1, +-2 do); loses more bits than
+            "winograd" (larger transform entries): normwise on VGG-19 (H200) 9.3e-4..9.8e-4 in
+            TF32 (direct 7.5e-4; V and U rounded to TF32, not truncated), 1.1e-3..1.2e-3 in fp16
+            (direct 2.1e-4), fp32-accurate with TF32 off; bf16 keeps fp32 GEMMs (16-bit ones
+            would give 8.7e-3 in emulation, near the 1e-2 bound).
   "im2col"  Implicit GEMM reducing over (input channel, kernel tap) pairs, BLOCK_K at a time, for
             layers with few input channels per group (a 3-channel 3x3 first layer: 27 columns
             where "igemm" pads each tap to 16 channels, 144); tensor-core precision as "igemm"
@@ -151,12 +153,14 @@ def measured_best(input, spec, activation) -> str:
     1.21x against 1.23x and 1.73x); F(4x4) keeps fp32 GEMMs in bf16 and lost everywhere
     (benchmarks/vgg19-bf16-winograd-ab-h200.txt). Below batch 16, as for fp16.
 
-    TF32 fused stages, channels_last (V, U and M in fp32, TF32 GEMMs): the same picture, F(2x2)
-    won at batch 1 on 512 channels (features.25 2.59x and features.34 3.83x against 1.52x and
-    2.88x direct) and lost at batch 32 (0.94x, 1.02x against 1.04x, 1.17x). F(4x4) ran faster
-    at batch 32 (1.33-1.44x from 256 channels) but its error, 1.8e-3..2.3e-3 against 7.5e-4
-    direct and 8e-4 for F(2x2), passes the 2e-3 TF32 bound on some layers and not others, so
-    auto leaves it to an explicit algo="winograd4" (benchmarks/vgg19-tf32-winograd-ab-h200.txt)."""
+    TF32 fused stages, channels_last (V, U and M in fp32, TF32 GEMMs): F(2x2) won at batch 1 on
+    512 channels (features.25 2.59x and features.34 3.83x against 1.52x and 2.88x direct) and lost
+    at batch 32 (0.94x, 1.02x against 1.04x, 1.17x) (benchmarks/vgg19-tf32-winograd-ab-h200.txt).
+    F(4x4), once its points were changed and V and U rounded to TF32 (error 2.2e-3 -> 9.8e-4,
+    direct 7.6e-4), won at batch 32 on 512 channels (features.25 1.59x against 1.25x direct,
+    features.34 1.33x against 1.29x) and at batch 1 on the 256-channel 56x56 stage (features.16
+    2.44x against 2.19x; at batch 32 1.36x against 1.45x)
+    (benchmarks/vgg19-tf32-winograd4-points-ab-h200.txt)."""
     if few_channels_measured_faster(input, spec):
         return "im2col"
     if not measured_faster(input, spec, activation):
@@ -188,8 +192,12 @@ def _tensor_core_winograd(dtype, spec) -> str | None:
             return "winograd4"
         if c == 512 and pixels == 14 * 14:
             return "winograd" if small_batch else "winograd4"
-    tf32 = dtype == torch.float32 and torch.backends.cudnn.allow_tf32
-    if (dtype == torch.bfloat16 or tf32) and spec.pool and c == 512 and small_batch and pixels in (14 * 14, 28 * 28):
+    if dtype == torch.float32 and torch.backends.cudnn.allow_tf32 and spec.pool:
+        if c == 512 and pixels in (14 * 14, 28 * 28):
+            return "winograd" if small_batch else "winograd4"
+        if c == 256 and pixels == 56 * 56 and small_batch:
+            return "winograd4"
+    if dtype == torch.bfloat16 and spec.pool and c == 512 and small_batch and pixels in (14 * 14, 28 * 28):
         return "winograd"
     return None
 

@@ -57,26 +57,28 @@ def supports(spec, tile: int = 2) -> str | None:
     return None
 
 
-def transformed_weight(weight: torch.Tensor, g_rows=_G, dtype=torch.float32) -> torch.Tensor:
+def transformed_weight(weight: torch.Tensor, g_rows=_G, dtype=torch.float32, tf32=False) -> torch.Tensor:
     """U = G g G^T as a (P C_out, C_in, 1, 1) tensor of `dtype` for the n x 3 matrix G given by g_rows
     (this file's F(2x2) one by default), P = n**2 positions, group xi = n i + j holding U[i, j].
-    Computed in float64 and rounded once. Cached per weight tensor and G as kernels.launch.packed_weight
+    Computed in float64 and rounded once (with tf32, to the nearest TF32 value, see _tf32). Cached per weight tensor and G as kernels.launch.packed_weight
     caches its packing (same version/storage check), so the GEMM's own packing of U is cached too."""
     try:
         stamp = (weight._version, weight.data_ptr())
     except RuntimeError:  # inference-mode tensors have no version counter
         stamp = None
     held = _U.get(weight) if stamp is not None else None
-    hit = held.get((g_rows, dtype)) if held is not None else None
+    hit = held.get((g_rows, dtype, tf32)) if held is not None else None
     if hit is not None and hit[0] == stamp:
         return hit[1]
     g = torch.tensor(g_rows, dtype=torch.float64, device=weight.device)
     u = torch.einsum("ik,ockl,jl->ijoc", g, weight.detach().double(), g)
     u = u.reshape(len(g_rows) ** 2 * weight.shape[0], weight.shape[1], 1, 1).to(dtype).contiguous()
+    if tf32:
+        u = ((u.view(torch.int32) + 0x1000) & -8192).view(torch.float32)
     if stamp is not None:
         if held is None:
             held = _U[weight] = {}
-        held[(g_rows, dtype)] = (stamp, u)
+        held[(g_rows, dtype, tf32)] = (stamp, u)
     return u
 
 
@@ -112,11 +114,22 @@ def _patch_row(x_ptr, base, ih, iw0, H, W, sxh, sxw, ok):
 
 
 @triton.jit
-def _store_row(v_ptr, row, C, i: tl.constexpr, v0, v1, v2, v3, ok):
-    tl.store(v_ptr + row + (4 * i + 0) * C, v0, mask=ok)
-    tl.store(v_ptr + row + (4 * i + 1) * C, v1, mask=ok)
-    tl.store(v_ptr + row + (4 * i + 2) * C, v2, mask=ok)
-    tl.store(v_ptr + row + (4 * i + 3) * C, v3, mask=ok)
+def _tf32(v, ROUND: tl.constexpr):
+    """v rounded to the nearest TF32 value (10 mantissa bits) with ROUND. With TF32 on, the tensor
+    core drops those bits of the fp32 V and U it reads; rounding them first halves that error and
+    removes its bias. Winograd F(4x4) conv + relu + pool, 256/512 channels, float64 emulation:
+    normwise 1.3e-3 truncated, 1.1e-3 rounded (direct TF32: 7.4e-4)."""
+    if ROUND:
+        v = ((v.to(tl.uint32, bitcast=True) + 0x1000) & 0xFFFFE000).to(tl.float32, bitcast=True)
+    return v
+
+
+@triton.jit
+def _store_row(v_ptr, row, C, i: tl.constexpr, v0, v1, v2, v3, ok, ROUND: tl.constexpr):
+    tl.store(v_ptr + row + (4 * i + 0) * C, _tf32(v0, ROUND), mask=ok)
+    tl.store(v_ptr + row + (4 * i + 1) * C, _tf32(v1, ROUND), mask=ok)
+    tl.store(v_ptr + row + (4 * i + 2) * C, _tf32(v2, ROUND), mask=ok)
+    tl.store(v_ptr + row + (4 * i + 3) * C, _tf32(v3, ROUND), mask=ok)
 
 
 @triton.jit
@@ -136,9 +149,10 @@ def _tiles(T, NC, TH, TW, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
 @triton.jit
 def _input_transform_kernel(x_ptr, v_ptr, C: tl.constexpr, H: tl.constexpr, W: tl.constexpr, TH: tl.constexpr,
                             TW: tl.constexpr, T, sxn: tl.constexpr, sxc: tl.constexpr, sxh: tl.constexpr,
-                            sxw: tl.constexpr, pad_h: tl.constexpr, pad_w: tl.constexpr,
+                            sxw: tl.constexpr, pad_h: tl.constexpr, pad_w: tl.constexpr, ROUND: tl.constexpr,
                             BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
-    """V[t, 4 i + j, c] = (B^T d B)[i, j] of tile t's 4x4 patch in channel c (zeros outside the map)."""
+    """V[t, 4 i + j, c] = (B^T d B)[i, j] of tile t's 4x4 patch in channel c (zeros outside the map),
+    rounded to TF32 with ROUND."""
     t, c, ok, n, ty, tx = _tiles(T, C, TH, TW, BLOCK_T, BLOCK_C)
     ih0 = 2 * ty - pad_h
     iw0 = 2 * tx - pad_w
@@ -152,10 +166,10 @@ def _input_transform_kernel(x_ptr, v_ptr, C: tl.constexpr, H: tl.constexpr, W: t
     v02, v12, v22, v32 = _bt(h02, h12, h22, h32)
     v03, v13, v23, v33 = _bt(h03, h13, h23, h33)
     row = t.to(tl.int64)[:, None] * (16 * C) + c[None, :]
-    _store_row(v_ptr, row, C, 0, v00, v01, v02, v03, ok)
-    _store_row(v_ptr, row, C, 1, v10, v11, v12, v13, ok)
-    _store_row(v_ptr, row, C, 2, v20, v21, v22, v23, ok)
-    _store_row(v_ptr, row, C, 3, v30, v31, v32, v33, ok)
+    _store_row(v_ptr, row, C, 0, v00, v01, v02, v03, ok, ROUND)
+    _store_row(v_ptr, row, C, 1, v10, v11, v12, v13, ok, ROUND)
+    _store_row(v_ptr, row, C, 2, v20, v21, v22, v23, ok, ROUND)
+    _store_row(v_ptr, row, C, 3, v30, v31, v32, v33, ok, ROUND)
 
 
 @triton.jit
@@ -249,18 +263,22 @@ def run_steps(name, tile, input_kernel, output_kernel, blocks, u_of, x, weight, 
     # 16-bit tensor-core rate with fp32 accumulation. Normwise error against float64 (64 -> 32
     # channels, 12x12, conv + relu + pool, interpreter, M in fp32): fp16 2e-4 direct, 4e-4 F(2x2),
     # 2e-3 F(4x4); bf16 3.3e-3 direct, 6e-3 F(2x2), 1.9e-2 F(4x4), over the 1e-2 bound, so bf16
-    # under F(4x4) keeps V in fp32 (fp32 GEMMs).
+    # under F(4x4) keeps V in fp32 (fp32 GEMMs). (F(4x4) figures with Lavin's points; winograd4's
+    # points halve them, bf16 to 8.7e-3 in emulation, still too near the bound: fp32 GEMMs kept.)
     # M, the GEMMs' result, is fp16 for fp16 input: M is 2.25x (F(4x4)) the output's size, and
     # halving its traffic took VGG-19 features.25 + pool at batch 32 from 147.0 to 122.0 us
     # (1.62x -> 1.96x of cuDNN; conv features.21 1.28x -> 1.52x), error 1.9e-3 -> 2.4e-3 (H200,
-    # benchmarks/vgg19-fp16-winograd-m16-ab-h200.txt). bf16 M would keep 8 bits: fp32.
+    # benchmarks/vgg19-fp16-winograd-m16-ab-h200.txt; 1.2e-3 with winograd4's present points).
+    # bf16 M would keep 8 bits: fp32.
     half = x.dtype == torch.float16 or (x.dtype == torch.bfloat16 and tile == 2)
     v = torch.empty((1, t, 1, pos * c), dtype=x.dtype if half else torch.float32,
                     device=x.device).permute(0, 3, 1, 2)
+    # TF32 GEMMs (fp32 input, TF32 on): V and U rounded to TF32 here, not truncated by the tensor core.
+    tf32 = x.dtype == torch.float32 and torch.backends.cudnn.allow_tf32
     input_kernel[(triton.cdiv(t, block_t), triton.cdiv(c, block_c))](
-        x, v, c, spec.height, spec.width, th, tw, t, *x.stride(), spec.pad_h, spec.pad_w,
+        x, v, c, spec.height, spec.width, th, tw, t, *x.stride(), spec.pad_h, spec.pad_w, ROUND=tf32,
         BLOCK_T=block_t, BLOCK_C=block_c, num_warps=warps)
-    m = gemm(v, u_of(weight, dtype=v.dtype), torch.float16 if x.dtype == torch.float16 else torch.float32)
+    m = gemm(v, u_of(weight, dtype=v.dtype, tf32=tf32), torch.float16 if x.dtype == torch.float16 else torch.float32)
     assert m.is_contiguous(memory_format=torch.channels_last) and m.shape == (1, pos * cout, t, 1)
     b = bias if bias is not None else y
     output_kernel[(triton.cdiv(t, block_t), triton.cdiv(cout, block_c))](

@@ -3,15 +3,21 @@
 The same three steps as winograd.py's F(2x2, 3x3), with 4x4 output tiles from 6x6 input patches:
 V = B^T d B, 36 GEMMs M[xi] = V[xi] @ U[xi] (the implicit-GEMM kernel as one 36-group 1x1 conv),
 Y = A^T M A. 36 multiplies per tile of 16 outputs where direct needs 144 (F(2x2): 16 per 4, 2.25x
-fewer), and V and M are 36/16 = 2.25x the input and output sizes instead of 4x. Lavin's matrices
-(interpolation points 0, +-1, +-2, inf):
-    B^T = [[4,0,-5,0,1,0],[0,-4,-4,1,1,0],[0,4,-4,-1,1,0],[0,-2,-1,2,1,0],[0,2,-1,-2,1,0],[0,4,0,-5,0,1]]
-    A^T = [[1,1,1,1,1,0],[0,1,-1,2,-2,0],[0,1,1,4,4,0],[0,1,-1,8,-8,1]]
-and G below. The larger entries cost accuracy: with TF32 off, normwise error 1.3e-6..1.6e-6 on
-256/512-channel 14x14 and 28x28 layers against 2.1e-7..2.4e-7 for F(2x2) and the direct kernel;
-with TF32 on 2.7e-3..3.2e-3 against 7.7e-4..8.5e-4 (CPU interpreter, TF32 emulated in torch:
-scripts/winograd_accuracy.py; 6e-7..1.2e-6 measured on VGG-19 on an H200). A 4x4 tile holds
-exactly 2x2 windows of a 2x2/2 pool, which the output transform fuses.
+fewer), and V and M are 36/16 = 2.25x the input and output sizes instead of 4x.
+
+Interpolation points 0, +-3/4, +-3/2 and infinity, not Lavin's 0, +-1, +-2: the transforms' rounding
+errors are amplified by their entries, and among the point sets searched (0 and four of +-1/4, 1/3,
+1/2, 2/3, 3/4, 1, 3/2, 2, 3, 4; scripts/winograd_points.py) this dyadic one halves the error of
+Lavin's in every precision, with the same operation count (normwise, conv + relu + pool,
+256 and 512 channels, float64 emulation): TF32 2.5e-3 -> 1.3e-3, fp16 2.8e-3 -> 1.4e-3, bf16
+1.8e-2 -> 8.7e-3, fp32 3.4e-7 -> 1.6e-7. With a = 3/4, b = 3/2 (each row of B^T holds the
+coefficients of prod(x - p) over the other finite points, in increasing powers of x):
+    B^T = [[a2b2, 0, -(a2+b2), 0, 1, 0], [0, -ab2, -b2, a, 1, 0], [0, ab2, -b2, -a, 1, 0],
+           [0, -a2b, -a2, b, 1, 0], [0, a2b, -a2, -b, 1, 0], [0, a2b2, 0, -(a2+b2), 0, 1]]
+    A^T = [[1, 1, 1, 1, 1, 0], [0, a, -a, b, -b, 0], [0, a2, a2, b2, b2, 0], [0, a3, -a3, b3, -b3, 1]]
+(a2 = a**2, ab2 = a b**2 and so on; every entry is exact in binary) and G below, row p = (1, p, p**2)
+over the product of (p - q) for the other finite points q. A 4x4 tile holds exactly 2x2 windows of a
+2x2/2 pool, which the output transform fuses.
 
 Where it pays (H200, fp32 TF32 off, against F(2x2) in the same run): on maps with many 4x4 tiles,
 e.g. VGG-19 features.12 (256 channels, 56x56) at batch 32, 3.71x of cuDNN against 2.39x; on
@@ -24,10 +30,23 @@ import triton
 import triton.language as tl
 
 from .implicit_gemm import _activate, _max_keep_nan
-from .winograd import _store_pair, _tiles, run_steps, supports as _supports, transformed_weight as _transformed
+from .winograd import _store_pair, _tf32, _tiles, run_steps, supports as _supports, transformed_weight as _transformed
 
-_G = ((1 / 4, 0.0, 0.0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6), (1 / 24, 1 / 12, 1 / 6),
-      (1 / 24, -1 / 12, 1 / 6), (0.0, 0.0, 1.0))
+_POINTS = (0.0, 0.75, -0.75, 1.5, -1.5)
+
+
+def _g_rows(points):
+    """G's rows: (1, p, p**2) / prod(p - q) over the other finite points q, then the point at infinity."""
+    rows = []
+    for p in points:
+        f = 1.0
+        for q in points:
+            f = f * (p - q) if q != p else f
+        rows.append((1.0 / f, p / f, p * p / f))
+    return tuple(rows) + ((0.0, 0.0, 1.0),)
+
+
+_G = _g_rows(_POINTS)
 # Both transforms' (BLOCK_T, BLOCK_C, num_warps) on a GPU. 16x32 on 8 warps: 2 values per thread
 # in each of the 36 patch positions; 112-122 registers (input transform), 80-100 (output), no
 # spills, so two blocks of 256 threads fit an SM's 64K registers (sm_90 ptxas 12.9,
@@ -41,30 +60,32 @@ def supports(spec) -> str | None:
     return _supports(spec, tile=4)
 
 
-def transformed_weight(weight: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
+def transformed_weight(weight: torch.Tensor, dtype=torch.float32, tf32=False) -> torch.Tensor:
     """U = G g G^T as a (36 C_out, C_in, 1, 1) tensor of `dtype`, group xi = 6 i + j holding U[i, j]; made in
     float64, rounded once and cached per weight as winograd.transformed_weight does (same cache)."""
-    return _transformed(weight, _G, dtype)
+    return _transformed(weight, _G, dtype, tf32)
 
 
 @triton.jit
 def _bt(d0, d1, d2, d3, d4, d5):
-    """One row or column of B^T d B."""
-    a = d4 - 4.0 * d2
-    b = d3 - 4.0 * d1
-    c = d4 - d2
-    e = 2.0 * (d3 - d1)
-    return 4.0 * d0 - 5.0 * d2 + d4, a + b, a - b, c + e, c - e, 4.0 * d1 - 5.0 * d3 + d5
+    """One row or column of B^T d B (points 0, +-3/4, +-3/2: a2b2 = 81/64, a2 + b2 = 45/16, ab2 = 27/16,
+    b2 = 9/4, a2b = 27/32, a2 = 9/16)."""
+    e = d4 - 2.25 * d2
+    o = 0.75 * d3 - 1.6875 * d1
+    f = d4 - 0.5625 * d2
+    u = 1.5 * d3 - 0.84375 * d1
+    return (1.265625 * d0 - 2.8125 * d2 + d4, e + o, e - o, f + u, f - u,
+            1.265625 * d1 - 2.8125 * d3 + d5)
 
 
 @triton.jit
 def _at(m0, m1, m2, m3, m4, m5):
-    """One row or column of A^T M A."""
+    """One row or column of A^T M A (a = 3/4, b = 3/2)."""
     p = m1 + m2
     q = m1 - m2
     r = m3 + m4
     s = m3 - m4
-    return m0 + p + r, q + 2.0 * s, p + 4.0 * r, q + 8.0 * s + m5
+    return m0 + p + r, 0.75 * q + 1.5 * s, 0.5625 * p + 2.25 * r, 0.421875 * q + 3.375 * s + m5
 
 
 @triton.jit
@@ -83,23 +104,24 @@ def _patch_row(x_ptr, base, ih, iw0, H, W, sxh, sxw, ok):
 
 
 @triton.jit
-def _store_col(v_ptr, row, C, j: tl.constexpr, h0, h1, h2, h3, h4, h5, ok):
-    """Column j of V = B^T (d B), from column j of the row-transformed patch."""
+def _store_col(v_ptr, row, C, j: tl.constexpr, h0, h1, h2, h3, h4, h5, ok, ROUND: tl.constexpr):
+    """Column j of V = B^T (d B), from column j of the row-transformed patch (TF32-rounded with ROUND)."""
     v0, v1, v2, v3, v4, v5 = _bt(h0, h1, h2, h3, h4, h5)
-    tl.store(v_ptr + row + (0 + j) * C, v0, mask=ok)
-    tl.store(v_ptr + row + (6 + j) * C, v1, mask=ok)
-    tl.store(v_ptr + row + (12 + j) * C, v2, mask=ok)
-    tl.store(v_ptr + row + (18 + j) * C, v3, mask=ok)
-    tl.store(v_ptr + row + (24 + j) * C, v4, mask=ok)
-    tl.store(v_ptr + row + (30 + j) * C, v5, mask=ok)
+    tl.store(v_ptr + row + (0 + j) * C, _tf32(v0, ROUND), mask=ok)
+    tl.store(v_ptr + row + (6 + j) * C, _tf32(v1, ROUND), mask=ok)
+    tl.store(v_ptr + row + (12 + j) * C, _tf32(v2, ROUND), mask=ok)
+    tl.store(v_ptr + row + (18 + j) * C, _tf32(v3, ROUND), mask=ok)
+    tl.store(v_ptr + row + (24 + j) * C, _tf32(v4, ROUND), mask=ok)
+    tl.store(v_ptr + row + (30 + j) * C, _tf32(v5, ROUND), mask=ok)
 
 
 @triton.jit
 def _input_transform_kernel(x_ptr, v_ptr, C: tl.constexpr, H: tl.constexpr, W: tl.constexpr, TH: tl.constexpr,
                             TW: tl.constexpr, T, sxn: tl.constexpr, sxc: tl.constexpr, sxh: tl.constexpr,
-                            sxw: tl.constexpr, pad_h: tl.constexpr, pad_w: tl.constexpr,
+                            sxw: tl.constexpr, pad_h: tl.constexpr, pad_w: tl.constexpr, ROUND: tl.constexpr,
                             BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
-    """V[t, 6 i + j, c] = (B^T d B)[i, j] of tile t's 6x6 patch in channel c (zeros outside the map)."""
+    """V[t, 6 i + j, c] = (B^T d B)[i, j] of tile t's 6x6 patch in channel c (zeros outside the map),
+    rounded to TF32 with ROUND."""
     t, c, ok, n, ty, tx = _tiles(T, C, TH, TW, BLOCK_T, BLOCK_C)
     ih0 = 4 * ty - pad_h
     iw0 = 4 * tx - pad_w
@@ -111,12 +133,12 @@ def _input_transform_kernel(x_ptr, v_ptr, C: tl.constexpr, H: tl.constexpr, W: t
     h40, h41, h42, h43, h44, h45 = _patch_row(x_ptr, base, ih0 + 4, iw0, H, W, sxh, sxw, ok)
     h50, h51, h52, h53, h54, h55 = _patch_row(x_ptr, base, ih0 + 5, iw0, H, W, sxh, sxw, ok)
     row = t.to(tl.int64)[:, None] * (36 * C) + c[None, :]
-    _store_col(v_ptr, row, C, 0, h00, h10, h20, h30, h40, h50, ok)
-    _store_col(v_ptr, row, C, 1, h01, h11, h21, h31, h41, h51, ok)
-    _store_col(v_ptr, row, C, 2, h02, h12, h22, h32, h42, h52, ok)
-    _store_col(v_ptr, row, C, 3, h03, h13, h23, h33, h43, h53, ok)
-    _store_col(v_ptr, row, C, 4, h04, h14, h24, h34, h44, h54, ok)
-    _store_col(v_ptr, row, C, 5, h05, h15, h25, h35, h45, h55, ok)
+    _store_col(v_ptr, row, C, 0, h00, h10, h20, h30, h40, h50, ok, ROUND)
+    _store_col(v_ptr, row, C, 1, h01, h11, h21, h31, h41, h51, ok, ROUND)
+    _store_col(v_ptr, row, C, 2, h02, h12, h22, h32, h42, h52, ok, ROUND)
+    _store_col(v_ptr, row, C, 3, h03, h13, h23, h33, h43, h53, ok, ROUND)
+    _store_col(v_ptr, row, C, 4, h04, h14, h24, h34, h44, h54, ok, ROUND)
+    _store_col(v_ptr, row, C, 5, h05, h15, h25, h35, h45, h55, ok, ROUND)
 
 
 @triton.jit
