@@ -14,7 +14,7 @@ from pathlib import Path
 root = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(root / "tests"), str(root / "src")]
 import sm90_compile as c  # noqa: E402
-from zeroskip.kernels import implicit_gemm as ig, winograd, winograd4, winograd6  # noqa: E402
+from zeroskip.kernels import implicit_gemm as ig, winograd, winograd4  # noqa: E402
 
 CUOBJDUMP = os.path.join(os.path.dirname(c.triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
 CONFIGS = [("fp16", 128, 128, 64, 8, 3), ("fp16", 64, 64, 64, 4, 4), ("fp16", 128, 64, 32, 4, 4),
@@ -36,7 +36,7 @@ for dtype, bm, bn, bk, warps, stages in CONFIGS:
     kernel = c.compile_variant(ig._conv_kernel, dtype, consts, warps, stages, **c.CHANNELS_LAST)
     print(f"{dtype} BM={bm} BN={bn} BK={bk} warps={warps} stages={stages}: {usage(kernel)}")
 
-for name, module in (("winograd", winograd), ("winograd4", winograd4), ("winograd6", winograd6)):
+for name, module in (("winograd", winograd), ("winograd4", winograd4)):
     bt, bc, warps = module.BLOCKS
     blocks = dict(BLOCK_T=bt, BLOCK_C=bc)
     for layout, ones in (("nchw", "sxw"), ("channels_last", "sxc")):

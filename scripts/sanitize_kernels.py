@@ -25,11 +25,11 @@ for dtype in (torch.float32, torch.float16, torch.bfloat16):
         ig.conv(xx, ww, bb, with_pool(spec, "max", 3, 2, 1), "relu", "igemm", cfg, skip=False)
         ig.conv(xx, ww, bb, with_pool(spec, "avg", 2, 2, 0), "relu", "igemm", cfg, skip=False, split=3)
         ig.conv(xx, ww, bb, spec, None, "igemm", cfg, skip=False, split=2)
-# Winograd F(2x2), F(4x4) and F(6x6): both transform kernels on odd maps (partial edge tiles; 9x7 is no
-# multiple of 2, 4 or 6) and on 8x12 (NCHW rows stored as vectors; whole tiles but for F(6x6)), NCHW and
+# Winograd F(2x2) and F(4x4): both transform kernels on odd maps (partial edge tiles; 9x7 is no
+# multiple of 2 or 4) and on 8x12 (whole tiles: NCHW rows stored as vectors), NCHW and
 # channels_last, with and without the fused pool; their GEMM on fixed tiles (autotuning under
 # memcheck takes minutes).
-from zeroskip.kernels import winograd, winograd4, winograd6  # noqa: E402
+from zeroskip.kernels import winograd, winograd4  # noqa: E402
 
 xw = torch.randn(2, 5, 9, 7, device="cuda").relu_()
 xv = torch.randn(2, 5, 8, 12, device="cuda").relu_()
@@ -37,7 +37,7 @@ ww = torch.randn(6, 5, 3, 3, device="cuda")
 bw = torch.randn(6, device="cuda")
 # fp16 and bf16 take 16-bit V and U (bf16 under F(2x2) only), fp16 an fp16 M, as winograd.run_steps sets them.
 for dtype in (torch.float32, torch.float16, torch.bfloat16):
-    for kernels in (winograd, winograd4, winograd6):
+    for kernels in (winograd, winograd4):
         for xx in (xw.to(dtype), xw.to(dtype).to(memory_format=torch.channels_last), xv.to(dtype)):
             for pool, act in ((None, None), ("max", "relu"), ("avg", "relu6")):
                 spec = check_conv(xx, ww.to(dtype), bw.to(dtype), 1, 1, 1, 1)

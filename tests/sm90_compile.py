@@ -13,7 +13,7 @@ import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-from zeroskip.kernels import ecr_index, im2col, implicit_gemm, winograd, winograd4, winograd6  # noqa: E402
+from zeroskip.kernels import ecr_index, im2col, implicit_gemm, winograd, winograd4  # noqa: E402
 
 TARGET = GPUTarget("cuda", 90, 32)
 
@@ -89,14 +89,8 @@ if __name__ == "__main__":
         wo = compile_variant(winograd4._output_transform_kernel, "fp32",
                              dict(HAS_BIAS=True, ACTIVATION=1, POOL=pool, BLOCK_T=bt, BLOCK_C=bc), warps)
     print("winograd4 transforms fp32", len(wi.asm["cubin"]), len(wo.asm["cubin"]), "bytes")
-    bt, bc, warps = winograd6.BLOCKS
-    wi = compile_variant(winograd6._input_transform_kernel, "fp32", dict(ROUND=False, BLOCK_T=bt, BLOCK_C=bc), warps)
-    for pool in (0, 1, 2):
-        wo = compile_variant(winograd6._output_transform_kernel, "fp32",
-                             dict(HAS_BIAS=True, ACTIVATION=1, POOL=pool, BLOCK_T=bt, BLOCK_C=bc), warps)
-    print("winograd6 transforms fp32", len(wi.asm["cubin"]), len(wo.asm["cubin"]), "bytes")
     # NCHW outputs, whose tile rows are stored as vectors: 56 wide (whole 4-wide rows) and 14 (pairs)
-    for kernels, blocks in ((winograd, (64, 32, 4)), (winograd4, winograd4.BLOCKS), (winograd6, winograd6.BLOCKS)):
+    for kernels, blocks in ((winograd, (64, 32, 4)), (winograd4, winograd4.BLOCKS)):
         for ow in (56, 14):
             nchw = dict(OH=ow, OW=ow, syn=256 * ow * ow, syc=ow * ow, syh=ow, syw=1)
             for pool in (0, 1):

@@ -23,10 +23,6 @@ Algos (every name here is public and documented in the README):
             TF32 (direct 7.5e-4; V and U rounded to TF32, not truncated), 1.1e-3..1.2e-3 in fp16
             (direct 2.1e-4), fp32-accurate with TF32 off; bf16 keeps fp32 GEMMs (16-bit ones
             would give 8.7e-3 in emulation, near the 1e-2 bound).
-  "winograd6" Winograd F(6x6, 3x3), same scope: 5.06x fewer products (64 GEMMs per 6x6 tile,
-            kernels/winograd6.py), V, U and M always fp32. Meant for fp32 with TF32 off: normwise
-            6.3e-7 emulated against 1.6e-7 for "winograd4"; with TF32 on 4.5e-3, past the 2e-3
-            TF32 bound, and 16-bit inputs gain nothing (fp32 GEMMs).
   "im2col"  Implicit GEMM reducing over (input channel, kernel tap) pairs, BLOCK_K at a time, for
             layers with few input channels per group (a 3-channel 3x3 first layer: 27 columns
             where "igemm" pads each tap to 16 channels, 144); tensor-core precision as "igemm"
@@ -48,8 +44,8 @@ import torch
 from . import plan
 from .geometry import KERNEL_DTYPES, MAX_WINDOW
 
-KERNEL_ALGOS = ("ecr", "ecr_tc", "igemm", "winograd", "winograd4", "winograd6", "im2col")
-WINOGRAD_TILES = {"winograd": 2, "winograd4": 4, "winograd6": 6}
+KERNEL_ALGOS = ("ecr", "ecr_tc", "igemm", "winograd", "winograd4", "im2col")
+WINOGRAD_TILES = {"winograd": 2, "winograd4": 4}
 ALGOS = ("auto", "torch") + KERNEL_ALGOS
 
 

@@ -32,7 +32,7 @@ from .plan_file import FORMAT, Plan, _algos, environment  # noqa: F401  (part of
 
 OPS = ("conv2d", "conv2d_pool")
 # Every kernel algo; one that cannot run a call (the Winograd ones off 3x3 stride 1) is dropped for it.
-CANDIDATES = ("torch", "igemm", "winograd", "winograd4", "winograd6", "im2col", "ecr_tc", "ecr")
+CANDIDATES = ("torch", "igemm", "winograd", "winograd4", "im2col", "ecr_tc", "ecr")
 _active = None
 
 

@@ -9,10 +9,10 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from ..dispatch import interpreting
 from ..geometry import MAX_WINDOW
-from . import ecr_index, im2col, implicit_gemm as ig, split_k, winograd, winograd4, winograd6
+from . import ecr_index, im2col, implicit_gemm as ig, split_k, winograd, winograd4
 
 _ACT = {None: 0, "relu": 1, "relu6": 2}
-WINOGRAD = {"winograd": winograd, "winograd4": winograd4, "winograd6": winograd6}
+WINOGRAD = {"winograd": winograd, "winograd4": winograd4}
 _POOL = {None: 0, "max": 1, "avg": 2}
 
 
@@ -154,7 +154,7 @@ def conv(x, weight, bias, spec, activation, algo, config: Config | None = None, 
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     y = _empty((spec.batch, spec.out_channels, spec.result_h, spec.result_w), out_dtype or x.dtype, x.device, fmt)
     if algo in WINOGRAD:
-        def gemm(v, u, m_dtype):  # the 16 (36, 64) transformed GEMMs as one grouped 1x1 conv on the dense path
+        def gemm(v, u, m_dtype):  # the 16 (36) transformed GEMMs as one grouped 1x1 conv on the dense path
             return conv(v, u, None, winograd.gemm_spec(v, u), None, "igemm", out_dtype=m_dtype)
         kernels = WINOGRAD[algo]
         return kernels.conv(x, weight, bias, spec, _ACT[activation], _POOL[spec.pool], y, gemm, interpreting())

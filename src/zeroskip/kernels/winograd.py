@@ -16,8 +16,8 @@ not computing them directly; the direct 3xTF32 kernel reached 1.17x of it there.
 
 V and M go through memory (4x the input and output sizes), so this pays only where the GEMMs
 dominate: many channels per pixel. Zero skipping does not carry over (a transformed patch is
-zero only if the whole 4x4 patch is). winograd4.py and winograd6.py build F(4x4, 3x3) and
-F(6x6, 3x3) the same way from supports, transformed_weight, gemm_spec and _tiles here.
+zero only if the whole 4x4 patch is). winograd4.py builds F(4x4, 3x3) the same way from
+supports, transformed_weight, gemm_spec and _tiles here.
 """
 from __future__ import annotations
 
@@ -270,8 +270,7 @@ def run_steps(name, tile, input_kernel, output_kernel, blocks, u_of, x, weight, 
     # (1.62x -> 1.96x of cuDNN; conv features.21 1.28x -> 1.52x), error 1.9e-3 -> 2.4e-3 (H200,
     # benchmarks/vgg19-fp16-winograd-m16-ab-h200.txt; 1.2e-3 with winograd4's present points).
     # bf16 M would keep 8 bits: fp32.
-    # F(6x6) keeps every step in fp32 (winograd6.py: 16-bit operands would lose too much).
-    half = (x.dtype == torch.float16 and tile <= 4) or (x.dtype == torch.bfloat16 and tile == 2)
+    half = x.dtype == torch.float16 or (x.dtype == torch.bfloat16 and tile == 2)
     v = torch.empty((1, t, 1, pos * c), dtype=x.dtype if half else torch.float32,
                     device=x.device).permute(0, 3, 1, 2)
     # TF32 GEMMs (fp32 input, TF32 on): V and U rounded to TF32 here, not truncated by the tensor core.
@@ -279,7 +278,7 @@ def run_steps(name, tile, input_kernel, output_kernel, blocks, u_of, x, weight, 
     input_kernel[(triton.cdiv(t, block_t), triton.cdiv(c, block_c))](
         x, v, c, spec.height, spec.width, th, tw, t, *x.stride(), spec.pad_h, spec.pad_w, ROUND=tf32,
         BLOCK_T=block_t, BLOCK_C=block_c, num_warps=warps)
-    m = gemm(v, u_of(weight, dtype=v.dtype, tf32=tf32), torch.float16 if v.dtype == torch.float16 else torch.float32)
+    m = gemm(v, u_of(weight, dtype=v.dtype, tf32=tf32), torch.float16 if x.dtype == torch.float16 else torch.float32)
     assert m.is_contiguous(memory_format=torch.channels_last) and m.shape == (1, pos * cout, t, 1)
     b = bias if bias is not None else y
     output_kernel[(triton.cdiv(t, block_t), triton.cdiv(cout, block_c))](
@@ -291,7 +290,7 @@ def run_steps(name, tile, input_kernel, output_kernel, blocks, u_of, x, weight, 
 
 def gemm_spec(v, u) -> ConvSpec:
     """The P-group 1x1 conv spec of the transformed GEMMs: V (1, P C, tiles, 1) by U
-    (P C_out, C, 1, 1), P positions (16 here, 36 for winograd4, 64 for winograd6). Built directly: both tensors are
+    (P C_out, C, 1, 1), P positions (16 here, 36 for winograd4). Built directly: both tensors are
     made here, so check_conv's checks would only cost time on every call."""
     tiles, pc, pcout = v.shape[2], v.shape[1], u.shape[0]
     return ConvSpec(batch=1, in_channels=pc, height=tiles, width=1, out_channels=pcout, groups=pc // u.shape[1],
