@@ -256,9 +256,10 @@ def test_convert_measures_on_cuda(device, tmp_path, monkeypatch):
     (torch.float32, False, False, 8, 128, None, "igemm"),       # 128 channels and few tiles: direct
     (torch.float32, True, False, 1, 512, None, "igemm"),        # channels_last: Winograd not measured
     (torch.float32, True, False, 1, 128, None, "igemm"),
-    (torch.float32, False, True, 1, 64, None, "torch"),       # plain TF32 convs lost
+    (torch.float32, True, True, 1, 64, None, "torch"),        # plain TF32 convs in channels_last lost
+    (torch.float32, False, True, 1, 64, None, "torch"),       # TF32 NCHW on an 8x8 map: not measured
     (torch.float32, True, True, 1, 512, "max", "igemm"),      # TF32 fused, channels_last
-    (torch.float32, False, True, 1, 128, "max", "torch"),     # TF32 NCHW: not measured
+    (torch.float32, False, True, 1, 128, "max", "torch"),     # (test_auto_tf32_nchw for measured maps)
     (torch.float32, True, True, 32, 256, "max", "igemm"),     # TF32 fused at batch 32 too
     (torch.float32, False, False, 32, 512, None, "winograd"),
     (torch.float32, False, False, 64, 128, None, "torch"),    # batch 64: not measured
@@ -339,6 +340,29 @@ def test_auto_tf32_fused_winograd(monkeypatch, tf32, batch, hw, cin, want):
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", tf32)
     x = torch.zeros(batch, cin, hw, hw).to(memory_format=torch.channels_last)
     spec = zplan.spec_of("conv2d_pool", x, torch.zeros(8, cin, 3, 3), None, 1, 1, pool="max")
+    assert dispatch.choose("auto", fake_cuda_input(x), spec, "relu") == want
+
+
+@pytest.mark.parametrize("batch, hw, cin, pool, want", [
+    (32, 224, 64, "max", "winograd4"),   # fused: F(4x4) at every size measured
+    (1, 56, 256, "max", "winograd4"),
+    (1, 28, 512, "max", "winograd"),     # 512 channels below batch 16: F(2x2)
+    (16, 14, 512, "max", "winograd4"),
+    (32, 224, 64, None, "igemm"),        # 64-channel convs: direct
+    (1, 112, 64, None, "igemm"),
+    (32, 56, 256, None, "winograd4"),    # from 128 channels: F(4x4)
+    (1, 28, 512, None, "winograd4"),
+    (32, 14, 512, None, "winograd4"),
+    (1, 14, 512, None, "igemm"),         # 14x14 below batch 16: direct
+    (1, 14, 32, None, "torch"),          # below 64 channels: not measured
+])
+@cpu_fakes
+def test_auto_tf32_nchw(monkeypatch, batch, hw, cin, pool, want):
+    """PyTorch's default for fp32 models: TF32 on, NCHW."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    x = torch.zeros(batch, cin, hw, hw)
+    spec = zplan.spec_of("conv2d_pool" if pool else "conv2d", x, torch.zeros(8, cin, 3, 3), None, 1, 1,
+                         **({"pool": pool} if pool else {}))
     assert dispatch.choose("auto", fake_cuda_input(x), spec, "relu") == want
 
 

@@ -30,8 +30,8 @@ Algos (every name here is public and documented in the README):
   "auto"    On CUDA, the active plan's measured choice for this exact call (zeroskip.plan: op,
             geometry with batch and pooling, dtype, TF32 switch, activation, channels_last) when
             it has an entry; else "igemm", "winograd", "winograd4" or "im2col" for the layer
-            families measured faster than cuDNN (measured_best: VGG-style 3x3 convs in fp32 and
-            in fp16, their fused conv + relu + pool stages in fp32, TF32, fp16 and bf16,
+            families measured faster than cuDNN (measured_best: VGG-style 3x3 convs in fp32, in
+            TF32 with NCHW input and in fp16, their fused conv + relu + pool stages in fp32, TF32, fp16 and bf16,
             3-channel first layers; see BENCHMARKS.md) and "torch" for everything else; "ecr" on the CPU interpreter;
             "torch" wherever kernels cannot run.
 """
@@ -66,7 +66,9 @@ def measured_faster(input, spec, activation) -> bool:
       fp32, TF32 off (3xTF32, fp32-accurate), NCHW or channels_last, 64..512 input channels:
         convs and fused stages at batch 1 and 32 (Winograd or direct, measured_best).
       TF32, channels_last, fused with the pool, 64..512 channels: 1.54-2.98x at batch 1,
-        1.04-1.97x at batch 32. Plain TF32 convs ran 0.50-1.26x (H100): cuDNN.
+        1.04-1.97x at batch 32. Plain TF32 convs in channels_last ran 0.50-1.26x (H100): cuDNN.
+      TF32, NCHW (PyTorch's default), 64..512 channels, convs and fused stages: 1.03-2.04x at
+        batch 1 and 32 with the _tf32_nchw picks.
       fp16 and bf16, channels_last, fused with the pool, 64..512 channels: 2.19-3.81x at
         batch 1, 1.23-2.55x at batch 32.
       fp16, channels_last, plain conv: 3 or 64..128 input channels on maps of 56x56 or more
@@ -87,10 +89,12 @@ def measured_faster(input, spec, activation) -> bool:
         return False
     c, batch, pixels = spec.in_channels, spec.batch, spec.height * spec.width
     if input.dtype == torch.float32:
-        if torch.backends.cudnn.allow_tf32:
-            return (bool(spec.pool) and input.is_contiguous(memory_format=torch.channels_last)
-                    and 64 <= c <= 512 and batch <= 32)
-        return batch <= 32 and 64 <= c <= 512
+        if not torch.backends.cudnn.allow_tf32:
+            return batch <= 32 and 64 <= c <= 512
+        if input.is_contiguous():  # TF32 NCHW (_tf32_nchw): VGG-19's maps, 14x14 and up
+            return batch <= 32 and 64 <= c <= 512 and pixels >= 14 * 14
+        return (bool(spec.pool) and input.is_contiguous(memory_format=torch.channels_last)
+                and 64 <= c <= 512 and batch <= 32)
     if not input.is_contiguous(memory_format=torch.channels_last) or batch > 32:
         return False
     if spec.pool:
@@ -175,12 +179,34 @@ def measured_best(input, spec, activation) -> str:
             return "winograd4"
         if c >= 256 and supports(spec) is None:
             return "winograd"
-    pick = _tensor_core_winograd(input.dtype, spec)
-    if pick is not None:
+    if input.dtype == torch.float32 and torch.backends.cudnn.allow_tf32 and input.is_contiguous():
+        pick = _tf32_nchw(spec)
+    else:
+        pick = _tensor_core_winograd(input.dtype, spec)
+    if pick not in (None, "igemm"):
         from .kernels.winograd import supports
         if supports(spec, tile=4 if pick == "winograd4" else 2) is None:
             return pick
     return "igemm"
+
+
+def _tf32_nchw(spec) -> str:
+    """TF32 with NCHW input, PyTorch's default for an fp32 model (torch.backends.cudnn.allow_tf32 is on
+    unless turned off), VGG-19 against cuDNN in the same layout (H200, same run,
+    benchmarks/vgg19-tf32-nchw-ab-h200.txt):
+      fused conv + relu + 2x2 max-pool: F(4x4) won every stage at batch 32 (1.42x-1.78x, direct
+        0.91x-1.31x) and the 64..256-channel ones at batch 1 (1.80x-1.98x, direct 1.17x-1.52x,
+        F(2x2) 1.11x-1.69x); the 512-channel ones below batch 16 take F(2x2), as in channels_last.
+      plain convs: 64 input channels direct (features.5 1.32x / 1.64x at batch 32 / 1, F(4x4)
+        0.97x / 1.59x; features.2 1.03x / 1.22x, F(4x4) 0.98x / 1.15x); from 128 channels F(4x4)
+        (features.12 1.22x / 1.65x, features.21 1.47x / 1.57x, features.30 1.16x at batch 32),
+        but direct on 14x14 maps below batch 16 (features.30 at batch 1: 2.04x against 1.59x)."""
+    c, small = spec.in_channels, spec.batch < 16
+    if spec.pool:
+        return "winograd" if c == 512 and small else "winograd4"
+    if c < 128 or (small and spec.height * spec.width <= 14 * 14):
+        return "igemm"
+    return "winograd4"
 
 
 def _tensor_core_winograd(dtype, spec) -> str | None:
