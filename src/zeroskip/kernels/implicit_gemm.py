@@ -43,13 +43,19 @@ def _activate(v, ACTIVATION: tl.constexpr):
 
 
 @triton.jit
+def _tf32_nearest(v):
+    """fp32 v rounded to the nearest value TF32 holds (10 mantissa bits; winograd.tf32_nearest on the host)."""
+    return ((v.to(tl.uint32, bitcast=True) + 0x1000) & 0xFFFFE000).to(tl.float32, bitcast=True)
+
+
+@triton.jit
 def _dot_3xtf32(a, b, b_lo, acc):
     """acc + a @ (b + b_lo) to fp32 accuracy from three TF32 products: the weight split once on
     the host (launch.split_weight), the input here, rounded to the 10 mantissa bits TF32 reads.
     The chunk's products start from a zero accumulator and are added to acc on the CUDA cores:
     wgmma accumulating into a running sum lost low bits (K = 4608 GEMM on an H100: 9.5e-6..2.9e-5
     normwise error that way, 2.4e-7 this way, as Triton's own tf32x3)."""
-    a_hi = ((a.to(tl.uint32, bitcast=True) + 0x1000) & 0xFFFFE000).to(tl.float32, bitcast=True)
+    a_hi = _tf32_nearest(a)
     a_lo = a - a_hi
     part = tl.dot(a_lo, b, tl.zeros([a.shape[0], b.shape[1]], dtype=tl.float32), input_precision="tf32")
     part = tl.dot(a_hi, b_lo, part, input_precision="tf32")

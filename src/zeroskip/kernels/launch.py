@@ -74,7 +74,7 @@ def split_weight(packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     exponent, 10 mantissa bits), lo the rest (|lo| <= 2**-11 |hi|), so the three TF32 products
     of 3xtf32 reach fp32 accuracy. Same strides as packed. An inf weight splits into (inf, nan)."""
     hi = torch.empty_like(packed)  # empty_like keeps packed's strides: the kernel reads both with them
-    hi.copy_(((packed.view(torch.int32) + 0x1000) & -8192).view(torch.float32))
+    hi.copy_(winograd.tf32_nearest(packed))
     lo = torch.empty_like(packed)
     lo.copy_(packed - hi)
     return hi, lo

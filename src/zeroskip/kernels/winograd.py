@@ -27,7 +27,7 @@ import triton.language as tl
 from torch.utils.weak import WeakIdKeyDictionary
 
 from ..geometry import ConvSpec
-from .implicit_gemm import _activate, _max_keep_nan
+from .implicit_gemm import _activate, _max_keep_nan, _tf32_nearest
 
 _G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
 # Both transforms' (BLOCK_T, BLOCK_C, num_warps) on a GPU. 32x32 blocks on 8 warps: 4 values per
@@ -74,7 +74,7 @@ def transformed_weight(weight: torch.Tensor, g_rows=_G, dtype=torch.float32, tf3
     u = torch.einsum("ik,ockl,jl->ijoc", g, weight.detach().double(), g)
     u = u.reshape(len(g_rows) ** 2 * weight.shape[0], weight.shape[1], 1, 1).to(dtype).contiguous()
     if tf32:
-        u = ((u.view(torch.int32) + 0x1000) & -8192).view(torch.float32)
+        u = tf32_nearest(u)
     if stamp is not None:
         if held is None:
             held = _U[weight] = {}
@@ -83,6 +83,12 @@ def transformed_weight(weight: torch.Tensor, g_rows=_G, dtype=torch.float32, tf3
 
 
 _U = WeakIdKeyDictionary()
+
+
+def tf32_nearest(t: torch.Tensor) -> torch.Tensor:
+    """fp32 t rounded to the nearest value TF32 holds (sign, exponent, 10 mantissa bits; ties away
+    from zero), as a new fp32 tensor of t's shape and strides."""
+    return ((t.view(torch.int32) + 0x1000) & -8192).view(torch.float32)
 
 
 def clear_transformed_weights() -> None:
@@ -120,7 +126,7 @@ def _tf32(v, ROUND: tl.constexpr):
     removes its bias. Winograd F(4x4) conv + relu + pool, 256/512 channels, float64 emulation:
     normwise 1.3e-3 truncated, 1.1e-3 rounded (direct TF32: 7.4e-4)."""
     if ROUND:
-        v = ((v.to(tl.uint32, bitcast=True) + 0x1000) & 0xFFFFE000).to(tl.float32, bitcast=True)
+        v = _tf32_nearest(v)
     return v
 
 
