@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Reproduces the measurements behind BENCHMARKS.md, one part per call (each fits in a 10-minute
 # GPU session slot). Results go to $OUT/<part> (or benchmarks/<part>).
-#   bash scripts/bench_all.sh PART DATA      PART: b1 | b32 | auto | fused | models | layout | fp32ab | wino | first | sweep | compile32 | half | wino16 | fp32vec | tf32
+#   bash scripts/bench_all.sh PART DATA      PART: b1 | b32 | auto | fused | models | layout | fp32ab | wino | first | sweep | compile32 | half | wino16 | fp32vec | tf32 | tf32nchw | tf32nchwauto
 set -euo pipefail
-part=${1:?part: b1 b32 auto fused models layout fp32ab wino first sweep compile32 half wino16 fp32vec tf32}
+part=${1:?part: b1 b32 auto fused models layout fp32ab wino first sweep compile32 half wino16 fp32vec tf32 tf32nchw tf32nchwauto}
 data=${2:-.data/paper-data}
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 out=${OUT:-benchmarks}/$part
@@ -63,5 +63,11 @@ case $part in
   tf32)   python3 scripts/ab_algos.py "$data" 32,1 --dtype tf32 --algos igemm,winograd,winograd4 --fused \
             --layout channels_last | tee "$out/ab_tf32_fused.txt"
           z bench --suite vgg19 --ops conv2d_pool --batch 1,32 --dtype tf32 --algo auto --layout channels_last --data "$data" ;;
+  tf32nchw) python3 scripts/ab_algos.py "$data" 32,1 --dtype tf32 --algos igemm,winograd,winograd4 --fused \
+            --layout nchw | tee "$out/ab_tf32_nchw_fused.txt"
+          python3 scripts/ab_algos.py "$data" 32,1 --dtype tf32 --algos igemm,winograd4 --layout nchw \
+            --layers features.2,features.5,features.12,features.21,features.30 | tee "$out/ab_tf32_nchw_conv.txt" ;;
+  tf32nchwauto) z bench --suite vgg19 --ops conv2d_pool --batch 1,32 --dtype tf32 --algo auto --layout nchw --data "$data"
+          z bench --suite vgg19,googlenet --ops conv2d --batch 1,32 --dtype tf32 --algo auto --layout nchw --data "$data" ;;
   *) echo "unknown part $part" >&2; exit 2 ;;
 esac
