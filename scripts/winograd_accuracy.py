@@ -56,7 +56,8 @@ def gemm_emulated(a, b, tf32, chunk=32):
 
 
 def winograd_gemm(tf32):
-    def gemm(v, u, m_dtype=torch.float32):  # V (1, P C, T, 1), U (P C_out, C, 1, 1) -> M (1, P C_out, T, 1) channels_last
+    def gemm(v, u, m_dtype=torch.float32):
+        # V (1, P C, T, 1), U (P C_out, C, 1, 1) -> M (1, P C_out, T, 1) channels_last; M stays fp32
         c, cout = u.shape[1], u.shape[0] * u.shape[1] // v.shape[1]
         p = v.shape[1] // c
         m = [gemm_emulated(v[0, i * c:(i + 1) * c, :, 0].T, u[i * cout:(i + 1) * cout, :, 0, 0].T, tf32)

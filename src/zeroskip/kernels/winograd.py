@@ -60,8 +60,9 @@ def supports(spec, tile: int = 2) -> str | None:
 def transformed_weight(weight: torch.Tensor, g_rows=_G, dtype=torch.float32, tf32=False) -> torch.Tensor:
     """U = G g G^T as a (P C_out, C_in, 1, 1) tensor of `dtype` for the n x 3 matrix G given by g_rows
     (this file's F(2x2) one by default), P = n**2 positions, group xi = n i + j holding U[i, j].
-    Computed in float64 and rounded once (with tf32, to the nearest TF32 value, see _tf32). Cached per weight tensor and G as kernels.launch.packed_weight
-    caches its packing (same version/storage check), so the GEMM's own packing of U is cached too."""
+    Computed in float64 and rounded once (with tf32, to the nearest TF32 value: tf32_nearest).
+    Cached per weight tensor, G, dtype and tf32 as kernels.launch.packed_weight caches its packing
+    (same version/storage check), so the GEMM's own packing of U is cached too."""
     try:
         stamp = (weight._version, weight.data_ptr())
     except RuntimeError:  # inference-mode tensors have no version counter
