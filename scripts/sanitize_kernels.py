@@ -1,7 +1,9 @@
 """Small calls through every kernel path, for compute-sanitizer (memcheck) on the GPU.
 
 The dense path is launched with fixed tiles (one per tile shape the autotuner may pick), since
-autotuning under memcheck takes minutes; the kernel code is the same."""
+autotuning under memcheck takes minutes; the kernel code is the same.
+
+python scripts/sanitize_kernels.py [PART ...]   PART: direct, winograd, gemm, im2col (default all)"""
 import sys
 import torch
 sys.path.insert(0, "src")
@@ -9,65 +11,102 @@ import zeroskip
 from zeroskip.geometry import check_conv, with_pool
 from zeroskip.kernels import launch as ig
 
-x = torch.randn(2, 6, 13, 11, device="cuda").relu_()
-w = torch.randn(8, 3, 3, 3, device="cuda")
-b = torch.randn(8, device="cuda")
-for dtype in (torch.float32, torch.float16, torch.bfloat16):
-    xx, ww, bb = x.to(dtype), w.to(dtype), b.to(dtype)
-    for algo in ("ecr", "ecr_tc"):
-        zeroskip.conv2d(xx, ww, bb, (1, 2), 1, (2, 1), 2, activation="relu", algo=algo)
-        zeroskip.conv2d_pool(xx.to(memory_format=torch.channels_last), ww, bb, 1, 1, 1, 2,
-                             pool="max", pool_size=3, pool_stride=2, pool_padding=1, algo=algo)
-        zeroskip.conv2d_pool(xx[:, :, 1:, ::2], ww, None, 2, 0, 1, 2, pool="avg", algo=algo)
-    for cfg in (ig.Config(16, 16, 16, 4, 2), ig.Config(256, 64, 32, 8, 3), ig.Config(64, 128, 64, 4, 3)):
-        spec = check_conv(xx, ww, bb, 1, 1, 1, 2)
-        ig.conv(xx, ww, bb, spec, "relu", "igemm", cfg, skip=False)
-        ig.conv(xx, ww, bb, with_pool(spec, "max", 3, 2, 1), "relu", "igemm", cfg, skip=False)
-        ig.conv(xx, ww, bb, with_pool(spec, "avg", 2, 2, 0), "relu", "igemm", cfg, skip=False, split=3)
-        ig.conv(xx, ww, bb, spec, None, "igemm", cfg, skip=False, split=2)
-# Winograd F(2x2) and F(4x4): both transform kernels on odd maps (partial edge tiles; 9x7 is no
-# multiple of 2 or 4) and on 8x12 (whole tiles: NCHW rows stored as vectors), NCHW and
-# channels_last, with and without the fused pool; their GEMM on fixed tiles (autotuning under
-# memcheck takes minutes).
-from zeroskip.kernels import winograd, winograd4  # noqa: E402
+PARTS = sys.argv[1:] or ["direct", "winograd", "gemm", "im2col"]
 
-xw = torch.randn(2, 5, 9, 7, device="cuda").relu_()
-xv = torch.randn(2, 5, 8, 12, device="cuda").relu_()
-ww = torch.randn(6, 5, 3, 3, device="cuda")
-bw = torch.randn(6, device="cuda")
-# fp16 and bf16 take 16-bit V and U (bf16 under F(2x2) only), fp16 an fp16 M, as winograd.run_steps sets them.
-for dtype in (torch.float32, torch.float16, torch.bfloat16):
-    for kernels in (winograd, winograd4):
-        for xx in (xw.to(dtype), xw.to(dtype).to(memory_format=torch.channels_last), xv.to(dtype)):
-            for pool, act in ((None, None), ("max", "relu"), ("avg", "relu6")):
-                spec = check_conv(xx, ww.to(dtype), bw.to(dtype), 1, 1, 1, 1)
-                spec = with_pool(spec, pool, 2, 2, 0) if pool else spec
-                y = torch.empty((2, 6, spec.result_h, spec.result_w), dtype=dtype, device="cuda").contiguous(
-                    memory_format=torch.channels_last if xx.stride(1) == 1 else torch.contiguous_format)
-                gemm = lambda v, u, m: ig.conv(v, u, None, winograd.gemm_spec(v, u), None, "igemm",  # noqa: E731
-                                               ig.Config(32, 32, 16, 4, 2), skip=False, out_dtype=m)
-                kernels.conv(xx, ww.to(dtype), bw.to(dtype), spec, {None: 0, "relu": 1, "relu6": 2}[act],
-                             {None: 0, "max": 1, "avg": 2}[pool], y, gemm)
-torch.cuda.synchronize()
-print("sanitize run done")
-# im2col: few channels, several BLOCK_K chunks (5x5x3 = 75 columns), strided/padded/dilated,
-# grouped, fused overlapping pools, NCHW and channels_last, every precision, on fixed tiles
-# (autotuning under memcheck takes minutes).
-from zeroskip.kernels import im2col  # noqa: E402
 
-xi = torch.randn(2, 6, 13, 11, device="cuda").relu_()
-wi = torch.randn(8, 3, 5, 5, device="cuda")
-bi = torch.randn(8, device="cuda")
-for dtype, prec in ((torch.float32, "3xtf32"), (torch.float32, "tf32"), (torch.float16, "ieee"), (torch.bfloat16, "ieee")):
-    for xx in (xi.to(dtype), xi.to(dtype).to(memory_format=torch.channels_last)):
-        ww, bb = wi.to(dtype), bi.to(dtype)
-        hi, lo = ig.split_weight(ww) if prec == "3xtf32" else (ww, ww)
-        for args, pool in ((((1, 2), 2, (2, 1), 2), None), ((2, 1, 1, 2), ("max", 3, 2, 1)), ((1, 2, 1, 2), ("avg", 2, 2, 0))):
-            spec = check_conv(xx, ww, bb, *args)
-            spec = with_pool(spec, *pool) if pool else spec
-            y = torch.empty((2, 8, spec.result_h, spec.result_w), device="cuda", dtype=dtype)
-            for tiles in ((32, 16, 16, 4), (128, 64, 32, 8)):
-                im2col.conv(xx, hi, lo, bb, y, spec, 1, {None: 0, "max": 1, "avg": 2}[pool and pool[0]], prec,
-                            False, tiles)
-torch.cuda.synchronize()
-print("sanitize im2col done")
+def direct():
+    x = torch.randn(2, 6, 13, 11, device="cuda").relu_()
+    w = torch.randn(8, 3, 3, 3, device="cuda")
+    b = torch.randn(8, device="cuda")
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        xx, ww, bb = x.to(dtype), w.to(dtype), b.to(dtype)
+        for algo in ("ecr", "ecr_tc"):
+            zeroskip.conv2d(xx, ww, bb, (1, 2), 1, (2, 1), 2, activation="relu", algo=algo)
+            zeroskip.conv2d_pool(xx.to(memory_format=torch.channels_last), ww, bb, 1, 1, 1, 2,
+                                 pool="max", pool_size=3, pool_stride=2, pool_padding=1, algo=algo)
+            zeroskip.conv2d_pool(xx[:, :, 1:, ::2], ww, None, 2, 0, 1, 2, pool="avg", algo=algo)
+        for cfg in (ig.Config(16, 16, 16, 4, 2), ig.Config(256, 64, 32, 8, 3), ig.Config(64, 128, 64, 4, 3)):
+            spec = check_conv(xx, ww, bb, 1, 1, 1, 2)
+            ig.conv(xx, ww, bb, spec, "relu", "igemm", cfg, skip=False)
+            ig.conv(xx, ww, bb, with_pool(spec, "max", 3, 2, 1), "relu", "igemm", cfg, skip=False)
+            ig.conv(xx, ww, bb, with_pool(spec, "avg", 2, 2, 0), "relu", "igemm", cfg, skip=False, split=3)
+            ig.conv(xx, ww, bb, spec, None, "igemm", cfg, skip=False, split=2)
+
+
+def winograd_steps():
+    # Winograd F(2x2) and F(4x4): both transform kernels on odd maps (partial edge tiles; 9x7 is no
+    # multiple of 2 or 4) and on 8x12 (whole tiles: NCHW rows stored as vectors), NCHW and
+    # channels_last, with and without the fused pool; their GEMM on fixed tiles (autotuning under
+    # memcheck takes minutes).
+    from zeroskip.kernels import winograd, winograd4  # noqa: E402
+
+    xw = torch.randn(2, 5, 9, 7, device="cuda").relu_()
+    xv = torch.randn(2, 5, 8, 12, device="cuda").relu_()
+    ww = torch.randn(6, 5, 3, 3, device="cuda")
+    bw = torch.randn(6, device="cuda")
+    # fp16 and bf16 take 16-bit V and U (bf16 under F(2x2) only), fp16 an fp16 M, as winograd.run_steps sets them.
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        for kernels in (winograd, winograd4):
+            for xx in (xw.to(dtype), xw.to(dtype).to(memory_format=torch.channels_last), xv.to(dtype)):
+                for pool, act in ((None, None), ("max", "relu"), ("avg", "relu6")):
+                    spec = check_conv(xx, ww.to(dtype), bw.to(dtype), 1, 1, 1, 1)
+                    spec = with_pool(spec, pool, 2, 2, 0) if pool else spec
+                    y = torch.empty((2, 6, spec.result_h, spec.result_w), dtype=dtype, device="cuda").contiguous(
+                        memory_format=torch.channels_last if xx.stride(1) == 1 else torch.contiguous_format)
+                    gemm = lambda v, u, m: ig.conv(v, u, None, winograd.gemm_spec(v, u), None, "igemm",  # noqa: E731
+                                                   ig.Config(32, 32, 16, 4, 2), skip=False, out_dtype=m)
+                    kernels.conv(xx, ww.to(dtype), bw.to(dtype), spec, {None: 0, "relu": 1, "relu6": 2}[act],
+                                 {None: 0, "max": 1, "avg": 2}[pool], y, gemm)
+    torch.cuda.synchronize()
+    print("sanitize run done")
+
+
+def im2col_kernel():
+    # im2col: few channels, several BLOCK_K chunks (5x5x3 = 75 columns), strided/padded/dilated,
+    # grouped, fused overlapping pools, NCHW and channels_last, every precision, on fixed tiles
+    # (autotuning under memcheck takes minutes).
+    from zeroskip.kernels import im2col  # noqa: E402
+
+    xi = torch.randn(2, 6, 13, 11, device="cuda").relu_()
+    wi = torch.randn(8, 3, 5, 5, device="cuda")
+    bi = torch.randn(8, device="cuda")
+    for dtype, prec in ((torch.float32, "3xtf32"), (torch.float32, "tf32"), (torch.float16, "ieee"), (torch.bfloat16, "ieee")):
+        for xx in (xi.to(dtype), xi.to(dtype).to(memory_format=torch.channels_last)):
+            ww, bb = wi.to(dtype), bi.to(dtype)
+            hi, lo = ig.split_weight(ww) if prec == "3xtf32" else (ww, ww)
+            for args, pool in ((((1, 2), 2, (2, 1), 2), None), ((2, 1, 1, 2), ("max", 3, 2, 1)), ((1, 2, 1, 2), ("avg", 2, 2, 0))):
+                spec = check_conv(xx, ww, bb, *args)
+                spec = with_pool(spec, *pool) if pool else spec
+                y = torch.empty((2, 8, spec.result_h, spec.result_w), device="cuda", dtype=dtype)
+                for tiles in ((32, 16, 16, 4), (128, 64, 32, 8)):
+                    im2col.conv(xx, hi, lo, bb, y, spec, 1, {None: 0, "max": 1, "avg": 2}[pool and pool[0]], prec,
+                                False, tiles)
+    torch.cuda.synchronize()
+    print("sanitize im2col done")
+
+
+def gemm():
+    """The batched Winograd GEMMs on fixed tiles (each precision's tuner candidates), on sizes that fill
+    no block (rows, channels)."""
+    from zeroskip.kernels import winograd_gemm as wg
+    for dtype, prec, m_dtype, blocks in (
+            (torch.float32, "3xtf32", torch.float32, ((64, 128, 32, 4), (128, 128, 32, 8))),
+            (torch.float32, "tf32", torch.float32, ((128, 256, 32, 8), (64, 128, 32, 4))),
+            (torch.float16, "ieee", torch.float16, ((128, 128, 64, 8), (64, 128, 64, 4))),
+            (torch.bfloat16, "ieee", torch.float32, ((128, 256, 64, 8), (128, 64, 64, 4)))):
+        for tiles, c, cout, pos in ((130, 40, 70, 36), (7, 96, 24, 16)):
+            v = torch.randn(1, tiles, 1, pos * c, device="cuda").to(dtype).permute(0, 3, 1, 2)
+            u = torch.randn(pos * cout, c, 1, 1, device="cuda").to(dtype)
+            hi, lo = ig.split_weight(u) if prec == "3xtf32" else (u, u)
+            m = torch.empty((1, tiles, 1, pos * cout), dtype=m_dtype, device="cuda").permute(0, 3, 1, 2)
+            for bm, bn, bk, warps in blocks:
+                grid = (-(-tiles // bm), -(-cout // bn), pos)
+                wg._gemm_kernel[grid](v, hi, lo, m, tiles, c, cout, pos, PRECISION=prec, UPCAST=False, BLOCK_M=bm,
+                                      BLOCK_N=bn, BLOCK_K=bk, num_warps=warps, num_stages=3)
+    torch.cuda.synchronize()
+    print("sanitize gemm done")
+
+
+for part, run in (("direct", direct), ("winograd", winograd_steps), ("gemm", gemm), ("im2col", im2col_kernel)):
+    if part in PARTS:
+        run()

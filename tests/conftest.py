@@ -30,3 +30,11 @@ def exact_fp32():
     torch.backends.cudnn.allow_tf32 = False
     yield
     torch.backends.cudnn.allow_tf32 = saved
+
+
+@pytest.fixture(params=["batched", "grouped-conv"])
+def gemm_route(request, monkeypatch):
+    """Runs a test with the Winograd GEMMs on kernels/winograd_gemm.py, then as the conv kernel's grouped 1x1 conv."""
+    from zeroskip.kernels import winograd_gemm
+    monkeypatch.setattr(winograd_gemm, "use_for", lambda *args: request.param == "batched")
+    return request.param

@@ -13,7 +13,7 @@ import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-from zeroskip.kernels import ecr_index, im2col, implicit_gemm, winograd, winograd4  # noqa: E402
+from zeroskip.kernels import ecr_index, im2col, implicit_gemm, winograd, winograd4, winograd_gemm  # noqa: E402
 
 TARGET = GPUTarget("cuda", 90, 32)
 
@@ -98,4 +98,12 @@ if __name__ == "__main__":
                                 dict(nchw, HAS_BIAS=True, ACTIVATION=1, POOL=pool, BLOCK_T=blocks[0],
                                      BLOCK_C=blocks[1]), blocks[2])
     print("winograd transforms, NCHW vector stores, fp32")
+    # the batched Winograd GEMMs: VGG-19 features.21's F(4x4) GEMMs and odd channel counts (masked chunks)
+    for dtype, prec, tiles in (("fp32", "3xtf32", (64, 128, 32, 4)), ("fp32", "tf32", (128, 256, 32, 8)),
+                               ("fp16", "ieee", (128, 128, 64, 8)), ("bf16", "ieee", (64, 128, 64, 4))):
+        for c, co in ((512, 512), (112, 24)):
+            wg = compile_variant(winograd_gemm._gemm_kernel, dtype,
+                                 dict(C=c, CO=co, P=36, PRECISION=prec, UPCAST=False, BLOCK_M=tiles[0],
+                                      BLOCK_N=tiles[1], BLOCK_K=tiles[2]), tiles[3], div16=("T",))
+    print("winograd GEMMs", len(wg.asm["cubin"]), "bytes")
     print("all compiled for sm_90")

@@ -330,8 +330,8 @@ def test_auto_fp16_fused_winograd(dtype, batch, hw, cin, want):
     (True, 32, 14, 512, "winograd4"),  # F(4x4) from 16
     (True, 32, 28, 512, "winograd4"),
     (True, 16, 28, 512, "winograd4"),
-    (True, 1, 56, 256, "winograd4"),   # 256 channels on 56x56: F(4x4) below batch 16
-    (True, 32, 56, 256, "igemm"),
+    (True, 1, 56, 256, "winograd4"),   # 256 channels on 56x56: F(4x4) at every batch
+    (True, 32, 56, 256, "winograd4"),
     (True, 1, 112, 128, "igemm"),
     (False, 1, 14, 512, "igemm"),      # fp32-accurate channels_last: direct
 ])

@@ -10,6 +10,8 @@ from helpers import TOL, TOL_TF32, reference, rel_err, sparse
 # are partial for F(2x2) and F(4x4) alike
 SHAPES = [(2, 5, 7, 9, 6, 1, True), (1, 3, 6, 6, 4, 0, False), (1, 8, 5, 4, 3, 2, True), (1, 40, 8, 8, 24, 1, True)]
 WINOGRADS = ["winograd", "winograd4"]
+# Every test twice: the GEMMs on kernels/winograd_gemm.py and on the conv kernel (conftest.gemm_route).
+pytestmark = pytest.mark.usefixtures("gemm_route")
 # With TF32 on, V and U rounded to TF32 (test_winograd4.py), on test_tf32_follows_cudnn_switch's shape
 # over 10 seeds (CPU interpreter, whose GEMM is exact on the rounded operands, as the GPU's is):
 # F(2x2) mean 4.6e-4, F(4x4) 1.3e-3 (max 1.4e-3), against 7.8e-4 direct on a GPU: both within

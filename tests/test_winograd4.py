@@ -7,6 +7,8 @@ import torch
 
 import zeroskip
 from helpers import TOL, reference, rel_err, sparse
+# Every test twice: the GEMMs on kernels/winograd_gemm.py and on the conv kernel (conftest.gemm_route).
+pytestmark = pytest.mark.usefixtures("gemm_route")
 
 
 @pytest.fixture

@@ -222,7 +222,7 @@ def _tensor_core_winograd(dtype, spec) -> str | None:
     if dtype == torch.float32 and torch.backends.cudnn.allow_tf32 and spec.pool:
         if c == 512 and pixels in (14 * 14, 28 * 28):
             return "winograd" if small_batch else "winograd4"
-        if c == 256 and pixels == 56 * 56 and small_batch:
+        if c == 256 and pixels == 56 * 56:
             return "winograd4"
     if dtype == torch.bfloat16 and spec.pool and c == 512 and small_batch and pixels in (14 * 14, 28 * 28):
         return "winograd"

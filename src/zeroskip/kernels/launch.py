@@ -9,7 +9,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from ..dispatch import interpreting
 from ..geometry import MAX_WINDOW
-from . import ecr_index, im2col, implicit_gemm as ig, split_k, winograd, winograd4
+from . import ecr_index, im2col, implicit_gemm as ig, split_k, winograd, winograd4, winograd_gemm
 
 _ACT = {None: 0, "relu": 1, "relu6": 2}
 WINOGRAD = {"winograd": winograd, "winograd4": winograd4}
@@ -154,8 +154,16 @@ def conv(x, weight, bias, spec, activation, algo, config: Config | None = None, 
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     y = _empty((spec.batch, spec.out_channels, spec.result_h, spec.result_w), out_dtype or x.dtype, x.device, fmt)
     if algo in WINOGRAD:
-        def gemm(v, u, m_dtype):  # the 16 (36) transformed GEMMs as one grouped 1x1 conv on the dense path
-            return conv(v, u, None, winograd.gemm_spec(v, u), None, "igemm", out_dtype=m_dtype)
+        def gemm(v, u, m_dtype):  # the 16 (36) transformed GEMMs
+            gspec = winograd.gemm_spec(v, u)
+            if not winograd_gemm.use_for(gspec.height, u.shape[0] // gspec.groups, gspec.groups,
+                                         split_k.sm_count(v.device)):
+                # as one grouped 1x1 conv on the dense path, where split-K is measured
+                return conv(v, u, None, gspec, None, "igemm", out_dtype=m_dtype)
+            prec = precision("igemm", v.dtype)
+            u_hi, u_lo = packed_weight(u, k_major=True, split=True) if prec == "3xtf32" else (u, u)
+            m = _empty((1, u.shape[0], gspec.height, 1), m_dtype, v.device, torch.channels_last)
+            return winograd_gemm.gemm(v, u_hi, u_lo, m, prec, interpreting())
         kernels = WINOGRAD[algo]
         return kernels.conv(x, weight, bias, spec, _ACT[activation], _POOL[spec.pool], y, gemm, interpreting())
     prec = precision(algo, x.dtype)

@@ -1,0 +1,110 @@
+"""The Winograd GEMMs: M[t, p, o] = sum_c V[t, p, c] U[p, o, c] for each of the P patch positions p.
+
+V is the input transform's (1, P C, T, 1) channels_last image (memory [T][P][C]), U the
+transformed weight (P C_out, C, 1, 1) (memory [P][C_out][C], K-major as Hopper's TF32 wgmma
+reads it), M a (1, P C_out, T, 1) channels_last image for the output transform.
+
+Why a kernel of its own: the implicit-GEMM conv kernel ran them as a P-group 1x1 conv, and a plain
+batched-GEMM loop, K a compile-time constant and no pixel index math, ran the same products
+1.2-1.3x faster (fp32 3xTF32, F(4x4), batch 32, H200, per kernel: features.21 (T 1568, 512
+channels) 384 -> 294 us, features.12 (T 6272, 256) 404 -> 324, features.30 (T 512) 138 -> 106,
+features.5 (T 25088, 64 -> 128) 355 -> 293).
+
+Few tiles (batch 1 on small maps) keep the conv kernel's path, which splits K over programs
+(kernels/split_k.py): see use_for.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .implicit_gemm import _dot_3xtf32
+from .split_k import DISK_CACHE, graph_ms
+
+
+@triton.jit
+def _gemm_kernel(
+    # pointers: V, U (its TF32 low part for 3xtf32), M
+    v_ptr, u_ptr, ulo_ptr, m_ptr,
+    # sizes: tiles (rows), input and output channels, positions
+    T, C: tl.constexpr, CO: tl.constexpr, P: tl.constexpr,
+    # constexpr switches
+    PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """One BLOCK_M x BLOCK_N tile of M for position program_id(2)."""
+    p = tl.program_id(2)
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    kk = tl.arange(0, BLOCK_K)
+    rmask = rows < T
+    cmask = cols < CO
+    a_ptr = v_ptr + (rows.to(tl.int64) * (P * C) + p * C)[:, None] + kk[None, :]
+    b_off = ((p * CO + cols).to(tl.int64) * C)[None, :] + kk[:, None]
+    acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+    for k0 in range(0, C, BLOCK_K):
+        kmask = (kk + k0) < C
+        a = tl.load(a_ptr + k0, mask=rmask[:, None] & kmask[None, :], other=0.0)
+        b = tl.load(u_ptr + b_off + k0, mask=kmask[:, None] & cmask[None, :], other=0.0)
+        if UPCAST:  # the interpreter's bf16 dot is wrong
+            a = a.to(tl.float32)
+            b = b.to(tl.float32)
+        if PRECISION == "3xtf32":
+            b_lo = tl.load(ulo_ptr + b_off + k0, mask=kmask[:, None] & cmask[None, :], other=0.0)
+            acc = _dot_3xtf32(a, b, b_lo, acc)
+        else:
+            acc = tl.dot(a, b, acc, input_precision=PRECISION)
+    out = m_ptr + (rows.to(tl.int64) * (P * CO) + p * CO)[:, None] + cols[None, :]
+    tl.store(out, acc.to(m_ptr.dtype.element_ty), mask=rmask[:, None] & cmask[None, :])
+
+
+def _configs(shapes):
+    return [triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=w, num_stages=s)
+            for m, n, k, w, s in shapes]
+
+
+_KEY = ["T", "C", "CO", "P", "PRECISION"]
+_TUNE = dict(key=_KEY, do_bench=graph_ms, **DISK_CACHE)
+# 3xTF32, F(4x4), batch 32 (H200, do_bench, per kernel): 64x128x32 on 4 warps, 3 stages, was fastest on
+# 512 and 256 channels (294 / 324 us against 334 / 348 for 128x64), 64x64 tied it on 64 -> 128
+# channels and 14x14 maps; 4 stages, 8 warps and 256-wide tiles ran 1.2-2.4x slower.
+_tuned_32 = triton.autotune(configs=_configs([
+    (64, 128, 32, 4, 3), (64, 64, 32, 4, 3), (128, 64, 32, 4, 3), (128, 128, 32, 8, 3),
+]), **_TUNE)(_gemm_kernel)
+# One TF32 product per chunk: 128x128 on 8 warps was fastest (127 us on features.21's shape against
+# 156 for 128x64), 128x256 next (131).
+_tuned_tf32 = triton.autotune(configs=_configs([
+    (128, 128, 32, 8, 3), (128, 256, 32, 8, 3), (64, 128, 32, 4, 3), (128, 64, 32, 4, 3),
+]), **_TUNE)(_gemm_kernel)
+# 16-bit operands: 64-wide chunks (one 128-byte row per load), the conv kernel's 16-bit tiles.
+_tuned_16 = triton.autotune(configs=_configs([
+    (128, 128, 64, 8, 3), (128, 256, 64, 8, 3), (64, 128, 64, 4, 3), (128, 64, 64, 4, 4),
+]), **_TUNE)(_gemm_kernel)
+
+
+def use_for(tiles: int, cout: int, positions: int, sms: int) -> bool:
+    """This kernel for the call, unless 64x64 output blocks would leave it under two programs per SM:
+    there the conv kernel's split-K path is measured instead (batch 1, 14x14 and 28x28 maps)."""
+    return triton.cdiv(tiles, 64) * triton.cdiv(cout, 64) * positions >= 2 * sms
+
+
+def gemm(v, u, u_lo, m, precision: str, interpreting: bool = False) -> torch.Tensor:
+    """Writes and returns M, a (1, P C_out, T, 1) channels_last tensor, from V (1, P C, T, 1)
+    channels_last and U (P C_out, C, 1, 1) contiguous (u_lo: U's TF32 low part for precision
+    "3xtf32", else unused). precision: "3xtf32" or "tf32" for fp32 V, "ieee" for 16-bit V and U."""
+    tiles, pc, pcout = v.shape[2], v.shape[1], u.shape[0]
+    c = u.shape[1]
+    positions = pc // c
+    cout = pcout // positions
+    args = (v, u, u_lo, m, tiles, c, cout, positions)
+    if interpreting:
+        # the interpreter costs ~9 ms per program whatever its size: big blocks, one config
+        grid = (triton.cdiv(tiles, 128), triton.cdiv(cout, 64), positions)
+        _gemm_kernel[grid](*args, PRECISION=precision, UPCAST=v.dtype == torch.bfloat16,
+                           BLOCK_M=128, BLOCK_N=64, BLOCK_K=64, num_warps=1, num_stages=1)
+        return m
+    kernel = _tuned_16 if v.dtype != torch.float32 else (_tuned_tf32 if precision == "tf32" else _tuned_32)
+    grid = lambda meta: (triton.cdiv(tiles, meta["BLOCK_M"]), triton.cdiv(cout, meta["BLOCK_N"]), positions)  # noqa: E731
+    kernel[grid](*args, PRECISION=precision, UPCAST=False)
+    return m

@@ -1,0 +1,59 @@
+"""kernels/winograd_gemm.py: the batched Winograd GEMMs against float64, on sizes that fill no block
+(rows, input and output channels), and when launch.conv takes them."""
+import pytest
+import torch
+
+from helpers import rel_err
+
+
+def _operands(tiles, c, cout, positions, dtype, device):
+    v = (torch.randn(1, tiles, 1, positions * c, dtype=torch.float64) * 3).to(dtype).to(device).permute(0, 3, 1, 2)
+    u = (torch.randn(positions * cout, c, 1, 1, dtype=torch.float64) * 0.1).to(dtype).to(device)
+    return v, u
+
+
+def _expected(v, u, positions):
+    """M[t, p, o] = sum_c V[t, p, c] U[p, o, c] in float64, as (1, P C_out, T, 1)."""
+    tiles, c = v.shape[2], u.shape[1]
+    vv = v.double().cpu().permute(0, 2, 3, 1).reshape(tiles, positions, c)
+    uu = u.double().cpu().reshape(positions, -1, c)
+    return torch.einsum("tpc,poc->tpo", vv, uu).reshape(1, tiles, 1, -1).permute(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("tiles, c, cout, positions", [(130, 40, 70, 16), (7, 96, 24, 36), (200, 3, 5, 36)], ids=str)
+@pytest.mark.parametrize("dtype, m_dtype, tol", [
+    (torch.float32, torch.float32, 1e-6),    # 3xTF32: fp32-accurate
+    (torch.float16, torch.float32, 1e-6),    # exact products of the 16-bit operands, fp32 sums
+    (torch.bfloat16, torch.float32, 1e-6),
+    (torch.float16, torch.float16, 1e-3),    # M rounded to fp16
+], ids=["fp32", "fp16", "bf16", "fp16-m16"])
+def test_gemm_equals_float64(tiles, c, cout, positions, dtype, m_dtype, tol, device):
+    from zeroskip.dispatch import interpreting
+    from zeroskip.kernels import launch, winograd_gemm
+    v, u = _operands(tiles, c, cout, positions, dtype, device)
+    prec = "3xtf32" if dtype == torch.float32 else "ieee"
+    u_hi, u_lo = launch.split_weight(u) if prec == "3xtf32" else (u, u)
+    m = torch.full((1, tiles, 1, positions * cout), float("nan"), dtype=m_dtype, device=device).permute(0, 3, 1, 2)
+    out = winograd_gemm.gemm(v, u_hi, u_lo, m, prec, interpreting())
+    assert out is m
+    assert rel_err(out, _expected(v, u, positions)) <= tol
+
+
+def test_tf32_gemm_reads_ten_mantissa_bits(device):
+    """precision "tf32" on TF32-valued operands is exact up to fp32 sums (on the GPU the tensor core
+    reads the 10 mantissa bits the values have; the interpreter multiplies in fp32)."""
+    from zeroskip.dispatch import interpreting
+    from zeroskip.kernels import winograd, winograd_gemm
+    v, u = _operands(70, 48, 40, 16, torch.float32, device)
+    v, u = winograd.tf32_nearest(v), winograd.tf32_nearest(u)
+    m = torch.empty((1, 70, 1, 16 * 40), device=device).permute(0, 3, 1, 2)
+    winograd_gemm.gemm(v, u, u, m, "tf32", interpreting())
+    assert rel_err(m, _expected(v, u, 16)) <= 1e-6
+
+
+def test_use_for_needs_two_programs_per_sm():
+    from zeroskip.kernels.winograd_gemm import use_for
+    assert use_for(tiles=1568, cout=512, positions=36, sms=132)      # VGG-19 features.21, batch 32
+    assert use_for(tiles=196, cout=512, positions=16, sms=132)       # 28x28, batch 1, F(2x2): 4 x 8 x 16 blocks
+    assert not use_for(tiles=49, cout=512, positions=16, sms=132)    # 14x14, batch 1, F(2x2): 1 x 8 x 16 = 128
+
