@@ -10,13 +10,13 @@ Algos (every name here is public and documented in the README):
             when torch.backends.cudnn.allow_tf32 is on (as F.conv2d), else as 3xTF32 (fp32-accurate).
   "igemm"   The same kernel with skipping off (dense implicit GEMM), tensor-core precision as "ecr_tc".
   "winograd" Winograd F(2x2, 3x3) for 3x3 stride-1 convs (groups 1, no pool or a 2x2/2 pool):
-            2.25x fewer products, run as 16 "igemm" GEMMs between two transform kernels
+            2.25x fewer products, run as 16 batched GEMMs between two transform kernels
             (kernels/winograd.py). fp32 inputs: transforms and GEMMs in fp32 (3xTF32 or TF32 as
             "igemm"); fp16 and bf16: transforms in fp32, the transformed input and weight rounded
             to the input's dtype for 16-bit tensor-core GEMMs (fp32 accumulation), whose result
             the output transform reads in fp16 for fp16 input, in fp32 for bf16 (normwise error
             5e-4 fp16, 3e-3 bf16 on VGG-19, against 2e-4 and 1.7e-3 direct). No zero skipping.
-  "winograd4" Winograd F(4x4, 3x3), same scope: 4x fewer products, run as 36 "igemm" GEMMs
+  "winograd4" Winograd F(4x4, 3x3), same scope: 4x fewer products, run as 36 batched GEMMs
             between its own transform kernels (kernels/winograd4.py, interpolation points 0, +-3/4,
             +-3/2, which lose half the bits Lavin's 0, +-1, +-2 do); loses more bits than
             "winograd" (larger transform entries): normwise on VGG-19 (H200) 9.3e-4..9.8e-4 in
@@ -165,7 +165,9 @@ def measured_best(input, spec, activation) -> str:
     direct 7.6e-4), won at batch 32 on 512 channels (features.25 1.59x against 1.25x direct,
     features.34 1.33x against 1.29x) and at batch 1 on the 256-channel 56x56 stage (features.16
     2.44x against 2.19x; at batch 32 1.36x against 1.45x)
-    (benchmarks/vgg19-tf32-winograd4-points-ab-h200.txt)."""
+    (benchmarks/vgg19-tf32-winograd4-points-ab-h200.txt). With its GEMMs on their own kernel
+    (kernels/winograd_gemm.py) F(4x4) took features.16 at batch 32 too: 1.51x against 1.44x direct;
+    direct kept features.7 (1.64x against 1.24x) (benchmarks/vgg19-winograd-gemm-ab-h200.txt)."""
     if few_channels_measured_faster(input, spec):
         return "im2col"
     if not measured_faster(input, spec, activation):

@@ -5,8 +5,9 @@ Each 2x2 block of output pixels (a tile) comes from a 4x4 input patch d. With th
     U = G g G^T   (weight, per output and input channel; once per weight, on the host, in float64)
     Y = A^T M A   where M[xi] = V[xi] @ U[xi] for each of the 16 positions xi of the 4x4 patch,
 the conv is 16 GEMMs of (tiles x C_in) by (C_in x C_out): 16 multiplies per tile where direct
-needs 36. The GEMMs are the implicit-GEMM kernel run as a 16-group 1x1 conv (so they get its
-autotuned tiles, split-K and fp32-accurate 3xTF32 products); the two transforms are the kernels
+needs 36. The GEMMs run on kernels/winograd_gemm.py's batched GEMM (autotuned tiles, the same
+fp32-accurate 3xTF32 products as the direct kernel), or, where too few tiles would leave SMs idle,
+as the implicit-GEMM kernel's 16-group 1x1 conv with its split-K; the two transforms are the kernels
 below, and the output transform also applies bias, activation and a 2x2/2 pool, which covers
 exactly one tile.
 
@@ -249,7 +250,7 @@ def _output_transform_kernel(m_ptr, b_ptr, y_ptr, COUT: tl.constexpr, OH: tl.con
 
 def conv(x, weight, bias, spec, activation_code: int, pool_code: int, y, gemm, interpreting=False):
     """Runs the three steps into y (allocated by the caller in its layout). `gemm(v, u, m_dtype)` is the
-    implicit-GEMM launch (kernels.launch.conv for a 1x1 conv, groups 16) returning M in m_dtype."""
+    GEMMs' launch (kernels.launch.conv's: winograd_gemm, or a 1x1 conv with groups 16) returning M in m_dtype."""
     return run_steps("winograd", 2, _input_transform_kernel, _output_transform_kernel, BLOCKS, transformed_weight,
                      x, weight, bias, spec, activation_code, pool_code, y, gemm, interpreting)
 

@@ -1,7 +1,7 @@
 """Winograd F(4x4, 3x3) for 3x3 stride-1 convolutions: 4x fewer multiplies than direct.
 
 The same three steps as winograd.py's F(2x2, 3x3), with 4x4 output tiles from 6x6 input patches:
-V = B^T d B, 36 GEMMs M[xi] = V[xi] @ U[xi] (the implicit-GEMM kernel as one 36-group 1x1 conv),
+V = B^T d B, 36 GEMMs M[xi] = V[xi] @ U[xi] (kernels/winograd_gemm.py, as for F(2x2)),
 Y = A^T M A. 36 multiplies per tile of 16 outputs where direct needs 144 (F(2x2): 16 per 4, 2.25x
 fewer), and V and M are 36/16 = 2.25x the input and output sizes instead of 4x.
 
@@ -260,6 +260,6 @@ def _output_transform_kernel(m_ptr, b_ptr, y_ptr, COUT: tl.constexpr, OH: tl.con
 
 def conv(x, weight, bias, spec, activation_code: int, pool_code: int, y, gemm, interpreting=False):
     """Runs the three steps into y (allocated by the caller in its layout). `gemm(v, u, m_dtype)` is the
-    implicit-GEMM launch (kernels.launch.conv for a 1x1 conv, groups 36) returning M."""
+    GEMMs' launch (kernels.launch.conv's: winograd_gemm, or a 1x1 conv with groups 36) returning M."""
     return run_steps("winograd4", 4, _input_transform_kernel, _output_transform_kernel, BLOCKS, transformed_weight,
                      x, weight, bias, spec, activation_code, pool_code, y, gemm, interpreting)
