@@ -368,7 +368,8 @@ def test_auto_tf32_nchw(monkeypatch, batch, hw, cin, pool, want):
 
 @pytest.mark.parametrize("batch, hw, cin, cout, pool, want", [
     (1, 56, 128, 8, None, "winograd4"),    # 196 F(4x4) tiles
-    (1, 56, 64, 64, None, "igemm"),        # 64 to 64 channels: direct
+    (1, 56, 64, 64, None, "winograd4"),    # 64 to 64 channels: F(4x4) too
+    (1, 28, 64, 64, None, "igemm"),        # 49 tiles, under 256 channels: direct
     (1, 112, 64, 128, None, "winograd4"),  # 64 to 128: F(4x4)
     (1, 224, 64, 8, "max", "winograd4"),   # fused from 64 channels
     (1, 28, 512, 8, None, "winograd"),     # 49 tiles: F(2x2)

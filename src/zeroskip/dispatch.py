@@ -133,11 +133,12 @@ def measured_best(input, spec, activation) -> str:
     128 input channels (features.12 at batch 32: 3.71x of cuDNN against 2.39x for F(2x2) and
     2.02x direct), fused stages from 64 (features.2: 2.57x against 2.05x direct). With fewer
     tiles (28x28 and 14x14 at batch 1) F(2x2) won from 256 channels (features.30: 5.23x against
-    2.56x for F(4x4) and 3.73x direct). Direct won the 64-to-64-channel conv (features.2 at
-    batch 1: 2.61x against 2.44x; 2.09x against 2.16x at batch 32, within run-to-run spread);
-    F(4x4) won the 64-to-128 one once the NCHW output rows went out as vector stores
-    (features.5: 3.04x / 2.53x against 2.71x / 2.11x at batch 1 / 32,
-    benchmarks/vgg19-fp32-64ch-winograd4-ab-h200.txt).
+    2.56x for F(4x4) and 3.73x direct). F(4x4) won the 64-to-128-channel conv once the NCHW
+    output rows went out as vector stores (features.5: 3.04x / 2.53x against 2.71x / 2.11x at
+    batch 1 / 32, benchmarks/vgg19-fp32-64ch-winograd4-ab-h200.txt), and the 64-to-64 one once
+    its GEMMs ran on kernels/winograd_gemm.py (features.2: 2.80x / 2.39x against 2.60x / 2.09x,
+    benchmarks/vgg19-fp32-features2-winograd4-ab-h200.txt; before, direct led it 2.61x to 2.44x
+    at batch 1).
 
     fp16, channels_last, 512 input channels (V and U in fp16, kernels/winograd.py; same run,
     H200, benchmarks/vgg19-fp16-winograd-ab-h200.txt): on 28x28 maps F(4x4) won, fused stage
@@ -176,8 +177,7 @@ def measured_best(input, spec, activation) -> str:
         from .kernels.winograd import supports
         c = spec.in_channels
         tiles = spec.batch * -(-spec.out_h // 4) * -(-spec.out_w // 4)
-        if tiles >= 196 and c >= (64 if spec.pool or spec.out_channels >= 128 else 128) \
-                and supports(spec, tile=4) is None:
+        if tiles >= 196 and c >= 64 and supports(spec, tile=4) is None:
             return "winograd4"
         if c >= 256 and supports(spec) is None:
             return "winograd"
