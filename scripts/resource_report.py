@@ -14,7 +14,7 @@ from pathlib import Path
 root = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(root / "tests"), str(root / "src")]
 import sm90_compile as c  # noqa: E402
-from zeroskip.kernels import implicit_gemm as ig, winograd, winograd4  # noqa: E402
+from zeroskip.kernels import implicit_gemm as ig, winograd, winograd4, winograd_gemm as wg  # noqa: E402
 
 CUOBJDUMP = os.path.join(os.path.dirname(c.triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
 CONFIGS = [("fp16", 128, 128, 64, 8, 3), ("fp16", 64, 64, 64, 4, 4), ("fp16", 128, 64, 32, 4, 4),
@@ -48,3 +48,12 @@ for name, module in (("winograd", winograd), ("winograd4", winograd4)):
         kernel = c.compile_variant(module._output_transform_kernel, "fp32", consts, warps, 1, ones=("syc",),
                                    div16=("COUT",))
         print(f"{name} output transform pool={pool} BT={bt} BC={bc} warps={warps}: {usage(kernel)}")
+
+# the batched Winograd GEMMs (VGG-19 features.21's F(4x4) shape), each precision's tuner candidates
+for dtype, prec, kernel in (("fp32", "3xtf32", wg._tuned_32), ("fp32", "tf32", wg._tuned_tf32), ("fp16", "ieee", wg._tuned_16)):
+    for cfg in kernel.configs:
+        k = cfg.kwargs
+        compiled = c.compile_variant(wg._gemm_kernel, dtype, dict(C=512, CO=512, P=36, PRECISION=prec, UPCAST=False, **k),
+                                     cfg.num_warps, cfg.num_stages, div16=("T",))
+        print(f"winograd GEMM {prec} BM={k['BLOCK_M']} BN={k['BLOCK_N']} BK={k['BLOCK_K']} warps={cfg.num_warps} "
+              f"stages={cfg.num_stages}: {usage(compiled)}")

@@ -68,7 +68,9 @@ _KEY = ["T", "C", "CO", "P", "PRECISION"]
 _TUNE = dict(key=_KEY, do_bench=graph_ms, **DISK_CACHE)
 # 3xTF32, F(4x4), batch 32 (H200, do_bench, per kernel): 64x128x32 on 4 warps, 3 stages, was fastest on
 # 512 and 256 channels (294 / 324 us against 334 / 348 for 128x64), 64x64 tied it on 64 -> 128
-# channels and 14x14 maps; 4 stages, 8 warps and 256-wide tiles ran 1.2-2.4x slower.
+# channels and 14x14 maps; 4 stages, 8 warps and 256-wide tiles ran 1.2-2.4x slower. 64x128 takes 224
+# registers and 120 KB of shared memory (sm_90, scripts/resource_report.py), so one block per SM;
+# none of these tiles spills.
 _tuned_32 = triton.autotune(configs=_configs([
     (64, 128, 32, 4, 3), (64, 64, 32, 4, 3), (128, 64, 32, 4, 3), (128, 128, 32, 8, 3),
 ]), **_TUNE)(_gemm_kernel)
