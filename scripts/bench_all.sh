@@ -69,5 +69,12 @@ case $part in
             --layers features.2,features.5,features.12,features.21,features.30 | tee "$out/ab_tf32_nchw_conv.txt" ;;
   tf32nchwauto) z bench --suite vgg19 --ops conv2d_pool --batch 1,32 --dtype tf32 --algo auto --layout nchw --data "$data"
           z bench --suite vgg19,googlenet --ops conv2d --batch 1,32 --dtype tf32 --algo auto --layout nchw --data "$data" ;;
+  wgemm)  python3 scripts/winograd_gemm_probe.py | tee "$out/winograd_gemm_probe.txt"
+          python3 scripts/kernel_times.py "$data" --layers features.5,features.12,features.21,features.30 --batch 32 \
+            --algo winograd4 | tee "$out/kernel_times.txt"
+          python3 scripts/ab_algos.py "$data" 32,1 --dtype fp32 --algos igemm,winograd4 --layout nchw \
+            --layers features.2 | tee "$out/ab_fp32_features2.txt"
+          python3 scripts/ab_algos.py "$data" 32 --dtype tf32 --algos igemm,winograd4 --fused --layout channels_last \
+            --layers features.7,features.16 | tee "$out/ab_tf32_cl_b32.txt" ;;
   *) echo "unknown part $part" >&2; exit 2 ;;
 esac
