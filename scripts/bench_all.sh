@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Reproduces the measurements behind BENCHMARKS.md, one part per call (each fits in a 10-minute
 # GPU session slot). Results go to $OUT/<part> (or benchmarks/<part>).
-#   bash scripts/bench_all.sh PART DATA      PART: b1 | b32 | auto | fused | models | layout | fp32ab | wino | first | sweep | compile32 | half | wino16 | fp32vec | tf32 | tf32nchw | tf32nchwauto
+#   bash scripts/bench_all.sh PART DATA      PART: b1 | b32 | auto | fused | models | layout | fp32ab | wino | first | sweep | compile32 | half | wino16 | fp32vec | tf32 | tf32nchw | tf32nchwauto | wgemm
 set -euo pipefail
-part=${1:?part: b1 b32 auto fused models layout fp32ab wino first sweep compile32 half wino16 fp32vec tf32 tf32nchw tf32nchwauto}
+part=${1:?part: b1 b32 auto fused models layout fp32ab wino first sweep compile32 half wino16 fp32vec tf32 tf32nchw tf32nchwauto wgemm}
 data=${2:-.data/paper-data}
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 out=${OUT:-benchmarks}/$part
