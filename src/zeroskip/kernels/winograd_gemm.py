@@ -79,7 +79,8 @@ _tuned_32 = triton.autotune(configs=_configs([
 _tuned_tf32 = triton.autotune(configs=_configs([
     (128, 128, 32, 8, 3), (128, 256, 32, 8, 3), (64, 128, 32, 4, 3), (128, 64, 32, 4, 3),
 ]), **_TUNE)(_gemm_kernel)
-# 16-bit operands: 64-wide chunks (one 128-byte row per load), the conv kernel's 16-bit tiles.
+# 16-bit operands: 64-wide chunks (one 128-byte row per load). Timed only as a whole: fp16 F(4x4)
+# fused stages at batch 32 ran as fast as on the conv kernel's path (benchmarks/vgg19-winograd-gemm-ab-h200.txt).
 _tuned_16 = triton.autotune(configs=_configs([
     (128, 128, 64, 8, 3), (128, 256, 64, 8, 3), (64, 128, 64, 4, 3), (128, 64, 64, 4, 4),
 ]), **_TUNE)(_gemm_kernel)
@@ -87,7 +88,8 @@ _tuned_16 = triton.autotune(configs=_configs([
 
 def use_for(tiles: int, cout: int, positions: int, sms: int) -> bool:
     """This kernel for the call, unless 64x64 output blocks would leave it under two programs per SM:
-    there the conv kernel's split-K path is measured instead (batch 1, 14x14 and 28x28 maps)."""
+    there the conv kernel's split-K path is measured instead (e.g. F(2x2) on 14x14 maps at batch 1,
+    49 tiles)."""
     return triton.cdiv(tiles, 64) * triton.cdiv(cout, 64) * positions >= 2 * sms
 
 
