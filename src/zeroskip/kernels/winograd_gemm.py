@@ -19,7 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .implicit_gemm import _dot_3xtf32
+from .implicit_gemm import _configs, _dot_3xtf32
 from .split_k import DISK_CACHE, graph_ms
 
 
@@ -57,11 +57,6 @@ def _gemm_kernel(
             acc = tl.dot(a, b, acc, input_precision=PRECISION)
     out = m_ptr + (rows.to(tl.int64) * (P * CO) + p * CO)[:, None] + cols[None, :]
     tl.store(out, acc.to(m_ptr.dtype.element_ty), mask=rmask[:, None] & cmask[None, :])
-
-
-def _configs(shapes):
-    return [triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=w, num_stages=s)
-            for m, n, k, w, s in shapes]
 
 
 _KEY = ["T", "C", "CO", "P", "PRECISION"]
