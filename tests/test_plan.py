@@ -368,7 +368,7 @@ def test_auto_tf32_nchw(monkeypatch, batch, hw, cin, pool, want):
 
 @pytest.mark.parametrize("batch, hw, cin, cout, pool, want", [
     (1, 56, 128, 8, None, "winograd4"),    # 196 F(4x4) tiles
-    (1, 56, 64, 64, None, "winograd4"),    # 64 to 64 channels: F(4x4) too
+    (1, 56, 64, 64, None, "winograd4"),    # 64 to 64 channels: F(4x4) too, on an H200's memory
     (1, 28, 64, 64, None, "igemm"),        # 49 tiles, under 256 channels: direct
     (1, 112, 64, 128, None, "winograd4"),  # 64 to 128: F(4x4)
     (1, 224, 64, 8, "max", "winograd4"),   # fused from 64 channels
@@ -378,11 +378,34 @@ def test_auto_tf32_nchw(monkeypatch, batch, hw, cin, pool, want):
     (32, 14, 512, 8, None, "winograd4"),
 ])
 @cpu_fakes
-def test_auto_fp32_winograd_tiles(batch, hw, cin, cout, pool, want):
+def test_auto_fp32_winograd_tiles(batch, hw, cin, cout, pool, want, monkeypatch):
+    from zeroskip.kernels import split_k
+    monkeypatch.setattr(split_k, "memory_bandwidth", lambda device: 4.8e12)
     x = torch.zeros(batch, cin, hw, hw)
     spec = zplan.spec_of("conv2d_pool" if pool else "conv2d", x, torch.zeros(cout, cin, 3, 3), None, 1, 1,
                          **({"pool": pool} if pool else {}))
     assert dispatch.choose("auto", fake_cuda_input(x), spec, "relu") == want
+
+
+@pytest.mark.parametrize("cout, pool, bandwidth, want", [
+    (64, None, 3.35e12, "igemm"),         # VGG-19 features.2 on an H100: direct
+    (64, None, 4.8e12, "winograd4"),      # on an H200: F(4x4)
+    (128, None, 3.35e12, "winograd4"),    # 64 to 128 channels: F(4x4) on both
+    (64, "max", 3.35e12, "winograd4"),    # fused: F(4x4) on both
+])
+@cpu_fakes
+def test_auto_fp32_64_channels_follow_memory_bandwidth(cout, pool, bandwidth, want, monkeypatch):
+    from zeroskip.kernels import split_k
+    monkeypatch.setattr(split_k, "memory_bandwidth", lambda device: bandwidth)
+    x = torch.zeros(32, 64, 224, 224)
+    spec = zplan.spec_of("conv2d_pool" if pool else "conv2d", x, torch.zeros(cout, 64, 3, 3), None, 1, 1,
+                         **({"pool": pool} if pool else {}))
+    assert dispatch.choose("auto", fake_cuda_input(x), spec, "relu") == want
+
+
+def test_memory_bandwidth_off_the_gpu_is_the_h100s():
+    from zeroskip.kernels import split_k
+    assert split_k.memory_bandwidth("cpu") == split_k.H100_BYTES_PER_S == 3.35e12
 
 
 @pytest.mark.parametrize("dtype, channels_last, tf32, kernel, stride, pool, hw, want", [

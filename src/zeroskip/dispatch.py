@@ -138,7 +138,8 @@ def measured_best(input, spec, activation) -> str:
     batch 1 / 32, benchmarks/vgg19-fp32-64ch-winograd4-ab-h200.txt), and the 64-to-64 one once
     its GEMMs ran on kernels/winograd_gemm.py (features.2: 2.80x / 2.39x against 2.60x / 2.09x,
     benchmarks/vgg19-fp32-features2-winograd4-ab-h200.txt; before, direct led it 2.61x to 2.44x
-    at batch 1).
+    at batch 1). On the H100, with 30% less memory bandwidth for the transforms, direct kept that
+    one (_fast_memory).
 
     fp16, channels_last, 512 input channels (V and U in fp16, kernels/winograd.py; same run,
     H200, benchmarks/vgg19-fp16-winograd-ab-h200.txt): on 28x28 maps F(4x4) won, fused stage
@@ -177,7 +178,8 @@ def measured_best(input, spec, activation) -> str:
         from .kernels.winograd import supports
         c = spec.in_channels
         tiles = spec.batch * -(-spec.out_h // 4) * -(-spec.out_w // 4)
-        if tiles >= 196 and c >= 64 and supports(spec, tile=4) is None:
+        if tiles >= 196 and c >= 64 and supports(spec, tile=4) is None and (
+                c > 64 or spec.out_channels > 64 or spec.pool or _fast_memory(input.device)):
             return "winograd4"
         if c >= 256 and supports(spec) is None:
             return "winograd"
@@ -190,6 +192,16 @@ def measured_best(input, spec, activation) -> str:
         if supports(spec, tile=4 if pick == "winograd4" else 2) is None:
             return pick
     return "igemm"
+
+
+def _fast_memory(device) -> bool:
+    """At least 4 TB/s of DRAM bandwidth (an H200, not an H100). The 64-to-64-channel conv moves
+    the most transform bytes per product: on the H100, F(4x4) ran VGG-19 features.2 at 1.95x /
+    2.29x of cuDNN against 2.07x / 2.55x direct at batch 32 / 1, on the H200 2.39x / 2.80x
+    against 2.09x / 2.60x (same-run A/Bs, benchmarks/vgg19-fp32-h100-algos-ab.txt and
+    vgg19-fp32-features2-winograd4-ab-h200.txt)."""
+    from .kernels.split_k import memory_bandwidth
+    return memory_bandwidth(device) >= 4e12
 
 
 def _tf32_nchw(spec) -> str:

@@ -22,6 +22,7 @@ import torch
 import triton
 
 H100_SMS = 132  # used where no GPU is queried (the CPU interpreter, tests)
+H100_BYTES_PER_S = 3.35e12
 _CHOSEN: dict = {}
 
 
@@ -36,6 +37,23 @@ def sm_count(device) -> int:
     if device.type != "cuda":
         return H100_SMS
     return _device_sms(device.index if device.index is not None else torch.cuda.current_device())
+
+
+@functools.lru_cache(maxsize=None)
+def _device_bandwidth(index: int) -> float:
+    props = torch.cuda.get_device_properties(index)
+    clock_khz, bus_bits = getattr(props, "memory_clock_rate", 0), getattr(props, "memory_bus_width", 0)
+    return 2.0 * clock_khz * 1e3 * bus_bits / 8 if clock_khz and bus_bits else H100_BYTES_PER_S
+
+
+def memory_bandwidth(device) -> float:
+    """Peak DRAM bytes per second of a CUDA device from its memory clock and bus width (double
+    data rate: 3.35e12 on an H100 SXM, 4.8e12 on an H200); H100_BYTES_PER_S elsewhere or where
+    torch does not report them."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return H100_BYTES_PER_S
+    return _device_bandwidth(device.index if device.index is not None else torch.cuda.current_device())
 
 
 def candidates(spec, dtype, config_type, sms: int = H100_SMS) -> list:
