@@ -21,8 +21,11 @@ Algos (every name here is public and documented in the README):
             +-3/2, which lose half the bits Lavin's 0, +-1, +-2 do); loses more bits than
             "winograd" (larger transform entries): normwise on VGG-19 (H200) 9.3e-4..9.8e-4 in
             TF32 (direct 7.5e-4; V and U rounded to TF32, not truncated), 1.1e-3..1.2e-3 in fp16
-            (direct 2.1e-4), fp32-accurate with TF32 off; bf16 keeps fp32 GEMMs (16-bit ones
-            would give 8.7e-3 in emulation, near the 1e-2 bound).
+            (direct 2.1e-4), fp32-accurate with TF32 off; bf16 input runs fp16 GEMMs on V and U
+            scaled by powers of 2 (the input's range, U per output channel) so fp16's range
+            holds any bf16 magnitude: 3.5e-3 against 3.3e-3 direct (64 channels, interpreter;
+            bf16 GEMMs would give 8.7e-3 in emulation). If the input holds inf or NaN, V is not
+            scaled, and fp16's range (about 2,000 in the input) applies to the whole call.
   "im2col"  Implicit GEMM reducing over (input channel, kernel tap) pairs, BLOCK_K at a time, for
             layers with few input channels per group (a 3-channel 3x3 first layer: 27 columns
             where "igemm" pads each tap to 16 channels, 144); tensor-core precision as "igemm"
