@@ -314,7 +314,10 @@ def run_steps(name, tile, input_kernel, output_kernel, blocks, u_of, x, weight, 
     # TF32 GEMMs (fp32 input, TF32 on): V and U rounded to TF32 here, not truncated by the tensor core.
     tf32 = x.dtype == torch.float32 and torch.backends.cudnn.allow_tf32
     if scaled:
-        lo, hi = torch.aminmax(x)
+        # over the input's memory as one flat run: aminmax of a channels_last view went through a
+        # strided copy first, 98 us of 257 on VGG-19 features.25 + pool at batch 32 (H100)
+        flat = x.permute(0, 2, 3, 1) if not x.is_contiguous() else x
+        lo, hi = torch.aminmax(flat.reshape(-1))
         # |V| <= 32.35 max|x| (B^T's largest row sum, 5.69, squared) < 2**(LOG2_V + 7) after scaling,
         # |U| < 1: |M| < C 2**(LOG2_V + 7) <= 2**15 with LOG2_V = 8 - ceil(log2 C)
         log2_v = 8 - (c - 1).bit_length()
