@@ -31,7 +31,8 @@ LAYER = dict(C_G=256, H=56, W=56, COUT_G=256, OH=56, OW=56, PH_OUT=28, PW_OUT=28
              sxn=56 * 56 * 256, sxc=1, sxh=56 * 256, sxw=256, swo=9 * 256, swc=1, swh=3 * 256, sww=256,
              syn=28 * 28 * 256, syc=1, syh=28 * 256, syw=256, sb=1, stride_h=1, stride_w=1, pad_h=1, pad_w=1,
              dil_h=1, dil_w=1, pool_kh=2, pool_kw=2, pool_sh=2, pool_sw=2, pool_ph=0, pool_pw=0,
-             C=256, COUT=256, TH=14, TW=14)  # the Winograd transforms' names
+             C=256, COUT=256, TH=14, TW=14,  # the Winograd transforms' names
+             SCALED=False, LOG2_V=0)
 
 
 def compile_variant(fn, dtype, constexprs, num_warps=4, num_stages=3, ones=(), div16=()):
@@ -89,6 +90,14 @@ if __name__ == "__main__":
         wo = compile_variant(winograd4._output_transform_kernel, "fp32",
                              dict(HAS_BIAS=True, ACTIVATION=1, POOL=pool, BLOCK_T=bt, BLOCK_C=bc), warps)
     print("winograd4 transforms fp32", len(wi.asm["cubin"]), len(wo.asm["cubin"]), "bytes")
+    # bf16 input under F(4x4): V scaled into fp16 by a power of 2 from the input's range, M scaled back
+    wi = compile_variant(winograd4._input_transform_kernel, "bf16",
+                         dict(ROUND=False, SCALED=True, LOG2_V=-1, BLOCK_T=bt, BLOCK_C=bc), warps)
+    for pool in (0, 1):
+        wo = compile_variant(winograd4._output_transform_kernel, "fp16",
+                             dict(HAS_BIAS=True, ACTIVATION=1, POOL=pool, SCALED=True, LOG2_V=-1, BLOCK_T=bt,
+                                  BLOCK_C=bc), warps)
+    print("winograd4 scaled transforms", len(wi.asm["cubin"]), len(wo.asm["cubin"]), "bytes")
     # NCHW outputs, whose tile rows are stored as vectors: 56 wide (whole 4-wide rows) and 14 (pairs)
     for kernels, blocks in ((winograd, (64, 32, 4)), (winograd4, winograd4.BLOCKS)):
         for ow in (56, 14):

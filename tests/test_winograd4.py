@@ -47,14 +47,43 @@ def test_int32_guard_counts_36_positions():
     assert winograd4.supports(dataclasses.replace(spec, batch=8)) is None
 
 
-def test_inf_in_the_input_stays_in_its_tiles(device):
+@pytest.mark.parametrize("x_scale, w_scale", [(1.0, 1.0), (1e5, 1.0), (1.0, 1e-6), (1e-30, 1e30)], ids=str)
+def test_bf16_fp16_gemms_hold_any_magnitude(x_scale, w_scale, device, monkeypatch):
+    """bf16 input: V, U and M in fp16, scaled by powers of 2 (the input's range, U per output
+    channel), so inputs far past fp16's range (1e5 * 32 in V) or weights below its normal range
+    (1e-6) keep their precision: the error stays at the direct bf16 kernel's level, whose output
+    rounding dominates (64 -> 32 channels: 3.3e-3 direct, 3.5e-3 here, interpreter)."""
+    from zeroskip.kernels import launch
+    seen = {}
+    real = launch.winograd_gemm.gemm
+
+    def spy(v, u, u_lo, m, *args):
+        seen["v"], seen["u"], seen["m"] = v.dtype, u.dtype, m.dtype
+        return real(v, u, u_lo, m, *args)
+    monkeypatch.setattr(launch.winograd_gemm, "gemm", spy)
+    monkeypatch.setattr(launch.winograd_gemm, "use_for", lambda *args: True)
+    x = (sparse((2, 64, 12, 12), 0.5) * x_scale).to(torch.bfloat16).to(device=device, memory_format=torch.channels_last)
+    wt = (torch.randn(32, 64, 3, 3) * 0.06 * w_scale).to(torch.bfloat16).to(device)
+    b = (torch.randn(32) * 0.1 * x_scale * w_scale).to(torch.bfloat16).to(device)
+    ref = reference(x, wt, b, padding=1, activation="relu", pool="max")
+    out = zeroskip.conv2d_pool(x, wt, b, padding=1, activation="relu", pool="max", algo="winograd4")
+    direct = zeroskip.conv2d_pool(x, wt, b, padding=1, activation="relu", pool="max", algo="igemm")
+    assert seen == {"v": torch.float16, "u": torch.float16, "m": torch.float16}
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
+    assert rel_err(out, ref) <= max(1.5 * rel_err(direct, ref), 2e-3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_inf_in_the_input_stays_in_its_tiles(device, dtype):
     """Documented: one inf makes outputs of the 4x4 tiles whose 6x6 patch holds it NaN or inf. Input
     row 4 (padding 1) is patch row 5 of tile row 0, which reaches only that tile's last output row
     (B^T's last column has one non-zero), and patch row 1 of tile row 1, which reaches all four:
-    output rows 3..7. Input column 6 is patch column 3 of tile column 1 only: output columns 4..7."""
-    x = sparse((1, 4, 12, 12), 1.0, device=device)
+    output rows 3..7. Input column 6 is patch column 3 of tile column 1 only: output columns 4..7.
+    bf16 too: its fp16 V is left unscaled then (the input's range is inf), and the other values fit."""
+    x = sparse((1, 4, 12, 12), 1.0, dtype, device=device)
     x[0, 1, 4, 6] = float("inf")
-    out = zeroskip.conv2d(x, torch.randn(4, 4, 3, 3, device=device), None, padding=1, algo="winograd4")
+    wt = torch.randn(4, 4, 3, 3, device=device).to(dtype)
+    out = zeroskip.conv2d(x, wt, None, padding=1, algo="winograd4")
     bad = ~torch.isfinite(out[0]).cpu()
     expected = torch.zeros(12, 12, dtype=torch.bool)
     expected[3:8, 4:8] = True

@@ -21,8 +21,12 @@ Algos (every name here is public and documented in the README):
             +-3/2, which lose half the bits Lavin's 0, +-1, +-2 do); loses more bits than
             "winograd" (larger transform entries): normwise on VGG-19 (H200) 9.3e-4..9.8e-4 in
             TF32 (direct 7.5e-4; V and U rounded to TF32, not truncated), 1.1e-3..1.2e-3 in fp16
-            (direct 2.1e-4), fp32-accurate with TF32 off; bf16 keeps fp32 GEMMs (16-bit ones
-            would give 8.7e-3 in emulation, near the 1e-2 bound).
+            (direct 2.1e-4), fp32-accurate with TF32 off; bf16 input runs fp16 GEMMs on V and U
+            scaled by powers of 2 (the input's range, U per output channel) so fp16's range
+            holds any bf16 magnitude: 3.5e-3 against 3.3e-3 direct and 4.8e-3..5.4e-3 for F(2x2)
+            on bf16 operands (conv + relu + pool, 256/512 channels on 14x14..56x56 maps, interpreter;
+            bf16 GEMMs would give 8.7e-3 in emulation). If the input holds inf or NaN, V is not
+            scaled, and fp16's range (about 2,000 in the input) applies to the whole call.
   "im2col"  Implicit GEMM reducing over (input channel, kernel tap) pairs, BLOCK_K at a time, for
             layers with few input channels per group (a 3-channel 3x3 first layer: 27 columns
             where "igemm" pads each tap to 16 channels, 144); tensor-core precision as "igemm"
@@ -31,7 +35,7 @@ Algos (every name here is public and documented in the README):
             geometry with batch and pooling, dtype, TF32 switch, activation, channels_last) when
             it has an entry; else "igemm", "winograd", "winograd4" or "im2col" for the layer
             families measured faster than cuDNN (measured_best: VGG-style 3x3 convs in fp32, in
-            TF32 with NCHW input and in fp16, their fused conv + relu + pool stages in fp32, TF32, fp16 and bf16,
+            TF32 with NCHW input, in fp16 and in bf16 on 512 channels, their fused conv + relu + pool stages in fp32, TF32, fp16 and bf16,
             3-channel first layers; see BENCHMARKS.md) and "torch" for everything else; "ecr" on the CPU interpreter;
             "torch" wherever kernels cannot run.
 """
@@ -77,8 +81,13 @@ def measured_faster(input, spec, activation) -> bool:
         batch 1, where Winograd F(2x2) ran 1.77x); 512 channels on 28x28 maps under Winograd
         F(4x4) 1.44x at batch 1 and 1.53x at batch 32 (direct 0.89-1.12x; measured_best).
         GoogLeNet's 96..128-channel
-        convs on 28x28 and 14x14 maps ran 0.94-1.07x (H100): cuDNN there. bf16 plain convs are
-        unmeasured: cuDNN.
+        convs on 28x28 and 14x14 maps ran 0.94-1.07x (H100): cuDNN there.
+      bf16, channels_last, plain conv, 512 input channels (H100, same run,
+        benchmarks/vgg19-bf16-winograd4-ab-h100.txt): F(2x2) 1.39x / 1.63x on 28x28 / 14x14 maps
+        at batch 1 (direct 1.04x / 1.04x), F(4x4) 1.12x on 28x28 at batch 32 (direct 0.86x); on
+        14x14 at batch 32 neither won (0.99x direct, 0.94x F(4x4)): cuDNN. Other bf16 plain convs
+        stay on cuDNN: the one other measured, features.12 (256 channels, 56x56), ran 1.22x / 0.96x
+        direct at batch 1 / 32.
     Everything else stays on cuDNN unless a plan measured it (zeroskip.plan)."""
     geometry = (spec.kernel_h, spec.kernel_w, spec.stride_h, spec.stride_w, spec.pad_h, spec.pad_w,
                 spec.dil_h, spec.dil_w, spec.groups)
@@ -99,6 +108,8 @@ def measured_faster(input, spec, activation) -> bool:
         return False
     if spec.pool:
         return input.dtype in (torch.float16, torch.bfloat16) and 64 <= c <= 512
+    if input.dtype == torch.bfloat16:  # plain bf16 convs: Winograd on 512 channels (_tensor_core_winograd)
+        return c == 512 and (pixels == 28 * 28 or (pixels == 14 * 14 and batch < 16))
     if input.dtype != torch.float16:
         return False
     if (c == 3 or 64 <= c <= 128) and pixels >= 56 * 56:
@@ -157,8 +168,11 @@ def measured_best(input, spec, activation) -> str:
 
     bf16 fused stages, 512 input channels: F(2x2) (V and U in bf16) won at batch 1, features.25
     3.19x and features.34 4.12x against 2.23x and 2.99x direct, and lost at batch 32 (0.97x and
-    1.21x against 1.23x and 1.73x); F(4x4) keeps fp32 GEMMs in bf16 and lost everywhere
-    (benchmarks/vgg19-bf16-winograd-ab-h200.txt). Below batch 16, as for fp16.
+    1.21x against 1.23x and 1.73x) (benchmarks/vgg19-bf16-winograd-ab-h200.txt). Below batch 16,
+    as for fp16. F(4x4) on scaled fp16 GEMMs (kernels/winograd.py's run_steps) won the 28x28
+    stage at batch 32, features.25 1.50x against 1.32x direct, and lost the 14x14 one (1.41x
+    against 1.53x) and the 256-channel 56x56 one (1.21x against 1.58x) (H100, same run,
+    benchmarks/vgg19-bf16-winograd4-ab-h100.txt).
 
     TF32 fused stages, channels_last (V, U and M in fp32, TF32 GEMMs): F(2x2) won at batch 1 on
     512 channels (features.25 2.59x and features.34 3.83x against 1.52x and 2.88x direct) and lost
@@ -238,8 +252,11 @@ def _tensor_core_winograd(dtype, spec) -> str | None:
             return "winograd" if small_batch else "winograd4"
         if c == 256 and pixels == 56 * 56:
             return "winograd4"
-    if dtype == torch.bfloat16 and spec.pool and c == 512 and small_batch and pixels in (14 * 14, 28 * 28):
-        return "winograd"
+    if dtype == torch.bfloat16 and c == 512 and pixels in (14 * 14, 28 * 28):
+        if small_batch:
+            return "winograd"
+        if pixels == 28 * 28:
+            return "winograd4"
     return None
 
 

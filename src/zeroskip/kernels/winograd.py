@@ -58,10 +58,13 @@ def supports(spec, tile: int = 2) -> str | None:
     return None
 
 
-def transformed_weight(weight: torch.Tensor, g_rows=_G, dtype=torch.float32, tf32=False) -> torch.Tensor:
+def transformed_weight(weight: torch.Tensor, g_rows=_G, dtype=torch.float32, tf32=False, scaled=False):
     """U = G g G^T as a (P C_out, C_in, 1, 1) tensor of `dtype` for the n x 3 matrix G given by g_rows
     (this file's F(2x2) one by default), P = n**2 positions, group xi = n i + j holding U[i, j].
     Computed in float64 and rounded once (with tf32, to the nearest TF32 value: tf32_nearest).
+    With scaled, returns (U / scale, scale): each output channel's U divided by the power of 2
+    that puts its largest magnitude in [0.5, 1), and those powers (fp32, C_out), so fp16 holds U
+    at full precision whatever the weights' magnitude (run_steps).
     Cached per weight tensor, G, dtype and tf32 as kernels.launch.packed_weight caches its packing
     (same version/storage check), so the GEMM's own packing of U is cached too."""
     try:
@@ -69,18 +72,25 @@ def transformed_weight(weight: torch.Tensor, g_rows=_G, dtype=torch.float32, tf3
     except RuntimeError:  # inference-mode tensors have no version counter
         stamp = None
     held = _U.get(weight) if stamp is not None else None
-    hit = held.get((g_rows, dtype, tf32)) if held is not None else None
+    hit = held.get((g_rows, dtype, tf32, scaled)) if held is not None else None
     if hit is not None and hit[0] == stamp:
         return hit[1]
     g = torch.tensor(g_rows, dtype=torch.float64, device=weight.device)
     u = torch.einsum("ik,ockl,jl->ijoc", g, weight.detach().double(), g)
+    if scaled:
+        top = u.abs().amax(dim=(0, 1, 3))
+        # non-finite or all-zero channels keep scale 1, so inf and NaN reach the output as they are
+        e = torch.where(torch.isfinite(top) & (top > 0), torch.floor(torch.log2(top)) + 1, 0.0)
+        u = u / torch.exp2(e)[None, None, :, None]
     u = u.reshape(len(g_rows) ** 2 * weight.shape[0], weight.shape[1], 1, 1).to(dtype).contiguous()
     if tf32:
         u = tf32_nearest(u)
+    if scaled:
+        u = (u, torch.exp2(e).to(torch.float32))
     if stamp is not None:
         if held is None:
             held = _U[weight] = {}
-        held[(g_rows, dtype, tf32)] = (stamp, u)
+        held[(g_rows, dtype, tf32, scaled)] = (stamp, u)
     return u
 
 
@@ -133,6 +143,18 @@ def _tf32(v, ROUND: tl.constexpr):
 
 
 @triton.jit
+def input_scale(lo_ptr, hi_ptr, LOG2_V: tl.constexpr):
+    """The power of 2 s that puts the input's largest magnitude a = max(-min, max) (from torch.aminmax,
+    at lo_ptr and hi_ptr) in [2**LOG2_V, 2**(LOG2_V + 1)); 1 where a is 0, inf or NaN. An exponent
+    computation, so both transforms get the same s: the input transform multiplies V by it, the
+    output transform divides A^T M A by it."""
+    a = tl.maximum(-tl.load(lo_ptr).to(tl.float32), tl.load(hi_ptr).to(tl.float32))
+    e = ((a.to(tl.int32, bitcast=True) >> 23) & 0xFF) - 127  # floor(log2 a) for normal a
+    k = tl.minimum(tl.maximum(127 + LOG2_V - e, 1), 254)
+    return tl.where((a > 0) & (a < float("inf")), (k << 23).to(tl.float32, bitcast=True), 1.0)
+
+
+@triton.jit
 def _store_row(v_ptr, row, C, i: tl.constexpr, v0, v1, v2, v3, ok, ROUND: tl.constexpr):
     tl.store(v_ptr + row + (4 * i + 0) * C, _tf32(v0, ROUND), mask=ok)
     tl.store(v_ptr + row + (4 * i + 1) * C, _tf32(v1, ROUND), mask=ok)
@@ -158,9 +180,11 @@ def _tiles(T, NC, TH, TW, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
 def _input_transform_kernel(x_ptr, v_ptr, C: tl.constexpr, H: tl.constexpr, W: tl.constexpr, TH: tl.constexpr,
                             TW: tl.constexpr, T, sxn: tl.constexpr, sxc: tl.constexpr, sxh: tl.constexpr,
                             sxw: tl.constexpr, pad_h: tl.constexpr, pad_w: tl.constexpr, ROUND: tl.constexpr,
+                            lo_ptr, hi_ptr, SCALED: tl.constexpr, LOG2_V: tl.constexpr,
                             BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
     """V[t, 4 i + j, c] = (B^T d B)[i, j] of tile t's 4x4 patch in channel c (zeros outside the map),
-    rounded to TF32 with ROUND."""
+    rounded to TF32 with ROUND. (The scaling arguments are winograd4's; run_steps sets SCALED only
+    there.)"""
     t, c, ok, n, ty, tx = _tiles(T, C, TH, TW, BLOCK_T, BLOCK_C)
     ih0 = 2 * ty - pad_h
     iw0 = 2 * tx - pad_w
@@ -202,8 +226,10 @@ def _output_transform_kernel(m_ptr, b_ptr, y_ptr, COUT: tl.constexpr, OH: tl.con
                              TH: tl.constexpr, TW: tl.constexpr, T, syn: tl.constexpr, syc: tl.constexpr,
                              syh: tl.constexpr, syw: tl.constexpr, sb: tl.constexpr,
                              HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr, POOL: tl.constexpr,
+                             lo_ptr, hi_ptr, ws_ptr, SCALED: tl.constexpr, LOG2_V: tl.constexpr,
                              BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
-    """y = act(A^T M A + bias) for tile t's 2x2 outputs, or their max/mean with POOL (1 max, 2 avg)."""
+    """y = act(A^T M A + bias) for tile t's 2x2 outputs, or their max/mean with POOL (1 max, 2 avg).
+    (The scaling arguments are winograd4's.)"""
     t, o, ok, n, ty, tx = _tiles(T, COUT, TH, TW, BLOCK_T, BLOCK_C)
     row = t.to(tl.int64)[:, None] * (16 * COUT) + o[None, :]
     s00, s01 = _m_row(m_ptr, row, COUT, 0, ok)
@@ -270,29 +296,46 @@ def run_steps(name, tile, input_kernel, output_kernel, blocks, u_of, x, weight, 
     # fp16 inputs (and bf16 ones under F(2x2)) keep V and U in their dtype, so the GEMMs run at the
     # 16-bit tensor-core rate with fp32 accumulation. Normwise error against float64 (64 -> 32
     # channels, 12x12, conv + relu + pool, interpreter, M in fp32): fp16 2e-4 direct, 4e-4 F(2x2),
-    # 2e-3 F(4x4); bf16 3.3e-3 direct, 6e-3 F(2x2), 1.9e-2 F(4x4), over the 1e-2 bound, so bf16
-    # under F(4x4) keeps V in fp32 (fp32 GEMMs). (F(4x4) figures with Lavin's points; winograd4's
-    # points halve them, bf16 to 8.7e-3 in emulation, still too near the bound: fp32 GEMMs kept.)
+    # 2e-3 F(4x4); bf16 3.3e-3 direct, 6e-3 F(2x2), 1.9e-2 F(4x4) (Lavin's points; 8.7e-3 with
+    # winograd4's, in emulation): too near the 1e-2 bound.
     # M, the GEMMs' result, is fp16 for fp16 input: M is 2.25x (F(4x4)) the output's size, and
     # halving its traffic took VGG-19 features.25 + pool at batch 32 from 147.0 to 122.0 us
     # (1.62x -> 1.96x of cuDNN; conv features.21 1.28x -> 1.52x), error 1.9e-3 -> 2.4e-3 (H200,
     # benchmarks/vgg19-fp16-winograd-m16-ab-h200.txt; 1.2e-3 with winograd4's present points).
-    # bf16 M would keep 8 bits: fp32.
+    # bf16 under F(4x4) takes fp16 V, U and M instead (11 bits where bf16 has 8), scaled by powers of 2
+    # so that fp16's range holds them whatever the input's and weight's magnitudes: V by input_scale
+    # of the input's range (torch.aminmax, on the device), U per output channel (transformed_weight),
+    # both chosen so that |M| <= C max|V| max|U| stays below 2**15; the output transform divides them
+    # out exactly.
+    scaled = x.dtype == torch.bfloat16 and tile == 4
     half = x.dtype == torch.float16 or (x.dtype == torch.bfloat16 and tile == 2)
-    v = torch.empty((1, t, 1, pos * c), dtype=x.dtype if half else torch.float32,
+    v = torch.empty((1, t, 1, pos * c), dtype=torch.float16 if scaled else (x.dtype if half else torch.float32),
                     device=x.device).permute(0, 3, 1, 2)
     # TF32 GEMMs (fp32 input, TF32 on): V and U rounded to TF32 here, not truncated by the tensor core.
     tf32 = x.dtype == torch.float32 and torch.backends.cudnn.allow_tf32
+    if scaled:
+        # over the input's memory as one flat run: aminmax of a channels_last view went through a
+        # strided copy first, 98 us of 257 on VGG-19 features.25 + pool at batch 32 (H100)
+        flat = x.permute(0, 2, 3, 1) if not x.is_contiguous() else x
+        lo, hi = torch.aminmax(flat.reshape(-1))
+        # |V| <= 32.35 max|x| (B^T's largest row sum, 5.69, squared) < 2**(LOG2_V + 7) after scaling,
+        # |U| < 1: |M| < C 2**(LOG2_V + 7) <= 2**15 with LOG2_V = 8 - ceil(log2 C)
+        log2_v = 8 - (c - 1).bit_length()
+    else:
+        lo = hi = x
+        log2_v = 0
     input_kernel[(triton.cdiv(t, block_t), triton.cdiv(c, block_c))](
         x, v, c, spec.height, spec.width, th, tw, t, *x.stride(), spec.pad_h, spec.pad_w, ROUND=tf32,
-        BLOCK_T=block_t, BLOCK_C=block_c, num_warps=warps)
-    m = gemm(v, u_of(weight, dtype=v.dtype, tf32=tf32), torch.float16 if x.dtype == torch.float16 else torch.float32)
+        lo_ptr=lo, hi_ptr=hi, SCALED=scaled, LOG2_V=log2_v, BLOCK_T=block_t, BLOCK_C=block_c, num_warps=warps)
+    u = u_of(weight, dtype=v.dtype, tf32=tf32, scaled=scaled)
+    u, w_scale = u if scaled else (u, y)
+    m = gemm(v, u, torch.float16 if v.dtype == torch.float16 else torch.float32)
     assert m.is_contiguous(memory_format=torch.channels_last) and m.shape == (1, pos * cout, t, 1)
     b = bias if bias is not None else y
     output_kernel[(triton.cdiv(t, block_t), triton.cdiv(cout, block_c))](
         m, b, y, cout, spec.out_h, spec.out_w, th, tw, t, *y.stride(), bias.stride(0) if bias is not None else 0,
-        HAS_BIAS=bias is not None, ACTIVATION=activation_code, POOL=pool_code, BLOCK_T=block_t, BLOCK_C=block_c,
-        num_warps=warps)
+        HAS_BIAS=bias is not None, ACTIVATION=activation_code, POOL=pool_code, lo_ptr=lo, hi_ptr=hi,
+        ws_ptr=w_scale, SCALED=scaled, LOG2_V=log2_v, BLOCK_T=block_t, BLOCK_C=block_c, num_warps=warps)
     return y
 
 

@@ -30,7 +30,8 @@ import triton
 import triton.language as tl
 
 from .implicit_gemm import _activate, _max_keep_nan
-from .winograd import _store_pair, _tf32, _tiles, run_steps, supports as _supports, transformed_weight as _transformed
+from .winograd import _store_pair, _tf32, _tiles, input_scale, run_steps, supports as _supports, \
+    transformed_weight as _transformed
 
 _POINTS = (0.0, 0.75, -0.75, 1.5, -1.5)
 
@@ -60,10 +61,11 @@ def supports(spec) -> str | None:
     return _supports(spec, tile=4)
 
 
-def transformed_weight(weight: torch.Tensor, dtype=torch.float32, tf32=False) -> torch.Tensor:
+def transformed_weight(weight: torch.Tensor, dtype=torch.float32, tf32=False, scaled=False):
     """U = G g G^T as a (36 C_out, C_in, 1, 1) tensor of `dtype`, group xi = 6 i + j holding U[i, j]; made in
-    float64, rounded once and cached per weight as winograd.transformed_weight does (same cache)."""
-    return _transformed(weight, _G, dtype, tf32)
+    float64, rounded once and cached per weight as winograd.transformed_weight does (same cache); with
+    scaled, (U scaled per output channel, the scales) as there."""
+    return _transformed(weight, _G, dtype, tf32, scaled)
 
 
 @triton.jit
@@ -104,9 +106,13 @@ def _patch_row(x_ptr, base, ih, iw0, H, W, sxh, sxw, ok):
 
 
 @triton.jit
-def _store_col(v_ptr, row, C, j: tl.constexpr, h0, h1, h2, h3, h4, h5, ok, ROUND: tl.constexpr):
-    """Column j of V = B^T (d B), from column j of the row-transformed patch (TF32-rounded with ROUND)."""
+def _store_col(v_ptr, row, C, j: tl.constexpr, h0, h1, h2, h3, h4, h5, ok, ROUND: tl.constexpr, s,
+               SCALED: tl.constexpr):
+    """Column j of V = B^T (d B), from column j of the row-transformed patch (TF32-rounded with ROUND,
+    times the power of 2 s with SCALED)."""
     v0, v1, v2, v3, v4, v5 = _bt(h0, h1, h2, h3, h4, h5)
+    if SCALED:
+        v0, v1, v2, v3, v4, v5 = v0 * s, v1 * s, v2 * s, v3 * s, v4 * s, v5 * s
     tl.store(v_ptr + row + (0 + j) * C, _tf32(v0, ROUND), mask=ok)
     tl.store(v_ptr + row + (6 + j) * C, _tf32(v1, ROUND), mask=ok)
     tl.store(v_ptr + row + (12 + j) * C, _tf32(v2, ROUND), mask=ok)
@@ -119,10 +125,15 @@ def _store_col(v_ptr, row, C, j: tl.constexpr, h0, h1, h2, h3, h4, h5, ok, ROUND
 def _input_transform_kernel(x_ptr, v_ptr, C: tl.constexpr, H: tl.constexpr, W: tl.constexpr, TH: tl.constexpr,
                             TW: tl.constexpr, T, sxn: tl.constexpr, sxc: tl.constexpr, sxh: tl.constexpr,
                             sxw: tl.constexpr, pad_h: tl.constexpr, pad_w: tl.constexpr, ROUND: tl.constexpr,
+                            lo_ptr, hi_ptr, SCALED: tl.constexpr, LOG2_V: tl.constexpr,
                             BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
     """V[t, 6 i + j, c] = (B^T d B)[i, j] of tile t's 6x6 patch in channel c (zeros outside the map),
-    rounded to TF32 with ROUND."""
+    rounded to TF32 with ROUND; with SCALED times winograd.input_scale of the input's range."""
     t, c, ok, n, ty, tx = _tiles(T, C, TH, TW, BLOCK_T, BLOCK_C)
+    if SCALED:
+        s = input_scale(lo_ptr, hi_ptr, LOG2_V)
+    else:
+        s = 1.0
     ih0 = 4 * ty - pad_h
     iw0 = 4 * tx - pad_w
     base = n.to(tl.int64)[:, None] * sxn + (c * sxc)[None, :]
@@ -133,12 +144,12 @@ def _input_transform_kernel(x_ptr, v_ptr, C: tl.constexpr, H: tl.constexpr, W: t
     h40, h41, h42, h43, h44, h45 = _patch_row(x_ptr, base, ih0 + 4, iw0, H, W, sxh, sxw, ok)
     h50, h51, h52, h53, h54, h55 = _patch_row(x_ptr, base, ih0 + 5, iw0, H, W, sxh, sxw, ok)
     row = t.to(tl.int64)[:, None] * (36 * C) + c[None, :]
-    _store_col(v_ptr, row, C, 0, h00, h10, h20, h30, h40, h50, ok, ROUND)
-    _store_col(v_ptr, row, C, 1, h01, h11, h21, h31, h41, h51, ok, ROUND)
-    _store_col(v_ptr, row, C, 2, h02, h12, h22, h32, h42, h52, ok, ROUND)
-    _store_col(v_ptr, row, C, 3, h03, h13, h23, h33, h43, h53, ok, ROUND)
-    _store_col(v_ptr, row, C, 4, h04, h14, h24, h34, h44, h54, ok, ROUND)
-    _store_col(v_ptr, row, C, 5, h05, h15, h25, h35, h45, h55, ok, ROUND)
+    _store_col(v_ptr, row, C, 0, h00, h10, h20, h30, h40, h50, ok, ROUND, s, SCALED)
+    _store_col(v_ptr, row, C, 1, h01, h11, h21, h31, h41, h51, ok, ROUND, s, SCALED)
+    _store_col(v_ptr, row, C, 2, h02, h12, h22, h32, h42, h52, ok, ROUND, s, SCALED)
+    _store_col(v_ptr, row, C, 3, h03, h13, h23, h33, h43, h53, ok, ROUND, s, SCALED)
+    _store_col(v_ptr, row, C, 4, h04, h14, h24, h34, h44, h54, ok, ROUND, s, SCALED)
+    _store_col(v_ptr, row, C, 5, h05, h15, h25, h35, h45, h55, ok, ROUND, s, SCALED)
 
 
 @triton.jit
@@ -155,7 +166,9 @@ def _m_row(m_ptr, row, COUT, i: tl.constexpr, ok):
 
 
 @triton.jit
-def _finish(y, bias, ACTIVATION: tl.constexpr):
+def _finish(y, f, bias, ACTIVATION: tl.constexpr, SCALED: tl.constexpr):
+    if SCALED:
+        y = y * f
     return _activate(y + bias, ACTIVATION)
 
 
@@ -195,8 +208,11 @@ def _output_transform_kernel(m_ptr, b_ptr, y_ptr, COUT: tl.constexpr, OH: tl.con
                              TH: tl.constexpr, TW: tl.constexpr, T, syn: tl.constexpr, syc: tl.constexpr,
                              syh: tl.constexpr, syw: tl.constexpr, sb: tl.constexpr,
                              HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr, POOL: tl.constexpr,
+                             lo_ptr, hi_ptr, ws_ptr, SCALED: tl.constexpr, LOG2_V: tl.constexpr,
                              BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
-    """y = act(A^T M A + bias) for tile t's 4x4 outputs, or its 2x2 windows' max/mean with POOL (1 max, 2 avg)."""
+    """y = act(A^T M A + bias) for tile t's 4x4 outputs, or its 2x2 windows' max/mean with POOL (1 max, 2 avg).
+    With SCALED, M was made from V and U scaled by powers of 2 (the input transform's and U's per output
+    channel, ws_ptr): A^T M A is scaled back before the bias."""
     t, o, ok, n, ty, tx = _tiles(T, COUT, TH, TW, BLOCK_T, BLOCK_C)
     row = t.to(tl.int64)[:, None] * (36 * COUT) + o[None, :]
     s00, s01, s02, s03 = _m_row(m_ptr, row, COUT, 0, ok)
@@ -209,19 +225,23 @@ def _output_transform_kernel(m_ptr, b_ptr, y_ptr, COUT: tl.constexpr, OH: tl.con
         bias = tl.load(b_ptr + o * sb, mask=o < COUT, other=0.0).to(tl.float32)[None, :]
     else:
         bias = tl.zeros([1, BLOCK_C], dtype=tl.float32)
+    if SCALED:
+        f = tl.load(ws_ptr + o, mask=o < COUT, other=1.0)[None, :] / input_scale(lo_ptr, hi_ptr, LOG2_V)
+    else:
+        f = 1.0
     # y_ab: output pixel (a, b) of the tile
     y00, y10, y20, y30 = _at(s00, s10, s20, s30, s40, s50)
     y01, y11, y21, y31 = _at(s01, s11, s21, s31, s41, s51)
     y02, y12, y22, y32 = _at(s02, s12, s22, s32, s42, s52)
     y03, y13, y23, y33 = _at(s03, s13, s23, s33, s43, s53)
-    y00, y01, y02, y03 = (_finish(y00, bias, ACTIVATION), _finish(y01, bias, ACTIVATION),
-                          _finish(y02, bias, ACTIVATION), _finish(y03, bias, ACTIVATION))
-    y10, y11, y12, y13 = (_finish(y10, bias, ACTIVATION), _finish(y11, bias, ACTIVATION),
-                          _finish(y12, bias, ACTIVATION), _finish(y13, bias, ACTIVATION))
-    y20, y21, y22, y23 = (_finish(y20, bias, ACTIVATION), _finish(y21, bias, ACTIVATION),
-                          _finish(y22, bias, ACTIVATION), _finish(y23, bias, ACTIVATION))
-    y30, y31, y32, y33 = (_finish(y30, bias, ACTIVATION), _finish(y31, bias, ACTIVATION),
-                          _finish(y32, bias, ACTIVATION), _finish(y33, bias, ACTIVATION))
+    y00, y01, y02, y03 = (_finish(y00, f, bias, ACTIVATION, SCALED), _finish(y01, f, bias, ACTIVATION, SCALED),
+                          _finish(y02, f, bias, ACTIVATION, SCALED), _finish(y03, f, bias, ACTIVATION, SCALED))
+    y10, y11, y12, y13 = (_finish(y10, f, bias, ACTIVATION, SCALED), _finish(y11, f, bias, ACTIVATION, SCALED),
+                          _finish(y12, f, bias, ACTIVATION, SCALED), _finish(y13, f, bias, ACTIVATION, SCALED))
+    y20, y21, y22, y23 = (_finish(y20, f, bias, ACTIVATION, SCALED), _finish(y21, f, bias, ACTIVATION, SCALED),
+                          _finish(y22, f, bias, ACTIVATION, SCALED), _finish(y23, f, bias, ACTIVATION, SCALED))
+    y30, y31, y32, y33 = (_finish(y30, f, bias, ACTIVATION, SCALED), _finish(y31, f, bias, ACTIVATION, SCALED),
+                          _finish(y32, f, bias, ACTIVATION, SCALED), _finish(y33, f, bias, ACTIVATION, SCALED))
     out = y_ptr + n.to(tl.int64)[:, None] * syn + (o * syc)[None, :]
     # NCHW: a tile's pixels in a row are contiguous, and aligned to 4 (2) where 4 (2) divides OW
     VEC: tl.constexpr = 1 if syw != 1 else (4 if OW % 4 == 0 else (2 if OW % 2 == 0 else 1))
