@@ -44,7 +44,8 @@ def winograd_steps():
     xv = torch.randn(2, 5, 8, 12, device="cuda").relu_()
     ww = torch.randn(6, 5, 3, 3, device="cuda")
     bw = torch.randn(6, device="cuda")
-    # fp16 and bf16 take 16-bit V and U (bf16 under F(2x2) only), fp16 an fp16 M, as winograd.run_steps sets them.
+    # fp16 and bf16 take 16-bit V and U (bf16 under F(4x4): scaled fp16 ones and M), fp16 an fp16 M, as
+    # winograd.run_steps sets them.
     for dtype in (torch.float32, torch.float16, torch.bfloat16):
         for kernels in (winograd, winograd4):
             for xx in (xw.to(dtype), xw.to(dtype).to(memory_format=torch.channels_last), xv.to(dtype)):
