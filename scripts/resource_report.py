@@ -53,7 +53,8 @@ for name, module in (("winograd", winograd), ("winograd4", winograd4)):
 for dtype, prec, kernel in (("fp32", "3xtf32", wg._tuned_32), ("fp32", "tf32", wg._tuned_tf32), ("fp16", "ieee", wg._tuned_16)):
     for cfg in kernel.configs:
         k = cfg.kwargs
-        compiled = c.compile_variant(wg._gemm_kernel, dtype, dict(C=512, CO=512, P=36, PRECISION=prec, UPCAST=False, **k),
+        compiled = c.compile_variant(wg._gemm_kernel, dtype, dict(C=512, CO=512, P=36, PRECISION=prec, UPCAST=False,
+                                                                  RUNNING=prec == "3xtf32", **k),
                                      cfg.num_warps, cfg.num_stages, div16=("T",))
         print(f"winograd GEMM {prec} BM={k['BLOCK_M']} BN={k['BLOCK_N']} BK={k['BLOCK_K']} warps={cfg.num_warps} "
               f"stages={cfg.num_stages}: {usage(compiled)}")

@@ -110,9 +110,10 @@ if __name__ == "__main__":
     # the batched Winograd GEMMs: VGG-19 features.21's F(4x4) GEMMs and odd channel counts (masked chunks)
     for dtype, prec, tiles in (("fp32", "3xtf32", (64, 128, 32, 4)), ("fp32", "tf32", (128, 256, 32, 8)),
                                ("fp16", "ieee", (128, 128, 64, 8)), ("bf16", "ieee", (64, 128, 64, 4))):
-        for c, co in ((512, 512), (112, 24)):
+        for c, co in ((512, 512), (112, 24), (1024, 64)):
+            running = prec == "3xtf32" and c <= winograd_gemm.RUNNING_MAX_C
             wg = compile_variant(winograd_gemm._gemm_kernel, dtype,
-                                 dict(C=c, CO=co, P=36, PRECISION=prec, UPCAST=False, BLOCK_M=tiles[0],
-                                      BLOCK_N=tiles[1], BLOCK_K=tiles[2]), tiles[3], div16=("T",))
+                                 dict(C=c, CO=co, P=36, PRECISION=prec, UPCAST=False, RUNNING=running,
+                                      BLOCK_M=tiles[0], BLOCK_N=tiles[1], BLOCK_K=tiles[2]), tiles[3], div16=("T",))
     print("winograd GEMMs", len(wg.asm["cubin"]), "bytes")
     print("all compiled for sm_90")

@@ -20,7 +20,9 @@ def _expected(v, u, positions):
     return torch.einsum("tpc,poc->tpo", vv, uu).reshape(1, tiles, 1, -1).permute(0, 3, 1, 2)
 
 
-@pytest.mark.parametrize("tiles, c, cout, positions", [(130, 40, 70, 16), (7, 96, 24, 36), (200, 3, 5, 36)], ids=str)
+# 520 input channels: past RUNNING_MAX_C, the 3xTF32 chunks summed on the CUDA cores
+@pytest.mark.parametrize("tiles, c, cout, positions", [(130, 40, 70, 16), (7, 96, 24, 36), (200, 3, 5, 36),
+                                                      (20, 520, 24, 4)], ids=str)
 @pytest.mark.parametrize("dtype, m_dtype, tol", [
     (torch.float32, torch.float32, 1e-6),    # 3xTF32: fp32-accurate
     (torch.float16, torch.float32, 1e-6),    # exact products of the 16-bit operands, fp32 sums

@@ -21,7 +21,8 @@ Algos (every name here is public and documented in the README):
             +-3/2, which lose half the bits Lavin's 0, +-1, +-2 do); loses more bits than
             "winograd" (larger transform entries): normwise on VGG-19 (H200) 9.3e-4..9.8e-4 in
             TF32 (direct 7.5e-4; V and U rounded to TF32, not truncated), 1.1e-3..1.2e-3 in fp16
-            (direct 2.1e-4), fp32-accurate with TF32 off; bf16 input runs fp16 GEMMs on V and U
+            (direct 2.1e-4), fp32-accurate with TF32 off (up to 1.6e-6: the GEMMs' 3xTF32 sums stay in the
+            tensor core up to 512 channels, kernels/winograd_gemm.py); bf16 input runs fp16 GEMMs on V and U
             scaled by powers of 2 (the input's range, U per output channel) so fp16's range
             holds any bf16 magnitude: 3.5e-3 against 3.3e-3 direct and 4.8e-3..5.4e-3 for F(2x2)
             on bf16 operands (conv + relu + pool, 256/512 channels on 14x14..56x56 maps, interpreter;

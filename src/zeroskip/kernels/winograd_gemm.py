@@ -19,7 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .implicit_gemm import _configs, _dot_3xtf32
+from .implicit_gemm import _configs, _dot_3xtf32, _tf32_nearest
 from .split_k import DISK_CACHE, graph_ms
 
 
@@ -30,7 +30,7 @@ def _gemm_kernel(
     # sizes: tiles (rows), input and output channels, positions
     T, C: tl.constexpr, CO: tl.constexpr, P: tl.constexpr,
     # constexpr switches
-    PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+    PRECISION: tl.constexpr, UPCAST: tl.constexpr, RUNNING: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     """One BLOCK_M x BLOCK_N tile of M for position program_id(2)."""
@@ -43,6 +43,7 @@ def _gemm_kernel(
     a_ptr = v_ptr + (rows.to(tl.int64) * (P * C) + p * C)[:, None] + kk[None, :]
     b_off = ((p * CO + cols).to(tl.int64) * C)[None, :] + kk[:, None]
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+    small = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)  # RUNNING's sum of the two small products
     for k0 in range(0, C, BLOCK_K):
         kmask = (kk + k0) < C
         a = tl.load(a_ptr + k0, mask=rmask[:, None] & kmask[None, :], other=0.0)
@@ -52,9 +53,17 @@ def _gemm_kernel(
             b = b.to(tl.float32)
         if PRECISION == "3xtf32":
             b_lo = tl.load(ulo_ptr + b_off + k0, mask=kmask[:, None] & cmask[None, :], other=0.0)
-            acc = _dot_3xtf32(a, b, b_lo, acc)
+            if RUNNING:
+                a_hi = _tf32_nearest(a)
+                small = tl.dot(a - a_hi, b, small, input_precision="tf32")
+                small = tl.dot(a_hi, b_lo, small, input_precision="tf32")
+                acc = tl.dot(a_hi, b, acc, input_precision="tf32")
+            else:
+                acc = _dot_3xtf32(a, b, b_lo, acc)
         else:
             acc = tl.dot(a, b, acc, input_precision=PRECISION)
+    if RUNNING:
+        acc = acc + small
     out = m_ptr + (rows.to(tl.int64) * (P * CO) + p * CO)[:, None] + cols[None, :]
     tl.store(out, acc.to(m_ptr.dtype.element_ty), mask=rmask[:, None] & cmask[None, :])
 
@@ -81,6 +90,17 @@ _tuned_16 = triton.autotune(configs=_configs([
 ]), **_TUNE)(_gemm_kernel)
 
 
+# 3xTF32 with the products summed in running tensor-core accumulators (the two small ones in a
+# second accumulator) instead of each chunk's three from zero added on the CUDA cores: no wait on
+# the tensor core and no CUDA-core add per chunk. VGG-19 F(4x4) at batch 32 (H100, same run,
+# benchmarks/vgg19-fp32-running-acc-ab-h100.txt): features.12 635.6 -> 590.8 us, .21 471.9 ->
+# 465.4, .30 167.2 -> 161.4, .5 670.2 -> 658.6. The tensor core drops low bits of a running sum,
+# an error that grows with the reduction length: normwise 5.8e-7 -> 1.6e-6 on features.21 (512
+# channels), under the 1e-5 bound; the direct kernel's 4608-long reductions reached 9.5e-6..2.9e-5
+# that way (implicit_gemm._dot_3xtf32), so longer ones keep the per-chunk sums.
+RUNNING_MAX_C = 512
+
+
 def use_for(tiles: int, cout: int, positions: int, sms: int) -> bool:
     """This kernel for the call, unless 64x64 output blocks would leave it under two programs per SM:
     there the conv kernel's split-K path is measured instead (e.g. F(2x2) on 14x14 maps at batch 1,
@@ -97,13 +117,14 @@ def gemm(v, u, u_lo, m, precision: str, interpreting: bool = False) -> torch.Ten
     positions = pc // c
     cout = pcout // positions
     args = (v, u, u_lo, m, tiles, c, cout, positions)
+    running = precision == "3xtf32" and c <= RUNNING_MAX_C
     if interpreting:
         # the interpreter costs ~9 ms per program whatever its size: big blocks, one config
         grid = (triton.cdiv(tiles, 128), triton.cdiv(cout, 64), positions)
-        _gemm_kernel[grid](*args, PRECISION=precision, UPCAST=v.dtype == torch.bfloat16,
+        _gemm_kernel[grid](*args, PRECISION=precision, UPCAST=v.dtype == torch.bfloat16, RUNNING=running,
                            BLOCK_M=128, BLOCK_N=64, BLOCK_K=64, num_warps=1, num_stages=1)
         return m
     kernel = _tuned_16 if v.dtype != torch.float32 else (_tuned_tf32 if precision == "tf32" else _tuned_32)
     grid = lambda meta: (triton.cdiv(tiles, meta["BLOCK_M"]), triton.cdiv(cout, meta["BLOCK_N"]), positions)  # noqa: E731
-    kernel[grid](*args, PRECISION=precision, UPCAST=False)
+    kernel[grid](*args, PRECISION=precision, UPCAST=False, RUNNING=running)
     return m
