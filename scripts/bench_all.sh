@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Reproduces the measurements behind BENCHMARKS.md, one part per call (each fits in a 10-minute
 # GPU session slot). Results go to $OUT/<part> (or benchmarks/<part>).
-#   bash scripts/bench_all.sh PART DATA      PART: b1 | b32 | auto | fused | models | layout | fp32ab | wino | first | sweep | compile32 | half | wino16 | fp32vec | tf32 | tf32nchw | tf32nchwauto | wgemm
+#   bash scripts/bench_all.sh PART DATA      PART: b1 | b32 | auto | fused | models | layout | fp32ab | wino | first | sweep | compile32 | half | wino16 | fp32vec | tf32 | tf32nchw | tf32nchwauto | wgemm | h100
 set -euo pipefail
-part=${1:?part: b1 b32 auto fused models layout fp32ab wino first sweep compile32 half wino16 fp32vec tf32 tf32nchw tf32nchwauto wgemm}
+part=${1:?part: b1 b32 auto fused models layout fp32ab wino first sweep compile32 half wino16 fp32vec tf32 tf32nchw tf32nchwauto wgemm h100}
 data=${2:-.data/paper-data}
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 out=${OUT:-benchmarks}/$part
@@ -76,5 +76,12 @@ case $part in
             --layers features.2 | tee "$out/ab_fp32_features2.txt"
           python3 scripts/ab_algos.py "$data" 32 --dtype tf32 --algos igemm,winograd4 --fused --layout channels_last \
             --layers features.7,features.16 | tee "$out/ab_tf32_cl_b32.txt" ;;
+  h100)   # the first section of BENCHMARKS.md (run on an H100; BASE for the A/Bs: an older tree, see there)
+          z bench --suite vgg19 --ops conv2d,conv2d_pool --batch 1,32 --dtype fp32 --algo auto --data "$data"
+          z bench --suite vgg19 --ops conv2d_pool --batch 1,32 --dtype bf16 --algo auto --data "$data"
+          python3 scripts/ab_algos.py "$data" 32,1 --dtype fp32 --algos igemm,winograd4 --layout nchw \
+            --layers features.2,features.5,features.7,features.10,features.19 | tee "$out/ab_fp32_direct_f4.txt"
+          python3 scripts/ab_algos.py "$data" 32,1 --dtype bf16 --algos igemm,winograd,winograd4 --fused \
+            --layout channels_last --layers features.16,features.25,features.34 | tee "$out/ab_bf16_fused.txt" ;;
   *) echo "unknown part $part" >&2; exit 2 ;;
 esac
