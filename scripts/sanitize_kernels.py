@@ -100,10 +100,10 @@ def gemm():
             u = torch.randn(pos * cout, c, 1, 1, device="cuda").to(dtype)
             hi, lo = ig.split_weight(u) if prec == "3xtf32" else (u, u)
             m = torch.empty((1, tiles, 1, pos * cout), dtype=m_dtype, device="cuda").permute(0, 3, 1, 2)
-            for bm, bn, bk, warps in blocks:
+            for (bm, bn, bk, warps), running in ((b, r) for b in blocks for r in (False, prec == "3xtf32")):
                 grid = (-(-tiles // bm), -(-cout // bn), pos)
-                wg._gemm_kernel[grid](v, hi, lo, m, tiles, c, cout, pos, PRECISION=prec, UPCAST=False, BLOCK_M=bm,
-                                      BLOCK_N=bn, BLOCK_K=bk, num_warps=warps, num_stages=3)
+                wg._gemm_kernel[grid](v, hi, lo, m, tiles, c, cout, pos, PRECISION=prec, UPCAST=False, RUNNING=running,
+                                      BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, num_warps=warps, num_stages=3)
     torch.cuda.synchronize()
     print("sanitize gemm done")
 
