@@ -35,6 +35,9 @@ for dtype, bm, bn, bk, warps, stages in CONFIGS:
     consts = dict(c.BASE, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, PRECISION="3xtf32" if dtype == "fp32" else "ieee")
     kernel = c.compile_variant(ig._conv_kernel, dtype, consts, warps, stages, **c.CHANNELS_LAST)
     print(f"{dtype} BM={bm} BN={bn} BK={bk} warps={warps} stages={stages}: {usage(kernel)}")
+    if dtype == "fp32":
+        kernel = c.compile_variant(ig._conv_kernel, dtype, dict(consts, RUNNING=True), warps, stages, **c.CHANNELS_LAST)
+        print(f"{dtype} BM={bm} BN={bn} BK={bk} warps={warps} stages={stages} running sums: {usage(kernel)}")
 
 for name, module in (("winograd", winograd), ("winograd4", winograd4)):
     bt, bc, warps = module.BLOCKS

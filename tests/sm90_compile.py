@@ -48,13 +48,14 @@ def compile_variant(fn, dtype, constexprs, num_warps=4, num_stages=3, ones=(), d
     return triton.compile(src, target=TARGET, options=dict(num_warps=num_warps, num_stages=num_stages))
 
 
-BASE = dict(HAS_BIAS=True, ACTIVATION=1, POOL=1, SKIP=False, PRECISION="ieee", UPCAST=False, BIG=False, PARTIAL=False, NCH_P2=1,
+BASE = dict(HAS_BIAS=True, ACTIVATION=1, POOL=1, SKIP=False, PRECISION="ieee", UPCAST=False, BIG=False, PARTIAL=False, RUNNING=False, NCH_P2=1,
             WIN_P2=4, OUT_VEC=1, BLOCK_M=128, BLOCK_N=64, BLOCK_K=64)
 VARIANTS = [
     ("fp16", BASE),                                                            # relu + max-pool
     ("fp16", dict(BASE, ACTIVATION=2, POOL=2, WIN_P2=16)),                     # relu6 + avg, 3x3 window
     ("bf16", dict(BASE, ACTIVATION=0, POOL=0, WIN_P2=1, SKIP=True, NCH_P2=8)),  # plain conv, skipping
     ("fp32", dict(BASE, PRECISION="3xtf32", BLOCK_K=32)),                      # fp32-accurate tensor cores
+    ("fp32", dict(BASE, PRECISION="3xtf32", RUNNING=True, BLOCK_K=32)),        # ... in running sums
     ("fp32", dict(BASE, PRECISION="tf32", BLOCK_K=32)),                        # TF32
     ("fp32", dict(BASE, PRECISION="3xtf32", BLOCK_K=32, POOL=0, WIN_P2=1, OUT_VEC=4)),  # NCHW store
     ("fp16", dict(BASE, BIG=True)),                                            # 64-bit offsets

@@ -234,3 +234,23 @@ def test_split_k_candidates_only_for_few_tiles():
     with pytest.raises(ValueError, match="split must be a positive int"):
         ig.conv(torch.zeros(1, 2, 3, 3), torch.zeros(1, 2, 1, 1), None,
                 check_conv(torch.zeros(1, 2, 3, 3), torch.zeros(1, 2, 1, 1), None, 1, 0, 1, 1), None, "igemm", split=0)
+
+
+@pytest.mark.parametrize("cin, kernel, algo, tf32, want", [
+    (64, 3, "igemm", False, True),      # VGG-19 features.2 / .5: K = 576
+    (65, 3, "igemm", False, False),     # K = 585: per-chunk sums
+    (512, 1, "igemm", False, True),     # a 1x1 conv, K = 512
+    (64, 3, "ecr", False, False),       # the CUDA-core zero-skipping path
+    (64, 3, "igemm", True, False),      # TF32: one product per chunk
+])
+def test_running_sums_only_for_short_fp32_reductions(cin, kernel, algo, tf32, want, monkeypatch):
+    """The dense path's 3xTF32 sums go to running tensor-core accumulators only up to RUNNING_MAX_K,
+    where their dropped low bits stay near 1.3e-6 (VGG-19 features.2 on an H100)."""
+    from zeroskip.kernels import launch
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", tf32)
+    x = torch.zeros(1, cin, 8, 8)
+    w = torch.zeros(16, cin, kernel, kernel)
+    spec = check_conv(x, w, None, 1, kernel // 2, 1, 1)
+    prec = launch.precision(algo, x.dtype)
+    run = launch._Launch(x, w, w, x, x, spec, None, algo, prec, False)
+    assert run.switches["RUNNING"] is want

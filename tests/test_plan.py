@@ -396,8 +396,10 @@ def test_auto_fp32_winograd_tiles(batch, hw, cin, cout, pool, want, monkeypatch)
 @pytest.mark.parametrize("cout, pool, bandwidth, want", [
     (64, None, 3.35e12, "igemm"),         # VGG-19 features.2 on an H100: direct
     (64, None, 4.8e12, "winograd4"),      # on an H200: F(4x4)
-    (128, None, 3.35e12, "winograd4"),    # 64 to 128 channels: F(4x4) on both
-    (64, "max", 3.35e12, "winograd4"),    # fused: F(4x4) on both
+    (128, None, 3.35e12, "igemm"),        # 64 to 128 channels (features.5): direct on an H100
+    (128, None, 4.8e12, "winograd4"),     # F(4x4) on an H200
+    (64, "max", 3.35e12, "igemm"),        # fused (features.2 + pool): direct on an H100
+    (64, "max", 4.8e12, "winograd4"),     # F(4x4) on an H200
 ])
 @cpu_fakes
 def test_auto_fp32_64_channels_follow_memory_bandwidth(cout, pool, bandwidth, want, monkeypatch):

@@ -178,3 +178,20 @@ def test_tf32_gemm_operands_are_rounded_not_truncated(tile, device, monkeypatch)
         # dropped bits were at least half of it
         assert ((r - full).abs() <= full.abs() * 2.0**-11).all()
         assert ((r.abs() > full.abs()) == (low(full) >= 0x1000)).all()
+
+
+@pytest.mark.parametrize("batch, hw, want", [(1, 112, (16, 32, 8)),     # 784 tiles (VGG-19 features.7, batch 1)
+                                             (4, 64, (8, 64, 8)),       # 1024 tiles: the first with 8x64
+                                             (32, 14, (16, 32, 8)),     # 512 tiles (features.30, batch 32)
+                                             (32, 28, (8, 64, 8))], ids=str)
+def test_transform_blocks_follow_tile_count(batch, hw, want, monkeypatch):
+    """Both transforms take 8x64 blocks from MANY_TILES tiles (measured faster at batch 32 on an
+    H100), 16x32 below."""
+    from zeroskip.geometry import ConvSpec
+    from zeroskip.kernels import winograd4
+    seen = []
+    monkeypatch.setattr(winograd4, "run_steps", lambda *args: seen.append(args[4]))
+    spec = ConvSpec(batch=batch, in_channels=8, height=hw, width=hw, out_channels=8, groups=1, kernel_h=3,
+                    kernel_w=3, stride_h=1, stride_w=1, pad_h=1, pad_w=1, dil_h=1, dil_w=1, out_h=hw, out_w=hw)
+    winograd4.conv(None, None, None, spec, 0, 0, None, None)
+    assert seen == [want]

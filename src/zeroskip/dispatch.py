@@ -193,8 +193,7 @@ def measured_best(input, spec, activation) -> str:
         from .kernels.winograd import supports
         c = spec.in_channels
         tiles = spec.batch * -(-spec.out_h // 4) * -(-spec.out_w // 4)
-        if tiles >= 196 and c >= 64 and supports(spec, tile=4) is None and (
-                c > 64 or spec.out_channels > 64 or spec.pool or _fast_memory(input.device)):
+        if tiles >= 196 and c >= 64 and supports(spec, tile=4) is None and (c > 64 or _fast_memory(input.device)):
             return "winograd4"
         if c >= 256 and supports(spec) is None:
             return "winograd"
@@ -210,11 +209,15 @@ def measured_best(input, spec, activation) -> str:
 
 
 def _fast_memory(device) -> bool:
-    """At least 4 TB/s of DRAM bandwidth (an H200, not an H100). The 64-to-64-channel conv moves
-    the most transform bytes per product: on the H100, F(4x4) ran VGG-19 features.2 at 1.95x /
+    """At least 4 TB/s of DRAM bandwidth (an H200, not an H100). The 64-channel convs move the
+    most transform bytes per product: on the H100, F(4x4) ran VGG-19 features.2 at 1.95x /
     2.29x of cuDNN against 2.07x / 2.55x direct at batch 32 / 1, on the H200 2.39x / 2.80x
     against 2.09x / 2.60x (same-run A/Bs, benchmarks/vgg19-fp32-h100-algos-ab.txt and
-    vgg19-fp32-features2-winograd4-ab-h200.txt)."""
+    vgg19-fp32-features2-winograd4-ab-h200.txt). With its 3xTF32 sums in running accumulators
+    (launch._Launch, RUNNING_MAX_K) direct also took the 64-to-128 one on the H100: features.5
+    2.50x / 3.01x against 2.39x / 3.03x for F(4x4), and the fused 64-to-64 stage: features.2 + pool
+    2.71x / 3.09x against 2.51x / 3.04x (benchmarks/vgg19-fp32-igemm-running-ab-h100.txt).
+    On the H200 the direct kernel's running sums are unmeasured."""
     from .kernels.split_k import memory_bandwidth
     return memory_bandwidth(device) >= 4e12
 

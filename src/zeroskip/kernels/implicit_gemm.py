@@ -102,8 +102,8 @@ def _conv_kernel(
     # constexpr switches
     HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr, POOL: tl.constexpr, SKIP: tl.constexpr,
     PRECISION: tl.constexpr, UPCAST: tl.constexpr, BIG: tl.constexpr, NCH_P2: tl.constexpr, WIN_P2: tl.constexpr,
-    OUT_VEC: tl.constexpr, PARTIAL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    BLOCK_K: tl.constexpr,
+    OUT_VEC: tl.constexpr, PARTIAL: tl.constexpr, RUNNING: tl.constexpr, BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     mb = tl.program_id(0)
     nb = tl.program_id(1)
@@ -129,6 +129,7 @@ def _conv_kernel(
     x_row, w_col = _base_offsets(n, g, C_G, sxn, sxc, cout, swo, BIG)
     kc = tl.arange(0, BLOCK_K)
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+    small = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)  # RUNNING's sum of the two small products
     # One flat loop over (tap, chunk) rather than two nested ones: Triton software-pipelines only
     # the innermost loop, and with BLOCK_K = 64 a VGG layer's chunk loop has 1-8 iterations. On an
     # H100 at batch 1 this took fp16 VGG-19 features.0-5 from 1.03-1.20x to 1.49-1.67x of cuDNN.
@@ -157,9 +158,17 @@ def _conv_kernel(
             b = b.to(tl.float32)
         if PRECISION == "3xtf32":
             b_lo = tl.load(wlo_ptr + b_off, mask=cm[:, None] & omask[None, :], other=0.0)
-            acc = _dot_3xtf32(a, b, b_lo, acc)
+            if RUNNING:  # short reductions only (RUNNING_MAX_K)
+                a_hi = _tf32_nearest(a)
+                small = tl.dot(a - a_hi, b, small, input_precision="tf32")
+                small = tl.dot(a_hi, b_lo, small, input_precision="tf32")
+                acc = tl.dot(a_hi, b, acc, input_precision="tf32")
+            else:
+                acc = _dot_3xtf32(a, b, b_lo, acc)
         else:
             acc = tl.dot(a, b, acc, input_precision=PRECISION)
+    if RUNNING:
+        acc = acc + small
 
     if PARTIAL:
         # fp32 partial sums of this split, reduced and finished by _split_reduce_kernel
@@ -255,6 +264,14 @@ def _prune(configs, named_args, **kwargs):
     win = kwargs.get("WIN_P2", named_args.get("WIN_P2", 1))
     kept = [c for c in configs if c.kwargs["BLOCK_M"] >= win]
     return kept or [triton.Config({"BLOCK_M": win, "BLOCK_N": 32, "BLOCK_K": 32}, num_warps=4, num_stages=2)]
+
+
+# 3xTF32 sums in running tensor-core accumulators (winograd_gemm.RUNNING_MAX_C says why) on the
+# dense path, for reductions (channels x taps) up to this long. VGG-19 at batch 32 (H100, same run,
+# benchmarks/vgg19-fp32-igemm-running-ab-h100.txt): features.2 (K 576) 1515.9 -> 1358.8 us,
+# features.5 766.1 -> 628.7; normwise error 1.5e-7 -> 1.3e-6. Longer reductions lose more low bits
+# that way (4608: 9.5e-6..2.9e-5, _dot_3xtf32) and keep the per-chunk sums.
+RUNNING_MAX_K = 576
 
 
 def _configs(shapes):

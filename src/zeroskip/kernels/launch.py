@@ -213,7 +213,9 @@ class _Launch:
                              WIN_P2=spec.window_rows, OUT_VEC=ig.out_vec(y))
         self.switches = dict(self.epilogue, PRECISION=prec,
                              UPCAST=algo == "ecr" or (interpreting() and x.dtype == torch.bfloat16),
-                             BIG=max(_span(x), _span(y), _span(w)) >= 2**31)
+                             BIG=max(_span(x), _span(y), _span(w)) >= 2**31,
+                             RUNNING=prec == "3xtf32" and algo == "igemm"
+                             and spec.in_per_group * spec.kernel_h * spec.kernel_w <= ig.RUNNING_MAX_K)
         self.bias_stride = b.stride(0) if has_bias else 0
 
     def _strides(self):

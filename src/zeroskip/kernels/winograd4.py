@@ -52,8 +52,16 @@ _G = _g_rows(_POINTS)
 # in each of the 36 patch positions; 112-122 registers (input transform), 80-100 (output), no
 # spills, so two blocks of 256 threads fit an SM's 64K registers (sm_90 ptxas 12.9,
 # scripts/resource_report.py). 32x32 on 8 warps took 162-194 registers (one block per SM); 64x32
-# spilled (255 registers, up to 584 bytes of stack). Timed on an H200 with these blocks only (BENCHMARKS.md).
-BLOCKS = (16, 32, 8)
+# spilled (255 registers, up to 584 bytes of stack). 8x64 on 8 warps (2 values per thread too,
+# 64-channel rows: 256-byte V and M rows per tile) ran VGG-19's layers at batch 32 up to 5% faster
+# on an H100 (same run, scripts/transform_blocks.py, benchmarks/vgg19-winograd4-blocks-h100.txt):
+# fp32 features.5 657.0 -> 644.9 us, .12 590.8 -> 587.2, .21 455.0 -> 454.9; bf16 features.25 +
+# pool 159.4 -> 151.4. With few tiles 16x32 stayed ahead: features.30 at batch 32 (512 tiles)
+# 161.0 -> 164.7 us, and batch-1 layers (at most 784 tiles) lost 1-4% in a whole-suite run
+# (vgg19-b1-b32-auto-fp32-convs-igemm-running-blocks-bigmaps-h100.*).
+BLOCKS = (8, 64, 8)
+FEW_TILES_BLOCKS = (16, 32, 8)  # under MANY_TILES tiles
+MANY_TILES = 1024
 
 
 def supports(spec) -> str | None:
@@ -281,5 +289,7 @@ def _output_transform_kernel(m_ptr, b_ptr, y_ptr, COUT: tl.constexpr, OH: tl.con
 def conv(x, weight, bias, spec, activation_code: int, pool_code: int, y, gemm, interpreting=False):
     """Runs the three steps into y (allocated by the caller in its layout). `gemm(v, u, m_dtype)` is the
     GEMMs' launch (kernels.launch.conv's: winograd_gemm, or a 1x1 conv with groups 36) returning M."""
-    return run_steps("winograd4", 4, _input_transform_kernel, _output_transform_kernel, BLOCKS, transformed_weight,
+    tiles = spec.batch * triton.cdiv(spec.out_h, 4) * triton.cdiv(spec.out_w, 4)
+    blocks = BLOCKS if tiles >= MANY_TILES else FEW_TILES_BLOCKS
+    return run_steps("winograd4", 4, _input_transform_kernel, _output_transform_kernel, blocks, transformed_weight,
                      x, weight, bias, spec, activation_code, pool_code, y, gemm, interpreting)
