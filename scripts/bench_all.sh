@@ -76,9 +76,14 @@ case $part in
             --layers features.2 | tee "$out/ab_fp32_features2.txt"
           python3 scripts/ab_algos.py "$data" 32 --dtype tf32 --algos igemm,winograd4 --fused --layout channels_last \
             --layers features.7,features.16 | tee "$out/ab_tf32_cl_b32.txt" ;;
-  h100)   # the first section of BENCHMARKS.md (run on an H100; BASE for the A/Bs: an older tree, see there)
+  h100)   # the H100 sections of BENCHMARKS.md (BASE for the A/Bs with --base: an older tree, see there)
           z bench --suite vgg19 --ops conv2d,conv2d_pool --batch 1,32 --dtype fp32 --algo auto --data "$data"
           z bench --suite vgg19 --ops conv2d_pool --batch 1,32 --dtype bf16 --algo auto --data "$data"
+          z bench --suite alexnet,googlenet,lenet5 --ops conv2d --batch 1,32 --dtype fp32 --algo auto --data "$data"
+          python3 scripts/ab_algos.py "$data" 32,1 --dtype fp32 --fused --algos igemm,winograd4 --layout nchw \
+            --layers features.2 | tee "$out/ab_fp32_fused_direct_f4.txt"
+          python3 scripts/transform_blocks.py "$data" --layers features.5,features.7,features.12,features.21,features.30 \
+            --batch 32 | tee "$out/transform_blocks.txt"
           python3 scripts/ab_algos.py "$data" 32,1 --dtype fp32 --algos igemm,winograd4 --layout nchw \
             --layers features.2,features.5,features.7,features.10,features.19 | tee "$out/ab_fp32_direct_f4.txt"
           python3 scripts/ab_algos.py "$data" 32,1 --dtype bf16 --algos igemm,winograd,winograd4 --fused \
