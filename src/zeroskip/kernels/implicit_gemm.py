@@ -49,6 +49,17 @@ def _tf32_nearest(v):
 
 
 @triton.jit
+def _dot_3xtf32_running(a, b, b_lo, acc, small):
+    """3xTF32 summed in running tensor-core accumulators: a_hi @ b into acc, the two small products
+    into small (acc + small at the end). No wait on the tensor core per chunk, but the running sums
+    drop low bits, so only for short reductions (RUNNING_MAX_K, winograd_gemm.RUNNING_MAX_C)."""
+    a_hi = _tf32_nearest(a)
+    small = tl.dot(a - a_hi, b, small, input_precision="tf32")
+    small = tl.dot(a_hi, b_lo, small, input_precision="tf32")
+    return tl.dot(a_hi, b, acc, input_precision="tf32"), small
+
+
+@triton.jit
 def _dot_3xtf32(a, b, b_lo, acc):
     """acc + a @ (b + b_lo) to fp32 accuracy from three TF32 products: the weight split once on
     the host (launch.split_weight), the input here, rounded to the 10 mantissa bits TF32 reads.
@@ -159,10 +170,7 @@ def _conv_kernel(
         if PRECISION == "3xtf32":
             b_lo = tl.load(wlo_ptr + b_off, mask=cm[:, None] & omask[None, :], other=0.0)
             if RUNNING:  # short reductions only (RUNNING_MAX_K)
-                a_hi = _tf32_nearest(a)
-                small = tl.dot(a - a_hi, b, small, input_precision="tf32")
-                small = tl.dot(a_hi, b_lo, small, input_precision="tf32")
-                acc = tl.dot(a_hi, b, acc, input_precision="tf32")
+                acc, small = _dot_3xtf32_running(a, b, b_lo, acc, small)
             else:
                 acc = _dot_3xtf32(a, b, b_lo, acc)
         else:

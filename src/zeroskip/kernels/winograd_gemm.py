@@ -19,7 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .implicit_gemm import _configs, _dot_3xtf32, _tf32_nearest
+from .implicit_gemm import _configs, _dot_3xtf32, _dot_3xtf32_running
 from .split_k import DISK_CACHE, graph_ms
 
 
@@ -54,10 +54,7 @@ def _gemm_kernel(
         if PRECISION == "3xtf32":
             b_lo = tl.load(ulo_ptr + b_off + k0, mask=kmask[:, None] & cmask[None, :], other=0.0)
             if RUNNING:
-                a_hi = _tf32_nearest(a)
-                small = tl.dot(a - a_hi, b, small, input_precision="tf32")
-                small = tl.dot(a_hi, b_lo, small, input_precision="tf32")
-                acc = tl.dot(a_hi, b, acc, input_precision="tf32")
+                acc, small = _dot_3xtf32_running(a, b, b_lo, acc, small)
             else:
                 acc = _dot_3xtf32(a, b, b_lo, acc)
         else:
