@@ -214,9 +214,12 @@ def _fast_memory(device) -> bool:
     2.29x of cuDNN against 2.07x / 2.55x direct at batch 32 / 1, on the H200 2.39x / 2.80x
     against 2.09x / 2.60x (same-run A/Bs, benchmarks/vgg19-fp32-h100-algos-ab.txt and
     vgg19-fp32-features2-winograd4-ab-h200.txt). With its 3xTF32 sums in running accumulators
-    (launch._Launch, RUNNING_MAX_K) direct also took the 64-to-128 one on the H100: features.5
-    2.50x / 3.01x against 2.39x / 3.03x for F(4x4), and the fused 64-to-64 stage: features.2 + pool
-    2.71x / 3.09x against 2.51x / 3.04x (benchmarks/vgg19-fp32-igemm-running-ab-h100.txt).
+    (launch._Launch, RUNNING_MAX_K) direct also took the 64-to-128 one on the H100: features.5 at
+    batch 32 in 628.7 us (2.50x, benchmarks/vgg19-fp32-igemm-running-ab-h100.txt), where F(4x4)
+    took 659.0 us in another run that day (2.39x, vgg19-fp32-winograd4-rows-ab-h100.txt; cuDNN
+    1571-1572 us in both); at batch 1 they tie across runs (23.4-23.7 against 23.3-23.4 us). Same
+    run, the fused 64-to-64 stage features.2 + pool: 2.71x / 3.09x direct against 2.51x / 3.04x
+    at batch 32 / 1 (vgg19-fp32-igemm-running-ab-h100.txt).
     On the H200 the direct kernel's running sums are unmeasured."""
     from .kernels.split_k import memory_bandwidth
     return memory_bandwidth(device) >= 4e12
