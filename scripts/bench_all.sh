@@ -78,7 +78,7 @@ case $part in
             --layers features.7,features.16 | tee "$out/ab_tf32_cl_b32.txt" ;;
   h100)   # the H100 sections of BENCHMARKS.md (BASE for the A/Bs with --base: an older tree, see there)
           z bench --suite vgg19 --ops conv2d,conv2d_pool --batch 1,32 --dtype fp32 --algo auto --data "$data"
-          z bench --suite vgg19 --ops conv2d_pool --batch 1,32 --dtype bf16 --algo auto --data "$data"
+          z bench --suite vgg19 --ops conv2d_pool --batch 1,32 --dtype bf16,fp16,tf32 --algo auto --data "$data"
           z bench --suite alexnet,googlenet,lenet5 --ops conv2d --batch 1,32 --dtype fp32 --algo auto --data "$data"
           python3 scripts/ab_algos.py "$data" 32,1 --dtype fp32 --fused --algos igemm,winograd4 --layout nchw \
             --layers features.2 | tee "$out/ab_fp32_fused_direct_f4.txt"
@@ -87,6 +87,10 @@ case $part in
           python3 scripts/ab_algos.py "$data" 32,1 --dtype fp32 --algos igemm,winograd4 --layout nchw \
             --layers features.2,features.5,features.7,features.10,features.19 | tee "$out/ab_fp32_direct_f4.txt"
           python3 scripts/ab_algos.py "$data" 32,1 --dtype bf16 --algos igemm,winograd,winograd4 --fused \
-            --layout channels_last --layers features.16,features.25,features.34 | tee "$out/ab_bf16_fused.txt" ;;
+            --layout channels_last --layers features.16,features.25,features.34 | tee "$out/ab_bf16_fused.txt"
+          if [ -n "${BASE:-}" ]; then  # fp16 halves (and finite_amax) against an older tree's 3xTF32 GEMMs
+            python3 scripts/ab_algos.py "$data" 32,1 --dtype fp32 --algos winograd4 --layout nchw --base "$BASE" \
+              | tee "$out/ab_fp32_halves.txt"
+          fi ;;
   *) echo "unknown part $part" >&2; exit 2 ;;
 esac

@@ -46,6 +46,11 @@ for name, module in (("winograd", winograd), ("winograd4", winograd4)):
         kernel = c.compile_variant(module._input_transform_kernel, "fp32", dict(blocks, ROUND=False), warps, 1,
                                    ones=(ones,), div16=("C",))
         print(f"{name} input transform {layout} BT={bt} BC={bc} warps={warps}: {usage(kernel)}")
+        if module is winograd4:  # fp32 V as scaled fp16 halves (3xfp16 GEMMs)
+            kernel = c.compile_variant(module._input_transform_kernel, "fp32",
+                                       dict(blocks, ROUND=False, SCALED=True, LOG2_V=9, SPLIT=True), warps, 1,
+                                       ones=(ones,), div16=("C",), ptrs={"v_ptr": "*fp16", "vlo_ptr": "*fp16"})
+            print(f"{name} input transform {layout} fp16 halves: {usage(kernel)}")
     for pool in (0, 1, 2):
         consts = dict(blocks, HAS_BIAS=True, ACTIVATION=1, POOL=pool)
         kernel = c.compile_variant(module._output_transform_kernel, "fp32", consts, warps, 1, ones=("syc",),
@@ -53,11 +58,13 @@ for name, module in (("winograd", winograd), ("winograd4", winograd4)):
         print(f"{name} output transform pool={pool} BT={bt} BC={bc} warps={warps}: {usage(kernel)}")
 
 # the batched Winograd GEMMs (VGG-19 features.21's F(4x4) shape), each precision's tuner candidates
-for dtype, prec, kernel in (("fp32", "3xtf32", wg._tuned_32), ("fp32", "tf32", wg._tuned_tf32), ("fp16", "ieee", wg._tuned_16)):
+for dtype, prec, kernel in (("fp32", "3xtf32", wg._tuned_32), ("fp32", "tf32", wg._tuned_tf32), ("fp16", "ieee", wg._tuned_16),
+                            ("fp16", "3xfp16", wg._tuned_3x16)):
     for cfg in kernel.configs:
         k = cfg.kwargs
         compiled = c.compile_variant(wg._gemm_kernel, dtype, dict(C=512, CO=512, P=36, PRECISION=prec, UPCAST=False,
-                                                                  RUNNING=prec == "3xtf32", **k),
-                                     cfg.num_warps, cfg.num_stages, div16=("T",))
+                                                                  RUNNING=prec in ("3xtf32", "3xfp16"), **k),
+                                     cfg.num_warps, cfg.num_stages, div16=("T",),
+                                     ptrs={"m_ptr": "*fp32"} if prec == "3xfp16" else None)
         print(f"winograd GEMM {prec} BM={k['BLOCK_M']} BN={k['BLOCK_N']} BK={k['BLOCK_K']} warps={cfg.num_warps} "
               f"stages={cfg.num_stages}: {usage(compiled)}")

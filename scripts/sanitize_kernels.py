@@ -33,6 +33,17 @@ def direct():
             ig.conv(xx, ww, bb, spec, None, "igemm", cfg, skip=False, split=2)
 
 
+def _halves_gemm(v, u, m_dtype, v_lo, u_lo):
+    from zeroskip.kernels import winograd_gemm as wg
+    tiles, c = v.shape[2], u.shape[1]
+    pos = v.shape[1] // c
+    m = torch.empty((1, tiles, 1, u.shape[0]), dtype=m_dtype, device="cuda").permute(0, 3, 1, 2)
+    wg._gemm_kernel[(-(-tiles // 64), -(-(u.shape[0] // pos) // 64), pos)](
+        v, v_lo, u, u_lo, m, tiles, c, u.shape[0] // pos, pos, PRECISION="3xfp16", UPCAST=False, RUNNING=True,
+        BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, num_warps=4, num_stages=3)
+    return m
+
+
 def winograd_steps():
     # Winograd F(2x2) and F(4x4): both transform kernels on odd maps (partial edge tiles; 9x7 is no
     # multiple of 2 or 4) and on 8x12 (whole tiles: NCHW rows stored as vectors), NCHW and
@@ -56,8 +67,11 @@ def winograd_steps():
                         memory_format=torch.channels_last if xx.stride(1) == 1 else torch.contiguous_format)
                     gemm = lambda v, u, m: ig.conv(v, u, None, winograd.gemm_spec(v, u), None, "igemm",  # noqa: E731
                                                    ig.Config(32, 32, 16, 4, 2), skip=False, out_dtype=m)
-                    kernels.conv(xx, ww.to(dtype), bw.to(dtype), spec, {None: 0, "relu": 1, "relu6": 2}[act],
-                                 {None: 0, "max": 1, "avg": 2}[pool], y, gemm)
+                    codes = ({None: 0, "relu": 1, "relu6": 2}[act], {None: 0, "max": 1, "avg": 2}[pool])
+                    kernels.conv(xx, ww.to(dtype), bw.to(dtype), spec, *codes, y, gemm)
+                    if kernels is winograd4 and dtype == torch.float32:
+                        # V and U as fp16 halves (3xfp16 GEMMs on the batched kernel, fixed tiles)
+                        kernels.conv(xx, ww, bw, spec, *codes, y, _halves_gemm, halves=True)
     torch.cuda.synchronize()
     print("sanitize run done")
 
@@ -94,15 +108,17 @@ def gemm():
             (torch.float32, "3xtf32", torch.float32, ((64, 128, 32, 4), (128, 128, 32, 8))),
             (torch.float32, "tf32", torch.float32, ((128, 256, 32, 8), (64, 128, 32, 4))),
             (torch.float16, "ieee", torch.float16, ((128, 128, 64, 8), (64, 128, 64, 4))),
-            (torch.bfloat16, "ieee", torch.float32, ((128, 256, 64, 8), (128, 64, 64, 4)))):
+            (torch.bfloat16, "ieee", torch.float32, ((128, 256, 64, 8), (128, 64, 64, 4))),
+            (torch.float16, "3xfp16", torch.float32, ((128, 128, 32, 8), (64, 128, 64, 4)))):
         for tiles, c, cout, pos in ((130, 40, 70, 36), (7, 96, 24, 16)):
             v = torch.randn(1, tiles, 1, pos * c, device="cuda").to(dtype).permute(0, 3, 1, 2)
             u = torch.randn(pos * cout, c, 1, 1, device="cuda").to(dtype)
             hi, lo = ig.split_weight(u) if prec == "3xtf32" else (u, u)
             m = torch.empty((1, tiles, 1, pos * cout), dtype=m_dtype, device="cuda").permute(0, 3, 1, 2)
-            for (bm, bn, bk, warps), running in ((b, r) for b in blocks for r in (False, prec == "3xtf32")):
+            split = prec in ("3xtf32", "3xfp16")
+            for (bm, bn, bk, warps), running in ((b, r) for b in blocks for r in (False, split)):
                 grid = (-(-tiles // bm), -(-cout // bn), pos)
-                wg._gemm_kernel[grid](v, hi, lo, m, tiles, c, cout, pos, PRECISION=prec, UPCAST=False, RUNNING=running,
+                wg._gemm_kernel[grid](v, v, hi, lo, m, tiles, c, cout, pos, PRECISION=prec, UPCAST=False, RUNNING=running,
                                       BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, num_warps=warps, num_stages=3)
     torch.cuda.synchronize()
     print("sanitize gemm done")

@@ -32,16 +32,18 @@ LAYER = dict(C_G=256, H=56, W=56, COUT_G=256, OH=56, OW=56, PH_OUT=28, PW_OUT=28
              syn=28 * 28 * 256, syc=1, syh=28 * 256, syw=256, sb=1, stride_h=1, stride_w=1, pad_h=1, pad_w=1,
              dil_h=1, dil_w=1, pool_kh=2, pool_kw=2, pool_sh=2, pool_sw=2, pool_ph=0, pool_pw=0,
              C=256, COUT=256, TH=14, TW=14,  # the Winograd transforms' names
-             SCALED=False, LOG2_V=0)
+             SCALED=False, LOG2_V=0, SPLIT=False)
 
 
-def compile_variant(fn, dtype, constexprs, num_warps=4, num_stages=3, ones=(), div16=()):
+def compile_variant(fn, dtype, constexprs, num_warps=4, num_stages=3, ones=(), div16=(), ptrs=None):
+    """fn compiled for sm_90: pointers to dtype (ptrs: {name: type} for others), other runtime arguments i32."""
     names = list(fn.arg_names)
     constexprs = dict(constexprs, **{n: 1 for n in ones})
     constexprs.update({n: LAYER[n] for n, p in zip(names, fn.params) if p.is_constexpr and n not in constexprs
                        and n in LAYER})
-    sig = {n: "constexpr" if n in constexprs else ({"flag_ptr": "*i8", "ws_ptr": "*fp32"}.get(n, f"*{dtype}"))
-           if n.endswith("_ptr") else "i32" for n in names}
+    types = {"flag_ptr": "*i8", "ws_ptr": "*fp32", **(ptrs or {})}
+    sig = {n: "constexpr" if n in constexprs else types.get(n, f"*{dtype}") if n.endswith("_ptr") else "i32"
+           for n in names}
     aligned = [n for n in names if n not in constexprs and (n.endswith("_ptr") or n in div16)]
     src = ASTSource(fn=fn, signature=sig, constexprs={(names.index(k),): v for k, v in constexprs.items()},
                     attrs={(names.index(n),): [["tt.divisibility", 16]] for n in aligned})
@@ -99,6 +101,17 @@ if __name__ == "__main__":
                              dict(HAS_BIAS=True, ACTIVATION=1, POOL=pool, SCALED=True, LOG2_V=-1, BLOCK_T=bt,
                                   BLOCK_C=bc), warps)
     print("winograd4 scaled transforms", len(wi.asm["cubin"]), len(wo.asm["cubin"]), "bytes")
+    # fp32 input under F(4x4) with TF32 off: V scaled and stored as two fp16 halves, M in fp32
+    half_v = {"v_ptr": "*fp16", "vlo_ptr": "*fp16", "lo_ptr": "*fp32", "hi_ptr": "*fp32"}
+    wi = compile_variant(winograd4._input_transform_kernel, "fp32",
+                         dict(ROUND=False, SCALED=True, LOG2_V=9, SPLIT=True, BLOCK_T=bt, BLOCK_C=bc), warps,
+                         ptrs=half_v)
+    wo = compile_variant(winograd4._output_transform_kernel, "fp32",
+                         dict(HAS_BIAS=True, ACTIVATION=1, POOL=1, SCALED=True, LOG2_V=9, BLOCK_T=bt, BLOCK_C=bc),
+                         warps)
+    amax = compile_variant(winograd._finite_amax_kernel, "fp32", dict(BLOCK=8192), 8, ptrs={"x_ptr": "*bf16"})
+    print("winograd4 fp16-halves transforms, finite max", len(wi.asm["cubin"]), len(wo.asm["cubin"]),
+          len(amax.asm["cubin"]), "bytes")
     # NCHW outputs, whose tile rows are stored as vectors: 56 wide (whole 4-wide rows) and 14 (pairs)
     for kernels, blocks in ((winograd, (64, 32, 4)), (winograd4, winograd4.BLOCKS)):
         for ow in (56, 14):
@@ -110,11 +123,13 @@ if __name__ == "__main__":
     print("winograd transforms, NCHW vector stores, fp32")
     # the batched Winograd GEMMs: VGG-19 features.21's F(4x4) GEMMs and odd channel counts (masked chunks)
     for dtype, prec, tiles in (("fp32", "3xtf32", (64, 128, 32, 4)), ("fp32", "tf32", (128, 256, 32, 8)),
-                               ("fp16", "ieee", (128, 128, 64, 8)), ("bf16", "ieee", (64, 128, 64, 4))):
+                               ("fp16", "ieee", (128, 128, 64, 8)), ("bf16", "ieee", (64, 128, 64, 4)),
+                               ("fp16", "3xfp16", (128, 128, 32, 8)), ("fp16", "3xfp16", (64, 128, 64, 4))):
         for c, co in ((512, 512), (112, 24), (1024, 64)):
-            running = prec == "3xtf32" and c <= winograd_gemm.RUNNING_MAX_C
+            running = prec in ("3xtf32", "3xfp16") and c <= winograd_gemm.RUNNING_MAX_C
             wg = compile_variant(winograd_gemm._gemm_kernel, dtype,
                                  dict(C=c, CO=co, P=36, PRECISION=prec, UPCAST=False, RUNNING=running,
-                                      BLOCK_M=tiles[0], BLOCK_N=tiles[1], BLOCK_K=tiles[2]), tiles[3], div16=("T",))
+                                      BLOCK_M=tiles[0], BLOCK_N=tiles[1], BLOCK_K=tiles[2]), tiles[3], div16=("T",),
+                                 ptrs={"m_ptr": "*fp32"} if prec == "3xfp16" else None)
     print("winograd GEMMs", len(wg.asm["cubin"]), "bytes")
     print("all compiled for sm_90")

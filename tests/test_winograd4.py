@@ -57,9 +57,9 @@ def test_bf16_fp16_gemms_hold_any_magnitude(x_scale, w_scale, device, monkeypatc
     seen = {}
     real = launch.winograd_gemm.gemm
 
-    def spy(v, u, u_lo, m, *args):
+    def spy(v, u, u_lo, m, *args, **kw):
         seen["v"], seen["u"], seen["m"] = v.dtype, u.dtype, m.dtype
-        return real(v, u, u_lo, m, *args)
+        return real(v, u, u_lo, m, *args, **kw)
     monkeypatch.setattr(launch.winograd_gemm, "gemm", spy)
     monkeypatch.setattr(launch.winograd_gemm, "use_for", lambda *args: True)
     x = (sparse((2, 64, 12, 12), 0.5) * x_scale).to(torch.bfloat16).to(device=device, memory_format=torch.channels_last)
@@ -73,13 +73,72 @@ def test_bf16_fp16_gemms_hold_any_magnitude(x_scale, w_scale, device, monkeypatc
     assert rel_err(out, ref) <= max(1.5 * rel_err(direct, ref), 2e-3)
 
 
+@pytest.mark.parametrize("x_scale, w_scale", [(1.0, 1.0), (1e5, 1.0), (1e-20, 1e-6), (1e-30, 1e30)], ids=str)
+def test_fp32_gemms_on_fp16_halves_are_fp32_accurate(x_scale, w_scale, device, gemm_route, monkeypatch):
+    """fp32 with TF32 off: on the batched GEMM kernel V and U go as scaled fp16 halves (hi + lo, 22
+    bits) into three fp16 products; on the grouped conv as fp32 into 3xTF32. Both fp32-accurate
+    at magnitudes far outside fp16's range (1e5 * 32 in V; 1e-26 in U)."""
+    from zeroskip.kernels import launch
+    monkeypatch.setattr(launch.winograd4, "halves_pay", lambda spec: True)
+    seen = {}
+    real = launch.winograd_gemm.gemm
+
+    def spy(v, u, u_lo, m, precision, *args, **kw):
+        seen.update(precision=precision, v=v.dtype, u=u.dtype, u_lo=u_lo.dtype, m=m.dtype)
+        return real(v, u, u_lo, m, precision, *args, **kw)
+    monkeypatch.setattr(launch.winograd_gemm, "gemm", spy)
+    x = sparse((2, 64, 12, 12), 0.5, device=device) * x_scale
+    wt = torch.randn(32, 64, 3, 3, device=device) * 0.06 * w_scale
+    b = torch.randn(32, device=device) * 0.1 * x_scale * w_scale
+    out = zeroskip.conv2d_pool(x, wt, b, padding=1, activation="relu", pool="max", algo="winograd4")
+    plain = zeroskip.conv2d(x, wt, b, padding=1, algo="winograd4")
+    if gemm_route == "batched":
+        assert seen == dict(precision="3xfp16", v=torch.float16, u=torch.float16, u_lo=torch.float16,
+                            m=torch.float32)
+    else:
+        assert seen == {}
+    assert rel_err(out, reference(x, wt, b, padding=1, activation="relu", pool="max")) <= 3e-6
+    assert rel_err(plain, reference(x, wt, b, padding=1)) <= 3e-6
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_inf_in_the_input_stays_in_its_tiles(device, dtype):
+def test_large_values_beside_an_inf_keep_their_scale(device, dtype, monkeypatch):
+    """V's fp16 scale comes from the input's largest finite magnitude: an inf elsewhere in the input
+    leaves values far past fp16's range (5e4 here, 32x that in V) right in every tile it does not reach."""
+    from zeroskip.kernels import launch
+    monkeypatch.setattr(launch.winograd4, "halves_pay", lambda spec: True)
+    x = sparse((1, 8, 12, 12), 0.7, dtype, device=device) * 5e4
+    wt = torch.randn(8, 8, 3, 3, device=device).to(dtype) * 0.1
+    clean = x.clone()
+    x[0, 2, 11, 11] = float("inf")  # reaches only the last tile row and column: output rows, columns 8..11
+    out = zeroskip.conv2d(x, wt, None, padding=1, algo="winograd4")
+    ref = reference(clean, wt, None, padding=1)
+    assert not torch.isfinite(out[..., 8:, 8:]).all()
+    assert rel_err(out[..., :8, :], ref[..., :8, :]) <= (3e-6 if dtype == torch.float32 else TOL[dtype])
+    assert rel_err(out[..., :, :8], ref[..., :, :8]) <= (3e-6 if dtype == torch.float32 else TOL[dtype])
+
+
+@pytest.mark.parametrize("batch, c, hw, cout, want", [
+    (32, 512, 28, 512, True), (1, 512, 14, 512, True), (32, 256, 28, 512, True), (32, 256, 56, 256, True),
+    (1, 256, 56, 256, False), (32, 128, 112, 128, False), (32, 128, 56, 256, False)], ids=str)
+def test_fp16_halves_where_measured_faster(batch, c, hw, cout, want):
+    from zeroskip.geometry import ConvSpec
+    from zeroskip.kernels import winograd4
+    spec = ConvSpec(batch=batch, in_channels=c, height=hw, width=hw, out_channels=cout, groups=1, kernel_h=3,
+                    kernel_w=3, stride_h=1, stride_w=1, pad_h=1, pad_w=1, dil_h=1, dil_w=1, out_h=hw, out_w=hw)
+    assert winograd4.halves_pay(spec) is want
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_inf_in_the_input_stays_in_its_tiles(device, dtype, monkeypatch):
     """Documented: one inf makes outputs of the 4x4 tiles whose 6x6 patch holds it NaN or inf. Input
     row 4 (padding 1) is patch row 5 of tile row 0, which reaches only that tile's last output row
     (B^T's last column has one non-zero), and patch row 1 of tile row 1, which reaches all four:
     output rows 3..7. Input column 6 is patch column 3 of tile column 1 only: output columns 4..7.
-    bf16 too: its fp16 V is left unscaled then (the input's range is inf), and the other values fit."""
+    bf16 too, and fp32 on fp16 halves (the batched route): their fp16 V is scaled by the largest
+    finite magnitude, and inf stays inf."""
+    from zeroskip.kernels import launch
+    monkeypatch.setattr(launch.winograd4, "halves_pay", lambda spec: True)
     x = sparse((1, 4, 12, 12), 1.0, dtype, device=device)
     x[0, 1, 4, 6] = float("inf")
     wt = torch.randn(4, 4, 3, 3, device=device).to(dtype)

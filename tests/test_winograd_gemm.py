@@ -41,6 +41,23 @@ def test_gemm_equals_float64(tiles, c, cout, positions, dtype, m_dtype, tol, dev
     assert rel_err(out, _expected(v, u, positions)) <= tol
 
 
+@pytest.mark.parametrize("tiles, c, cout, positions", [(130, 40, 70, 16), (7, 96, 24, 36), (20, 520, 24, 4)], ids=str)
+def test_fp16_halves_gemm_equals_float64(tiles, c, cout, positions, device):
+    """precision "3xfp16": V and U as fp16 pairs hi + lo (hi rounded to fp16, lo the rest), three
+    fp16 products: fp32-accurate (520 channels: past RUNNING_MAX_C, per-chunk sums)."""
+    from zeroskip.dispatch import interpreting
+    from zeroskip.kernels import winograd_gemm
+    v, u = _operands(tiles, c, cout, positions, torch.float64, device)
+    halves = lambda t: (t.half(), (t - t.half().double()).half())  # noqa: E731
+    (v_hi, v_lo), (u_hi, u_lo) = halves(v), halves(u)
+    m = torch.full((1, tiles, 1, positions * cout), float("nan"), device=device).permute(0, 3, 1, 2)
+    winograd_gemm.gemm(v_hi, u_hi, u_lo, m, "3xfp16", interpreting(), v_lo=v_lo)
+    assert rel_err(m, _expected(v, u, positions)) <= 1e-6
+    # lo matters: hi alone is fp16-accurate only
+    winograd_gemm.gemm(v_hi, u_hi, u_lo.zero_(), m, "3xfp16", interpreting(), v_lo=v_lo.zero_())
+    assert rel_err(m, _expected(v, u, positions)) > 1e-5
+
+
 def test_tf32_gemm_reads_ten_mantissa_bits(device):
     """precision "tf32" on TF32-valued operands is exact up to fp32 sums (on the GPU the tensor core
     reads the 10 mantissa bits the values have; the interpreter multiplies in fp32)."""

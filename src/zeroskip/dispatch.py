@@ -21,13 +21,15 @@ Algos (every name here is public and documented in the README):
             +-3/2, which lose half the bits Lavin's 0, +-1, +-2 do); loses more bits than
             "winograd" (larger transform entries): normwise on VGG-19 (H200) 9.3e-4..9.8e-4 in
             TF32 (direct 7.5e-4; V and U rounded to TF32, not truncated), 1.1e-3..1.2e-3 in fp16
-            (direct 2.1e-4), fp32-accurate with TF32 off (up to 1.6e-6: the GEMMs' 3xTF32 sums stay in the
-            tensor core up to 512 channels, kernels/winograd_gemm.py); bf16 input runs fp16 GEMMs on V and U
-            scaled by powers of 2 (the input's range, U per output channel) so fp16's range
-            holds any bf16 magnitude: 3.5e-3 against 3.3e-3 direct and 4.8e-3..5.4e-3 for F(2x2)
-            on bf16 operands (conv + relu + pool, 256/512 channels on 14x14..56x56 maps, interpreter;
-            bf16 GEMMs would give 8.7e-3 in emulation). If the input holds inf or NaN, V is not
-            scaled, and fp16's range (about 2,000 in the input) applies to the whole call.
+            (direct 2.1e-4), fp32-accurate with TF32 off (up to 1.9e-6 on VGG-19, H100: the GEMMs'
+            sums stay in the tensor core up to 512 channels, kernels/winograd_gemm.py; from 256
+            input channels, where measured faster (winograd4.halves_pay), V and U go as scaled
+            fp16 halves into three fp16 products instead of three TF32 ones); bf16 input runs fp16
+            GEMMs on V and U scaled by powers of 2 (the input's largest finite magnitude, U per
+            output channel) so fp16's range holds any bf16 magnitude: 3.5e-3 against 3.3e-3 direct
+            and 4.8e-3..5.4e-3 for F(2x2) on bf16 operands (conv + relu + pool, 256/512 channels on
+            14x14..56x56 maps, interpreter; bf16 GEMMs would give 8.7e-3 in emulation). inf and NaN
+            in the input do not set the scale: they reach only the tiles whose patches hold them.
   "im2col"  Implicit GEMM reducing over (input channel, kernel tap) pairs, BLOCK_K at a time, for
             layers with few input channels per group (a 3-channel 3x3 first layer: 27 columns
             where "igemm" pads each tap to 16 channels, 144); tensor-core precision as "igemm"
@@ -173,7 +175,10 @@ def measured_best(input, spec, activation) -> str:
     as for fp16. F(4x4) on scaled fp16 GEMMs (kernels/winograd.py's run_steps) won the 28x28
     stage at batch 32, features.25 1.50x against 1.32x direct, and lost the 14x14 one (1.41x
     against 1.53x) and the 256-channel 56x56 one (1.21x against 1.58x) (H100, same run,
-    benchmarks/vgg19-bf16-winograd4-ab-h100.txt).
+    benchmarks/vgg19-bf16-winograd4-ab-h100.txt). With V's scale from one Triton pass
+    (winograd.finite_amax) instead of torch.aminmax it took the 14x14 stage too: features.34 at
+    batch 32 1.59x against 1.53x direct; the 56x56 one stayed direct, 1.45x against 1.65x (H100,
+    same run, benchmarks/vgg19-bf16-fused-algos-ab-h100.txt).
 
     TF32 fused stages, channels_last (V, U and M in fp32, TF32 GEMMs): F(2x2) won at batch 1 on
     512 channels (features.25 2.59x and features.34 3.83x against 1.52x and 2.88x direct) and lost
@@ -262,7 +267,7 @@ def _tensor_core_winograd(dtype, spec) -> str | None:
     if dtype == torch.bfloat16 and c == 512 and pixels in (14 * 14, 28 * 28):
         if small_batch:
             return "winograd"
-        if pixels == 28 * 28:
+        if pixels == 28 * 28 or spec.pool:
             return "winograd4"
     return None
 

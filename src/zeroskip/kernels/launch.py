@@ -154,18 +154,27 @@ def conv(x, weight, bias, spec, activation, algo, config: Config | None = None, 
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     y = _empty((spec.batch, spec.out_channels, spec.result_h, spec.result_w), out_dtype or x.dtype, x.device, fmt)
     if algo in WINOGRAD:
-        def gemm(v, u, m_dtype):  # the 16 (36) transformed GEMMs
+        def gemm(v, u, m_dtype, v_lo=None, u_lo=None):  # the 16 (36) transformed GEMMs
             gspec = winograd.gemm_spec(v, u)
-            if not winograd_gemm.use_for(gspec.height, u.shape[0] // gspec.groups, gspec.groups,
-                                         split_k.sm_count(v.device)):
+            if v_lo is None and not winograd_gemm.use_for(gspec.height, u.shape[0] // gspec.groups, gspec.groups,
+                                                          split_k.sm_count(v.device)):
                 # as one grouped 1x1 conv on the dense path, where split-K is measured
                 return conv(v, u, None, gspec, None, "igemm", out_dtype=m_dtype)
+            m = _empty((1, u.shape[0], gspec.height, 1), m_dtype, v.device, torch.channels_last)
+            if v_lo is not None:
+                return winograd_gemm.gemm(v, u, u_lo, m, "3xfp16", interpreting(), v_lo=v_lo)
             prec = precision("igemm", v.dtype)
             u_hi, u_lo = packed_weight(u, k_major=True, split=True) if prec == "3xtf32" else (u, u)
-            m = _empty((1, u.shape[0], gspec.height, 1), m_dtype, v.device, torch.channels_last)
             return winograd_gemm.gemm(v, u_hi, u_lo, m, prec, interpreting())
-        kernels = WINOGRAD[algo]
-        return kernels.conv(x, weight, bias, spec, _ACT[activation], _POOL[spec.pool], y, gemm, interpreting())
+        if algo == "winograd4":
+            # fp32-accurate F(4x4) GEMMs on the batched kernel as three fp16 products of scaled fp16
+            # halves (winograd.run_steps) instead of three TF32 ones where that pays (halves_pay)
+            tiles = spec.batch * triton.cdiv(spec.out_h, 4) * triton.cdiv(spec.out_w, 4)
+            halves = precision("igemm", x.dtype) == "3xtf32" and winograd4.halves_pay(spec) and winograd_gemm.use_for(
+                tiles, spec.out_channels, 36, split_k.sm_count(x.device))
+            return winograd4.conv(x, weight, bias, spec, _ACT[activation], _POOL[spec.pool], y, gemm, interpreting(),
+                                  halves)
+        return winograd.conv(x, weight, bias, spec, _ACT[activation], _POOL[spec.pool], y, gemm, interpreting())
     prec = precision(algo, x.dtype)
     if algo == "im2col":
         # its columns run (channel, kh, kw) as a contiguous weight's do: the weight as it is, split

@@ -59,21 +59,25 @@ def supports(spec, tile: int = 2) -> str | None:
     return None
 
 
-def transformed_weight(weight: torch.Tensor, g_rows=_G, dtype=torch.float32, tf32=False, scaled=False):
+def transformed_weight(weight: torch.Tensor, g_rows=_G, dtype=torch.float32, tf32=False, scaled=False,
+                       halves=False):
     """U = G g G^T as a (P C_out, C_in, 1, 1) tensor of `dtype` for the n x 3 matrix G given by g_rows
     (this file's F(2x2) one by default), P = n**2 positions, group xi = n i + j holding U[i, j].
     Computed in float64 and rounded once (with tf32, to the nearest TF32 value: tf32_nearest).
     With scaled, returns (U / scale, scale): each output channel's U divided by the power of 2
     that puts its largest magnitude in [0.5, 1), and those powers (fp32, C_out), so fp16 holds U
-    at full precision whatever the weights' magnitude (run_steps).
-    Cached per weight tensor, G, dtype and tf32 as kernels.launch.packed_weight caches its packing
+    at full precision whatever the weights' magnitude (run_steps). With halves (and scaled, dtype
+    fp16), U is the pair (hi, lo) of fp16 tensors: hi = U rounded to fp16, lo = the rest rounded
+    to fp16 (22 bits together, as 3xTF32's halves), for the 3xfp16 GEMMs.
+    Cached per weight tensor, G, dtype, tf32 and halves as kernels.launch.packed_weight caches its packing
     (same version/storage check), so the GEMM's own packing of U is cached too."""
     try:
         stamp = (weight._version, weight.data_ptr())
     except RuntimeError:  # inference-mode tensors have no version counter
         stamp = None
     held = _U.get(weight) if stamp is not None else None
-    hit = held.get((g_rows, dtype, tf32, scaled)) if held is not None else None
+    key = (g_rows, dtype, tf32, scaled, halves)
+    hit = held.get(key) if held is not None else None
     if hit is not None and hit[0] == stamp:
         return hit[1]
     g = torch.tensor(g_rows, dtype=torch.float64, device=weight.device)
@@ -83,7 +87,12 @@ def transformed_weight(weight: torch.Tensor, g_rows=_G, dtype=torch.float32, tf3
         # non-finite or all-zero channels keep scale 1, so inf and NaN reach the output as they are
         e = torch.where(torch.isfinite(top) & (top > 0), torch.floor(torch.log2(top)) + 1, 0.0)
         u = u / torch.exp2(e)[None, None, :, None]
-    u = u.reshape(len(g_rows) ** 2 * weight.shape[0], weight.shape[1], 1, 1).to(dtype).contiguous()
+    u = u.reshape(len(g_rows) ** 2 * weight.shape[0], weight.shape[1], 1, 1)
+    if halves:
+        hi = u.to(dtype).contiguous()
+        u = (hi, (u - hi.double()).to(dtype).contiguous())
+    else:
+        u = u.to(dtype).contiguous()
     if tf32:
         u = tf32_nearest(u)
     if scaled:
@@ -91,7 +100,7 @@ def transformed_weight(weight: torch.Tensor, g_rows=_G, dtype=torch.float32, tf3
     if stamp is not None:
         if held is None:
             held = _U[weight] = {}
-        held[(g_rows, dtype, tf32, scaled)] = (stamp, u)
+        held[key] = (stamp, u)
     return u
 
 
@@ -145,14 +154,48 @@ def _tf32(v, ROUND: tl.constexpr):
 
 @triton.jit
 def input_scale(lo_ptr, hi_ptr, LOG2_V: tl.constexpr):
-    """The power of 2 s that puts the input's largest magnitude a = max(-min, max) (from torch.aminmax,
-    at lo_ptr and hi_ptr) in [2**LOG2_V, 2**(LOG2_V + 1)); 1 where a is 0, inf or NaN. An exponent
+    """The power of 2 s that puts the input's largest magnitude a = max(-min, max) (at lo_ptr and
+    hi_ptr; run_steps passes finite_amax's result as both) in [2**LOG2_V, 2**(LOG2_V + 1)); 1 where a
+    is 0, inf or NaN. An exponent
     computation, so both transforms get the same s: the input transform multiplies V by it, the
     output transform divides A^T M A by it."""
     a = tl.maximum(-tl.load(lo_ptr).to(tl.float32), tl.load(hi_ptr).to(tl.float32))
     e = ((a.to(tl.int32, bitcast=True) >> 23) & 0xFF) - 127  # floor(log2 a) for normal a
     k = tl.minimum(tl.maximum(127 + LOG2_V - e, 1), 254)
     return tl.where((a > 0) & (a < float("inf")), (k << 23).to(tl.float32, bitcast=True), 1.0)
+
+
+@triton.jit
+def _finite_amax_kernel(x_ptr, out_ptr, N, BLOCK: tl.constexpr):
+    """out = max(out, |x|) over this program's BLOCK elements of x that are finite: inf and NaN stay
+    in their own outputs (as F.conv2d's) instead of setting the scale of every value."""
+    i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    a = tl.abs(tl.load(x_ptr + i, mask=i < N, other=0.0).to(tl.float32))
+    tl.atomic_max(out_ptr, tl.max(tl.where(a < float("inf"), a, 0.0), axis=0))
+
+
+def finite_amax(x: torch.Tensor, interpreting: bool = False) -> torch.Tensor:
+    """The largest finite |x| (0 if none) as a one-element fp32 tensor, on x's device, no host sync."""
+    # over the input's memory as one flat run: a channels_last view read in NCHW order went through a
+    # strided copy first (98 us of 257 on VGG-19 features.25 + pool at batch 32, H100)
+    flat = (x.permute(0, 2, 3, 1) if not x.is_contiguous() else x).reshape(-1)
+    out = torch.zeros(1, dtype=torch.float32, device=x.device)
+    block = 1 << 16 if interpreting else 8192
+    _finite_amax_kernel[(triton.cdiv(flat.numel(), block),)](flat, out, flat.numel(), BLOCK=block, num_warps=8)
+    return out
+
+
+@triton.jit
+def _put(v_ptr, vlo_ptr, off, v, ok, ROUND: tl.constexpr, SPLIT: tl.constexpr):
+    """One element of V per lane: TF32-rounded with ROUND; with SPLIT as two fp16 halves, hi = v
+    rounded to fp16 at v_ptr and the rest rounded to fp16 at vlo_ptr (22 bits together, for the
+    3xfp16 GEMMs; v is scaled so |v| < 2**15)."""
+    if SPLIT:
+        hi = v.to(tl.float16)
+        tl.store(v_ptr + off, hi, mask=ok)
+        tl.store(vlo_ptr + off, (v - hi.to(tl.float32)).to(tl.float16), mask=ok)
+    else:
+        tl.store(v_ptr + off, _tf32(v, ROUND), mask=ok)
 
 
 @triton.jit
@@ -181,11 +224,11 @@ def _tiles(T, NC, TH, TW, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
 def _input_transform_kernel(x_ptr, v_ptr, C: tl.constexpr, H: tl.constexpr, W: tl.constexpr, TH: tl.constexpr,
                             TW: tl.constexpr, T, sxn: tl.constexpr, sxc: tl.constexpr, sxh: tl.constexpr,
                             sxw: tl.constexpr, pad_h: tl.constexpr, pad_w: tl.constexpr, ROUND: tl.constexpr,
-                            lo_ptr, hi_ptr, SCALED: tl.constexpr, LOG2_V: tl.constexpr,
-                            BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
+                            lo_ptr, hi_ptr, SCALED: tl.constexpr, LOG2_V: tl.constexpr, vlo_ptr,
+                            SPLIT: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
     """V[t, 4 i + j, c] = (B^T d B)[i, j] of tile t's 4x4 patch in channel c (zeros outside the map),
-    rounded to TF32 with ROUND. (The scaling arguments are winograd4's; run_steps sets SCALED only
-    there.)"""
+    rounded to TF32 with ROUND. (The scaling and splitting arguments are winograd4's; run_steps sets
+    SCALED and SPLIT only there.)"""
     t, c, ok, n, ty, tx = _tiles(T, C, TH, TW, BLOCK_T, BLOCK_C)
     ih0 = 2 * ty - pad_h
     iw0 = 2 * tx - pad_w
@@ -283,8 +326,10 @@ def conv(x, weight, bias, spec, activation_code: int, pool_code: int, y, gemm, i
 
 
 def run_steps(name, tile, input_kernel, output_kernel, blocks, u_of, x, weight, bias, spec, activation_code,
-              pool_code, y, gemm, interpreting):
-    """Input transform, the (tile + 2)**2 GEMMs, output transform: the launches of F(tile x tile, 3x3)."""
+              pool_code, y, gemm, interpreting, halves=False):
+    """Input transform, the (tile + 2)**2 GEMMs, output transform: the launches of F(tile x tile, 3x3).
+    halves (F(4x4), fp32 input, TF32 off, GEMMs on kernels/winograd_gemm.py): V and U as pairs of
+    scaled fp16 halves for the 3xfp16 GEMMs, M in fp32."""
     # The CPU interpreter costs ~9 ms per program whatever its size: big blocks there.
     block_t, block_c, warps = (128, 64, 1) if interpreting else blocks
     why = supports(spec, tile)
@@ -305,32 +350,43 @@ def run_steps(name, tile, input_kernel, output_kernel, blocks, u_of, x, weight, 
     # benchmarks/vgg19-fp16-winograd-m16-ab-h200.txt; 1.2e-3 with winograd4's present points).
     # bf16 under F(4x4) takes fp16 V, U and M instead (11 bits where bf16 has 8), scaled by powers of 2
     # so that fp16's range holds them whatever the input's and weight's magnitudes: V by input_scale
-    # of the input's range (torch.aminmax, on the device), U per output channel (transformed_weight),
-    # both chosen so that |M| <= C max|V| max|U| stays below 2**15; the output transform divides them
-    # out exactly.
-    scaled = x.dtype == torch.bfloat16 and tile == 4
+    # of the input's largest finite magnitude (finite_amax, on the device), U per output channel
+    # (transformed_weight), both chosen so that |M| <= C max|V| max|U| stays below 2**15; the output
+    # transform divides them out exactly. finite_amax replaced torch.aminmax, which also let inf set
+    # the scale: bf16 features.25 + pool 152.4 -> 144.1 us at batch 32, 20.4 -> 15.0 at batch 1
+    # (H100, same run, benchmarks/vgg19-bf16-finite-amax-ab-h100.txt).
+    # fp32 under F(4x4) with TF32 off (halves): V and U as scaled fp16 pairs, hi + lo, 22 bits as
+    # 3xTF32's, whose three fp16 products run at twice the TF32 rate; M in fp32. Same bytes of V as
+    # fp32; error 1.2e-6..1.9e-6 on VGG-19 from 256 channels against 0.8e-6..1.6e-6 for 3xTF32 (H100,
+    # benchmarks/vgg19-fp32-winograd4-halves-ab-h100.txt; winograd4.halves_pay says where it runs).
+    scaled = (x.dtype == torch.bfloat16 and tile == 4) or halves
     half = x.dtype == torch.float16 or (x.dtype == torch.bfloat16 and tile == 2)
-    v = torch.empty((1, t, 1, pos * c), dtype=torch.float16 if scaled else (x.dtype if half else torch.float32),
+    v = torch.empty((2 if halves else 1, t, 1, pos * c),
+                    dtype=torch.float16 if scaled else (x.dtype if half else torch.float32),
                     device=x.device).permute(0, 3, 1, 2)
+    v, v_lo = (v[:1], v[1:]) if halves else (v, v)
     # TF32 GEMMs (fp32 input, TF32 on): V and U rounded to TF32 here, not truncated by the tensor core.
-    tf32 = x.dtype == torch.float32 and torch.backends.cudnn.allow_tf32
+    tf32 = x.dtype == torch.float32 and torch.backends.cudnn.allow_tf32 and not halves
     if scaled:
-        # over the input's memory as one flat run: aminmax of a channels_last view went through a
-        # strided copy first, 98 us of 257 on VGG-19 features.25 + pool at batch 32 (H100)
-        flat = x.permute(0, 2, 3, 1) if not x.is_contiguous() else x
-        lo, hi = torch.aminmax(flat.reshape(-1))
+        lo = hi = finite_amax(x, interpreting)
         # |V| <= 32.35 max|x| (B^T's largest row sum, 5.69, squared) < 2**(LOG2_V + 7) after scaling,
-        # |U| < 1: |M| < C 2**(LOG2_V + 7) <= 2**15 with LOG2_V = 8 - ceil(log2 C)
-        log2_v = 8 - (c - 1).bit_length()
+        # |U| < 1: for fp16 M, |M| < C 2**(LOG2_V + 7) <= 2**15 with LOG2_V = 8 - ceil(log2 C); for
+        # halves (fp32 M) |V| < 2**16 only: LOG2_V = 9
+        log2_v = 9 if halves else 8 - (c - 1).bit_length()
     else:
         lo = hi = x
         log2_v = 0
     input_kernel[(triton.cdiv(t, block_t), triton.cdiv(c, block_c))](
         x, v, c, spec.height, spec.width, th, tw, t, *x.stride(), spec.pad_h, spec.pad_w, ROUND=tf32,
-        lo_ptr=lo, hi_ptr=hi, SCALED=scaled, LOG2_V=log2_v, BLOCK_T=block_t, BLOCK_C=block_c, num_warps=warps)
-    u = u_of(weight, dtype=v.dtype, tf32=tf32, scaled=scaled)
+        lo_ptr=lo, hi_ptr=hi, SCALED=scaled, LOG2_V=log2_v, vlo_ptr=v_lo, SPLIT=halves, BLOCK_T=block_t,
+        BLOCK_C=block_c, num_warps=warps)
+    u = u_of(weight, dtype=v.dtype, tf32=tf32, scaled=scaled, halves=halves)
     u, w_scale = u if scaled else (u, y)
-    m = gemm(v, u, torch.float16 if v.dtype == torch.float16 else torch.float32)
+    if halves:
+        (u, u_lo) = u
+        m = gemm(v, u, torch.float32, v_lo=v_lo, u_lo=u_lo)
+    else:
+        m = gemm(v, u, torch.float16 if v.dtype == torch.float16 else torch.float32)
     assert m.is_contiguous(memory_format=torch.channels_last) and m.shape == (1, pos * cout, t, 1)
     b = bias if bias is not None else y
     output_kernel[(triton.cdiv(t, block_t), triton.cdiv(cout, block_c))](

@@ -30,7 +30,7 @@ import triton
 import triton.language as tl
 
 from .implicit_gemm import _activate, _max_keep_nan
-from .winograd import _store_pair, _tf32, _tiles, input_scale, run_steps, supports as _supports, \
+from .winograd import _put, _store_pair, _tiles, input_scale, run_steps, supports as _supports, \
     transformed_weight as _transformed
 
 _POINTS = (0.0, 0.75, -0.75, 1.5, -1.5)
@@ -64,16 +64,30 @@ FEW_TILES_BLOCKS = (16, 32, 8)  # under MANY_TILES tiles
 MANY_TILES = 1024
 
 
+def halves_pay(spec) -> bool:
+    """fp32 with TF32 off, GEMMs on kernels/winograd_gemm.py: V and U as scaled fp16 halves and three
+    fp16 products (twice the TF32 rate; winograd.run_steps) where that was measured faster than
+    3xTF32: from 256 input channels, with 512 output channels or 1024 tiles. VGG-19, H100, same run
+    (benchmarks/vgg19-fp32-winograd4-halves-ab-h100.txt), 3xTF32 -> halves at batch 32: features.21
+    459.7 -> 355.7 us, .30 161.1 -> 127.7, .19 281.2 -> 245.1, .12 585.2 -> 559.8; at batch 1
+    (49 and 16 tiles) .21 44.5 -> 36.5, .30 41.3 -> 29.5. Slower: 128 input channels (features.7
+    909.3 -> 964.8 us, .10 382.4 -> 399.7 at batch 32), where the GEMMs are short and the finite-max
+    pass over the input and the fp16 stores cost more than the products save, and 256 -> 256 on
+    196 tiles (features.12 at batch 1, 29.0 -> 30.1 us)."""
+    tiles = spec.batch * triton.cdiv(spec.out_h, 4) * triton.cdiv(spec.out_w, 4)
+    return spec.in_channels >= 256 and (spec.out_channels >= 512 or tiles >= MANY_TILES)
+
+
 def supports(spec) -> str | None:
     """None if F(4x4, 3x3) can run the call, else why not (winograd.supports' rules, 36 positions)."""
     return _supports(spec, tile=4)
 
 
-def transformed_weight(weight: torch.Tensor, dtype=torch.float32, tf32=False, scaled=False):
+def transformed_weight(weight: torch.Tensor, dtype=torch.float32, tf32=False, scaled=False, halves=False):
     """U = G g G^T as a (36 C_out, C_in, 1, 1) tensor of `dtype`, group xi = 6 i + j holding U[i, j]; made in
     float64, rounded once and cached per weight as winograd.transformed_weight does (same cache); with
-    scaled, (U scaled per output channel, the scales) as there."""
-    return _transformed(weight, _G, dtype, tf32, scaled)
+    scaled, (U scaled per output channel, the scales), and with halves U as a (hi, lo) pair, as there."""
+    return _transformed(weight, _G, dtype, tf32, scaled, halves)
 
 
 @triton.jit
@@ -114,29 +128,30 @@ def _patch_row(x_ptr, base, ih, iw0, H, W, sxh, sxw, ok):
 
 
 @triton.jit
-def _store_col(v_ptr, row, C, j: tl.constexpr, h0, h1, h2, h3, h4, h5, ok, ROUND: tl.constexpr, s,
-               SCALED: tl.constexpr):
+def _store_col(v_ptr, vlo_ptr, row, C, j: tl.constexpr, h0, h1, h2, h3, h4, h5, ok, ROUND: tl.constexpr, s,
+               SCALED: tl.constexpr, SPLIT: tl.constexpr):
     """Column j of V = B^T (d B), from column j of the row-transformed patch (TF32-rounded with ROUND,
-    times the power of 2 s with SCALED)."""
+    times the power of 2 s with SCALED, as fp16 halves with SPLIT: winograd._put)."""
     v0, v1, v2, v3, v4, v5 = _bt(h0, h1, h2, h3, h4, h5)
     if SCALED:
         v0, v1, v2, v3, v4, v5 = v0 * s, v1 * s, v2 * s, v3 * s, v4 * s, v5 * s
-    tl.store(v_ptr + row + (0 + j) * C, _tf32(v0, ROUND), mask=ok)
-    tl.store(v_ptr + row + (6 + j) * C, _tf32(v1, ROUND), mask=ok)
-    tl.store(v_ptr + row + (12 + j) * C, _tf32(v2, ROUND), mask=ok)
-    tl.store(v_ptr + row + (18 + j) * C, _tf32(v3, ROUND), mask=ok)
-    tl.store(v_ptr + row + (24 + j) * C, _tf32(v4, ROUND), mask=ok)
-    tl.store(v_ptr + row + (30 + j) * C, _tf32(v5, ROUND), mask=ok)
+    _put(v_ptr, vlo_ptr, row + (0 + j) * C, v0, ok, ROUND, SPLIT)
+    _put(v_ptr, vlo_ptr, row + (6 + j) * C, v1, ok, ROUND, SPLIT)
+    _put(v_ptr, vlo_ptr, row + (12 + j) * C, v2, ok, ROUND, SPLIT)
+    _put(v_ptr, vlo_ptr, row + (18 + j) * C, v3, ok, ROUND, SPLIT)
+    _put(v_ptr, vlo_ptr, row + (24 + j) * C, v4, ok, ROUND, SPLIT)
+    _put(v_ptr, vlo_ptr, row + (30 + j) * C, v5, ok, ROUND, SPLIT)
 
 
 @triton.jit
 def _input_transform_kernel(x_ptr, v_ptr, C: tl.constexpr, H: tl.constexpr, W: tl.constexpr, TH: tl.constexpr,
                             TW: tl.constexpr, T, sxn: tl.constexpr, sxc: tl.constexpr, sxh: tl.constexpr,
                             sxw: tl.constexpr, pad_h: tl.constexpr, pad_w: tl.constexpr, ROUND: tl.constexpr,
-                            lo_ptr, hi_ptr, SCALED: tl.constexpr, LOG2_V: tl.constexpr,
-                            BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
+                            lo_ptr, hi_ptr, SCALED: tl.constexpr, LOG2_V: tl.constexpr, vlo_ptr,
+                            SPLIT: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
     """V[t, 6 i + j, c] = (B^T d B)[i, j] of tile t's 6x6 patch in channel c (zeros outside the map),
-    rounded to TF32 with ROUND; with SCALED times winograd.input_scale of the input's range."""
+    rounded to TF32 with ROUND; with SCALED times winograd.input_scale of the input's range; with
+    SPLIT as fp16 halves, hi at v_ptr and lo at vlo_ptr."""
     t, c, ok, n, ty, tx = _tiles(T, C, TH, TW, BLOCK_T, BLOCK_C)
     if SCALED:
         s = input_scale(lo_ptr, hi_ptr, LOG2_V)
@@ -152,12 +167,12 @@ def _input_transform_kernel(x_ptr, v_ptr, C: tl.constexpr, H: tl.constexpr, W: t
     h40, h41, h42, h43, h44, h45 = _patch_row(x_ptr, base, ih0 + 4, iw0, H, W, sxh, sxw, ok)
     h50, h51, h52, h53, h54, h55 = _patch_row(x_ptr, base, ih0 + 5, iw0, H, W, sxh, sxw, ok)
     row = t.to(tl.int64)[:, None] * (36 * C) + c[None, :]
-    _store_col(v_ptr, row, C, 0, h00, h10, h20, h30, h40, h50, ok, ROUND, s, SCALED)
-    _store_col(v_ptr, row, C, 1, h01, h11, h21, h31, h41, h51, ok, ROUND, s, SCALED)
-    _store_col(v_ptr, row, C, 2, h02, h12, h22, h32, h42, h52, ok, ROUND, s, SCALED)
-    _store_col(v_ptr, row, C, 3, h03, h13, h23, h33, h43, h53, ok, ROUND, s, SCALED)
-    _store_col(v_ptr, row, C, 4, h04, h14, h24, h34, h44, h54, ok, ROUND, s, SCALED)
-    _store_col(v_ptr, row, C, 5, h05, h15, h25, h35, h45, h55, ok, ROUND, s, SCALED)
+    _store_col(v_ptr, vlo_ptr, row, C, 0, h00, h10, h20, h30, h40, h50, ok, ROUND, s, SCALED, SPLIT)
+    _store_col(v_ptr, vlo_ptr, row, C, 1, h01, h11, h21, h31, h41, h51, ok, ROUND, s, SCALED, SPLIT)
+    _store_col(v_ptr, vlo_ptr, row, C, 2, h02, h12, h22, h32, h42, h52, ok, ROUND, s, SCALED, SPLIT)
+    _store_col(v_ptr, vlo_ptr, row, C, 3, h03, h13, h23, h33, h43, h53, ok, ROUND, s, SCALED, SPLIT)
+    _store_col(v_ptr, vlo_ptr, row, C, 4, h04, h14, h24, h34, h44, h54, ok, ROUND, s, SCALED, SPLIT)
+    _store_col(v_ptr, vlo_ptr, row, C, 5, h05, h15, h25, h35, h45, h55, ok, ROUND, s, SCALED, SPLIT)
 
 
 @triton.jit
@@ -286,10 +301,11 @@ def _output_transform_kernel(m_ptr, b_ptr, y_ptr, COUT: tl.constexpr, OH: tl.con
             tl.store(p + syh + syw, d.to(dt), mask=bottom & right)
 
 
-def conv(x, weight, bias, spec, activation_code: int, pool_code: int, y, gemm, interpreting=False):
-    """Runs the three steps into y (allocated by the caller in its layout). `gemm(v, u, m_dtype)` is the
-    GEMMs' launch (kernels.launch.conv's: winograd_gemm, or a 1x1 conv with groups 36) returning M."""
+def conv(x, weight, bias, spec, activation_code: int, pool_code: int, y, gemm, interpreting=False, halves=False):
+    """Runs the three steps into y (allocated by the caller in its layout). `gemm(v, u, m_dtype, v_lo=None,
+    u_lo=None)` is the GEMMs' launch (kernels.launch.conv's: winograd_gemm, or a 1x1 conv with groups 36)
+    returning M; halves: V and U as fp16 pairs for 3xfp16 GEMMs (winograd.run_steps)."""
     tiles = spec.batch * triton.cdiv(spec.out_h, 4) * triton.cdiv(spec.out_w, 4)
     blocks = BLOCKS if tiles >= MANY_TILES else FEW_TILES_BLOCKS
     return run_steps("winograd4", 4, _input_transform_kernel, _output_transform_kernel, blocks, transformed_weight,
-                     x, weight, bias, spec, activation_code, pool_code, y, gemm, interpreting)
+                     x, weight, bias, spec, activation_code, pool_code, y, gemm, interpreting, halves)

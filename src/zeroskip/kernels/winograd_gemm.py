@@ -12,6 +12,11 @@ features.5 (T 25088, 64 -> 128) 355 -> 293).
 
 Few tiles (batch 1 on small maps) keep the conv kernel's path, which splits K over programs
 (kernels/split_k.py): see use_for.
+
+fp32 with TF32 off runs three products per multiply, on TF32 halves ("3xtf32": V split here, U on
+the host) or on scaled fp16 halves that the input transform and the host wrote ("3xfp16":
+winograd.run_steps, winograd4.halves_pay). fp16 products run at twice the TF32 rate: VGG-19
+features.21 at batch 32 (H100, whole conv, same run) 459.7 -> 355.7 us.
 """
 from __future__ import annotations
 
@@ -25,8 +30,8 @@ from .split_k import DISK_CACHE, graph_ms
 
 @triton.jit
 def _gemm_kernel(
-    # pointers: V, U (its TF32 low part for 3xtf32), M
-    v_ptr, u_ptr, ulo_ptr, m_ptr,
+    # pointers: V (its fp16 low half for 3xfp16), U (its TF32 or fp16 low part for 3xtf32, 3xfp16), M
+    v_ptr, vlo_ptr, u_ptr, ulo_ptr, m_ptr,
     # sizes: tiles (rows), input and output channels, positions
     T, C: tl.constexpr, CO: tl.constexpr, P: tl.constexpr,
     # constexpr switches
@@ -40,7 +45,8 @@ def _gemm_kernel(
     kk = tl.arange(0, BLOCK_K)
     rmask = rows < T
     cmask = cols < CO
-    a_ptr = v_ptr + (rows.to(tl.int64) * (P * C) + p * C)[:, None] + kk[None, :]
+    a_off = (rows.to(tl.int64) * (P * C) + p * C)[:, None] + kk[None, :]
+    a_ptr = v_ptr + a_off
     b_off = ((p * CO + cols).to(tl.int64) * C)[None, :] + kk[:, None]
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     small = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)  # RUNNING's sum of the two small products
@@ -57,6 +63,17 @@ def _gemm_kernel(
                 acc, small = _dot_3xtf32_running(a, b, b_lo, acc, small)
             else:
                 acc = _dot_3xtf32(a, b, b_lo, acc)
+        elif PRECISION == "3xfp16":
+            a_lo = tl.load(vlo_ptr + a_off + k0, mask=rmask[:, None] & kmask[None, :], other=0.0)
+            b_lo = tl.load(ulo_ptr + b_off + k0, mask=kmask[:, None] & cmask[None, :], other=0.0)
+            if RUNNING:
+                small = tl.dot(a_lo, b, small)
+                small = tl.dot(a, b_lo, small)
+                acc = tl.dot(a, b, acc)
+            else:
+                part = tl.dot(a_lo, b, tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32))
+                part = tl.dot(a, b_lo, part)
+                acc = acc + tl.dot(a, b, part)
         else:
             acc = tl.dot(a, b, acc, input_precision=PRECISION)
     if RUNNING:
@@ -86,6 +103,14 @@ _tuned_16 = triton.autotune(configs=_configs([
     (128, 128, 64, 8, 3), (128, 256, 64, 8, 3), (64, 128, 64, 4, 3), (128, 64, 64, 4, 4),
 ]), **_TUNE)(_gemm_kernel)
 
+# Three fp16 products (two accumulators): shared memory per stage is 3xTF32's at the same BLOCK_K
+# (two 2-byte operands per 4-byte one). 128x256 tiles spilled (255 registers, 1 KB of stack; the
+# others 128-234 registers, none spills: sm_90, scripts/resource_report.py).
+_tuned_3x16 = triton.autotune(configs=_configs([
+    (128, 128, 32, 8, 3), (128, 128, 64, 8, 2), (64, 128, 64, 4, 3), (128, 64, 64, 4, 3),
+    (64, 128, 32, 4, 4), (128, 128, 64, 8, 3), (64, 64, 64, 4, 3), (128, 128, 32, 8, 4),
+]), **_TUNE)(_gemm_kernel)
+
 
 # 3xTF32 with the products summed in running tensor-core accumulators (the two small ones in a
 # second accumulator) instead of each chunk's three from zero added on the CUDA cores: no wait on
@@ -105,23 +130,28 @@ def use_for(tiles: int, cout: int, positions: int, sms: int) -> bool:
     return triton.cdiv(tiles, 64) * triton.cdiv(cout, 64) * positions >= 2 * sms
 
 
-def gemm(v, u, u_lo, m, precision: str, interpreting: bool = False) -> torch.Tensor:
+def gemm(v, u, u_lo, m, precision: str, interpreting: bool = False, v_lo=None) -> torch.Tensor:
     """Writes and returns M, a (1, P C_out, T, 1) channels_last tensor, from V (1, P C, T, 1)
-    channels_last and U (P C_out, C, 1, 1) contiguous (u_lo: U's TF32 low part for precision
-    "3xtf32", else unused). precision: "3xtf32" or "tf32" for fp32 V, "ieee" for 16-bit V and U."""
+    channels_last and U (P C_out, C, 1, 1) contiguous (u_lo: U's low part for precision "3xtf32"
+    (TF32) and "3xfp16" (fp16), else unused; v_lo: V's fp16 low half for "3xfp16", same layout as
+    V). precision: "3xtf32" or "tf32" for fp32 V, "3xfp16" for fp16 halves of fp32 values
+    (winograd.run_steps), "ieee" for 16-bit V and U."""
     tiles, pc, pcout = v.shape[2], v.shape[1], u.shape[0]
     c = u.shape[1]
     positions = pc // c
     cout = pcout // positions
-    args = (v, u, u_lo, m, tiles, c, cout, positions)
-    running = precision == "3xtf32" and c <= RUNNING_MAX_C
+    args = (v, v if v_lo is None else v_lo, u, u_lo, m, tiles, c, cout, positions)
+    running = precision in ("3xtf32", "3xfp16") and c <= RUNNING_MAX_C
     if interpreting:
         # the interpreter costs ~9 ms per program whatever its size: big blocks, one config
         grid = (triton.cdiv(tiles, 128), triton.cdiv(cout, 64), positions)
         _gemm_kernel[grid](*args, PRECISION=precision, UPCAST=v.dtype == torch.bfloat16, RUNNING=running,
                            BLOCK_M=128, BLOCK_N=64, BLOCK_K=64, num_warps=1, num_stages=1)
         return m
-    kernel = _tuned_16 if v.dtype != torch.float32 else (_tuned_tf32 if precision == "tf32" else _tuned_32)
+    if precision == "3xfp16":
+        kernel = _tuned_3x16
+    else:
+        kernel = _tuned_16 if v.dtype != torch.float32 else (_tuned_tf32 if precision == "tf32" else _tuned_32)
     grid = lambda meta: (triton.cdiv(tiles, meta["BLOCK_M"]), triton.cdiv(cout, meta["BLOCK_N"]), positions)  # noqa: E731
     kernel[grid](*args, PRECISION=precision, UPCAST=False, RUNNING=running)
     return m
