@@ -79,7 +79,8 @@ def test_fp32_gemms_on_fp16_halves_are_fp32_accurate(x_scale, w_scale, device, g
     bits) into three fp16 products; on the grouped conv as fp32 into 3xTF32. Both fp32-accurate
     at magnitudes far outside fp16's range (1e5 * 32 in V; 1e-26 in U)."""
     from zeroskip.kernels import launch
-    monkeypatch.setattr(launch.winograd4, "halves_pay", lambda spec: True)
+    # halves wherever the GEMMs take the batched kernel (gemm_route)
+    monkeypatch.setattr(launch.winograd4, "halves_pay", lambda spec, sms: launch.winograd_gemm.use_for())
     seen = {}
     real = launch.winograd_gemm.gemm
 
@@ -106,7 +107,8 @@ def test_large_values_beside_an_inf_keep_their_scale(device, dtype, monkeypatch)
     """V's fp16 scale comes from the input's largest finite magnitude: an inf elsewhere in the input
     leaves values far past fp16's range (5e4 here, 32x that in V) right in every tile it does not reach."""
     from zeroskip.kernels import launch
-    monkeypatch.setattr(launch.winograd4, "halves_pay", lambda spec: True)
+    # halves wherever the GEMMs take the batched kernel (gemm_route)
+    monkeypatch.setattr(launch.winograd4, "halves_pay", lambda spec, sms: launch.winograd_gemm.use_for())
     x = sparse((1, 8, 12, 12), 0.7, dtype, device=device) * 5e4
     wt = torch.randn(8, 8, 3, 3, device=device).to(dtype) * 0.1
     clean = x.clone()
@@ -118,17 +120,6 @@ def test_large_values_beside_an_inf_keep_their_scale(device, dtype, monkeypatch)
     assert rel_err(out[..., :, :8], ref[..., :, :8]) <= (3e-6 if dtype == torch.float32 else TOL[dtype])
 
 
-@pytest.mark.parametrize("batch, c, hw, cout, want", [
-    (32, 512, 28, 512, True), (1, 512, 14, 512, True), (32, 256, 28, 512, True), (32, 256, 56, 256, True),
-    (1, 256, 56, 256, False), (32, 128, 112, 128, False), (32, 128, 56, 256, False)], ids=str)
-def test_fp16_halves_where_measured_faster(batch, c, hw, cout, want):
-    from zeroskip.geometry import ConvSpec
-    from zeroskip.kernels import winograd4
-    spec = ConvSpec(batch=batch, in_channels=c, height=hw, width=hw, out_channels=cout, groups=1, kernel_h=3,
-                    kernel_w=3, stride_h=1, stride_w=1, pad_h=1, pad_w=1, dil_h=1, dil_w=1, out_h=hw, out_w=hw)
-    assert winograd4.halves_pay(spec) is want
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_inf_in_the_input_stays_in_its_tiles(device, dtype, monkeypatch):
     """Documented: one inf makes outputs of the 4x4 tiles whose 6x6 patch holds it NaN or inf. Input
@@ -138,7 +129,8 @@ def test_inf_in_the_input_stays_in_its_tiles(device, dtype, monkeypatch):
     bf16 too, and fp32 on fp16 halves (the batched route): their fp16 V is scaled by the largest
     finite magnitude, and inf stays inf."""
     from zeroskip.kernels import launch
-    monkeypatch.setattr(launch.winograd4, "halves_pay", lambda spec: True)
+    # halves wherever the GEMMs take the batched kernel (gemm_route)
+    monkeypatch.setattr(launch.winograd4, "halves_pay", lambda spec, sms: launch.winograd_gemm.use_for())
     x = sparse((1, 4, 12, 12), 1.0, dtype, device=device)
     x[0, 1, 4, 6] = float("inf")
     wt = torch.randn(4, 4, 3, 3, device=device).to(dtype)

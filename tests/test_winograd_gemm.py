@@ -76,3 +76,19 @@ def test_use_for_needs_two_programs_per_sm():
     assert use_for(tiles=196, cout=512, positions=16, sms=132)       # 28x28, batch 1, F(2x2): 4 x 8 x 16 blocks
     assert not use_for(tiles=49, cout=512, positions=16, sms=132)    # 14x14, batch 1, F(2x2): 1 x 8 x 16 = 128
 
+
+
+# The last case: 16 tiles x 8 column blocks x 36 positions = 288 programs, under two per SM on 200 SMs
+@pytest.mark.parametrize("batch, c, hw, cout, sms, want", [
+    (32, 512, 28, 512, 132, True), (1, 512, 28, 512, 132, True), (32, 512, 14, 512, 132, True),
+    (1, 512, 14, 512, 132, True), (32, 256, 28, 512, 132, True), (32, 256, 56, 256, 132, True),
+    (1, 256, 56, 256, 132, False), (32, 128, 112, 128, 132, False), (32, 128, 56, 256, 132, False),
+    (1, 512, 14, 512, 200, False)], ids=str)
+def test_fp16_halves_where_measured_faster(batch, c, hw, cout, sms, want):
+    """winograd4.halves_pay: fp32 F(4x4) GEMMs on fp16 halves from 256 input channels with 512 output
+    channels or 1024 tiles, and only on the batched GEMM kernel."""
+    from zeroskip.geometry import ConvSpec
+    from zeroskip.kernels import winograd4
+    spec = ConvSpec(batch=batch, in_channels=c, height=hw, width=hw, out_channels=cout, groups=1, kernel_h=3,
+                    kernel_w=3, stride_h=1, stride_w=1, pad_h=1, pad_w=1, dil_h=1, dil_w=1, out_h=hw, out_w=hw)
+    assert winograd4.halves_pay(spec, sms) is want

@@ -169,9 +169,7 @@ def conv(x, weight, bias, spec, activation, algo, config: Config | None = None, 
         if algo == "winograd4":
             # fp32-accurate F(4x4) GEMMs on the batched kernel as three fp16 products of scaled fp16
             # halves (winograd.run_steps) instead of three TF32 ones where that pays (halves_pay)
-            tiles = spec.batch * triton.cdiv(spec.out_h, 4) * triton.cdiv(spec.out_w, 4)
-            halves = precision("igemm", x.dtype) == "3xtf32" and winograd4.halves_pay(spec) and winograd_gemm.use_for(
-                tiles, spec.out_channels, 36, split_k.sm_count(x.device))
+            halves = precision("igemm", x.dtype) == "3xtf32" and winograd4.halves_pay(spec, split_k.sm_count(x.device))
             return winograd4.conv(x, weight, bias, spec, _ACT[activation], _POOL[spec.pool], y, gemm, interpreting(),
                                   halves)
         return winograd.conv(x, weight, bias, spec, _ACT[activation], _POOL[spec.pool], y, gemm, interpreting())

@@ -29,6 +29,7 @@ import torch
 import triton
 import triton.language as tl
 
+from . import winograd_gemm
 from .implicit_gemm import _activate, _max_keep_nan
 from .winograd import _put, _store_pair, _tiles, input_scale, run_steps, supports as _supports, \
     transformed_weight as _transformed
@@ -64,10 +65,11 @@ FEW_TILES_BLOCKS = (16, 32, 8)  # under MANY_TILES tiles
 MANY_TILES = 1024
 
 
-def halves_pay(spec) -> bool:
-    """fp32 with TF32 off, GEMMs on kernels/winograd_gemm.py: V and U as scaled fp16 halves and three
-    fp16 products (twice the TF32 rate; winograd.run_steps) where that was measured faster than
-    3xTF32: from 256 input channels, with 512 output channels or 1024 tiles. VGG-19, H100, same run
+def halves_pay(spec, sms: int) -> bool:
+    """fp32 with TF32 off: V and U as scaled fp16 halves and three fp16 products (twice the TF32
+    rate; winograd.run_steps) where that was measured faster than 3xTF32 and the GEMMs run on
+    kernels/winograd_gemm.py (use_for; the grouped-conv route takes fp32 V): from 256 input
+    channels, with 512 output channels or 1024 tiles. VGG-19, H100, same run
     (benchmarks/vgg19-fp32-winograd4-halves-ab-h100.txt), 3xTF32 -> halves at batch 32: features.21
     459.7 -> 355.7 us, .30 161.1 -> 127.7, .19 281.2 -> 245.1, .12 585.2 -> 559.8; at batch 1
     (49 and 16 tiles) .21 44.5 -> 36.5, .30 41.3 -> 29.5. Slower: 128 input channels (features.7
@@ -75,7 +77,8 @@ def halves_pay(spec) -> bool:
     pass over the input and the fp16 stores cost more than the products save, and 256 -> 256 on
     196 tiles (features.12 at batch 1, 29.0 -> 30.1 us)."""
     tiles = spec.batch * triton.cdiv(spec.out_h, 4) * triton.cdiv(spec.out_w, 4)
-    return spec.in_channels >= 256 and (spec.out_channels >= 512 or tiles >= MANY_TILES)
+    return (spec.in_channels >= 256 and (spec.out_channels >= 512 or tiles >= MANY_TILES)
+            and winograd_gemm.use_for(tiles, spec.out_channels, 36, sms))
 
 
 def supports(spec) -> str | None:
