@@ -189,7 +189,7 @@ def finite_amax(x: torch.Tensor, interpreting: bool = False) -> torch.Tensor:
 def _put(v_ptr, vlo_ptr, off, v, ok, ROUND: tl.constexpr, SPLIT: tl.constexpr):
     """One element of V per lane: TF32-rounded with ROUND; with SPLIT as two fp16 halves, hi = v
     rounded to fp16 at v_ptr and the rest rounded to fp16 at vlo_ptr (22 bits together, for the
-    3xfp16 GEMMs; v is scaled so |v| < 2**15)."""
+    3xfp16 GEMMs; v is scaled so |v| < 2**16, within fp16's 65504)."""
     if SPLIT:
         hi = v.to(tl.float16)
         tl.store(v_ptr + off, hi, mask=ok)
