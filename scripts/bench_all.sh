@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Reproduces the measurements behind BENCHMARKS.md, one part per call (each fits in a 10-minute
 # GPU session slot). Results go to $OUT/<part> (or benchmarks/<part>).
-#   bash scripts/bench_all.sh PART DATA      PART: b1 | b32 | auto | fused | models | layout | fp32ab | wino | first | sweep | compile32 | half | wino16 | fp32vec | tf32 | tf32nchw | tf32nchwauto | wgemm | h100
+#   bash scripts/bench_all.sh PART DATA      PART: b1 | b32 | auto | fused | models | layout | fp32ab | wino | first | sweep | compile32 | half | wino16 | fp32vec | tf32 | tf32nchw | tf32nchwauto | wgemm | h100 | tf32copy
 set -euo pipefail
-part=${1:?part: b1 b32 auto fused models layout fp32ab wino first sweep compile32 half wino16 fp32vec tf32 tf32nchw tf32nchwauto wgemm h100}
+part=${1:?part: b1 b32 auto fused models layout fp32ab wino first sweep compile32 half wino16 fp32vec tf32 tf32nchw tf32nchwauto wgemm h100 tf32copy}
 data=${2:-.data/paper-data}
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 out=${OUT:-benchmarks}/$part
@@ -92,5 +92,11 @@ case $part in
             python3 scripts/ab_algos.py "$data" 32,1 --dtype fp32 --algos winograd4 --layout nchw --base "$BASE" \
               | tee "$out/ab_fp32_halves.txt"
           fi ;;
+  tf32copy) # TF32, NCHW: direct on a channels_last copy, F(4x4) on scaled fp16 (BASE: an older tree to A/B against)
+          python3 scripts/ab_algos.py "$data" 32,1 --dtype tf32 --fused --layout nchw --algos igemm,winograd4 \
+            ${BASE:+--base "$BASE"} | tee "$out/ab_tf32_nchw_fused.txt"
+          python3 scripts/ab_algos.py "$data" 32,1 --dtype tf32 --layout nchw --algos igemm,winograd4 \
+            --layers features.2,features.5,features.7,features.10 | tee "$out/ab_tf32_nchw_conv.txt"
+          z bench --suite vgg19 --ops conv2d_pool,conv2d --batch 1,32 --dtype tf32 --algo auto --layout nchw --data "$data" ;;
   *) echo "unknown part $part" >&2; exit 2 ;;
 esac

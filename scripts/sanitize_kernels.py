@@ -3,7 +3,7 @@
 The dense path is launched with fixed tiles (one per tile shape the autotuner may pick), since
 autotuning under memcheck takes minutes; the kernel code is the same.
 
-python scripts/sanitize_kernels.py [PART ...]   PART: direct, winograd, gemm, im2col (default all)"""
+python scripts/sanitize_kernels.py [PART ...]   PART: direct, winograd, gemm, im2col, tf32 (default all)"""
 import sys
 import torch
 sys.path.insert(0, "src")
@@ -11,7 +11,7 @@ import zeroskip
 from zeroskip.geometry import check_conv, with_pool
 from zeroskip.kernels import launch as ig
 
-PARTS = sys.argv[1:] or ["direct", "winograd", "gemm", "im2col"]
+PARTS = sys.argv[1:] or ["direct", "winograd", "gemm", "im2col", "tf32"]
 
 
 def direct():
@@ -108,6 +108,7 @@ def gemm():
             (torch.float32, "3xtf32", torch.float32, ((64, 128, 32, 4), (128, 128, 32, 8))),
             (torch.float32, "tf32", torch.float32, ((128, 256, 32, 8), (64, 128, 32, 4))),
             (torch.float16, "ieee", torch.float16, ((128, 128, 64, 8), (64, 128, 64, 4))),
+            (torch.float16, "ieee", torch.float32, ((128, 256, 64, 8), (64, 128, 64, 4))),
             (torch.bfloat16, "ieee", torch.float32, ((128, 256, 64, 8), (128, 64, 64, 4))),
             (torch.float16, "3xfp16", torch.float32, ((128, 128, 32, 8), (64, 128, 64, 4)))):
         for tiles, c, cout, pos in ((130, 40, 70, 36), (7, 96, 24, 16)):
@@ -124,6 +125,35 @@ def gemm():
     print("sanitize gemm done")
 
 
-for part, run in (("direct", direct), ("winograd", winograd_steps), ("gemm", gemm), ("im2col", im2col_kernel)):
+def tf32_paths():
+    """TF32 on: the NCHW -> channels_last copy on sizes that fill no block, the direct path that reads
+    NCHW input through it (fixed tiles), and F(4x4) on scaled fp16 V and U with an fp32 M."""
+    from zeroskip.kernels import layout, winograd, winograd4
+    for shape in ((2, 70, 13, 11), (3, 16, 5, 9), (1, 130, 1, 1)):
+        x = torch.randn(shape, device="cuda")
+        for dtype in (torch.float32, torch.float16):
+            assert torch.equal(layout.to_channels_last(x.to(dtype)), x.to(dtype))
+    torch.backends.cudnn.allow_tf32 = True
+    x = torch.randn(2, 32, 13, 11, device="cuda").relu_()
+    w = torch.randn(24, 16, 3, 3, device="cuda")
+    spec = check_conv(x, w, None, 1, 1, 1, 2)
+    for cfg in (ig.Config(64, 32, 32, 4, 3), ig.Config(128, 64, 32, 4, 3)):
+        ig.conv(x, w, None, spec, "relu", "igemm", cfg, skip=False)
+        ig.conv(x, w, None, with_pool(spec, "max", 2, 2, 0), "relu", "igemm", cfg, skip=False)
+    gemm = lambda v, u, m: ig.conv(v, u, None, winograd.gemm_spec(v, u), None, "igemm",  # noqa: E731
+                                   ig.Config(32, 32, 16, 4, 2), skip=False, out_dtype=m)
+    for xx in (torch.randn(2, 5, 9, 7, device="cuda"), torch.randn(2, 5, 8, 12, device="cuda")):
+        for xl in (xx, xx.to(memory_format=torch.channels_last)):
+            ww, bw = torch.randn(6, 5, 3, 3, device="cuda"), torch.randn(6, device="cuda")
+            spec = with_pool(check_conv(xl, ww, bw, 1, 1, 1, 1), "max", 2, 2, 0)
+            y = torch.empty((2, 6, spec.result_h, spec.result_w), device="cuda")
+            winograd4.conv(xl, ww, bw, spec, 1, 1, y, gemm, tf32_fp16=True)
+    torch.backends.cudnn.allow_tf32 = False
+    torch.cuda.synchronize()
+    print("sanitize tf32 done")
+
+
+for part, run in (("direct", direct), ("winograd", winograd_steps), ("gemm", gemm), ("im2col", im2col_kernel),
+                  ("tf32", tf32_paths)):
     if part in PARTS:
         run()

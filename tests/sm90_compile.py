@@ -13,7 +13,7 @@ import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-from zeroskip.kernels import ecr_index, im2col, implicit_gemm, winograd, winograd4, winograd_gemm  # noqa: E402
+from zeroskip.kernels import ecr_index, im2col, implicit_gemm, layout, winograd, winograd4, winograd_gemm  # noqa: E402
 
 TARGET = GPUTarget("cuda", 90, 32)
 
@@ -109,6 +109,11 @@ if __name__ == "__main__":
     wo = compile_variant(winograd4._output_transform_kernel, "fp32",
                          dict(HAS_BIAS=True, ACTIVATION=1, POOL=1, SCALED=True, LOG2_V=9, BLOCK_T=bt, BLOCK_C=bc),
                          warps)
+    # fp32 input under F(4x4) with TF32 on: V scaled into one fp16 tensor, M in fp32
+    wt = compile_variant(winograd4._input_transform_kernel, "fp32",
+                         dict(ROUND=False, SCALED=True, LOG2_V=9, SPLIT=False, BLOCK_T=bt, BLOCK_C=bc), warps,
+                         ptrs=half_v)
+    print("winograd4 TF32 transform on fp16", len(wt.asm["cubin"]), "bytes")
     amax = compile_variant(winograd._finite_amax_kernel, "fp32", dict(BLOCK=8192), 8, ptrs={"x_ptr": "*bf16"})
     print("winograd4 fp16-halves transforms, finite max", len(wi.asm["cubin"]), len(wo.asm["cubin"]),
           len(amax.asm["cubin"]), "bytes")
@@ -124,12 +129,15 @@ if __name__ == "__main__":
     # the batched Winograd GEMMs: VGG-19 features.21's F(4x4) GEMMs and odd channel counts (masked chunks)
     for dtype, prec, tiles in (("fp32", "3xtf32", (64, 128, 32, 4)), ("fp32", "tf32", (128, 256, 32, 8)),
                                ("fp16", "ieee", (128, 128, 64, 8)), ("bf16", "ieee", (64, 128, 64, 4)),
-                               ("fp16", "3xfp16", (128, 128, 32, 8)), ("fp16", "3xfp16", (64, 128, 64, 4))):
+                               ("fp16", "3xfp16", (128, 128, 32, 8)), ("fp16", "3xfp16", (64, 128, 64, 4)),
+                               ("fp16", "ieee-m32", (128, 256, 64, 8))):  # TF32 on: fp16 V and U, fp32 M
         for c, co in ((512, 512), (112, 24), (1024, 64)):
             running = prec in ("3xtf32", "3xfp16") and c <= winograd_gemm.RUNNING_MAX_C
             wg = compile_variant(winograd_gemm._gemm_kernel, dtype,
-                                 dict(C=c, CO=co, P=36, PRECISION=prec, UPCAST=False, RUNNING=running,
+                                 dict(C=c, CO=co, P=36, PRECISION=prec.split("-")[0], UPCAST=False, RUNNING=running,
                                       BLOCK_M=tiles[0], BLOCK_N=tiles[1], BLOCK_K=tiles[2]), tiles[3], div16=("T",),
-                                 ptrs={"m_ptr": "*fp32"} if prec == "3xfp16" else None)
+                                 ptrs={"m_ptr": "*fp32"} if prec in ("3xfp16", "ieee-m32") else None)
     print("winograd GEMMs", len(wg.asm["cubin"]), "bytes")
+    tl = compile_variant(layout._to_channels_last_kernel, "fp32", dict(BLOCK_C=64, BLOCK_P=64), 4)
+    print("NCHW -> channels_last copy", len(tl.asm["cubin"]), "bytes")
     print("all compiled for sm_90")

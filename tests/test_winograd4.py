@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import zeroskip
-from helpers import TOL, reference, rel_err, sparse
+from helpers import TOL, TOL_TF32, reference, rel_err, sparse
 # Every test twice: the GEMMs on kernels/winograd_gemm.py and on the conv kernel (conftest.gemm_route).
 pytestmark = pytest.mark.usefixtures("gemm_route")
 
@@ -120,8 +120,32 @@ def test_large_values_beside_an_inf_keep_their_scale(device, dtype, monkeypatch)
     assert rel_err(out[..., :, :8], ref[..., :, :8]) <= (3e-6 if dtype == torch.float32 else TOL[dtype])
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_inf_in_the_input_stays_in_its_tiles(device, dtype, monkeypatch):
+@pytest.mark.parametrize("x_scale, w_scale", [(1.0, 1.0), (1e5, 1.0), (1e-20, 1e-6), (1e-30, 1e30)], ids=str)
+def test_tf32_gemms_on_scaled_fp16_hold_any_magnitude(x_scale, w_scale, device, monkeypatch):
+    """TF32 on: V and U in fp16 scaled by powers of 2, M in fp32, at TF32's accuracy whatever the
+    magnitudes (fp16 alone would overflow at 1e5 * 32 in V and flush 1e-26 in U)."""
+    from zeroskip.kernels import launch
+    seen = {}
+    real = launch.winograd_gemm.gemm
+
+    def spy(v, u, u_lo, m, *args, **kw):
+        seen["v"], seen["u"], seen["m"] = v.dtype, u.dtype, m.dtype
+        return real(v, u, u_lo, m, *args, **kw)
+    monkeypatch.setattr(launch.winograd_gemm, "gemm", spy)
+    monkeypatch.setattr(launch.winograd_gemm, "use_for", lambda *args: True)
+    monkeypatch.setattr(launch.winograd4, "tf32_fp16_pays", lambda spec: True)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    x = sparse((2, 64, 12, 12), 0.5, device=device) * x_scale
+    wt = torch.randn(32, 64, 3, 3, device=device) * 0.06 * w_scale
+    b = torch.randn(32, device=device) * 0.1 * x_scale * w_scale
+    out = zeroskip.conv2d_pool(x, wt, b, padding=1, activation="relu", pool="max", algo="winograd4")
+    assert seen == {"v": torch.float16, "u": torch.float16, "m": torch.float32}
+    assert torch.isfinite(out).all()
+    assert rel_err(out, reference(x, wt, b, padding=1, activation="relu", pool="max")) <= TOL_TF32
+
+
+@pytest.mark.parametrize("dtype, tf32", [(torch.float32, False), (torch.bfloat16, False), (torch.float32, True)])
+def test_inf_in_the_input_stays_in_its_tiles(device, dtype, tf32, monkeypatch):
     """Documented: one inf makes outputs of the 4x4 tiles whose 6x6 patch holds it NaN or inf. Input
     row 4 (padding 1) is patch row 5 of tile row 0, which reaches only that tile's last output row
     (B^T's last column has one non-zero), and patch row 1 of tile row 1, which reaches all four:
@@ -131,6 +155,8 @@ def test_inf_in_the_input_stays_in_its_tiles(device, dtype, monkeypatch):
     from zeroskip.kernels import launch
     # halves wherever the GEMMs take the batched kernel (gemm_route)
     monkeypatch.setattr(launch.winograd4, "halves_pay", lambda spec, sms: launch.winograd_gemm.use_for())
+    monkeypatch.setattr(launch.winograd4, "tf32_fp16_pays", lambda spec: True)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", tf32)
     x = sparse((1, 4, 12, 12), 1.0, dtype, device=device)
     x[0, 1, 4, 6] = float("inf")
     wt = torch.randn(4, 4, 3, 3, device=device).to(dtype)
@@ -196,31 +222,57 @@ def test_nchw_rows_stored_whole(algo, hw, pool, device, poisoned):
     assert rel_err(out, ref) <= TOL[torch.float32]
 
 
-@pytest.mark.parametrize("tile", [2, 4])
-def test_tf32_gemm_operands_are_rounded_not_truncated(tile, device, monkeypatch):
-    """With TF32 on, the transforms hand the GEMMs V and U already rounded to the nearest TF32 value
-    (low 13 mantissa bits zero), where the tensor core would truncate them; with TF32 off they keep
-    every fp32 bit (3xTF32 splits them itself)."""
+def _gemm_operands(tile, x, wt, tf32, device, monkeypatch):
+    """V, U and M's dtype as a Winograd call hands them to its GEMMs, TF32 on or off."""
     from zeroskip.geometry import check_conv
     from zeroskip.kernels import launch
     kernels = launch.WINOGRAD[{2: "winograd", 4: "winograd4"}[tile]]
-    x = sparse((1, 16, 8, 8), 0.5, device=device)
-    wt = torch.randn(8, 16, 3, 3, device=device)
     spec = check_conv(x, wt, None, 1, 1, 1, 1)
     seen = {}
 
     def gemm(v, u, m_dtype):
-        seen["v"], seen["u"] = v.clone(), u.clone()
+        seen["v"], seen["u"], seen["m"] = v.clone(), u.clone(), m_dtype
         return launch.conv(v, u, None, launch.winograd.gemm_spec(v, u), None, "igemm", out_dtype=m_dtype)
 
-    def operands(tf32):
-        monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", tf32)
-        y = torch.empty(1, 8, 8, 8, device=device)
-        kernels.conv(x, wt, None, spec, 0, 0, y, gemm, zeroskip.dispatch.interpreting())
-        return seen["v"], seen["u"]
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", tf32)
+    y = torch.empty(x.shape[0], wt.shape[0], x.shape[2], x.shape[3], device=device)
+    extra = dict(tf32_fp16=tf32) if tile == 4 else {}
+    kernels.conv(x, wt, None, spec, 0, 0, y, gemm, zeroskip.dispatch.interpreting(), **extra)
+    return seen["v"], seen["u"], seen["m"]
 
-    v32, u32 = operands(False)
-    v, u = operands(True)
+
+def test_tf32_f4_gemms_take_scaled_fp16_operands(device, monkeypatch):
+    """With TF32 on, F(4x4) hands its GEMMs V and U in fp16 (TF32's 10 mantissa bits, twice its
+    tensor-core rate): V times one power of 2, U times one per output channel, each element the fp32
+    value rounded to nearest; M comes back in fp32."""
+    x = sparse((1, 16, 8, 8), 0.5, device=device) * 1e3
+    wt = torch.randn(8, 16, 3, 3, device=device) * 1e-3
+    v32, u32, m32 = _gemm_operands(4, x, wt, False, device, monkeypatch)
+    v, u, m = _gemm_operands(4, x, wt, True, device, monkeypatch)
+    assert v32.dtype == u32.dtype == m32 == m == torch.float32
+    assert v.dtype == u.dtype == torch.float16
+    v, u = v.float(), u.float().reshape(36, 8, 16)
+    v32, u32 = v32.contiguous(), u32.reshape(36, 8, 16)
+    big = v32.abs() > v32.abs().amax() * 2**-12  # away from fp16's subnormals
+    s = 2.0 ** torch.log2((v[big] / v32[big]).median()).round()
+    assert s < 1  # a power of 2 that brought 1e3-sized V down
+    assert ((v / s - v32).abs() <= v32.abs() * 2.0**-11 + 1e-30)[big].all()
+    for o in range(8):
+        big = u32[:, o].abs() > u32[:, o].abs().amax() * 2**-12
+        s = 2.0 ** torch.log2((u[:, o][big] / u32[:, o][big]).median()).round()
+        assert s > 1  # 1e-3-sized weights scaled up
+        assert ((u[:, o] / s - u32[:, o]).abs() <= u32[:, o].abs() * 2.0**-11)[big].all()
+
+
+@pytest.mark.parametrize("tile", [2])
+def test_tf32_gemm_operands_are_rounded_not_truncated(tile, device, monkeypatch):
+    """With TF32 on, F(2x2)'s transforms hand the GEMMs V and U already rounded to the nearest TF32
+    value (low 13 mantissa bits zero), where the tensor core would truncate them; with TF32 off they
+    keep every fp32 bit (3xTF32 splits them itself)."""
+    x = sparse((1, 16, 8, 8), 0.5, device=device)
+    wt = torch.randn(8, 16, 3, 3, device=device)
+    v32, u32, _ = _gemm_operands(tile, x, wt, False, device, monkeypatch)
+    v, u, _ = _gemm_operands(tile, x, wt, True, device, monkeypatch)
     low = lambda t: t.contiguous().view(torch.int32) & 0x1FFF  # noqa: E731
     assert (low(v) == 0).all() and (low(u) == 0).all()
     assert (low(v32) != 0).any() and (low(u32) != 0).any()

@@ -92,3 +92,17 @@ def test_fp16_halves_where_measured_faster(batch, c, hw, cout, sms, want):
     spec = ConvSpec(batch=batch, in_channels=c, height=hw, width=hw, out_channels=cout, groups=1, kernel_h=3,
                     kernel_w=3, stride_h=1, stride_w=1, pad_h=1, pad_w=1, dil_h=1, dil_w=1, out_h=hw, out_w=hw)
     assert winograd4.halves_pay(spec, sms) is want
+
+
+@pytest.mark.parametrize("batch, c, hw, want", [
+    (32, 64, 224, True), (32, 128, 112, True), (32, 256, 56, True), (32, 512, 14, True),   # batch 32
+    (1, 512, 28, True), (1, 512, 14, True),                                                # 512 channels
+    (1, 256, 56, False), (1, 128, 112, False), (1, 64, 224, True)], ids=str)              # 196, 784, 3136 tiles
+def test_tf32_fp16_gemms_where_measured_faster(batch, c, hw, want):
+    """winograd4.tf32_fp16_pays: TF32 F(4x4) GEMMs on scaled fp16 V and U from 512 input channels or
+    1024 tiles."""
+    from zeroskip.geometry import ConvSpec
+    from zeroskip.kernels import winograd4
+    spec = ConvSpec(batch=batch, in_channels=c, height=hw, width=hw, out_channels=c, groups=1, kernel_h=3,
+                    kernel_w=3, stride_h=1, stride_w=1, pad_h=1, pad_w=1, dil_h=1, dil_w=1, out_h=hw, out_w=hw)
+    assert winograd4.tf32_fp16_pays(spec) is want

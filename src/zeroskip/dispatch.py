@@ -9,6 +9,7 @@ Algos (every name here is public and documented in the README):
   "ecr_tc"  The same zero skipping, products on tensor cores: fp16/bf16 natively, fp32 as TF32
             when torch.backends.cudnn.allow_tf32 is on (as F.conv2d), else as 3xTF32 (fp32-accurate).
   "igemm"   The same kernel with skipping off (dense implicit GEMM), tensor-core precision as "ecr_tc".
+            TF32 reads NCHW input through a channels_last copy (kernels/layout.py, launch.tf32_input).
   "winograd" Winograd F(2x2, 3x3) for 3x3 stride-1 convs (groups 1, no pool or a 2x2/2 pool):
             2.25x fewer products, run as 16 batched GEMMs between two transform kernels
             (kernels/winograd.py). fp32 inputs: transforms and GEMMs in fp32 (3xTF32 or TF32 as
@@ -20,7 +21,9 @@ Algos (every name here is public and documented in the README):
             between its own transform kernels (kernels/winograd4.py, interpolation points 0, +-3/4,
             +-3/2, which lose half the bits Lavin's 0, +-1, +-2 do); loses more bits than
             "winograd" (larger transform entries): normwise on VGG-19 (H200) 9.3e-4..9.8e-4 in
-            TF32 (direct 7.5e-4; V and U rounded to TF32, not truncated), 1.1e-3..1.2e-3 in fp16
+            TF32 (direct 7.5e-4; V and U rounded to TF32, not truncated; from 512 input channels or
+            1024 tiles as scaled fp16, which holds TF32's 10 mantissa bits, into fp16 GEMMs at twice
+            the TF32 rate, winograd4.tf32_fp16_pays), 1.1e-3..1.2e-3 in fp16
             (direct 2.1e-4), fp32-accurate with TF32 off (up to 1.9e-6 on VGG-19, H100: the GEMMs'
             sums stay in the tensor core up to 512 channels, kernels/winograd_gemm.py; from 256
             input channels, where measured faster (winograd4.halves_pay), V and U go as scaled
@@ -74,8 +77,9 @@ def measured_faster(input, spec, activation) -> bool:
         convs and fused stages at batch 1 and 32 (Winograd or direct, measured_best).
       TF32, channels_last, fused with the pool, 64..512 channels: 1.54-2.98x at batch 1,
         1.04-1.97x at batch 32. Plain TF32 convs in channels_last ran 0.50-1.26x (H100): cuDNN.
-      TF32, NCHW (PyTorch's default), 64..512 channels, convs and fused stages: 1.03-2.04x at
-        batch 1 and 32 with the _tf32_nchw picks.
+      TF32, NCHW (PyTorch's default), 64..512 channels, with the _tf32_nchw picks (H100): fused
+        stages 1.78-3.14x at batch 1 and 32; convs 1.24-2.20x (features.7 and .10 at batch 32 from
+        the same-run A/B in _tf32_nchw's docstring, 1.39x and 1.52x).
       fp16 and bf16, channels_last, fused with the pool, 64..512 channels: 2.19-3.81x at
         batch 1, 1.23-2.55x at batch 32.
       fp16, channels_last, plain conv: 3 or 64..128 input channels on maps of 56x56 or more
@@ -232,19 +236,25 @@ def _fast_memory(device) -> bool:
 
 def _tf32_nchw(spec) -> str:
     """TF32 with NCHW input, PyTorch's default for an fp32 model (torch.backends.cudnn.allow_tf32 is on
-    unless turned off), VGG-19 against cuDNN in the same layout (H200, same run,
-    benchmarks/vgg19-tf32-nchw-ab-h200.txt):
-      fused conv + relu + 2x2 max-pool: F(4x4) won every stage at batch 32 (1.42x-1.78x, direct
-        0.91x-1.31x) and the 64..256-channel ones at batch 1 (1.80x-1.98x, direct 1.17x-1.52x,
-        F(2x2) 1.11x-1.69x); the 512-channel ones below batch 16 take F(2x2), as in channels_last.
-      plain convs: 64 input channels direct (features.5 1.32x / 1.64x at batch 32 / 1, F(4x4)
-        0.97x / 1.59x; features.2 1.03x / 1.22x, F(4x4) 0.98x / 1.15x); from 128 channels F(4x4)
-        (features.12 1.22x / 1.65x, features.21 1.47x / 1.57x, features.30 1.16x at batch 32),
-        but direct on 14x14 maps below batch 16 (features.30 at batch 1: 2.04x against 1.59x)."""
+    unless turned off), against cuDNN in the same layout.
+      Under 256 input channels: direct, which reads the input through a channels_last copy
+        (launch.tf32_input). H100, same run (benchmarks/vgg19-tf32-nchw-ab-h100.txt): fused
+        conv + relu + pool features.2 / .7 2.17x / 1.81x at batch 32 and 2.37x / 2.34x at batch 1,
+        against 1.49x / 1.53x and 1.66x / 1.85x for F(4x4) (on fp16 V and U); plain convs
+        features.7 / .10 1.39x / 1.52x at batch 32, 1.86x / 1.68x at batch 1, against 1.03x / 1.17x
+        and 1.54x / 1.65x (benchmarks/vgg19-tf32-nchw-conv128-ab-h100.txt).
+      From 256 channels, fused: F(4x4) (features.16, .25, .34 at batch 32: 1.75x, 2.17x, 1.98x
+        against 1.64x, 1.37x, 1.47x direct), F(2x2) for 512 channels below batch 16, as in
+        channels_last (H200, benchmarks/vgg19-tf32-nchw-ab-h200.txt: 1.80x-1.98x at batch 1).
+      From 256 channels, plain convs: F(4x4) (H200: features.12 1.22x / 1.65x at batch 32 / 1,
+        features.21 1.47x / 1.57x, features.30 1.16x at batch 32), but direct on 14x14 maps below
+        batch 16 (features.30 at batch 1: 2.04x against 1.59x)."""
     c, small = spec.in_channels, spec.batch < 16
+    if c < 256:
+        return "igemm"
     if spec.pool:
         return "winograd" if c == 512 and small else "winograd4"
-    if c < 128 or (small and spec.height * spec.width <= 14 * 14):
+    if small and spec.height * spec.width <= 14 * 14:
         return "igemm"
     return "winograd4"
 

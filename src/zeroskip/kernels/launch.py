@@ -9,7 +9,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from ..dispatch import interpreting
 from ..geometry import MAX_WINDOW
-from . import ecr_index, im2col, implicit_gemm as ig, split_k, winograd, winograd4, winograd_gemm
+from . import ecr_index, im2col, implicit_gemm as ig, layout, split_k, winograd, winograd4, winograd_gemm
 
 _ACT = {None: 0, "relu": 1, "relu6": 2}
 WINOGRAD = {"winograd": winograd, "winograd4": winograd4}
@@ -168,10 +168,13 @@ def conv(x, weight, bias, spec, activation, algo, config: Config | None = None, 
             return winograd_gemm.gemm(v, u_hi, u_lo, m, prec, interpreting())
         if algo == "winograd4":
             # fp32-accurate F(4x4) GEMMs on the batched kernel as three fp16 products of scaled fp16
-            # halves (winograd.run_steps) instead of three TF32 ones where that pays (halves_pay)
-            halves = precision("igemm", x.dtype) == "3xtf32" and winograd4.halves_pay(spec, split_k.sm_count(x.device))
+            # halves (winograd.run_steps) instead of three TF32 ones where that pays (halves_pay); TF32
+            # ones as one fp16 product of scaled fp16 V and U where that pays (tf32_fp16_pays)
+            prec = precision("igemm", x.dtype)
+            halves = prec == "3xtf32" and winograd4.halves_pay(spec, split_k.sm_count(x.device))
+            tf32_fp16 = prec == "tf32" and winograd4.tf32_fp16_pays(spec)
             return winograd4.conv(x, weight, bias, spec, _ACT[activation], _POOL[spec.pool], y, gemm, interpreting(),
-                                  halves)
+                                  halves, tf32_fp16)
         return winograd.conv(x, weight, bias, spec, _ACT[activation], _POOL[spec.pool], y, gemm, interpreting())
     prec = precision(algo, x.dtype)
     if algo == "im2col":
@@ -184,6 +187,7 @@ def conv(x, weight, bias, spec, activation, algo, config: Config | None = None, 
         tiles = (max(128, win), 64, 32, 1) if interpreting() else None
         return im2col.conv(x, *w, bias, y, spec, _ACT[activation], _POOL[spec.pool], prec, big, tiles,
                            upcast=interpreting() and x.dtype == torch.bfloat16)
+    x = tf32_input(x, prec, spec)
     # K-major only where a chunk of input channels fills a 16-byte load: VGG-19 features.0 (3
     # channels, fp32, batch 1) ran 43.2 us K-major against 30.2 us with output channels contiguous.
     w = packed_weight(weight, k_major=prec != "ieee" and spec.in_per_group >= 16, split=prec == "3xtf32")
@@ -204,6 +208,20 @@ def conv(x, weight, bias, spec, activation, algo, config: Config | None = None, 
     cfg = config or default_config(spec, x.dtype, algo, x.device)
     launch.fixed(cfg, split, ecr_index.chunk_flags(x, spec, cfg.block_m, cfg.block_k) if skip else None)
     return y
+
+
+def tf32_input(x, prec: str, spec):
+    """x as the direct kernel reads it at precision prec: NCHW fp32 input copied to channels_last
+    (kernels/layout.py) for one TF32 product per chunk. TF32 wgmma reads its A tile with input
+    channels contiguous; from NCHW each element went through its own 4-byte load. The result keeps
+    the input's layout (the caller allocates it first). VGG-19 TF32 conv + relu + pool, H100, same
+    run (benchmarks/vgg19-tf32-nchw-copy-ab-h100.txt): features.2 1391.9 -> 929.3 us at batch 32,
+    47.7 -> 29.9 at batch 1; features.7 730.1 -> 591.7 and 33.7 -> 20.9; plain convs features.2 /
+    .5 1182.5 / 393.0 -> 927.1 / 318.5 us at batch 32. 3xTF32 keeps NCHW: its three products hide
+    those loads (features.2 + pool channels_last 1251.2 us plus a 275 us copy, NCHW 1407.5)."""
+    if prec != "tf32" or spec.in_per_group < 16 or not x.is_contiguous():
+        return x
+    return layout.to_channels_last(x, interpreting())
 
 
 class _Launch:

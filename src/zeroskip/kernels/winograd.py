@@ -326,10 +326,11 @@ def conv(x, weight, bias, spec, activation_code: int, pool_code: int, y, gemm, i
 
 
 def run_steps(name, tile, input_kernel, output_kernel, blocks, u_of, x, weight, bias, spec, activation_code,
-              pool_code, y, gemm, interpreting, halves=False):
+              pool_code, y, gemm, interpreting, halves=False, tf32_fp16=False):
     """Input transform, the (tile + 2)**2 GEMMs, output transform: the launches of F(tile x tile, 3x3).
     halves (F(4x4), fp32 input, TF32 off, GEMMs on kernels/winograd_gemm.py): V and U as pairs of
-    scaled fp16 halves for the 3xfp16 GEMMs, M in fp32."""
+    scaled fp16 halves for the 3xfp16 GEMMs, M in fp32. tf32_fp16 (F(4x4), fp32 input, TF32 on): V
+    and U as scaled fp16, M in fp32."""
     # The CPU interpreter costs ~9 ms per program whatever its size: big blocks there.
     block_t, block_c, warps = (128, 64, 1) if interpreting else blocks
     why = supports(spec, tile)
@@ -359,20 +360,27 @@ def run_steps(name, tile, input_kernel, output_kernel, blocks, u_of, x, weight, 
     # 3xTF32's, whose three fp16 products run at twice the TF32 rate; M in fp32. Same bytes of V as
     # fp32; error 1.2e-6..1.9e-6 on VGG-19 from 256 channels against 0.8e-6..1.6e-6 for 3xTF32 (H100,
     # benchmarks/vgg19-fp32-winograd4-halves-ab-h100.txt; winograd4.halves_pay says where it runs).
-    scaled = (x.dtype == torch.bfloat16 and tile == 4) or halves
+    # TF32 under F(4x4) (tf32_fp16) takes scaled fp16 V and U as bf16 does: fp16 keeps TF32's 10
+    # mantissa bits, and fp32 V and U were rounded to those bits anyway, so the products are the same
+    # while the GEMMs run at the fp16 rate on half of V's bytes (winograd4.tf32_fp16_pays says where).
+    # M stays fp32: in fp16 too, VGG-19's TF32 stages at batch 32 ran 1.2-1.3x faster again but at
+    # 1.2e-3 normwise error against 9.3e-4..9.8e-4 (H100, benchmarks/vgg19-tf32-nchw-ab-h100.txt).
+    tf32_on = x.dtype == torch.float32 and torch.backends.cudnn.allow_tf32
+    scaled = (x.dtype == torch.bfloat16 and tile == 4) or halves or tf32_fp16
     half = x.dtype == torch.float16 or (x.dtype == torch.bfloat16 and tile == 2)
     v = torch.empty((2 if halves else 1, t, 1, pos * c),
                     dtype=torch.float16 if scaled else (x.dtype if half else torch.float32),
                     device=x.device).permute(0, 3, 1, 2)
     v, v_lo = (v[:1], v[1:]) if halves else (v, v)
-    # TF32 GEMMs (fp32 input, TF32 on): V and U rounded to TF32 here, not truncated by the tensor core.
-    tf32 = x.dtype == torch.float32 and torch.backends.cudnn.allow_tf32 and not halves
+    # TF32 GEMMs on fp32 V and U: V and U rounded to TF32 here, not truncated by the tensor core.
+    tf32 = tf32_on and not scaled
+    m_dtype = torch.float32 if halves or tf32_fp16 else torch.float16
     if scaled:
         lo = hi = finite_amax(x, interpreting)
         # |V| <= 32.35 max|x| (B^T's largest row sum, 5.69, squared) < 2**(LOG2_V + 7) after scaling,
         # |U| < 1: for fp16 M, |M| < C 2**(LOG2_V + 7) <= 2**15 with LOG2_V = 8 - ceil(log2 C); for
-        # halves (fp32 M) |V| < 2**16 only: LOG2_V = 9
-        log2_v = 9 if halves else 8 - (c - 1).bit_length()
+        # fp32 M (halves, TF32) |V| < 2**16 only: LOG2_V = 9
+        log2_v = 9 if m_dtype == torch.float32 else 8 - (c - 1).bit_length()
     else:
         lo = hi = x
         log2_v = 0
@@ -386,7 +394,7 @@ def run_steps(name, tile, input_kernel, output_kernel, blocks, u_of, x, weight, 
         (u, u_lo) = u
         m = gemm(v, u, torch.float32, v_lo=v_lo, u_lo=u_lo)
     else:
-        m = gemm(v, u, torch.float16 if v.dtype == torch.float16 else torch.float32)
+        m = gemm(v, u, m_dtype if scaled else (torch.float16 if v.dtype == torch.float16 else torch.float32))
     assert m.is_contiguous(memory_format=torch.channels_last) and m.shape == (1, pos * cout, t, 1)
     b = bias if bias is not None else y
     output_kernel[(triton.cdiv(t, block_t), triton.cdiv(cout, block_c))](

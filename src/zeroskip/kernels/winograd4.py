@@ -81,6 +81,19 @@ def halves_pay(spec, sms: int) -> bool:
             and winograd_gemm.use_for(tiles, spec.out_channels, 36, sms))
 
 
+def tf32_fp16_pays(spec) -> bool:
+    """TF32 on: V and U as scaled fp16 (TF32's 10 mantissa bits, the fp16 tensor-core rate, half of
+    V's bytes; winograd.run_steps) where measured faster than fp32 V and U: from 512 input channels or
+    MANY_TILES tiles. VGG-19 conv + relu + pool, NCHW, H100, same run
+    (benchmarks/vgg19-tf32-nchw-ab-h100.txt), fp32 -> fp16 V and U at batch 32: features.2 1501.3 ->
+    1361.2 us, .7 760.5 -> 698.6, .16 418.3 -> 382.4, .25 258.5 -> 222.5, .34 95.7 -> 73.8; at batch 1
+    features.25 (49 tiles) 27.8 -> 19.1. Slower at batch 1 on features.16 (256 channels, 196 tiles:
+    17.9 -> 19.5 us) and .7 (128 channels, 784 tiles: 23.3 -> 26.6), where the finite-max pass over
+    the input costs more than the GEMMs save."""
+    tiles = spec.batch * triton.cdiv(spec.out_h, 4) * triton.cdiv(spec.out_w, 4)
+    return spec.in_channels >= 512 or tiles >= MANY_TILES
+
+
 def supports(spec) -> str | None:
     """None if F(4x4, 3x3) can run the call, else why not (winograd.supports' rules, 36 positions)."""
     return _supports(spec, tile=4)
@@ -304,11 +317,13 @@ def _output_transform_kernel(m_ptr, b_ptr, y_ptr, COUT: tl.constexpr, OH: tl.con
             tl.store(p + syh + syw, d.to(dt), mask=bottom & right)
 
 
-def conv(x, weight, bias, spec, activation_code: int, pool_code: int, y, gemm, interpreting=False, halves=False):
+def conv(x, weight, bias, spec, activation_code: int, pool_code: int, y, gemm, interpreting=False, halves=False,
+         tf32_fp16=False):
     """Runs the three steps into y (allocated by the caller in its layout). `gemm(v, u, m_dtype, v_lo=None,
     u_lo=None)` is the GEMMs' launch (kernels.launch.conv's: winograd_gemm, or a 1x1 conv with groups 36)
-    returning M; halves: V and U as fp16 pairs for 3xfp16 GEMMs (winograd.run_steps)."""
+    returning M; halves: V and U as fp16 pairs for 3xfp16 GEMMs; tf32_fp16: V and U as scaled fp16
+    for TF32-precision GEMMs (winograd.run_steps)."""
     tiles = spec.batch * triton.cdiv(spec.out_h, 4) * triton.cdiv(spec.out_w, 4)
     blocks = BLOCKS if tiles >= MANY_TILES else FEW_TILES_BLOCKS
     return run_steps("winograd4", 4, _input_transform_kernel, _output_transform_kernel, blocks, transformed_weight,
-                     x, weight, bias, spec, activation_code, pool_code, y, gemm, interpreting, halves)
+                     x, weight, bias, spec, activation_code, pool_code, y, gemm, interpreting, halves, tf32_fp16)
