@@ -15,6 +15,7 @@ root = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(root / "tests"), str(root / "src")]
 import sm90_compile as c  # noqa: E402
 from zeroskip.kernels import implicit_gemm as ig, winograd, winograd4, winograd_gemm as wg  # noqa: E402
+from zeroskip.kernels.layout import _to_channels_last_kernel  # noqa: E402
 
 CUOBJDUMP = os.path.join(os.path.dirname(c.triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
 CONFIGS = [("fp16", 128, 128, 64, 8, 3), ("fp16", 64, 64, 64, 4, 4), ("fp16", 128, 64, 32, 4, 4),
@@ -51,6 +52,10 @@ for name, module in (("winograd", winograd), ("winograd4", winograd4)):
                                        dict(blocks, ROUND=False, SCALED=True, LOG2_V=9, SPLIT=True), warps, 1,
                                        ones=(ones,), div16=("C",), ptrs={"v_ptr": "*fp16", "vlo_ptr": "*fp16"})
             print(f"{name} input transform {layout} fp16 halves: {usage(kernel)}")
+            kernel = c.compile_variant(module._input_transform_kernel, "fp32",
+                                       dict(blocks, ROUND=False, SCALED=True, LOG2_V=9, SPLIT=False), warps, 1,
+                                       ones=(ones,), div16=("C",), ptrs={"v_ptr": "*fp16", "vlo_ptr": "*fp16"})
+            print(f"{name} input transform {layout} TF32 on scaled fp16: {usage(kernel)}")
     for pool in (0, 1, 2):
         consts = dict(blocks, HAS_BIAS=True, ACTIVATION=1, POOL=pool)
         kernel = c.compile_variant(module._output_transform_kernel, "fp32", consts, warps, 1, ones=("syc",),
@@ -58,13 +63,18 @@ for name, module in (("winograd", winograd), ("winograd4", winograd4)):
         print(f"{name} output transform pool={pool} BT={bt} BC={bc} warps={warps}: {usage(kernel)}")
 
 # the batched Winograd GEMMs (VGG-19 features.21's F(4x4) shape), each precision's tuner candidates
+# ("ieee-m32": fp16 V and U with an fp32 M, as TF32 takes them from winograd4.tf32_fp16_pays)
 for dtype, prec, kernel in (("fp32", "3xtf32", wg._tuned_32), ("fp32", "tf32", wg._tuned_tf32), ("fp16", "ieee", wg._tuned_16),
-                            ("fp16", "3xfp16", wg._tuned_3x16)):
+                            ("fp16", "ieee-m32", wg._tuned_16), ("fp16", "3xfp16", wg._tuned_3x16)):
     for cfg in kernel.configs:
         k = cfg.kwargs
-        compiled = c.compile_variant(wg._gemm_kernel, dtype, dict(C=512, CO=512, P=36, PRECISION=prec, UPCAST=False,
-                                                                  RUNNING=prec in ("3xtf32", "3xfp16"), **k),
+        compiled = c.compile_variant(wg._gemm_kernel, dtype, dict(C=512, CO=512, P=36, PRECISION=prec.split("-")[0],
+                                                                  UPCAST=False, RUNNING=prec in ("3xtf32", "3xfp16"), **k),
                                      cfg.num_warps, cfg.num_stages, div16=("T",),
-                                     ptrs={"m_ptr": "*fp32"} if prec == "3xfp16" else None)
+                                     ptrs={"m_ptr": "*fp32"} if prec in ("3xfp16", "ieee-m32") else None)
         print(f"winograd GEMM {prec} BM={k['BLOCK_M']} BN={k['BLOCK_N']} BK={k['BLOCK_K']} warps={cfg.num_warps} "
               f"stages={cfg.num_stages}: {usage(compiled)}")
+
+# the NCHW -> channels_last copy (kernels/layout.py) at its launch block
+kernel = c.compile_variant(_to_channels_last_kernel, "fp32", dict(BLOCK_C=64, BLOCK_P=64), 4, 1)
+print(f"NCHW -> channels_last copy 64x64 warps=4: {usage(kernel)}")
