@@ -47,12 +47,9 @@ def test_int32_guard_counts_36_positions():
     assert winograd4.supports(dataclasses.replace(spec, batch=8)) is None
 
 
-@pytest.mark.parametrize("x_scale, w_scale", [(1.0, 1.0), (1e5, 1.0), (1.0, 1e-6), (1e-30, 1e30)], ids=str)
-def test_bf16_fp16_gemms_hold_any_magnitude(x_scale, w_scale, device, monkeypatch):
-    """bf16 input: V, U and M in fp16, scaled by powers of 2 (the input's range, U per output
-    channel), so inputs far past fp16's range (1e5 * 32 in V) or weights below its normal range
-    (1e-6) keep their precision: the error stays at the direct bf16 kernel's level, whose output
-    rounding dominates (64 -> 32 channels: 3.3e-3 direct, 3.5e-3 here, interpreter)."""
+def _gemm_dtypes_on_batched_kernel(monkeypatch) -> dict:
+    """Sends the Winograd GEMMs to kernels/winograd_gemm.py; the returned dict fills with the dtypes
+    of V, U and M they get."""
     from zeroskip.kernels import launch
     seen = {}
     real = launch.winograd_gemm.gemm
@@ -62,6 +59,16 @@ def test_bf16_fp16_gemms_hold_any_magnitude(x_scale, w_scale, device, monkeypatc
         return real(v, u, u_lo, m, *args, **kw)
     monkeypatch.setattr(launch.winograd_gemm, "gemm", spy)
     monkeypatch.setattr(launch.winograd_gemm, "use_for", lambda *args: True)
+    return seen
+
+
+@pytest.mark.parametrize("x_scale, w_scale", [(1.0, 1.0), (1e5, 1.0), (1.0, 1e-6), (1e-30, 1e30)], ids=str)
+def test_bf16_fp16_gemms_hold_any_magnitude(x_scale, w_scale, device, monkeypatch):
+    """bf16 input: V, U and M in fp16, scaled by powers of 2 (the input's range, U per output
+    channel), so inputs far past fp16's range (1e5 * 32 in V) or weights below its normal range
+    (1e-6) keep their precision: the error stays at the direct bf16 kernel's level, whose output
+    rounding dominates (64 -> 32 channels: 3.3e-3 direct, 3.5e-3 here, interpreter)."""
+    seen = _gemm_dtypes_on_batched_kernel(monkeypatch)
     x = (sparse((2, 64, 12, 12), 0.5) * x_scale).to(torch.bfloat16).to(device=device, memory_format=torch.channels_last)
     wt = (torch.randn(32, 64, 3, 3) * 0.06 * w_scale).to(torch.bfloat16).to(device)
     b = (torch.randn(32) * 0.1 * x_scale * w_scale).to(torch.bfloat16).to(device)
@@ -125,14 +132,7 @@ def test_tf32_gemms_on_scaled_fp16_hold_any_magnitude(x_scale, w_scale, device, 
     """TF32 on: V and U in fp16 scaled by powers of 2, M in fp32, at TF32's accuracy whatever the
     magnitudes (fp16 alone would overflow at 1e5 * 32 in V and flush 1e-26 in U)."""
     from zeroskip.kernels import launch
-    seen = {}
-    real = launch.winograd_gemm.gemm
-
-    def spy(v, u, u_lo, m, *args, **kw):
-        seen["v"], seen["u"], seen["m"] = v.dtype, u.dtype, m.dtype
-        return real(v, u, u_lo, m, *args, **kw)
-    monkeypatch.setattr(launch.winograd_gemm, "gemm", spy)
-    monkeypatch.setattr(launch.winograd_gemm, "use_for", lambda *args: True)
+    seen = _gemm_dtypes_on_batched_kernel(monkeypatch)
     monkeypatch.setattr(launch.winograd4, "tf32_fp16_pays", lambda spec: True)
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
     x = sparse((2, 64, 12, 12), 0.5, device=device) * x_scale
