@@ -350,16 +350,18 @@ def test_auto_tf32_fused_winograd(monkeypatch, tf32, batch, hw, cin, want):
 
 
 @pytest.mark.parametrize("batch, hw, cin, pool, want", [
-    (32, 224, 64, "max", "igemm"),       # fused, under 256 channels: direct on a channels_last copy
+    (32, 224, 64, "max", "igemm"),       # fused, under 256 channels on 56x56 maps and up: direct
     (1, 112, 128, "max", "igemm"),
     (32, 56, 256, "max", "winograd4"),   # from 256 channels: F(4x4)
     (1, 56, 256, "max", "winograd4"),
     (1, 28, 512, "max", "winograd"),     # 512 channels below batch 16: F(2x2)
     (16, 14, 512, "max", "winograd4"),
-    (32, 224, 64, None, "igemm"),        # convs under 256 channels: direct
+    (32, 224, 64, None, "igemm"),        # convs under 128 channels, or 256 on 56x56 maps and up: direct
     (1, 112, 64, None, "igemm"),
     (32, 112, 128, None, "igemm"),
     (1, 56, 128, None, "igemm"),
+    (32, 28, 128, None, "winograd4"),    # 128..255 channels on smaller maps: not measured direct
+    (32, 28, 96, None, "igemm"),
     (32, 56, 256, None, "winograd4"),    # from 256 channels: F(4x4)
     (1, 28, 512, None, "winograd4"),
     (32, 14, 512, None, "winograd4"),

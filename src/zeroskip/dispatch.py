@@ -237,24 +237,24 @@ def _fast_memory(device) -> bool:
 def _tf32_nchw(spec) -> str:
     """TF32 with NCHW input, PyTorch's default for an fp32 model (torch.backends.cudnn.allow_tf32 is on
     unless turned off), against cuDNN in the same layout.
-      Under 256 input channels: direct, which reads the input through a channels_last copy
-        (launch.tf32_input). H100, same run (benchmarks/vgg19-tf32-nchw-ab-h100.txt): fused
+      Under 128 input channels, and under 256 on maps of 56x56 or more (the 128-channel layers
+        measured): direct, which reads the input through a channels_last copy (launch.tf32_input). H100, same run (benchmarks/vgg19-tf32-nchw-ab-h100.txt): fused
         conv + relu + pool features.2 / .7 2.17x / 1.81x at batch 32 and 2.37x / 2.34x at batch 1,
         against 1.49x / 1.53x and 1.66x / 1.85x for F(4x4) (on fp16 V and U); plain convs
         features.7 / .10 1.39x / 1.52x at batch 32, 1.86x / 1.68x at batch 1, against 1.03x / 1.17x
         and 1.54x / 1.65x (benchmarks/vgg19-tf32-nchw-conv128-ab-h100.txt).
-      From 256 channels, fused: F(4x4) (features.16, .25, .34 at batch 32: 1.75x, 2.17x, 1.98x
+      Else, fused: F(4x4) (features.16, .25, .34 at batch 32: 1.75x, 2.17x, 1.98x
         against 1.64x, 1.37x, 1.47x direct), F(2x2) for 512 channels below batch 16, as in
         channels_last (H200, benchmarks/vgg19-tf32-nchw-ab-h200.txt: 1.80x-1.98x at batch 1).
-      From 256 channels, plain convs: F(4x4) (H200: features.12 1.22x / 1.65x at batch 32 / 1,
+      Else, plain convs: F(4x4) (H200: features.12 1.22x / 1.65x at batch 32 / 1,
         features.21 1.47x / 1.57x, features.30 1.16x at batch 32), but direct on 14x14 maps below
         batch 16 (features.30 at batch 1: 2.04x against 1.59x)."""
-    c, small = spec.in_channels, spec.batch < 16
-    if c < 256:
+    c, small, pixels = spec.in_channels, spec.batch < 16, spec.height * spec.width
+    if c < 128 or (c < 256 and pixels >= 56 * 56):  # 128..255 channels measured on 56x56 maps and up only
         return "igemm"
     if spec.pool:
         return "winograd" if c == 512 and small else "winograd4"
-    if small and spec.height * spec.width <= 14 * 14:
+    if small and pixels <= 14 * 14:
         return "igemm"
     return "winograd4"
 
