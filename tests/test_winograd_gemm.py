@@ -97,10 +97,11 @@ def test_fp16_halves_where_measured_faster(batch, c, hw, cout, sms, want):
 @pytest.mark.parametrize("batch, c, hw, want", [
     (32, 64, 224, True), (32, 128, 112, True), (32, 256, 56, True), (32, 512, 14, True),   # batch 32
     (1, 512, 28, True), (1, 512, 14, True),                                                # 512 channels
-    (1, 256, 56, False), (1, 128, 112, False), (1, 64, 224, True)], ids=str)              # 196, 784, 3136 tiles
+    (1, 256, 56, False), (1, 128, 112, False), (1, 64, 224, True),                         # 196, 784, 3136 tiles
+    (32, 128, 28, False)], ids=str)                                                         # 1568 tiles: unmeasured
 def test_tf32_fp16_gemms_where_measured_faster(batch, c, hw, want):
     """winograd4.tf32_fp16_pays: TF32 F(4x4) GEMMs on scaled fp16 V and U from 512 input channels or
-    1024 tiles."""
+    2048 tiles."""
     from zeroskip.geometry import ConvSpec
     from zeroskip.kernels import winograd4
     spec = ConvSpec(batch=batch, in_channels=c, height=hw, width=hw, out_channels=c, groups=1, kernel_h=3,

@@ -22,7 +22,7 @@ Algos (every name here is public and documented in the README):
             +-3/2, which lose half the bits Lavin's 0, +-1, +-2 do); loses more bits than
             "winograd" (larger transform entries): normwise on VGG-19 (H200) 9.3e-4..9.8e-4 in
             TF32 (direct 7.5e-4; V and U rounded to TF32, not truncated; from 512 input channels or
-            1024 tiles as scaled fp16, which holds TF32's 10 mantissa bits, into fp16 GEMMs at twice
+            2048 tiles as scaled fp16, which holds TF32's 10 mantissa bits, into fp16 GEMMs at twice
             the TF32 rate, winograd4.tf32_fp16_pays), 1.1e-3..1.2e-3 in fp16
             (direct 2.1e-4), fp32-accurate with TF32 off (up to 1.9e-6 on VGG-19, H100: the GEMMs'
             sums stay in the tensor core up to 512 channels, kernels/winograd_gemm.py; from 256

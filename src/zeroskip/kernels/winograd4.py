@@ -84,14 +84,15 @@ def halves_pay(spec, sms: int) -> bool:
 def tf32_fp16_pays(spec) -> bool:
     """TF32 on: V and U as scaled fp16 (TF32's 10 mantissa bits, the fp16 tensor-core rate, half of
     V's bytes; winograd.run_steps) where measured faster than fp32 V and U: from 512 input channels or
-    MANY_TILES tiles. VGG-19 conv + relu + pool, NCHW, H100, same run
+    2048 tiles. VGG-19 conv + relu + pool, NCHW, H100, same run
     (benchmarks/vgg19-tf32-nchw-ab-h100.txt), fp32 -> fp16 V and U at batch 32: features.2 1501.3 ->
     1361.2 us, .7 760.5 -> 698.6, .16 418.3 -> 382.4, .25 258.5 -> 222.5, .34 95.7 -> 73.8; at batch 1
-    features.25 (49 tiles) 27.8 -> 19.1. Slower at batch 1 on features.16 (256 channels, 196 tiles:
-    17.9 -> 19.5 us) and .7 (128 channels, 784 tiles: 23.3 -> 26.6), where the finite-max pass over
-    the input costs more than the GEMMs save."""
+    features.25 (49 tiles) 27.8 -> 19.1, features.2 (3136 tiles) 45.4 -> 41.8. Slower at batch 1 on
+    features.16 (256 channels, 196 tiles: 17.9 -> 19.5 us) and .7 (128 channels, 784 tiles: 23.3 ->
+    26.6), where the finite-max pass over the input costs more than the GEMMs save; 2048 lies between
+    the 784 tiles that lost and the 3136 that won."""
     tiles = spec.batch * triton.cdiv(spec.out_h, 4) * triton.cdiv(spec.out_w, 4)
-    return spec.in_channels >= 512 or tiles >= MANY_TILES
+    return spec.in_channels >= 512 or tiles >= 2048
 
 
 def supports(spec) -> str | None:
