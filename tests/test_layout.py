@@ -24,18 +24,20 @@ def test_copy_rejects_other_layouts(x, word):
         to_channels_last(x)
 
 
-@pytest.mark.parametrize("tf32, channels, copied", [(True, 32, True), (True, 8, False), (False, 32, False)])
-def test_tf32_direct_reads_nchw_input_as_channels_last(tf32, channels, copied, device, monkeypatch):
+@pytest.mark.parametrize("tf32, channels, hw, copied", [(True, 32, 6, True), (True, 8, 6, False), (False, 32, 6, False),
+                                                        (True, 32, 1, False)])
+def test_tf32_direct_reads_nchw_input_as_channels_last(tf32, channels, hw, copied, device, monkeypatch):
     """One TF32 product per chunk reads NCHW input through a channels_last copy (16+ channels per
-    group, where a chunk fills a load); 3xTF32 and narrow inputs read it as it is."""
+    group, where a chunk fills a load); 3xTF32, narrow inputs and 1x1 maps (already channels_last)
+    read it as it is."""
     from zeroskip.geometry import check_conv
     from zeroskip.kernels import launch
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", tf32)
-    x = torch.zeros(1, channels, 6, 6, device=device)
+    x = torch.zeros(1, channels, hw, hw, device=device)
     spec = check_conv(x, torch.zeros(8, channels, 3, 3, device=device), None, 1, 1, 1, 1)
     got = launch.tf32_input(x, launch.precision("igemm", x.dtype), spec)
     assert (got is not x) is copied
-    assert got.is_contiguous(memory_format=torch.channels_last) is copied or channels == 1
+    assert got.is_contiguous(memory_format=torch.channels_last) is (copied or hw == 1)
 
 
 @pytest.mark.parametrize("pool", [None, "max"])

@@ -219,7 +219,8 @@ def tf32_input(x, prec: str, spec):
     47.7 -> 29.9 at batch 1; features.7 730.1 -> 591.7 and 33.7 -> 20.9; plain convs features.2 /
     .5 1182.5 / 393.0 -> 927.1 / 318.5 us at batch 32. 3xTF32 keeps NCHW: its three products hide
     those loads (features.2 + pool channels_last 1251.2 us plus a 275 us copy, NCHW 1407.5)."""
-    if prec != "tf32" or spec.in_per_group < 16 or not x.is_contiguous():
+    if (prec != "tf32" or spec.in_per_group < 16 or not x.is_contiguous()
+            or x.is_contiguous(memory_format=torch.channels_last)):  # 1x1 maps: both layouts at once
         return x
     return layout.to_channels_last(x, interpreting())
 
