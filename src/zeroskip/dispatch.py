@@ -184,8 +184,10 @@ def measured_best(input, spec, activation) -> str:
     batch 32 1.59x against 1.53x direct; the 56x56 one stayed direct, 1.45x against 1.65x (H100,
     same run, benchmarks/vgg19-bf16-fused-algos-ab-h100.txt).
 
-    TF32 fused stages, channels_last (V, U and M in fp32, TF32 GEMMs): F(2x2) won at batch 1 on
-    512 channels (features.25 2.59x and features.34 3.83x against 1.52x and 2.88x direct) and lost
+    TF32 fused stages, channels_last (measured with V, U and M in fp32 and TF32 GEMMs; V and U are
+    now scaled fp16 where winograd4.tf32_fp16_pays, not re-measured in channels_last): F(2x2) won
+    at batch 1 on 512 channels (features.25 2.59x and features.34 3.83x against 1.52x and 2.88x
+    direct) and lost
     at batch 32 (0.94x, 1.02x against 1.04x, 1.17x) (benchmarks/vgg19-tf32-winograd-ab-h200.txt).
     F(4x4), once its points were changed and V and U rounded to TF32 (error 2.2e-3 -> 9.8e-4,
     direct 7.6e-4), won at batch 32 on 512 channels (features.25 1.59x against 1.25x direct,
