@@ -5,8 +5,8 @@ contiguous, stored with channels contiguous; the compiler turns the block around
 memory. On VGG-19's fp32 inputs at batch 32 this moves 2.9-3.0 TB/s (read + write bytes; 274.9 us
 for 32 x 64 x 224 x 224) where torch's `x.contiguous(memory_format=torch.channels_last)` moved
 1.1-1.5 TB/s (535.6 us), too slow to pay on the 128-channel layers (H100, graph-replayed,
-benchmarks/vgg19-tf32-nchw-copy-ab-h100.txt). Other blocks were within 3% at batch 32; 64 x 32 ran
-0.1-0.6 us faster at batch 1 and was not measured end to end.
+benchmarks/vgg19-tf32-nchw-copy-ab-h100.txt). Other blocks were within 3.1% at batch 32; 64 x 32 ran
+0-0.6 us faster at batch 1 and was not measured end to end.
 """
 from __future__ import annotations
 
