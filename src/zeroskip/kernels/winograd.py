@@ -374,7 +374,8 @@ def run_steps(name, tile, input_kernel, output_kernel, blocks, u_of, x, weight, 
     v, v_lo = (v[:1], v[1:]) if halves else (v, v)
     # TF32 GEMMs on fp32 V and U: V and U rounded to TF32 here, not truncated by the tensor core.
     tf32 = tf32_on and not scaled
-    m_dtype = torch.float32 if halves or tf32_fp16 else torch.float16
+    # M: fp16 where V is fp16 (fp16 input, bf16 under F(4x4)), fp32 for the halves, TF32 and the rest
+    m_dtype = torch.float16 if v.dtype == torch.float16 and not (halves or tf32_fp16) else torch.float32
     if scaled:
         lo = hi = finite_amax(x, interpreting)
         # |V| <= 32.35 max|x| (B^T's largest row sum, 5.69, squared) < 2**(LOG2_V + 7) after scaling,
@@ -392,9 +393,9 @@ def run_steps(name, tile, input_kernel, output_kernel, blocks, u_of, x, weight, 
     u, w_scale = u if scaled else (u, y)
     if halves:
         (u, u_lo) = u
-        m = gemm(v, u, torch.float32, v_lo=v_lo, u_lo=u_lo)
+        m = gemm(v, u, m_dtype, v_lo=v_lo, u_lo=u_lo)
     else:
-        m = gemm(v, u, m_dtype if scaled else (torch.float16 if v.dtype == torch.float16 else torch.float32))
+        m = gemm(v, u, m_dtype)
     assert m.is_contiguous(memory_format=torch.channels_last) and m.shape == (1, pos * cout, t, 1)
     b = bias if bias is not None else y
     output_kernel[(triton.cdiv(t, block_t), triton.cdiv(cout, block_c))](
