@@ -330,6 +330,23 @@ def test_auto_fp16_fused_winograd(dtype, batch, hw, cin, want):
     assert dispatch.choose("auto", fake_cuda_input(x), spec, "relu") == want
 
 
+@pytest.mark.parametrize("batch, bandwidth, pool, want", [
+    (32, 4.8e12, "max", "winograd4"),  # bf16 fused 256 channels on 56x56: F(4x4) on an H200 from batch 16
+    (16, 4.8e12, "max", "winograd4"),
+    (32, 3.35e12, "max", "igemm"),     # direct on an H100
+    (1, 4.8e12, "max", "igemm"),       # and at batch 1
+    (32, 4.8e12, None, "torch"),       # plain bf16 convs on 256 channels: cuDNN
+])
+@cpu_fakes
+def test_auto_bf16_fused_256_channels_follow_memory_bandwidth(batch, bandwidth, pool, want, monkeypatch):
+    from zeroskip.kernels import split_k
+    monkeypatch.setattr(split_k, "memory_bandwidth", lambda device: bandwidth)
+    x = torch.zeros(batch, 256, 56, 56, dtype=torch.bfloat16).to(memory_format=torch.channels_last)
+    spec = zplan.spec_of("conv2d_pool" if pool else "conv2d", x, torch.zeros(8, 256, 3, 3, dtype=torch.bfloat16),
+                         None, 1, 1, **({"pool": pool} if pool else {}))
+    assert dispatch.choose("auto", fake_cuda_input(x), spec, "relu") == want
+
+
 @pytest.mark.parametrize("tf32, batch, hw, cin, want", [
     (True, 1, 28, 512, "winograd"),    # TF32 fused 512 channels: F(2x2) below batch 16
     (True, 1, 14, 512, "winograd"),

@@ -182,7 +182,10 @@ def measured_best(input, spec, activation) -> str:
     benchmarks/vgg19-bf16-winograd4-ab-h100.txt). With V's scale from one Triton pass
     (winograd.finite_amax) instead of torch.aminmax it took the 14x14 stage too: features.34 at
     batch 32 1.59x against 1.53x direct; the 56x56 one stayed direct, 1.45x against 1.65x (H100,
-    same run, benchmarks/vgg19-bf16-fused-algos-ab-h100.txt).
+    same run, benchmarks/vgg19-bf16-fused-algos-ab-h100.txt). On the H200 F(4x4) took that one too
+    at batch 32: features.16 194.5 us (1.70x) against 217.6 us (1.52x) direct; at batch 1 direct
+    kept it, 3.03x against 2.53x (batches between unmeasured: from 16, as the 512-channel rule; same run,
+    benchmarks/vgg19-bf16-fused-algos-ab-h200.txt).
 
     TF32 fused stages, channels_last (measured with V, U and M in fp32 and TF32 GEMMs; V and U are
     now scaled fp16 where winograd4.tf32_fp16_pays, not re-measured in channels_last): F(2x2) won
@@ -211,7 +214,7 @@ def measured_best(input, spec, activation) -> str:
     if input.dtype == torch.float32 and torch.backends.cudnn.allow_tf32 and input.is_contiguous():
         pick = _tf32_nchw(spec)
     else:
-        pick = _tensor_core_winograd(input.dtype, spec)
+        pick = _tensor_core_winograd(input.dtype, spec, input.device)
     if pick not in (None, "igemm"):
         from .kernels.winograd import supports
         if supports(spec, tile=4 if pick == "winograd4" else 2) is None:
@@ -261,7 +264,7 @@ def _tf32_nchw(spec) -> str:
     return "winograd4"
 
 
-def _tensor_core_winograd(dtype, spec) -> str | None:
+def _tensor_core_winograd(dtype, spec, device) -> str | None:
     """The 16-bit and TF32 layers where Winograd beat the direct kernel (measured_best's docstring)."""
     c, pixels, small_batch = spec.in_channels, spec.height * spec.width, spec.batch < 16
     if dtype == torch.float16:
@@ -276,6 +279,9 @@ def _tensor_core_winograd(dtype, spec) -> str | None:
             return "winograd" if small_batch else "winograd4"
         if c == 256 and pixels == 56 * 56:
             return "winograd4"
+    if dtype == torch.bfloat16 and c == 256 and spec.pool and pixels == 56 * 56 and not small_batch:
+        # F(4x4)'s transform bytes cost less where memory moves >= 4 TB/s (measured_best's docstring)
+        return "winograd4" if _fast_memory(device) else None
     if dtype == torch.bfloat16 and c == 512 and pixels in (14 * 14, 28 * 28):
         if small_batch:
             return "winograd"
