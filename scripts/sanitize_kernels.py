@@ -127,7 +127,8 @@ def gemm():
 
 def tf32_paths():
     """TF32 on: the NCHW -> channels_last copy on sizes that fill no block, the direct path that reads
-    NCHW input through it (fixed tiles), and F(4x4) on scaled fp16 V and U with an fp32 M."""
+    NCHW input through it (fixed tiles), and F(4x4) on scaled fp16 V and U with an fp16 M (under a
+    pool) and an fp32 M (plain conv)."""
     from zeroskip.kernels import layout, winograd, winograd4
     for shape in ((2, 70, 13, 11), (3, 16, 5, 9), (1, 130, 1, 1)):
         x = torch.randn(shape, device="cuda")
@@ -145,9 +146,12 @@ def tf32_paths():
     for xx in (torch.randn(2, 5, 9, 7, device="cuda"), torch.randn(2, 5, 8, 12, device="cuda")):
         for xl in (xx, xx.to(memory_format=torch.channels_last)):
             ww, bw = torch.randn(6, 5, 3, 3, device="cuda"), torch.randn(6, device="cuda")
-            spec = with_pool(check_conv(xl, ww, bw, 1, 1, 1, 1), "max", 2, 2, 0)
+            plain = check_conv(xl, ww, bw, 1, 1, 1, 1)
+            spec = with_pool(plain, "max", 2, 2, 0)
             y = torch.empty((2, 6, spec.result_h, spec.result_w), device="cuda")
-            winograd4.conv(xl, ww, bw, spec, 1, 1, y, gemm, tf32_fp16=True)
+            winograd4.conv(xl, ww, bw, spec, 1, 1, y, gemm, tf32_fp16=True)  # fp16 M
+            y = torch.empty((2, 6, plain.result_h, plain.result_w), device="cuda")
+            winograd4.conv(xl, ww, bw, plain, 1, 0, y, gemm, tf32_fp16=True)  # fp32 M
     torch.backends.cudnn.allow_tf32 = False
     torch.cuda.synchronize()
     print("sanitize tf32 done")

@@ -355,7 +355,10 @@ def test_auto_bf16_fused_256_channels_follow_memory_bandwidth(batch, bandwidth, 
     (True, 16, 28, 512, "winograd4"),
     (True, 1, 56, 256, "winograd4"),   # 256 channels on 56x56: F(4x4) at every batch
     (True, 32, 56, 256, "winograd4"),
-    (True, 1, 112, 128, "igemm"),
+    (True, 1, 112, 128, "igemm"),      # 128 channels on 112x112: direct below batch 16,
+    (True, 32, 112, 128, "winograd4"),  # F(4x4) on fp16 M from 16
+    (True, 16, 112, 128, "winograd4"),
+    (True, 32, 224, 64, "igemm"),
     (False, 1, 14, 512, "igemm"),      # fp32-accurate channels_last: direct
 ])
 @cpu_fakes
@@ -367,8 +370,11 @@ def test_auto_tf32_fused_winograd(monkeypatch, tf32, batch, hw, cin, want):
 
 
 @pytest.mark.parametrize("batch, hw, cin, pool, want", [
-    (32, 224, 64, "max", "igemm"),       # fused, under 256 channels on 56x56 maps and up: direct
-    (1, 112, 128, "max", "igemm"),
+    (32, 224, 64, "max", "igemm"),       # fused under 128 channels: direct
+    (1, 112, 128, "max", "igemm"),       # fused 128..255 channels on 56x56 maps and up: direct below batch 16,
+    (32, 112, 128, "max", "winograd4"),  # F(4x4) on fp16 M from 16
+    (16, 112, 128, "max", "winograd4"),
+    (15, 112, 128, "max", "igemm"),
     (32, 56, 256, "max", "winograd4"),   # from 256 channels: F(4x4)
     (1, 56, 256, "max", "winograd4"),
     (1, 28, 512, "max", "winograd"),     # 512 channels below batch 16: F(2x2)

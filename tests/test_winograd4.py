@@ -129,8 +129,8 @@ def test_large_values_beside_an_inf_keep_their_scale(device, dtype, monkeypatch)
 
 @pytest.mark.parametrize("x_scale, w_scale", [(1.0, 1.0), (1e5, 1.0), (1e-20, 1e-6), (1e-30, 1e30)], ids=str)
 def test_tf32_gemms_on_scaled_fp16_hold_any_magnitude(x_scale, w_scale, device, monkeypatch):
-    """TF32 on: V and U in fp16 scaled by powers of 2, M in fp32, at TF32's accuracy whatever the
-    magnitudes (fp16 alone would overflow at 1e5 * 32 in V and flush 1e-26 in U)."""
+    """TF32 on, conv + pool: V, U and M in fp16 scaled by powers of 2, at TF32's accuracy whatever
+    the magnitudes (fp16 alone would overflow at 1e5 * 32 in V and flush 1e-26 in U)."""
     from zeroskip.kernels import launch
     seen = _gemm_dtypes_on_batched_kernel(monkeypatch)
     monkeypatch.setattr(launch.winograd4, "tf32_fp16_pays", lambda spec: True)
@@ -139,9 +139,12 @@ def test_tf32_gemms_on_scaled_fp16_hold_any_magnitude(x_scale, w_scale, device, 
     wt = torch.randn(32, 64, 3, 3, device=device) * 0.06 * w_scale
     b = torch.randn(32, device=device) * 0.1 * x_scale * w_scale
     out = zeroskip.conv2d_pool(x, wt, b, padding=1, activation="relu", pool="max", algo="winograd4")
-    assert seen == {"v": torch.float16, "u": torch.float16, "m": torch.float32}
+    assert seen == {"v": torch.float16, "u": torch.float16, "m": torch.float16}
     assert torch.isfinite(out).all()
     assert rel_err(out, reference(x, wt, b, padding=1, activation="relu", pool="max")) <= TOL_TF32
+    plain = zeroskip.conv2d(x, wt, b, padding=1, algo="winograd4")  # M stays fp32 without a pool
+    assert seen == {"v": torch.float16, "u": torch.float16, "m": torch.float32}
+    assert rel_err(plain, reference(x, wt, b, padding=1)) <= TOL_TF32
 
 
 @pytest.mark.parametrize("dtype, tf32", [(torch.float32, False), (torch.bfloat16, False), (torch.float32, True)])
@@ -244,7 +247,8 @@ def _gemm_operands(tile, x, wt, tf32, device, monkeypatch):
 def test_tf32_f4_gemms_take_scaled_fp16_operands(device, monkeypatch):
     """With TF32 on, F(4x4) hands its GEMMs V and U in fp16 (TF32's 10 mantissa bits, twice its
     tensor-core rate): V times one power of 2, U times one per output channel, each element the fp32
-    value rounded to nearest; M comes back in fp32."""
+    value rounded to nearest; M comes back in fp32 for a plain conv (fp16 under a pool: TF32's ~1e-3
+    holds there, test_tf32_gemms_on_scaled_fp16_hold_any_magnitude)."""
     x = sparse((1, 16, 8, 8), 0.5, device=device) * 1e3
     wt = torch.randn(8, 16, 3, 3, device=device) * 1e-3
     v32, u32, m32 = _gemm_operands(4, x, wt, False, device, monkeypatch)

@@ -198,7 +198,12 @@ def measured_best(input, spec, activation) -> str:
     2.44x against 2.19x; at batch 32 1.36x against 1.45x)
     (benchmarks/vgg19-tf32-winograd4-points-ab-h200.txt). With its GEMMs on their own kernel
     (kernels/winograd_gemm.py) F(4x4) took features.16 at batch 32 too: 1.51x against 1.44x direct;
-    direct kept features.7 (1.64x against 1.24x) (benchmarks/vgg19-winograd-gemm-ab-h200.txt)."""
+    direct kept features.7 (1.64x against 1.24x) (benchmarks/vgg19-winograd-gemm-ab-h200.txt).
+    With M in fp16 under a pool (winograd.run_steps; H200, same run, batch 32,
+    benchmarks/vgg19-tf32-m16-ab-h200.txt) F(4x4) took features.7 at batch 32 too: 423.2 us
+    (1.82x) against 442.3 us (1.74x) direct; features.16 / .25 / .34 ran 2.24x / 2.83x / 2.37x
+    against 1.79x / 2.38x / 1.99x with fp32 M. Direct kept features.2 (693.1 against 753.2 us)
+    and every 128-channel stage at batch 1 (features.7: 17.2 against 19.5 us)."""
     if few_channels_measured_faster(input, spec):
         return "im2col"
     if not measured_faster(input, spec, activation):
@@ -248,6 +253,11 @@ def _tf32_nchw(spec) -> str:
         against 1.49x / 1.53x and 1.66x / 1.85x for F(4x4) (on fp16 V and U); plain convs
         features.7 / .10 1.39x / 1.52x at batch 32, 1.86x / 1.68x at batch 1, against 1.03x / 1.17x
         and 1.54x / 1.65x (benchmarks/vgg19-tf32-nchw-conv128-ab-h100.txt).
+      Fused from 128 channels at batch 16 and up: F(4x4), whose M is fp16 under a pool
+        (winograd.run_steps). H200, same run (benchmarks/vgg19-tf32-m16-ab-h200.txt): features.7 + pool
+        at batch 32 in 431.4 us (2.16x), where direct took 538.8 us in the suite before (1.74x); at
+        batch 1 F(4x4) takes fp32 V and M (784 tiles, winograd4.tf32_fp16_pays) and direct kept it,
+        20.6 against 21.6 us. Batches 2-15 unmeasured: from 16, as the other rules.
       Else, fused: F(4x4) (features.16, .25, .34 at batch 32: 1.75x, 2.17x, 1.98x
         against 1.64x, 1.37x, 1.47x direct), F(2x2) for 512 channels below batch 16, as in
         channels_last (H200, benchmarks/vgg19-tf32-nchw-ab-h200.txt: 1.80x-1.98x at batch 1).
@@ -255,6 +265,8 @@ def _tf32_nchw(spec) -> str:
         features.21 1.47x / 1.57x, features.30 1.16x at batch 32), but direct on 14x14 maps below
         batch 16 (features.30 at batch 1: 2.04x against 1.59x)."""
     c, small, pixels = spec.in_channels, spec.batch < 16, spec.height * spec.width
+    if spec.pool and c >= 128 and not small:
+        return "winograd4"
     if c < 128 or (c < 256 and pixels >= 56 * 56):  # 128..255 channels measured on 56x56 maps and up only
         return "igemm"
     if spec.pool:
@@ -279,6 +291,8 @@ def _tensor_core_winograd(dtype, spec, device) -> str | None:
             return "winograd" if small_batch else "winograd4"
         if c == 256 and pixels == 56 * 56:
             return "winograd4"
+        if c == 128 and pixels == 112 * 112 and not small_batch:
+            return "winograd4"  # on fp16 M (measured_best's docstring)
     if dtype == torch.bfloat16 and c == 256 and spec.pool and pixels == 56 * 56 and not small_batch:
         # F(4x4)'s transform bytes cost less where memory moves >= 4 TB/s (measured_best's docstring)
         return "winograd4" if _fast_memory(device) else None

@@ -330,7 +330,7 @@ def run_steps(name, tile, input_kernel, output_kernel, blocks, u_of, x, weight, 
     """Input transform, the (tile + 2)**2 GEMMs, output transform: the launches of F(tile x tile, 3x3).
     halves (F(4x4), fp32 input, TF32 off, GEMMs on kernels/winograd_gemm.py): V and U as pairs of
     scaled fp16 halves for the 3xfp16 GEMMs, M in fp32. tf32_fp16 (F(4x4), fp32 input, TF32 on): V
-    and U as scaled fp16, M in fp32."""
+    and U as scaled fp16, M in fp16 under a pool, else fp32."""
     # The CPU interpreter costs ~9 ms per program whatever its size: big blocks there.
     block_t, block_c, warps = (128, 64, 1) if interpreting else blocks
     why = supports(spec, tile)
@@ -363,8 +363,12 @@ def run_steps(name, tile, input_kernel, output_kernel, blocks, u_of, x, weight, 
     # TF32 under F(4x4) (tf32_fp16) takes scaled fp16 V and U as bf16 does: fp16 keeps TF32's 10
     # mantissa bits, and fp32 V and U were rounded to those bits anyway, so the products are the same
     # while the GEMMs run at the fp16 rate on half of V's bytes (winograd4.tf32_fp16_pays says where).
-    # M stays fp32: in fp16 too, VGG-19's TF32 stages at batch 32 ran 1.2-1.3x faster again but at
-    # 1.2e-3 normwise error against 9.3e-4..9.8e-4 (H100, benchmarks/vgg19-tf32-nchw-ab-h100.txt).
+    # M is fp16 there too for conv + pool, fp32 for plain convs. VGG-19 on an H200 at batch 32, same
+    # run, fp32 -> fp16 M (benchmarks/vgg19-tf32-m16-ab-h200.txt): fused stages 1.16-1.29x faster
+    # (channels_last features.16 284.8 -> 227.5 us, .25 168.5 -> 141.7, .34 57.9 -> 48.7; NCHW .7
+    # 553.0 -> 431.4) at 1.1e-3..1.2e-3 normwise error against 7.9e-4..9.9e-4; plain convs 1.18-1.22x
+    # faster but at 1.3e-3..1.6e-3 against 1.1e-3..1.3e-3, too far past TF32's ~1e-3. (cuDNN's own
+    # TF32 error on the same stages: 2.3e-4..3.1e-4, scripts/cudnn_error.py.)
     tf32_on = x.dtype == torch.float32 and torch.backends.cudnn.allow_tf32
     scaled = (x.dtype == torch.bfloat16 and tile == 4) or halves or tf32_fp16
     half = x.dtype == torch.float16 or (x.dtype == torch.bfloat16 and tile == 2)
@@ -375,7 +379,8 @@ def run_steps(name, tile, input_kernel, output_kernel, blocks, u_of, x, weight, 
     # TF32 GEMMs on fp32 V and U: V and U rounded to TF32 here, not truncated by the tensor core.
     tf32 = tf32_on and not scaled
     # M: fp16 where V is fp16 (fp16 input, bf16 under F(4x4)), fp32 for the halves, TF32 and the rest
-    m_dtype = torch.float16 if v.dtype == torch.float16 and not (halves or tf32_fp16) else torch.float32
+    m_dtype = torch.float16 if v.dtype == torch.float16 and not halves and (pool_code or not tf32_fp16) \
+        else torch.float32
     if scaled:
         lo = hi = finite_amax(x, interpreting)
         # |V| <= 32.35 max|x| (B^T's largest row sum, 5.69, squared) < 2**(LOG2_V + 7) after scaling,
