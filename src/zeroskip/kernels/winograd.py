@@ -378,9 +378,10 @@ def run_steps(name, tile, input_kernel, output_kernel, blocks, u_of, x, weight, 
     v, v_lo = (v[:1], v[1:]) if halves else (v, v)
     # TF32 GEMMs on fp32 V and U: V and U rounded to TF32 here, not truncated by the tensor core.
     tf32 = tf32_on and not scaled
-    # M: fp16 where V is fp16 (fp16 input, bf16 under F(4x4)), fp32 for the halves, TF32 and the rest
-    m_dtype = torch.float16 if v.dtype == torch.float16 and not halves and (pool_code or not tf32_fp16) \
-        else torch.float32
+    # M: fp16 where V is fp16 (fp16 input, bf16 under F(4x4), TF32 under a pool); fp32 for the
+    # halves, plain TF32 convs and the rest
+    m16 = v.dtype == torch.float16 and not halves and (pool_code != 0 or not tf32_fp16)
+    m_dtype = torch.float16 if m16 else torch.float32
     if scaled:
         lo = hi = finite_amax(x, interpreting)
         # |V| <= 32.35 max|x| (B^T's largest row sum, 5.69, squared) < 2**(LOG2_V + 7) after scaling,

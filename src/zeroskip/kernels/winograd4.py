@@ -90,7 +90,8 @@ def tf32_fp16_pays(spec) -> bool:
     features.25 (49 tiles) 27.8 -> 19.1, features.2 (3136 tiles) 45.4 -> 41.8. Slower at batch 1 on
     features.16 (256 channels, 196 tiles: 17.9 -> 19.5 us) and .7 (128 channels, 784 tiles: 23.3 ->
     26.6), where the finite-max pass over the input costs more than the GEMMs save; 2048 lies between
-    the 784 tiles that lost and the 3136 that won."""
+    the 784 tiles that lost and the 3136 that won. (Measured with M in fp32; under a pool M is now
+    fp16 too, which was not re-measured at these thresholds.)"""
     tiles = spec.batch * triton.cdiv(spec.out_h, 4) * triton.cdiv(spec.out_w, 4)
     return spec.in_channels >= 512 or tiles >= 2048
 
