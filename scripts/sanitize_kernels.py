@@ -58,17 +58,20 @@ def winograd_steps():
     # fp16 and bf16 take 16-bit V and U (bf16 under F(4x4): scaled fp16 ones and M), fp16 an fp16 M, as
     # winograd.run_steps sets them.
     for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        # one weight per dtype, so the scaled F(4x4) paths take both second passes: V written again
+        # (a layer's first call, or a magnitude far from its last) and V kept (winograd.HEADROOM)
+        wd, bd = ww.to(dtype), bw.to(dtype)
         for kernels in (winograd, winograd4):
             for xx in (xw.to(dtype), xw.to(dtype).to(memory_format=torch.channels_last), xv.to(dtype)):
                 for pool, act in ((None, None), ("max", "relu"), ("avg", "relu6")):
-                    spec = check_conv(xx, ww.to(dtype), bw.to(dtype), 1, 1, 1, 1)
+                    spec = check_conv(xx, wd, bd, 1, 1, 1, 1)
                     spec = with_pool(spec, pool, 2, 2, 0) if pool else spec
                     y = torch.empty((2, 6, spec.result_h, spec.result_w), dtype=dtype, device="cuda").contiguous(
                         memory_format=torch.channels_last if xx.stride(1) == 1 else torch.contiguous_format)
                     gemm = lambda v, u, m: ig.conv(v, u, None, winograd.gemm_spec(v, u), None, "igemm",  # noqa: E731
                                                    ig.Config(32, 32, 16, 4, 2), skip=False, out_dtype=m)
                     codes = ({None: 0, "relu": 1, "relu6": 2}[act], {None: 0, "max": 1, "avg": 2}[pool])
-                    kernels.conv(xx, ww.to(dtype), bw.to(dtype), spec, *codes, y, gemm)
+                    kernels.conv(xx, wd, bd, spec, *codes, y, gemm)
                     if kernels is winograd4 and dtype == torch.float32:
                         # V and U as fp16 halves (3xfp16 GEMMs on the batched kernel, fixed tiles)
                         kernels.conv(xx, ww, bw, spec, *codes, y, _halves_gemm, halves=True)

@@ -32,7 +32,7 @@ LAYER = dict(C_G=256, H=56, W=56, COUT_G=256, OH=56, OW=56, PH_OUT=28, PW_OUT=28
              syn=28 * 28 * 256, syc=1, syh=28 * 256, syw=256, sb=1, stride_h=1, stride_w=1, pad_h=1, pad_w=1,
              dil_h=1, dil_w=1, pool_kh=2, pool_kw=2, pool_sh=2, pool_sw=2, pool_ph=0, pool_pw=0,
              C=256, COUT=256, TH=14, TW=14,  # the Winograd transforms' names
-             SCALED=False, LOG2_V=0, SPLIT=False)
+             SCALED=False, LOG2_V=0, SPLIT=False, CHECK=False)
 
 
 def compile_variant(fn, dtype, constexprs, num_warps=4, num_stages=3, ones=(), div16=(), ptrs=None):
@@ -41,7 +41,7 @@ def compile_variant(fn, dtype, constexprs, num_warps=4, num_stages=3, ones=(), d
     constexprs = dict(constexprs, **{n: 1 for n in ones})
     constexprs.update({n: LAYER[n] for n, p in zip(names, fn.params) if p.is_constexpr and n not in constexprs
                        and n in LAYER})
-    types = {"flag_ptr": "*i8", "ws_ptr": "*fp32", **(ptrs or {})}
+    types = {"flag_ptr": "*i8", "ws_ptr": "*fp32", "st_ptr": "*fp32", "hint_ptr": "*fp32", **(ptrs or {})}
     sig = {n: "constexpr" if n in constexprs else types.get(n, f"*{dtype}") if n.endswith("_ptr") else "i32"
            for n in names}
     aligned = [n for n in names if n not in constexprs and (n.endswith("_ptr") or n in div16)]
@@ -93,16 +93,18 @@ if __name__ == "__main__":
         wo = compile_variant(winograd4._output_transform_kernel, "fp32",
                              dict(HAS_BIAS=True, ACTIVATION=1, POOL=pool, BLOCK_T=bt, BLOCK_C=bc), warps)
     print("winograd4 transforms fp32", len(wi.asm["cubin"]), len(wo.asm["cubin"]), "bytes")
-    # bf16 input under F(4x4): V scaled into fp16 by a power of 2 from the input's range, M scaled back
-    wi = compile_variant(winograd4._input_transform_kernel, "bf16",
-                         dict(ROUND=False, SCALED=True, LOG2_V=-1, BLOCK_T=bt, BLOCK_C=bc), warps)
+    # bf16 input under F(4x4): V scaled into fp16 by a power of 2 from the input's range (both passes),
+    # M scaled back
+    for check in (False, True):
+        wi = compile_variant(winograd4._input_transform_kernel, "bf16",
+                             dict(ROUND=False, SCALED=True, LOG2_V=-1, CHECK=check, BLOCK_T=bt, BLOCK_C=bc), warps)
     for pool in (0, 1):
         wo = compile_variant(winograd4._output_transform_kernel, "fp16",
                              dict(HAS_BIAS=True, ACTIVATION=1, POOL=pool, SCALED=True, LOG2_V=-1, BLOCK_T=bt,
                                   BLOCK_C=bc), warps)
     print("winograd4 scaled transforms", len(wi.asm["cubin"]), len(wo.asm["cubin"]), "bytes")
     # fp32 input under F(4x4) with TF32 off: V scaled and stored as two fp16 halves, M in fp32
-    half_v = {"v_ptr": "*fp16", "vlo_ptr": "*fp16", "lo_ptr": "*fp32", "hi_ptr": "*fp32"}
+    half_v = {"v_ptr": "*fp16", "vlo_ptr": "*fp16"}
     wi = compile_variant(winograd4._input_transform_kernel, "fp32",
                          dict(ROUND=False, SCALED=True, LOG2_V=9, SPLIT=True, BLOCK_T=bt, BLOCK_C=bc), warps,
                          ptrs=half_v)
@@ -114,9 +116,7 @@ if __name__ == "__main__":
                          dict(ROUND=False, SCALED=True, LOG2_V=9, SPLIT=False, BLOCK_T=bt, BLOCK_C=bc), warps,
                          ptrs=half_v)
     print("winograd4 TF32 transform on fp16", len(wt.asm["cubin"]), "bytes")
-    amax = compile_variant(winograd._finite_amax_kernel, "fp32", dict(BLOCK=8192), 8, ptrs={"x_ptr": "*bf16"})
-    print("winograd4 fp16-halves transforms, finite max", len(wi.asm["cubin"]), len(wo.asm["cubin"]),
-          len(amax.asm["cubin"]), "bytes")
+    print("winograd4 fp16-halves transforms", len(wi.asm["cubin"]), len(wo.asm["cubin"]), "bytes")
     # NCHW outputs, whose tile rows are stored as vectors: 56 wide (whole 4-wide rows) and 14 (pairs)
     for kernels, blocks in ((winograd, (64, 32, 4)), (winograd4, winograd4.BLOCKS)):
         for ow in (56, 14):

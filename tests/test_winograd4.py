@@ -170,6 +170,43 @@ def test_inf_in_the_input_stays_in_its_tiles(device, dtype, tf32, monkeypatch):
     assert torch.equal(bad, expected.expand(4, 12, 12))
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_v_scale_checked_against_each_calls_input(dtype, device, gemm_route, monkeypatch):
+    """V's fp16 scale starts from the layer's previous largest finite |x| and is checked against this
+    call's (winograd.HEADROOM): calls whose magnitudes jump by 1e6 either way, or stay, are as
+    accurate as a first call, and leave this call's largest finite |x|, read past an inf and a NaN,
+    as the next hint. (fp32 takes scaled V on the batched GEMM route only: halves.)"""
+    from zeroskip.kernels import launch, winograd
+    monkeypatch.setattr(launch.winograd4, "halves_pay", lambda spec, sms: launch.winograd_gemm.use_for())
+    wt = (torch.randn(16, 32, 3, 3) * 0.08).to(dtype).to(device)
+    b = (torch.randn(16) * 0.1).to(dtype).to(device)
+    tol = 3e-6 if dtype == torch.float32 else 2 * TOL[dtype]
+    for x_scale in (1.0, 1e6, 1e6, 1.0, 1e-6, 1e-6 * 3):
+        x = (sparse((1, 32, 8, 8), 0.5) * x_scale).to(dtype).to(device)
+        x[0, 3, 0, 0] = float("inf")
+        x[0, 4, 1, 1] = float("nan")  # both in the first tile's patch only: pooled rows 0..1
+        clean = x.clone()
+        clean[0, 3, 0, 0] = clean[0, 4, 1, 1] = 0.0
+        out = zeroskip.conv2d_pool(x, wt, b, padding=1, activation="relu", pool="max", algo="winograd4")
+        ref = reference(clean, wt, b, padding=1, activation="relu", pool="max")
+        assert rel_err(out[..., 2:, :], ref[..., 2:, :]) <= tol
+        if dtype == torch.bfloat16 or gemm_route == "batched":
+            assert winograd.amax_hint(wt).item() == clean.float().abs().max().item()
+
+
+def test_stale_hint_from_a_huge_input_costs_no_accuracy(device):
+    """A hint 1e30 past this call's input (so its first scale would leave V in fp16's subnormals)
+    is caught and V written again: the same output as with no hint."""
+    from zeroskip.kernels import winograd
+    wt = (torch.randn(16, 32, 3, 3) * 0.08).to(torch.bfloat16).to(device)
+    x = sparse((1, 32, 8, 8), 0.5, torch.bfloat16, device=device)
+    fresh = zeroskip.conv2d(x, wt, None, padding=1, algo="winograd4")
+    winograd.amax_hint(wt).fill_(1e30)
+    stale = zeroskip.conv2d(x, wt, None, padding=1, algo="winograd4")
+    assert torch.equal(stale, fresh)
+    assert rel_err(stale, reference(x, wt, None, padding=1)) <= 2 * TOL[torch.bfloat16]
+
+
 def test_transformed_weight_is_cached_and_refreshed(device):
     from zeroskip.kernels import launch, winograd, winograd4
     wt = torch.randn(6, 5, 3, 3, device=device)

@@ -29,6 +29,7 @@ import triton.language as tl
 from torch.utils.weak import WeakIdKeyDictionary
 
 from ..geometry import ConvSpec
+from . import split_k
 from .implicit_gemm import _activate, _max_keep_nan, _tf32_nearest
 
 _G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
@@ -115,6 +116,7 @@ def tf32_nearest(t: torch.Tensor) -> torch.Tensor:
 
 def clear_transformed_weights() -> None:
     _U.clear()
+    _HINT.clear()
 
 
 @triton.jit
@@ -153,36 +155,51 @@ def _tf32(v, ROUND: tl.constexpr):
 
 
 @triton.jit
-def input_scale(lo_ptr, hi_ptr, LOG2_V: tl.constexpr):
-    """The power of 2 s that puts the input's largest magnitude a = max(-min, max) (at lo_ptr and
-    hi_ptr; run_steps passes finite_amax's result as both) in [2**LOG2_V, 2**(LOG2_V + 1)); 1 where a
-    is 0, inf or NaN. An exponent
-    computation, so both transforms get the same s: the input transform multiplies V by it, the
-    output transform divides A^T M A by it."""
-    a = tl.maximum(-tl.load(lo_ptr).to(tl.float32), tl.load(hi_ptr).to(tl.float32))
+def scale_of(a, LOG2_V: tl.constexpr):
+    """The power of 2 s that puts a finite a > 0 in [2**LOG2_V, 2**(LOG2_V + 1)); 1 where a is 0,
+    inf or NaN. An exponent computation, so every program that sees the same a gets the same s: the
+    input transform multiplies V by it, the output transform divides A^T M A by it."""
     e = ((a.to(tl.int32, bitcast=True) >> 23) & 0xFF) - 127  # floor(log2 a) for normal a
     k = tl.minimum(tl.maximum(127 + LOG2_V - e, 1), 254)
     return tl.where((a > 0) & (a < float("inf")), (k << 23).to(tl.float32, bitcast=True), 1.0)
 
 
+# V's scale, checked rather than measured first (winograd4's input transform). The first pass scales
+# V by scale_of(hint, LOG2_V - HEADROOM), where the hint is the largest finite |x| that the layer's
+# previous call saw, and takes this call's largest finite |x| on the way; the second pass keeps V if
+# that scale lies within [s / 2**DROP, s] of the scale s the measured value asks for (so |V| stays
+# under the same bound as with s, and loses at most DROP bits of fp16's range at the bottom), and
+# otherwise writes V again with s. The input then goes through memory once, where a separate
+# finite-max pass read it twice: that pass took 16.9 / 10.8 / 4.3 us of bf16 VGG-19 features.16 /
+# .25 / .34 + pool at batch 32 (192.5 / 123.5 / 45.5 us in all; H200, scripts/kernel_times.py).
+HEADROOM = 2
+DROP = 6
+# The second pass's programs per SM: where V is kept each only reads two numbers.
+CHECK_PROGRAMS_PER_SM = 4
+
+
 @triton.jit
-def _finite_amax_kernel(x_ptr, out_ptr, N, BLOCK: tl.constexpr):
-    """out = max(out, |x|) over this program's BLOCK elements of x that are finite: inf and NaN stay
-    in their own outputs (as F.conv2d's) instead of setting the scale of every value."""
-    i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    a = tl.abs(tl.load(x_ptr + i, mask=i < N, other=0.0).to(tl.float32))
-    tl.atomic_max(out_ptr, tl.max(tl.where(a < float("inf"), a, 0.0), axis=0))
+def first_scale(hint, LOG2_V: tl.constexpr):
+    """The first pass's scale: scale_of a value HEADROOM = 2 binades above the hint."""
+    return scale_of(hint * 4.0, LOG2_V)
 
 
-def finite_amax(x: torch.Tensor, interpreting: bool = False) -> torch.Tensor:
-    """The largest finite |x| (0 if none) as a one-element fp32 tensor, on x's device, no host sync."""
-    # over the input's memory as one flat run: a channels_last view read in NCHW order went through a
-    # strided copy first (98 us of 257 on VGG-19 features.25 + pool at batch 32, H100)
-    flat = (x.permute(0, 2, 3, 1) if not x.is_contiguous() else x).reshape(-1)
-    out = torch.zeros(1, dtype=torch.float32, device=x.device)
-    block = 1 << 16 if interpreting else 8192
-    _finite_amax_kernel[(triton.cdiv(flat.numel(), block),)](flat, out, flat.numel(), BLOCK=block, num_warps=8)
-    return out
+@triton.jit
+def scale_fits(first, s):
+    """Whether the first pass's scale lies within [s / 2**DROP, s], DROP = 6."""
+    return (first <= s) & (first * 64.0 >= s)
+
+
+def amax_hint(weight: torch.Tensor) -> torch.Tensor:
+    """The one-element fp32 tensor on weight's device where the layer's calls leave the largest
+    finite |x| they saw (0 before the first): a hint for the next call's V scale, never trusted."""
+    hint = _HINT.get(weight)
+    if hint is None:
+        hint = _HINT[weight] = torch.zeros(1, dtype=torch.float32, device=weight.device)
+    return hint
+
+
+_HINT = WeakIdKeyDictionary()
 
 
 @triton.jit
@@ -214,8 +231,14 @@ def _tiles(T, NC, TH, TW, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
     neighbouring columns. Blocks laid out [channels, tiles], which made the NCHW side walk tiles
     with a shared-memory transpose in between, ran the transforms slower (VGG-19 features.21,
     batch 32, H200: output 162 us against 119, input 68 against 60; BENCHMARKS.md)."""
-    t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
-    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    return _tiles_at(tl.program_id(0), tl.program_id(1), T, NC, TH, TW, BLOCK_T, BLOCK_C)
+
+
+@triton.jit
+def _tiles_at(bt, bc, T, NC, TH, TW, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
+    """_tiles for block (bt, bc) of the [tiles, channels] grid."""
+    t = bt * BLOCK_T + tl.arange(0, BLOCK_T)
+    c = bc * BLOCK_C + tl.arange(0, BLOCK_C)
     ok = (t < T)[:, None] & (c < NC)[None, :]
     return t, c, ok, t // (TW * TH), (t // TW) % TH, t % TW
 
@@ -224,8 +247,9 @@ def _tiles(T, NC, TH, TW, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
 def _input_transform_kernel(x_ptr, v_ptr, C: tl.constexpr, H: tl.constexpr, W: tl.constexpr, TH: tl.constexpr,
                             TW: tl.constexpr, T, sxn: tl.constexpr, sxc: tl.constexpr, sxh: tl.constexpr,
                             sxw: tl.constexpr, pad_h: tl.constexpr, pad_w: tl.constexpr, ROUND: tl.constexpr,
-                            lo_ptr, hi_ptr, SCALED: tl.constexpr, LOG2_V: tl.constexpr, vlo_ptr,
-                            SPLIT: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
+                            st_ptr, hint_ptr, SCALED: tl.constexpr, LOG2_V: tl.constexpr, vlo_ptr,
+                            SPLIT: tl.constexpr, CHECK: tl.constexpr, BLOCK_T: tl.constexpr,
+                            BLOCK_C: tl.constexpr):
     """V[t, 4 i + j, c] = (B^T d B)[i, j] of tile t's 4x4 patch in channel c (zeros outside the map),
     rounded to TF32 with ROUND. (The scaling and splitting arguments are winograd4's; run_steps sets
     SCALED and SPLIT only there.)"""
@@ -270,7 +294,7 @@ def _output_transform_kernel(m_ptr, b_ptr, y_ptr, COUT: tl.constexpr, OH: tl.con
                              TH: tl.constexpr, TW: tl.constexpr, T, syn: tl.constexpr, syc: tl.constexpr,
                              syh: tl.constexpr, syw: tl.constexpr, sb: tl.constexpr,
                              HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr, POOL: tl.constexpr,
-                             lo_ptr, hi_ptr, ws_ptr, SCALED: tl.constexpr, LOG2_V: tl.constexpr,
+                             st_ptr, ws_ptr, SCALED: tl.constexpr, LOG2_V: tl.constexpr,
                              BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
     """y = act(A^T M A + bias) for tile t's 2x2 outputs, or their max/mean with POOL (1 max, 2 avg).
     (The scaling arguments are winograd4's.)"""
@@ -350,12 +374,10 @@ def run_steps(name, tile, input_kernel, output_kernel, blocks, u_of, x, weight, 
     # (1.62x -> 1.96x of cuDNN; conv features.21 1.28x -> 1.52x), error 1.9e-3 -> 2.4e-3 (H200,
     # benchmarks/vgg19-fp16-winograd-m16-ab-h200.txt; 1.2e-3 with winograd4's present points).
     # bf16 under F(4x4) takes fp16 V, U and M instead (11 bits where bf16 has 8), scaled by powers of 2
-    # so that fp16's range holds them whatever the input's and weight's magnitudes: V by input_scale
-    # of the input's largest finite magnitude (finite_amax, on the device), U per output channel
-    # (transformed_weight), both chosen so that |M| <= C max|V| max|U| stays below 2**15; the output
-    # transform divides them out exactly. finite_amax replaced torch.aminmax, which also let inf set
-    # the scale: bf16 features.25 + pool 152.4 -> 144.1 us at batch 32, 20.4 -> 15.0 at batch 1
-    # (H100, same run, benchmarks/vgg19-bf16-finite-amax-ab-h100.txt).
+    # so that fp16's range holds them whatever the input's and weight's magnitudes: V by scale_of
+    # the input's largest finite magnitude (inf and NaN pass through unscaled; checked on the device
+    # against a hint, HEADROOM above), U per output channel (transformed_weight), both chosen so that
+    # |M| <= C max|V| max|U| stays below 2**15; the output transform divides them out exactly.
     # fp32 under F(4x4) with TF32 off (halves): V and U as scaled fp16 pairs, hi + lo, 22 bits as
     # 3xTF32's, whose three fp16 products run at twice the TF32 rate; M in fp32. Same bytes of V as
     # fp32; error 1.2e-6..1.9e-6 on VGG-19 from 256 channels against 0.8e-6..1.6e-6 for 3xTF32 (H100,
@@ -383,18 +405,24 @@ def run_steps(name, tile, input_kernel, output_kernel, blocks, u_of, x, weight, 
     m16 = v.dtype == torch.float16 and not halves and (pool_code != 0 or not tf32_fp16)
     m_dtype = torch.float16 if m16 else torch.float32
     if scaled:
-        lo = hi = finite_amax(x, interpreting)
+        # this call's largest finite |x|, the first pass's scale of V, the scale V has in the end
+        st = torch.zeros(3, dtype=torch.float32, device=x.device)
+        hint = amax_hint(weight)
         # |V| <= 32.35 max|x| (B^T's largest row sum, 5.69, squared) < 2**(LOG2_V + 7) after scaling,
         # |U| < 1: for fp16 M, |M| < C 2**(LOG2_V + 7) <= 2**15 with LOG2_V = 8 - ceil(log2 C); for
         # fp32 M (halves, TF32) |V| < 2**16 only: LOG2_V = 9
         log2_v = 9 if m_dtype == torch.float32 else 8 - (c - 1).bit_length()
     else:
-        lo = hi = x
+        st = hint = x
         log2_v = 0
-    input_kernel[(triton.cdiv(t, block_t), triton.cdiv(c, block_c))](
-        x, v, c, spec.height, spec.width, th, tw, t, *x.stride(), spec.pad_h, spec.pad_w, ROUND=tf32,
-        lo_ptr=lo, hi_ptr=hi, SCALED=scaled, LOG2_V=log2_v, vlo_ptr=v_lo, SPLIT=halves, BLOCK_T=block_t,
-        BLOCK_C=block_c, num_warps=warps)
+    grid = (triton.cdiv(t, block_t), triton.cdiv(c, block_c))
+    args = (x, v, c, spec.height, spec.width, th, tw, t, *x.stride(), spec.pad_h, spec.pad_w)
+    kw = dict(ROUND=tf32, st_ptr=st, hint_ptr=hint, SCALED=scaled, LOG2_V=log2_v, vlo_ptr=v_lo, SPLIT=halves,
+              BLOCK_T=block_t, BLOCK_C=block_c, num_warps=warps)
+    input_kernel[grid](*args, CHECK=False, **kw)
+    if scaled:  # keeps V, or writes it again with the measured scale: a few programs walk the blocks
+        input_kernel[(min(grid[0] * grid[1], CHECK_PROGRAMS_PER_SM * split_k.sm_count(x.device)),)](
+            *args, CHECK=True, **kw)
     u = u_of(weight, dtype=v.dtype, tf32=tf32, scaled=scaled, halves=halves)
     u, w_scale = u if scaled else (u, y)
     if halves:
@@ -406,7 +434,7 @@ def run_steps(name, tile, input_kernel, output_kernel, blocks, u_of, x, weight, 
     b = bias if bias is not None else y
     output_kernel[(triton.cdiv(t, block_t), triton.cdiv(cout, block_c))](
         m, b, y, cout, spec.out_h, spec.out_w, th, tw, t, *y.stride(), bias.stride(0) if bias is not None else 0,
-        HAS_BIAS=bias is not None, ACTIVATION=activation_code, POOL=pool_code, lo_ptr=lo, hi_ptr=hi,
+        HAS_BIAS=bias is not None, ACTIVATION=activation_code, POOL=pool_code, st_ptr=st,
         ws_ptr=w_scale, SCALED=scaled, LOG2_V=log2_v, BLOCK_T=block_t, BLOCK_C=block_c, num_warps=warps)
     return y
 

@@ -31,8 +31,8 @@ import triton.language as tl
 
 from . import winograd_gemm
 from .implicit_gemm import _activate, _max_keep_nan
-from .winograd import _put, _store_pair, _tiles, input_scale, run_steps, supports as _supports, \
-    transformed_weight as _transformed
+from .winograd import _put, _store_pair, _tiles, _tiles_at, first_scale, run_steps, scale_fits, scale_of, \
+    supports as _supports, transformed_weight as _transformed
 
 _POINTS = (0.0, 0.75, -0.75, 1.5, -1.5)
 
@@ -137,12 +137,25 @@ def _load(p, iw, W, sxw, rok):
 
 
 @triton.jit
+def _finite_key(d):
+    """|d| + 2**-126 as int32 bits (as ordered as |d| itself); inf and NaN come out negative, so an
+    integer max skips them: three integer operations per value, where abs, a compare and a select
+    on floats took four."""
+    return (d.to(tl.int32, bitcast=True) & 0x7FFFFFFF) + 0x00800000
+
+
+@triton.jit
 def _patch_row(x_ptr, base, ih, iw0, H, W, sxh, sxw, ok):
-    """Row ih of the 6x6 patches, transformed along the row (d B)."""
+    """Row ih of the 6x6 patches, transformed along the row (d B), and each lane's largest finite
+    |d| as a _finite_key (which the compiler drops where unused)."""
     rok = ok & ((ih >= 0) & (ih < H))[:, None]
     p = x_ptr + base + (ih * sxh)[:, None]
-    return _bt(_load(p, iw0, W, sxw, rok), _load(p, iw0 + 1, W, sxw, rok), _load(p, iw0 + 2, W, sxw, rok),
-               _load(p, iw0 + 3, W, sxw, rok), _load(p, iw0 + 4, W, sxw, rok), _load(p, iw0 + 5, W, sxw, rok))
+    d0, d1, d2 = _load(p, iw0, W, sxw, rok), _load(p, iw0 + 1, W, sxw, rok), _load(p, iw0 + 2, W, sxw, rok)
+    d3, d4, d5 = _load(p, iw0 + 3, W, sxw, rok), _load(p, iw0 + 4, W, sxw, rok), _load(p, iw0 + 5, W, sxw, rok)
+    b0, b1, b2, b3, b4, b5 = _bt(d0, d1, d2, d3, d4, d5)
+    m = tl.maximum(tl.maximum(tl.maximum(_finite_key(d0), _finite_key(d1)), tl.maximum(_finite_key(d2), _finite_key(d3))),
+                   tl.maximum(_finite_key(d4), _finite_key(d5)))
+    return b0, b1, b2, b3, b4, b5, m
 
 
 @triton.jit
@@ -162,28 +175,21 @@ def _store_col(v_ptr, vlo_ptr, row, C, j: tl.constexpr, h0, h1, h2, h3, h4, h5, 
 
 
 @triton.jit
-def _input_transform_kernel(x_ptr, v_ptr, C: tl.constexpr, H: tl.constexpr, W: tl.constexpr, TH: tl.constexpr,
-                            TW: tl.constexpr, T, sxn: tl.constexpr, sxc: tl.constexpr, sxh: tl.constexpr,
-                            sxw: tl.constexpr, pad_h: tl.constexpr, pad_w: tl.constexpr, ROUND: tl.constexpr,
-                            lo_ptr, hi_ptr, SCALED: tl.constexpr, LOG2_V: tl.constexpr, vlo_ptr,
-                            SPLIT: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
-    """V[t, 6 i + j, c] = (B^T d B)[i, j] of tile t's 6x6 patch in channel c (zeros outside the map),
-    rounded to TF32 with ROUND; with SCALED times winograd.input_scale of the input's range; with
-    SPLIT as fp16 halves, hi at v_ptr and lo at vlo_ptr."""
-    t, c, ok, n, ty, tx = _tiles(T, C, TH, TW, BLOCK_T, BLOCK_C)
-    if SCALED:
-        s = input_scale(lo_ptr, hi_ptr, LOG2_V)
-    else:
-        s = 1.0
+def _transform(x_ptr, v_ptr, vlo_ptr, bt, bc, C: tl.constexpr, H: tl.constexpr, W: tl.constexpr, TH: tl.constexpr,
+               TW: tl.constexpr, T, sxn: tl.constexpr, sxc: tl.constexpr, sxh: tl.constexpr, sxw: tl.constexpr,
+               pad_h: tl.constexpr, pad_w: tl.constexpr, ROUND: tl.constexpr, s, SCALED: tl.constexpr,
+               SPLIT: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
+    """V of block (bt, bc) of the [tiles, channels] grid; returns the largest finite |x| it read."""
+    t, c, ok, n, ty, tx = _tiles_at(bt, bc, T, C, TH, TW, BLOCK_T, BLOCK_C)
     ih0 = 4 * ty - pad_h
     iw0 = 4 * tx - pad_w
     base = n.to(tl.int64)[:, None] * sxn + (c * sxc)[None, :]
-    h00, h01, h02, h03, h04, h05 = _patch_row(x_ptr, base, ih0, iw0, H, W, sxh, sxw, ok)
-    h10, h11, h12, h13, h14, h15 = _patch_row(x_ptr, base, ih0 + 1, iw0, H, W, sxh, sxw, ok)
-    h20, h21, h22, h23, h24, h25 = _patch_row(x_ptr, base, ih0 + 2, iw0, H, W, sxh, sxw, ok)
-    h30, h31, h32, h33, h34, h35 = _patch_row(x_ptr, base, ih0 + 3, iw0, H, W, sxh, sxw, ok)
-    h40, h41, h42, h43, h44, h45 = _patch_row(x_ptr, base, ih0 + 4, iw0, H, W, sxh, sxw, ok)
-    h50, h51, h52, h53, h54, h55 = _patch_row(x_ptr, base, ih0 + 5, iw0, H, W, sxh, sxw, ok)
+    h00, h01, h02, h03, h04, h05, m0 = _patch_row(x_ptr, base, ih0, iw0, H, W, sxh, sxw, ok)
+    h10, h11, h12, h13, h14, h15, m1 = _patch_row(x_ptr, base, ih0 + 1, iw0, H, W, sxh, sxw, ok)
+    h20, h21, h22, h23, h24, h25, m2 = _patch_row(x_ptr, base, ih0 + 2, iw0, H, W, sxh, sxw, ok)
+    h30, h31, h32, h33, h34, h35, m3 = _patch_row(x_ptr, base, ih0 + 3, iw0, H, W, sxh, sxw, ok)
+    h40, h41, h42, h43, h44, h45, m4 = _patch_row(x_ptr, base, ih0 + 4, iw0, H, W, sxh, sxw, ok)
+    h50, h51, h52, h53, h54, h55, m5 = _patch_row(x_ptr, base, ih0 + 5, iw0, H, W, sxh, sxw, ok)
     row = t.to(tl.int64)[:, None] * (36 * C) + c[None, :]
     _store_col(v_ptr, vlo_ptr, row, C, 0, h00, h10, h20, h30, h40, h50, ok, ROUND, s, SCALED, SPLIT)
     _store_col(v_ptr, vlo_ptr, row, C, 1, h01, h11, h21, h31, h41, h51, ok, ROUND, s, SCALED, SPLIT)
@@ -191,6 +197,50 @@ def _input_transform_kernel(x_ptr, v_ptr, C: tl.constexpr, H: tl.constexpr, W: t
     _store_col(v_ptr, vlo_ptr, row, C, 3, h03, h13, h23, h33, h43, h53, ok, ROUND, s, SCALED, SPLIT)
     _store_col(v_ptr, vlo_ptr, row, C, 4, h04, h14, h24, h34, h44, h54, ok, ROUND, s, SCALED, SPLIT)
     _store_col(v_ptr, vlo_ptr, row, C, 5, h05, h15, h25, h35, h45, h55, ok, ROUND, s, SCALED, SPLIT)
+    m = tl.max(tl.max(tl.maximum(tl.maximum(tl.maximum(m0, m1), tl.maximum(m2, m3)), tl.maximum(m4, m5)), axis=1), axis=0)
+    # back from the key; 0 where nothing read was finite
+    return tl.maximum(m - 0x00800000, 0).to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _input_transform_kernel(x_ptr, v_ptr, C: tl.constexpr, H: tl.constexpr, W: tl.constexpr, TH: tl.constexpr,
+                            TW: tl.constexpr, T, sxn: tl.constexpr, sxc: tl.constexpr, sxh: tl.constexpr,
+                            sxw: tl.constexpr, pad_h: tl.constexpr, pad_w: tl.constexpr, ROUND: tl.constexpr,
+                            st_ptr, hint_ptr, SCALED: tl.constexpr, LOG2_V: tl.constexpr, vlo_ptr,
+                            SPLIT: tl.constexpr, CHECK: tl.constexpr, BLOCK_T: tl.constexpr,
+                            BLOCK_C: tl.constexpr):
+    """V[t, 6 i + j, c] = (B^T d B)[i, j] of tile t's 6x6 patch in channel c (zeros outside the map),
+    rounded to TF32 with ROUND; with SPLIT as fp16 halves, hi at v_ptr and lo at vlo_ptr.
+    With SCALED, V is times a power of 2 in two passes (winograd.HEADROOM says why). The first
+    (CHECK False, one program per block) scales by the hint's scale, records it at st_ptr[1] and
+    raises st_ptr[0] to the largest finite |x| it read. The second (CHECK True, a few programs)
+    keeps V if that scale is within DROP bits under the one st_ptr[0] asks for, else its programs
+    write every block again with the latter; it leaves the scale V has at st_ptr[2] and st_ptr[0]
+    as the next call's hint."""
+    if CHECK:
+        a = tl.load(st_ptr)
+        first = tl.load(st_ptr + 1)
+        s = scale_of(a, LOG2_V)
+        keep = (a == 0.0) | scale_fits(first, s)
+        pid = tl.program_id(0)
+        tl.store(st_ptr + 2, tl.where(keep, first, s), mask=pid == 0)
+        tl.store(hint_ptr, a, mask=(pid == 0) & (a > 0.0))
+        nt = tl.cdiv(T, BLOCK_T)
+        blocks = nt * tl.cdiv(C, BLOCK_C)
+        for blk in range(tl.where(keep, blocks, pid), blocks, tl.num_programs(0)):
+            _transform(x_ptr, v_ptr, vlo_ptr, blk % nt, blk // nt, C, H, W, TH, TW, T, sxn, sxc, sxh, sxw,
+                       pad_h, pad_w, ROUND, s, SCALED, SPLIT, BLOCK_T, BLOCK_C)
+    else:
+        if SCALED:
+            s = first_scale(tl.load(hint_ptr), LOG2_V)
+            tl.store(st_ptr + 1, s, mask=(tl.program_id(0) == 0) & (tl.program_id(1) == 0))
+        else:
+            s = 1.0
+        a = _transform(x_ptr, v_ptr, vlo_ptr, tl.program_id(0), tl.program_id(1), C, H, W, TH, TW, T, sxn, sxc,
+                       sxh, sxw, pad_h, pad_w, ROUND, s, SCALED, SPLIT, BLOCK_T, BLOCK_C)
+        if SCALED:
+            # relaxed: the next kernel reads it; nothing in this one waits on the order
+            tl.atomic_max(st_ptr, a, sem="relaxed")
 
 
 @triton.jit
@@ -249,11 +299,11 @@ def _output_transform_kernel(m_ptr, b_ptr, y_ptr, COUT: tl.constexpr, OH: tl.con
                              TH: tl.constexpr, TW: tl.constexpr, T, syn: tl.constexpr, syc: tl.constexpr,
                              syh: tl.constexpr, syw: tl.constexpr, sb: tl.constexpr,
                              HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr, POOL: tl.constexpr,
-                             lo_ptr, hi_ptr, ws_ptr, SCALED: tl.constexpr, LOG2_V: tl.constexpr,
+                             st_ptr, ws_ptr, SCALED: tl.constexpr, LOG2_V: tl.constexpr,
                              BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
     """y = act(A^T M A + bias) for tile t's 4x4 outputs, or its 2x2 windows' max/mean with POOL (1 max, 2 avg).
-    With SCALED, M was made from V and U scaled by powers of 2 (the input transform's and U's per output
-    channel, ws_ptr): A^T M A is scaled back before the bias."""
+    With SCALED, M was made from V and U scaled by powers of 2 (the input transform's, st_ptr[2], and U's per
+    output channel, ws_ptr): A^T M A is scaled back before the bias."""
     t, o, ok, n, ty, tx = _tiles(T, COUT, TH, TW, BLOCK_T, BLOCK_C)
     row = t.to(tl.int64)[:, None] * (36 * COUT) + o[None, :]
     s00, s01, s02, s03 = _m_row(m_ptr, row, COUT, 0, ok)
@@ -267,7 +317,7 @@ def _output_transform_kernel(m_ptr, b_ptr, y_ptr, COUT: tl.constexpr, OH: tl.con
     else:
         bias = tl.zeros([1, BLOCK_C], dtype=tl.float32)
     if SCALED:
-        f = tl.load(ws_ptr + o, mask=o < COUT, other=1.0)[None, :] / input_scale(lo_ptr, hi_ptr, LOG2_V)
+        f = tl.load(ws_ptr + o, mask=o < COUT, other=1.0)[None, :] / tl.load(st_ptr + 2)
     else:
         f = 1.0
     # y_ab: output pixel (a, b) of the tile
