@@ -179,8 +179,8 @@ def measured_best(input, spec, activation) -> str:
     as for fp16. F(4x4) on scaled fp16 GEMMs (kernels/winograd.py's run_steps) won the 28x28
     stage at batch 32, features.25 1.50x against 1.32x direct, and lost the 14x14 one (1.41x
     against 1.53x) and the 256-channel 56x56 one (1.21x against 1.58x) (H100, same run,
-    benchmarks/vgg19-bf16-winograd4-ab-h100.txt). With V's scale from one Triton pass
-    (winograd.finite_amax) instead of torch.aminmax it took the 14x14 stage too: features.34 at
+    benchmarks/vgg19-bf16-winograd4-ab-h100.txt). With V's scale from one Triton finite-max pass
+    instead of torch.aminmax it took the 14x14 stage too: features.34 at
     batch 32 1.59x against 1.53x direct; the 56x56 one stayed direct, 1.45x against 1.65x (H100,
     same run, benchmarks/vgg19-bf16-fused-algos-ab-h100.txt). On the H200 F(4x4) took that one too
     at batch 32: features.16 194.5 us (1.70x) against 217.6 us (1.52x) direct; at batch 1 direct

@@ -165,13 +165,16 @@ def scale_of(a, LOG2_V: tl.constexpr):
 
 
 # V's scale, checked rather than measured first (winograd4's input transform). The first pass scales
-# V by scale_of(hint, LOG2_V - HEADROOM), where the hint is the largest finite |x| that the layer's
+# V by scale_of(hint * 2**HEADROOM, LOG2_V) (first_scale), where the hint is the largest finite |x| that the layer's
 # previous call saw, and takes this call's largest finite |x| on the way; the second pass keeps V if
 # that scale lies within [s / 2**DROP, s] of the scale s the measured value asks for (so |V| stays
 # under the same bound as with s, and loses at most DROP bits of fp16's range at the bottom), and
 # otherwise writes V again with s. The input then goes through memory once, where a separate
 # finite-max pass read it twice: that pass took 16.9 / 10.8 / 4.3 us of bf16 VGG-19 features.16 /
 # .25 / .34 + pool at batch 32 (192.5 / 123.5 / 45.5 us in all; H200, scripts/kernel_times.py).
+# Same run against the pass (benchmarks/winograd4-v-scale-hint-ab-h200.txt): 191.7 -> 181.0,
+# 122.9 -> 118.8, 46.2 -> 45.5 us; at batch 1 14.8 -> 14.2, 14.7 -> 14.2, 14.2 -> 13.7. A call
+# whose hint misses pays a second transform (features.16: 240.9 us when every call misses).
 HEADROOM = 2
 DROP = 6
 # The second pass's programs per SM: where V is kept each only reads two numbers.

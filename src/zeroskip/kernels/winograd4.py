@@ -75,7 +75,9 @@ def halves_pay(spec, sms: int) -> bool:
     (49 and 16 tiles) .21 44.5 -> 36.5, .30 41.3 -> 29.5. Slower: 128 input channels (features.7
     909.3 -> 964.8 us, .10 382.4 -> 399.7 at batch 32), where the GEMMs are short and the finite-max
     pass over the input and the fp16 stores cost more than the products save, and 256 -> 256 on
-    196 tiles (features.12 at batch 1, 29.0 -> 30.1 us)."""
+    196 tiles (features.12 at batch 1, 29.0 -> 30.1 us). (Measured with a finite-max pass over the
+    input before the transform; V's scale is now checked within it (winograd.HEADROOM), which may
+    move these thresholds down. Not re-measured.)"""
     tiles = spec.batch * triton.cdiv(spec.out_h, 4) * triton.cdiv(spec.out_w, 4)
     return (spec.in_channels >= 256 and (spec.out_channels >= 512 or tiles >= MANY_TILES)
             and winograd_gemm.use_for(tiles, spec.out_channels, 36, sms))
@@ -90,8 +92,9 @@ def tf32_fp16_pays(spec) -> bool:
     features.25 (49 tiles) 27.8 -> 19.1, features.2 (3136 tiles) 45.4 -> 41.8. Slower at batch 1 on
     features.16 (256 channels, 196 tiles: 17.9 -> 19.5 us) and .7 (128 channels, 784 tiles: 23.3 ->
     26.6), where the finite-max pass over the input costs more than the GEMMs save; 2048 lies between
-    the 784 tiles that lost and the 3136 that won. (Measured with M in fp32; under a pool M is now
-    fp16 too, which was not re-measured at these thresholds.)"""
+    the 784 tiles that lost and the 3136 that won. (Measured with M in fp32 and the finite-max pass;
+    under a pool M is now fp16 too, and the pass is gone (winograd.HEADROOM): neither was
+    re-measured at these thresholds.)"""
     tiles = spec.batch * triton.cdiv(spec.out_h, 4) * triton.cdiv(spec.out_w, 4)
     return spec.in_channels >= 512 or tiles >= 2048
 
