@@ -207,6 +207,35 @@ def test_stale_hint_from_a_huge_input_costs_no_accuracy(device):
     assert rel_err(stale, reference(x, wt, None, padding=1)) <= 2 * TOL[torch.bfloat16]
 
 
+@pytest.mark.parametrize("torn", [False, True], ids=["one-hint", "two-hints"])
+def test_first_pass_programs_that_read_different_hints_are_caught(torn, device, monkeypatch):
+    """Another stream's call may rewrite the shared hint while the first pass runs, so that its
+    programs scale V differently. Simulated by raising the recorded inverse scale after the first
+    pass: the second pass must then write V again with the measured scale (4x the hint's, whose
+    first scale has 2 binades of headroom) instead of keeping it."""
+    from zeroskip.kernels import winograd4
+    real = winograd4._input_transform_kernel
+    seen = {}
+
+    class Spy:
+        def __getitem__(self, grid):
+            def launch(*args, **kw):
+                real[grid](*args, **kw)
+                if kw["SCALED"] and not kw["CHECK"]:
+                    seen["st"] = kw["st_ptr"]
+                    if torn:
+                        kw["st_ptr"][2:3].mul_(2.0)
+            return launch
+    monkeypatch.setattr(winograd4, "_input_transform_kernel", Spy())
+    wt = (torch.randn(16, 32, 3, 3) * 0.08).to(torch.bfloat16).to(device)
+    x = sparse((1, 32, 8, 8), 0.5, torch.bfloat16, device=device)
+    zeroskip.conv2d(x, wt, None, padding=1, algo="winograd4")  # sets the hint
+    out = zeroskip.conv2d(x, wt, None, padding=1, algo="winograd4")
+    st = seen["st"].cpu()
+    assert st[3].item() == (4.0 if torn else 1.0) * st[1].item()
+    assert rel_err(out, reference(x, wt, None, padding=1)) <= 2 * TOL[torch.bfloat16]
+
+
 def test_transformed_weight_is_cached_and_refreshed(device):
     from zeroskip.kernels import launch, winograd, winograd4
     wt = torch.randn(6, 5, 3, 3, device=device)

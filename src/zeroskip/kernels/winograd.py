@@ -174,7 +174,9 @@ def scale_of(a, LOG2_V: tl.constexpr):
 # .25 / .34 + pool at batch 32 (192.5 / 123.5 / 45.5 us in all; H200, scripts/kernel_times.py).
 # Same run against the pass (benchmarks/winograd4-v-scale-hint-ab-h200.txt): 191.7 -> 181.0,
 # 122.9 -> 118.8, 46.2 -> 45.5 us; at batch 1 14.8 -> 14.2, 14.7 -> 14.2, 14.2 -> 13.7. A call
-# whose hint misses pays a second transform (features.16: 240.9 us when every call misses).
+# whose hint misses pays a second transform (features.16: 240.9 us when every call misses). Calls
+# on other streams share the hint: a first pass whose programs read two values of it is caught by
+# the second pass like a miss (winograd4._input_transform_kernel).
 HEADROOM = 2
 DROP = 6
 # The second pass's programs per SM: where V is kept each only reads two numbers.
@@ -408,8 +410,9 @@ def run_steps(name, tile, input_kernel, output_kernel, blocks, u_of, x, weight, 
     m16 = v.dtype == torch.float16 and not halves and (pool_code != 0 or not tf32_fp16)
     m_dtype = torch.float16 if m16 else torch.float32
     if scaled:
-        # this call's largest finite |x|, the first pass's scale of V, the scale V has in the end
-        st = torch.zeros(3, dtype=torch.float32, device=x.device)
+        # this call's largest finite |x|, the first pass's scale of V and its inverse (the largest of
+        # those its programs used), the scale V has in the end
+        st = torch.zeros(4, dtype=torch.float32, device=x.device)
         hint = amax_hint(weight)
         # |V| <= 32.35 max|x| (B^T's largest row sum, 5.69, squared) < 2**(LOG2_V + 7) after scaling,
         # |U| < 1: for fp16 M, |M| < C 2**(LOG2_V + 7) <= 2**15 with LOG2_V = 8 - ceil(log2 C); for

@@ -214,19 +214,22 @@ def _input_transform_kernel(x_ptr, v_ptr, C: tl.constexpr, H: tl.constexpr, W: t
                             BLOCK_C: tl.constexpr):
     """V[t, 6 i + j, c] = (B^T d B)[i, j] of tile t's 6x6 patch in channel c (zeros outside the map),
     rounded to TF32 with ROUND; with SPLIT as fp16 halves, hi at v_ptr and lo at vlo_ptr.
-    With SCALED, V is times a power of 2 in two passes (winograd.HEADROOM says why). The first
-    (CHECK False, one program per block) scales by the hint's scale, records it at st_ptr[1] and
-    raises st_ptr[0] to the largest finite |x| it read. The second (CHECK True, a few programs)
-    keeps V if that scale is within DROP bits under the one st_ptr[0] asks for, else its programs
-    write every block again with the latter; it leaves the scale V has at st_ptr[2] and st_ptr[0]
-    as the next call's hint."""
+    With SCALED, V is times a power of 2 in two passes (winograd.HEADROOM says why), st_ptr holding
+    four fp32 zeros at the start. The first (CHECK False, one program per block) scales by the
+    hint's scale and raises st_ptr[0] to the largest finite |x| it read, st_ptr[1] to that scale and
+    st_ptr[2] to its inverse: a call on another stream may rewrite the hint meanwhile, and the two
+    maxima show whether every program read the same one. The second (CHECK True, a few programs)
+    keeps V if they did and the scale is within DROP bits under the one st_ptr[0] asks for, else its
+    programs write every block again with the latter; it leaves the scale V has at st_ptr[3] and
+    st_ptr[0] as the next call's hint."""
     if CHECK:
         a = tl.load(st_ptr)
         first = tl.load(st_ptr + 1)
+        same = first * tl.load(st_ptr + 2) == 1.0  # powers of 2: max s * max 1/s is 1 only if all agree
         s = scale_of(a, LOG2_V)
-        keep = (a == 0.0) | scale_fits(first, s)
+        keep = (a == 0.0) | (same & scale_fits(first, s))
         pid = tl.program_id(0)
-        tl.store(st_ptr + 2, tl.where(keep, first, s), mask=pid == 0)
+        tl.store(st_ptr + 3, tl.where(keep, first, s), mask=pid == 0)
         tl.store(hint_ptr, a, mask=(pid == 0) & (a > 0.0))
         nt = tl.cdiv(T, BLOCK_T)
         blocks = nt * tl.cdiv(C, BLOCK_C)
@@ -236,14 +239,15 @@ def _input_transform_kernel(x_ptr, v_ptr, C: tl.constexpr, H: tl.constexpr, W: t
     else:
         if SCALED:
             s = first_scale(tl.load(hint_ptr), LOG2_V)
-            tl.store(st_ptr + 1, s, mask=(tl.program_id(0) == 0) & (tl.program_id(1) == 0))
         else:
             s = 1.0
         a = _transform(x_ptr, v_ptr, vlo_ptr, tl.program_id(0), tl.program_id(1), C, H, W, TH, TW, T, sxn, sxc,
                        sxh, sxw, pad_h, pad_w, ROUND, s, SCALED, SPLIT, BLOCK_T, BLOCK_C)
         if SCALED:
-            # relaxed: the next kernel reads it; nothing in this one waits on the order
+            # relaxed: the next kernel reads them; nothing in this one waits on the order
             tl.atomic_max(st_ptr, a, sem="relaxed")
+            tl.atomic_max(st_ptr + 1, s, sem="relaxed")
+            tl.atomic_max(st_ptr + 2, 1.0 / s, sem="relaxed")
 
 
 @triton.jit
@@ -305,7 +309,7 @@ def _output_transform_kernel(m_ptr, b_ptr, y_ptr, COUT: tl.constexpr, OH: tl.con
                              st_ptr, ws_ptr, SCALED: tl.constexpr, LOG2_V: tl.constexpr,
                              BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
     """y = act(A^T M A + bias) for tile t's 4x4 outputs, or its 2x2 windows' max/mean with POOL (1 max, 2 avg).
-    With SCALED, M was made from V and U scaled by powers of 2 (the input transform's, st_ptr[2], and U's per
+    With SCALED, M was made from V and U scaled by powers of 2 (the input transform's, st_ptr[3], and U's per
     output channel, ws_ptr): A^T M A is scaled back before the bias."""
     t, o, ok, n, ty, tx = _tiles(T, COUT, TH, TW, BLOCK_T, BLOCK_C)
     row = t.to(tl.int64)[:, None] * (36 * COUT) + o[None, :]
@@ -320,7 +324,7 @@ def _output_transform_kernel(m_ptr, b_ptr, y_ptr, COUT: tl.constexpr, OH: tl.con
     else:
         bias = tl.zeros([1, BLOCK_C], dtype=tl.float32)
     if SCALED:
-        f = tl.load(ws_ptr + o, mask=o < COUT, other=1.0)[None, :] / tl.load(st_ptr + 2)
+        f = tl.load(ws_ptr + o, mask=o < COUT, other=1.0)[None, :] / tl.load(st_ptr + 3)
     else:
         f = 1.0
     # y_ab: output pixel (a, b) of the tile
