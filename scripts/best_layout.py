@@ -1,31 +1,29 @@
 """Ours against cuDNN's faster layout, per row: two `bench` result files of the same suite, ops,
 dtype and batches, one per layout (--layout nchw and --layout channels_last), combined row by row.
+(`zeroskip bench --layout both` times both layouts in one run and prints the same summary.)
 
 PYTHONPATH=src python3 scripts/best_layout.py NCHW.json CHANNELS_LAST.json
 
 For each (layer, op, batch): cuDNN's faster time of the two files against ours in either layout
-and against ours in each, with the geometric mean per batch."""
+and against ours in each, with the geometric means (zeroskip.bench.results.best_layout)."""
 import json
 import sys
 
-from zeroskip.bench.results import geomean
+from zeroskip.bench.results import best_layout
 
-
-def rows_of(path):
-    return {(r["layer"], r["op"], r["batch"]): r for r in json.load(open(path)) if r.get("ours_us")}
-
-
-a, b = (rows_of(p) for p in sys.argv[1:3])
-names = [json.load(open(p))[0]["layout"] for p in sys.argv[1:3]]
-per_batch = {}
-for key in sorted(set(a) & set(b), key=lambda k: (k[2], k[0])):
-    ra, rb = a[key], b[key]
-    cudnn = min(ra["baseline_us"], rb["baseline_us"])
-    ratios = (cudnn / min(ra["ours_us"], rb["ours_us"]), cudnn / ra["ours_us"], cudnn / rb["ours_us"])
-    per_batch.setdefault(key[2], []).append(ratios)
-    print(f"{key[0]:12s} {key[1]:11s} batch {key[2]:3d}  cuDNN {names[0]} {ra['baseline_us']:8.1f} "
-          f"{names[1]} {rb['baseline_us']:8.1f} us | ours {ra['ours_us']:8.1f} {rb['ours_us']:8.1f} us | "
-          f"best/best {ratios[0]:.2f}x  ours {names[0]} {ratios[1]:.2f}x  ours {names[1]} {ratios[2]:.2f}x")
-for batch, rs in per_batch.items():
-    print(f"batch {batch}: geomean over cuDNN's faster layout: ours in either {geomean([r[0] for r in rs]):.2f}x, "
-          f"ours in {names[0]} {geomean([r[1] for r in rs]):.2f}x, ours in {names[1]} {geomean([r[2] for r in rs]):.2f}x")
+rows = [r for p in sys.argv[1:3] for r in json.load(open(p))]
+by = {}
+for r in rows:
+    if r.get("ours_us") and r.get("baseline_us"):
+        by.setdefault((r["batch"], r["layer"], r["op"]), {})[r["layout"]] = r
+for (batch, layer, op), p in sorted(by.items()):
+    if len(p) == 2:
+        a, b = p["nchw"], p["channels_last"]
+        cudnn = min(a["baseline_us"], b["baseline_us"])
+        print(f"{layer:12s} {op:11s} batch {batch:3d}  cuDNN nchw {a['baseline_us']:8.1f} channels_last "
+              f"{b['baseline_us']:8.1f} us | ours {a['ours_us']:8.1f} {b['ours_us']:8.1f} us | best/best "
+              f"{cudnn / min(a['ours_us'], b['ours_us']):.2f}x  ours nchw {cudnn / a['ours_us']:.2f}x  "
+              f"ours channels_last {cudnn / b['ours_us']:.2f}x")
+for (suite, op, dtype, batch, algo), (n, either, nchw, cl) in best_layout(rows).items():
+    print(f"batch {batch}: geomean over cuDNN's faster layout ({n} layers): ours in either {either:.2f}x, "
+          f"ours in nchw {nchw:.2f}x, ours in channels_last {cl:.2f}x")

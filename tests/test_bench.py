@@ -219,6 +219,8 @@ def test_replicate_cases(data):
                                       (["bench", "--algo", "fast"], "--algo"),
                                       (["bench", "--data", "/no/such/folder"], "--data"),
                                       (["sweep", "--sparsities", "0.5,2"], "--sparsities"),
+                                      (["sweep", "--layout", "both"], "--layout"),
+                                      (["bench", "--model", "vgg19", "--layout", "both"], "--layout"),
                                       (["replicate", "--dtype", "bf16"], "--dtype")])
 def test_cli_bad_arguments(argv, arg, capsys):
     with pytest.raises(SystemExit) as exc:
@@ -273,8 +275,27 @@ def test_layout_separates_tables(capsys):
     assert "fp32 nchw batch 4 algo auto: 2.00x" in out and "fp32 channels_last batch 4 algo auto: 4.00x" in out
 
 
+def test_best_layout_summary(capsys):
+    """Rows timed in both layouts: per layer cuDNN's faster time against ours in its faster layout
+    and in each; a layer timed in one layout only is left out of that line."""
+    a, b, c = load_suite("vgg19")[1:4]
+    rows = [dict(fake_row(ours=50.0, base=100.0, layer=a), layout="nchw"),
+            dict(fake_row(ours=40.0, base=60.0, layer=a), layout="channels_last"),
+            dict(fake_row(ours=10.0, base=30.0, layer=b), layout="nchw"),
+            dict(fake_row(ours=20.0, base=50.0, layer=b), layout="channels_last"),
+            dict(fake_row(ours=1.0, base=99.0, layer=c), layout="nchw")]
+    (n, either, nchw, cl), = run.best_layout(rows).values()
+    # cuDNN's best: 60 and 30 us; ours' best: 40 and 10 us
+    assert n == 2 and math.isclose(either, (1.5 * 3.0) ** 0.5) and math.isclose(nchw, (1.2 * 3.0) ** 0.5)
+    assert math.isclose(cl, 1.5)
+    run.print_table(rows)
+    assert "ours in its faster layout 2.12x, in nchw 1.90x, in channels_last 1.50x over 2 layers" in capsys.readouterr().out
+    assert run.best_layout(rows[:1] + rows[4:]) == {}
+
+
 def test_cli_layout_option():
     parser = cli.build_parser()
+    assert parser.parse_args(["bench", "--layout", "both"]).layout == "both"
     assert parser.parse_args(["bench"]).layout == "auto"
     assert parser.parse_args(["sweep", "--layout", "channels_last"]).layout == "channels_last"
     with pytest.raises(SystemExit):
@@ -353,3 +374,20 @@ def test_a_stopped_run_keeps_its_rows(tmp_path, monkeypatch, capsys):
     assert len(rows) == 2 and path.with_suffix(".csv").read_text().count("\n") == 3
     out = capsys.readouterr().out
     assert f"stopped: what was measured so far (2) is in {path}" in out and "1.50x" in out
+
+
+def test_bench_layout_both_times_each_layer_in_both(tmp_path, monkeypatch, capsys, data):
+    """`bench --layout both`: every suite, batch and dtype once in NCHW and once in channels_last, and
+    the summary's line against cuDNN's faster layout (GPU parts faked)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    layouts = []
+
+    def fake_suite(suite, batch, dtype, ops, algos, data, torch_compile, layout, progress, rows):
+        layouts.append(layout)
+        ours = 40.0 if layout == "channels_last" else 50.0
+        rows.append(dict(fake_row(ours=ours, base=100.0), layout=layout))
+    monkeypatch.setattr(run, "run_suite", fake_suite)
+    assert cli.main(["bench", "--suite", "vgg19", "--batch", "1,32", "--layout", "both", "--data", str(data),
+                     "--out", str(tmp_path), "--no-progress"]) == 0
+    assert layouts == ["nchw", "channels_last"] * 2
+    assert "ours in its faster layout 2.50x, in nchw 2.00x, in channels_last 2.50x over 1 layers" in capsys.readouterr().out

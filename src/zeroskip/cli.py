@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"suite(s) among {', '.join(SUITES)}: repeat or comma list (default vgg19)")
     b.add_argument("--ops", action="append", type=_choices("op", OP_NAMES), help="conv2d, conv2d_pool (default both)")
     common(b)
-    layout_option(b)
+    layout_option(b, both=True)
     b.add_argument("--compile", action="store_true", help="also time torch.compile of the baseline (max-autotune tuning; the harness adds the CUDA graph)")
     b.add_argument("--png", action="store_true",
                    help="also draw speedups per layer (needs matplotlib); with --model one plot per model, batch, "
@@ -88,10 +88,13 @@ def progress_option(sp):
                          "result files are the same either way)")
 
 
-def layout_option(sp):
-    sp.add_argument("--layout", choices=("auto", "nchw", "channels_last"), default="auto",
+def layout_option(sp, both=False):
+    sp.add_argument("--layout", choices=("auto", "nchw", "channels_last") + (("both",) if both else ()),
+                    default="auto",
                     help="memory format of input and weight on both sides (default auto: channels_last "
-                         "for fp16/bf16, NCHW for fp32/tf32)")
+                         "for fp16/bf16, NCHW for fp32/tf32)" + (
+                             "; both: every layer in NCHW and in channels_last, and the summary also "
+                             "sets ours against cuDNN's faster layout per layer" if both else ""))
 
 
 def model_options(sp):
@@ -117,6 +120,8 @@ def main(argv=None) -> int:
     if command == "profile":
         return profile(parser, args)
     if command == "bench" and args.model:
+        if args.layout != "auto":
+            parser.error("argument --layout: not allowed with --model")
         return bench_models(parser, args, gpu)
     for flag in ("plan", "weights", "image_size"):
         if getattr(args, flag, None):

@@ -153,9 +153,10 @@ def bench_suites(args, data) -> int:
         for suite in _flat(args.suite, ["vgg19"]):
             for batch in batches:
                 for dtype in dtypes:
-                    run.run_suite(suite, batch, dtype, ops=_flat(args.ops, OP_NAMES), algos=_flat(args.algo, ["auto"]),
-                                  data=data, torch_compile=args.compile, layout=args.layout,
-                                  progress=_progress(args), rows=rows)
+                    for layout in ("nchw", "channels_last") if args.layout == "both" else (args.layout,):
+                        run.run_suite(suite, batch, dtype, ops=_flat(args.ops, OP_NAMES),
+                                      algos=_flat(args.algo, ["auto"]), data=data, torch_compile=args.compile,
+                                      layout=layout, progress=_progress(args), rows=rows)
     run.write_results(rows, path)
     run.print_table(rows)
     if args.png:

@@ -67,6 +67,27 @@ def geomean(values):
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
 
 
+def best_layout(rows) -> dict:
+    """For each (suite, op, dtype, batch, algo) with layers timed in both NCHW and channels_last:
+    (layers, and geometric means of cuDNN's faster time of the two per layer over ours in its faster
+    layout, ours in NCHW, ours in channels_last). cuDNN's best layout depends on the dtype and the
+    batch (TF32 on an H200: NCHW at batch 1, channels_last at batch 32; BENCHMARKS.md)."""
+    pairs = {}
+    for r in rows:
+        if r.get("ours_us") and r.get("baseline_us") and r.get("layout") in ("nchw", "channels_last"):
+            key = (r["suite"], r["op"], r["dtype"], r["batch"], r["algo"])
+            pairs.setdefault(key, {}).setdefault(r["layer"], {})[r["layout"]] = r
+    out = {}
+    for key, layers in pairs.items():
+        both = [(p["nchw"], p["channels_last"]) for p in layers.values() if len(p) == 2]
+        if both:
+            cudnn = [min(a["baseline_us"], b["baseline_us"]) for a, b in both]
+            out[key] = (len(both), geomean([c / min(a["ours_us"], b["ours_us"]) for c, (a, b) in zip(cudnn, both)]),
+                        geomean([c / a["ours_us"] for c, (a, _) in zip(cudnn, both)]),
+                        geomean([c / b["ours_us"] for c, (_, b) in zip(cudnn, both)]))
+    return out
+
+
 def _algo_cell(row) -> str:
     """The row's algo, with what "auto" ran when compare() noted it (auto:winograd)."""
     ran = [n[len("auto ran "):] for n in row.get("notes") or () if n.startswith("auto ran ")]
@@ -94,6 +115,12 @@ def print_table(rows) -> None:
         extra = f", vs torch.compile {comp:.2f}x" if comp else ""
         print(f"  {suite} {op} {dtype}{' ' + layout if layout else ''} batch {batch} algo {algo}: "
               f"{_fmt(geomean([r['speedup'] for r in g]), '.2f')}x over {len(g)} layers{extra}")
+    best = best_layout(rows)
+    if best:
+        print("\nagainst cuDNN's faster layout per layer (rows timed in both layouts)")
+        for (suite, op, dtype, batch, algo), (n, either, nchw, cl) in best.items():
+            print(f"  {suite} {op} {dtype} batch {batch} algo {algo}: ours in its faster layout {either:.2f}x, "
+                  f"in nchw {nchw:.2f}x, in channels_last {cl:.2f}x over {n} layers")
     failed = [r for r in rows if not r["ok"]]
     if failed:
         print(f"  {len(failed)} row(s) failed the accuracy check or did not run: "

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 # plot and results names stay importable from here (zeroskip.bench.run's API)
 from ..progress import bar, echo
 from .plot import plot_speedups, plot_sweep  # noqa: F401
-from .results import FIELDS, TOLERANCE, geomean, make_row, print_table, write_results  # noqa: F401
+from .results import FIELDS, TOLERANCE, best_layout, geomean, make_row, print_table, write_results  # noqa: F401
 from .suites import Layer, load_suite
 from .timing import measure_same
 
@@ -102,7 +102,7 @@ def operands(layer: Layer, x: torch.Tensor, dtype: str, layout: str = "auto"):
     """Weights randn * sqrt(2 / fan_in), bias randn * 0.01. Input and weight channels_last when
     layout says so; "auto" means channels_last for fp16/bf16 (cuDNN's best there) and NCHW for
     fp32/tf32 (PyTorch's default; cuDNN's best for fp32, but with TF32 cuDNN ran VGG-19's stages
-    faster in channels_last at batch 32 on an H200: time both layouts there, BENCHMARKS.md)."""
+    faster in channels_last at batch 32 on an H200: time both there, `bench --layout both`)."""
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     fan_in = layer.in_channels // layer.groups * layer.kernel[0] * layer.kernel[1]
