@@ -13,8 +13,7 @@ import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-from zeroskip.kernels import (ecr_index, im2col, implicit_gemm, layout, persistent, winograd, winograd4,  # noqa: E402
-                              winograd_gemm)
+from zeroskip.kernels import ecr_index, im2col, implicit_gemm, layout, winograd, winograd4, winograd_gemm  # noqa: E402
 
 TARGET = GPUTarget("cuda", 90, 32)
 
@@ -71,13 +70,6 @@ if __name__ == "__main__":
         kernel = compile_variant(implicit_gemm._conv_kernel, dtype, consts)
         print("conv", dtype, {k: consts[k] for k in ("ACTIVATION", "POOL", "SKIP", "PRECISION")},
               len(kernel.asm["cubin"]), "bytes")
-    # the persistent form: its tile and reduction loops flattened into one pipelined loop
-    for dtype, consts in (("bf16", dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=64)),
-                          ("fp32", dict(PRECISION="tf32", BLOCK_M=128, BLOCK_N=128, BLOCK_K=32, POOL=0, WIN_P2=1))):
-        keep = {k: v for k, v in BASE.items() if k in persistent._conv_persistent_kernel.arg_names}
-        pk = compile_variant(persistent._conv_persistent_kernel, dtype, dict(keep, G=1, PER_SM=2, **consts),
-                             8 if consts["BLOCK_N"] == 128 else 4, **CHANNELS_LAST)
-        print("persistent conv", dtype, len(pk.asm["cubin"]), "bytes")
     reduce = compile_variant(implicit_gemm._split_reduce_kernel, "fp16",
                              dict(HAS_BIAS=True, ACTIVATION=1, POOL=1, WIN_P2=4, OUT_VEC=4, BLOCK_M=64, BLOCK_N=64))
     print("split-K reduce fp16", len(reduce.asm["cubin"]), "bytes")

@@ -9,7 +9,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from ..dispatch import interpreting
 from ..geometry import MAX_WINDOW
-from . import ecr_index, im2col, implicit_gemm as ig, layout, persistent, split_k, winograd, winograd4, winograd_gemm
+from . import ecr_index, im2col, implicit_gemm as ig, layout, split_k, winograd, winograd4, winograd_gemm
 
 _ACT = {None: 0, "relu": 1, "relu6": 2}
 WINOGRAD = {"winograd": winograd, "winograd4": winograd4}
@@ -259,28 +259,6 @@ class _Launch:
         kernel[grid](self.x, self.w, self.w_lo, self.b, self.y, self.y, self.y, *self.sizes, 0, 1, 0, *self._strides(),
                      *self.conv_geometry, *self.pool_geometry, SKIP=False, NCH_P2=1, PARTIAL=False,
                      **self.switches)
-
-    def persistent(self, programs: int | None = None):
-        """The dense conv on persistent programs (kernels/persistent.py): PER_SM per SM, or `programs`
-        (tests: fewer programs than tiles, so each walks several)."""
-        if self.switches["PRECISION"] == "3xtf32":
-            raise ValueError("the persistent conv runs one product per chunk, not precision '3xtf32'")
-        win, spec = self.spec.window_rows, self.spec
-        sms = split_k.sm_count(self.x.device)
-
-        def grid(meta):
-            tiles = (triton.cdiv(self.m_total, meta["BLOCK_M"] // win)
-                     * triton.cdiv(spec.out_per_group, meta["BLOCK_N"]) * spec.groups)
-            return (min(tiles, programs or meta["PER_SM"] * sms),)
-        args = (self.x, self.w, self.b, self.y, *self.sizes, spec.groups, *self._strides(), *self.conv_geometry,
-                *self.pool_geometry)
-        switches = {k: v for k, v in self.switches.items() if k != "RUNNING"}
-        if interpreting():  # one config: the interpreter cannot time them
-            meta = dict(BLOCK_M=max(128, win), BLOCK_N=64, BLOCK_K=64, PER_SM=1)
-            persistent._conv_persistent_kernel[grid(meta)](*args, **switches, **meta, num_warps=1, num_stages=1)
-            return
-        kernel = persistent._tuned_16 if self.x.dtype != torch.float32 else persistent._tuned_tf32
-        kernel[grid](*args, **switches)
 
     def fixed(self, cfg: Config, split: int = 1, flags=None):
         spec, win = self.spec, self.spec.window_rows
