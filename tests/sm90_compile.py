@@ -138,18 +138,6 @@ if __name__ == "__main__":
                                       BLOCK_M=tiles[0], BLOCK_N=tiles[1], BLOCK_K=tiles[2]), tiles[3], div16=("T",),
                                  ptrs={"m_ptr": "*fp32"} if prec in ("3xfp16", "ieee-m32") else None)
     print("winograd GEMMs", len(wg.asm["cubin"]), "bytes")
-    # ... and their 16-bit form on tensor descriptors (TMA), M in the operands' dtype or fp32
-    names = list(winograd_gemm._gemm_tma_kernel.arg_names)
-    for dtype, m_dtype, (bm, bn, bk, warps, stages) in (("fp16", "fp16", (128, 64, 64, 4, 4)),
-                                                        ("fp16", "fp32", (128, 256, 64, 8, 3)),
-                                                        ("bf16", "bf16", (64, 128, 64, 4, 4))):
-        consts = dict(C=256, CO=256, UPCAST=False, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
-        sig = dict({n: "constexpr" for n in consts}, T="i32", v_desc=f"tensordesc<{dtype}[{bm}, 1, {bk}]>",
-                   u_desc=f"tensordesc<{dtype}[1, {bn}, {bk}]>", m_ptr=f"*{m_dtype}")
-        src = ASTSource(fn=winograd_gemm._gemm_tma_kernel, signature=sig,
-                        constexprs={(names.index(k),): v for k, v in consts.items()})
-        wt = triton.compile(src, target=TARGET, options=dict(num_warps=warps, num_stages=stages))
-    print("winograd GEMMs on TMA", len(wt.asm["cubin"]), "bytes")
     tl = compile_variant(layout._to_channels_last_kernel, "fp32", dict(BLOCK_C=64, BLOCK_P=64), 4)
     print("NCHW -> channels_last copy", len(tl.asm["cubin"]), "bytes")
     print("all compiled for sm_90")

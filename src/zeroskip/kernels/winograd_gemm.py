@@ -23,7 +23,6 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from triton.tools.tensor_descriptor import TensorDescriptor
 
 from .implicit_gemm import _configs, _dot_3xtf32, _dot_3xtf32_running
 from .split_k import DISK_CACHE, graph_ms
@@ -83,48 +82,6 @@ def _gemm_kernel(
     tl.store(out, acc.to(m_ptr.dtype.element_ty), mask=rmask[:, None] & cmask[None, :])
 
 
-@triton.jit
-def _gemm_tma_kernel(
-    # tensor descriptors: V as [T, P, C], U as [P, C_out, C]; M's pointer ([T][P][C_out] memory)
-    v_desc, u_desc, m_ptr,
-    # sizes: tiles (rows; also the tuning key), input and output channels
-    T, C: tl.constexpr, CO: tl.constexpr,
-    # constexpr switches
-    UPCAST: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-):
-    """_gemm_kernel's 16-bit products with the operand tiles moved by the tensor-memory
-    accelerator: one instruction per tile instead of per-thread addresses and masks; rows past T
-    and channels past C read as zeros. M is stored from registers: the same kernel storing through
-    a descriptor gave wrong tiles now and then with 128- and 256-wide tiles (Triton 3.6, H200)."""
-    p = tl.program_id(2)
-    r0 = tl.program_id(0) * BLOCK_M
-    o0 = tl.program_id(1) * BLOCK_N
-    acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
-    for k0 in range(0, C, BLOCK_K):
-        a = v_desc.load([r0, p, k0]).reshape(BLOCK_M, BLOCK_K)
-        b = u_desc.load([p, o0, k0]).reshape(BLOCK_N, BLOCK_K)
-        if UPCAST:  # the interpreter's bf16 dot is wrong
-            a = a.to(tl.float32)
-            b = b.to(tl.float32)
-        acc = tl.dot(a, b.T, acc)
-    rows = r0 + tl.arange(0, BLOCK_M)
-    cols = o0 + tl.arange(0, BLOCK_N)
-    out = m_ptr + (rows.to(tl.int64) * (tl.num_programs(2) * CO) + p * CO)[:, None] + cols[None, :]
-    tl.store(out, acc.to(m_ptr.dtype.element_ty), mask=(rows < T)[:, None] & (cols < CO)[None, :])
-
-
-def _tma_blocks(nargs):
-    """Each config's tiles as the descriptors' boxes (the autotuner calls this before every launch)."""
-    bm, bn, bk = nargs["BLOCK_M"], nargs["BLOCK_N"], nargs["BLOCK_K"]
-    nargs["v_desc"].block_shape = [bm, 1, bk]
-    nargs["u_desc"].block_shape = [1, bn, bk]
-
-
-def tma_fits(v, u) -> bool:
-    """Whether descriptors can describe V and U: 16-byte aligned bases and row strides."""
-    return all(t.data_ptr() % 16 == 0 for t in (v, u)) and (u.shape[1] * v.element_size()) % 16 == 0
-
-
 _KEY = ["T", "C", "CO", "P", "PRECISION"]
 _TUNE = dict(key=_KEY, do_bench=graph_ms, **DISK_CACHE)
 # 3xTF32, F(4x4), batch 32 (H200, do_bench, per kernel): 64x128x32 on 4 warps, 3 stages, was fastest on
@@ -145,12 +102,6 @@ _tuned_tf32 = triton.autotune(configs=_configs([
 _tuned_16 = triton.autotune(configs=_configs([
     (128, 128, 64, 8, 3), (128, 256, 64, 8, 3), (64, 128, 64, 4, 3), (128, 64, 64, 4, 4),
 ]), **_TUNE)(_gemm_kernel)
-# The same tiles through the tensor-memory accelerator (more stages: a TMA tile costs no registers).
-_tuned_16_tma = triton.autotune(configs=[
-    triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=w, num_stages=st, pre_hook=_tma_blocks)
-    for m, n, k, w, st in ((128, 128, 64, 8, 3), (128, 256, 64, 8, 3), (64, 128, 64, 4, 3), (128, 64, 64, 4, 4),
-                           (128, 128, 64, 4, 4), (128, 128, 64, 8, 4), (256, 128, 64, 8, 3))
-], key=["T", "C", "CO"], do_bench=graph_ms, **DISK_CACHE)(_gemm_tma_kernel)
 
 # Three fp16 products (two accumulators): shared memory per stage is 3xTF32's at the same BLOCK_K
 # (two 2-byte operands per 4-byte one). 128x256 tiles spilled (255 registers, 1 KB of stack; the
@@ -189,17 +140,6 @@ def gemm(v, u, u_lo, m, precision: str, interpreting: bool = False, v_lo=None) -
     c = u.shape[1]
     positions = pc // c
     cout = pcout // positions
-    if precision == "ieee" and tma_fits(v, u):
-        descs = (TensorDescriptor(v, [tiles, positions, c], [pc, c, 1], [128, 1, 64]),
-                 TensorDescriptor(u, [positions, cout, c], [cout * c, c, 1], [1, 64, 64]), m)
-        if interpreting:
-            grid = (triton.cdiv(tiles, 128), triton.cdiv(cout, 64), positions)
-            _gemm_tma_kernel[grid](*descs, tiles, c, cout, UPCAST=v.dtype == torch.bfloat16, BLOCK_M=128, BLOCK_N=64,
-                                   BLOCK_K=64, num_warps=1, num_stages=1)
-            return m
-        grid = lambda meta: (triton.cdiv(tiles, meta["BLOCK_M"]), triton.cdiv(cout, meta["BLOCK_N"]), positions)  # noqa: E731
-        _tuned_16_tma[grid](*descs, tiles, c, cout, UPCAST=False)
-        return m
     args = (v, v if v_lo is None else v_lo, u, u_lo, m, tiles, c, cout, positions)
     running = precision in ("3xtf32", "3xfp16") and c <= RUNNING_MAX_C
     if interpreting:
