@@ -107,3 +107,39 @@ def test_tf32_fp16_gemms_where_measured_faster(batch, c, hw, want):
     spec = ConvSpec(batch=batch, in_channels=c, height=hw, width=hw, out_channels=c, groups=1, kernel_h=3,
                     kernel_w=3, stride_h=1, stride_w=1, pad_h=1, pad_w=1, dil_h=1, dil_w=1, out_h=hw, out_w=hw)
     assert winograd4.tf32_fp16_pays(spec) is want
+
+
+# Each tuner's products, and the error the config must stay under against float64 (TF32 reads 10
+# mantissa bits of operands that have 23; the others multiply exactly and sum in fp32).
+_TUNERS = {"_tuned_16": ("ieee", torch.float16, 1e-5), "_tuned_tf32": ("tf32", torch.float32, 2e-3),
+           "_tuned_32": ("3xtf32", torch.float32, 1e-5), "_tuned_3x16": ("3xfp16", torch.float16, 1e-5)}
+
+
+@pytest.mark.parametrize("tuner", sorted(_TUNERS))
+def test_every_tile_config_at_vgg_size(tuner, device):
+    """Every config an autotuner may pick, run alone twice on VGG-19 features.25's F(4x4) GEMMs at
+    batch 32 (1568 tiles, 512 channels): the small shapes above run only the config a tuner picks,
+    and a kernel whose tiles came out wrong now and then at this size only (TMA operand loads,
+    benchmarks/winograd-gemm-tma-ab-h200.txt) passed them. GPU only: the interpreter would take hours."""
+    if device == "cpu":
+        pytest.skip("GPU sizes")
+    import triton
+    from zeroskip.kernels import launch, winograd_gemm
+    prec, dtype, tol = _TUNERS[tuner]
+    tiles, c, cout, positions = 1568, 512, 512, 36
+    v, u = _operands(tiles, c, cout, positions, torch.float64 if prec == "3xfp16" else dtype, device)
+    want = _expected(v, u, positions)
+    v_lo = u_lo = None
+    if prec == "3xfp16":
+        (v, v_lo), (u, u_lo) = ((t.half(), (t - t.half().double()).half()) for t in (v, u))
+    elif prec == "3xtf32":
+        u, u_lo = launch.split_weight(u)
+    kernel = getattr(winograd_gemm, tuner)
+    for cfg in kernel.configs:
+        for _ in range(2):
+            m = torch.full((1, tiles, 1, positions * cout), float("nan"), device=device).permute(0, 3, 1, 2)
+            grid = (triton.cdiv(tiles, cfg.kwargs["BLOCK_M"]), triton.cdiv(cout, cfg.kwargs["BLOCK_N"]), positions)
+            kernel.fn[grid](v, v if v_lo is None else v_lo, u, u if u_lo is None else u_lo, m, tiles, c, cout,
+                            positions, PRECISION=prec, UPCAST=False, RUNNING=prec in ("3xtf32", "3xfp16"),
+                            **cfg.kwargs, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+            assert rel_err(m, want) <= tol, (tuner, str(cfg))
