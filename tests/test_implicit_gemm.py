@@ -254,3 +254,29 @@ def test_running_sums_only_for_short_fp32_reductions(cin, kernel, algo, tf32, wa
     prec = launch.precision(algo, x.dtype)
     run = launch._Launch(x, w, w, x, x, spec, None, algo, prec, False)
     assert run.switches["RUNNING"] is want
+
+
+@pytest.mark.parametrize("tuner, dtype, tf32", [("_conv_tuned_16", torch.float16, False),
+                                                ("_conv_tuned_16", torch.bfloat16, False),
+                                                ("_conv_tuned_32", torch.float32, False),
+                                                ("_conv_tuned_tf32", torch.float32, True)])
+def test_every_tile_config_at_vgg_size(tuner, dtype, tf32, device, monkeypatch):
+    """Every config the dense path's tuner may pick, run alone on a VGG-19 conv + relu + pool (256
+    channels, 28x28, batch 4, channels_last): other tests run only the config a tuner picks. GPU
+    only: the interpreter would take hours."""
+    if device == "cpu":
+        pytest.skip("GPU sizes")
+    from helpers import TOL_TF32
+    from zeroskip.kernels import implicit_gemm
+    launch = _kernels()
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", tf32)
+    x = sparse((4, 256, 28, 28), 0.5, dtype, device).contiguous(memory_format=torch.channels_last)
+    w = (torch.randn(256, 256, 3, 3, device=device) / 48).to(dtype).contiguous(memory_format=torch.channels_last)
+    b = torch.randn(256, device=device).to(dtype)
+    spec = with_pool(check_conv(x, w, b, 1, 1, 1, 1), "max", 2, 2, 0)
+    ref = reference(x, w, b, 1, 1, 1, 1, "relu", "max", 2, 2, 0)
+    for cfg in getattr(implicit_gemm, tuner).configs:
+        k = cfg.kwargs
+        out = launch.conv(x, w, b, spec, "relu", "igemm", launch.Config(k["BLOCK_M"], k["BLOCK_N"], k["BLOCK_K"],
+                                                                       cfg.num_warps, cfg.num_stages), skip=False)
+        assert rel_err(out, ref) <= (TOL_TF32 if tf32 else TOL[dtype]), str(cfg)
