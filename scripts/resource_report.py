@@ -14,7 +14,7 @@ from pathlib import Path
 root = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(root / "tests"), str(root / "src")]
 import sm90_compile as c  # noqa: E402
-from zeroskip.kernels import implicit_gemm as ig, winograd, winograd4, winograd_gemm as wg  # noqa: E402
+from zeroskip.kernels import implicit_gemm as ig, persistent_gemm, winograd, winograd4, winograd_gemm as wg  # noqa: E402
 from zeroskip.kernels.layout import _to_channels_last_kernel  # noqa: E402
 
 CUOBJDUMP = os.path.join(os.path.dirname(c.triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
@@ -74,6 +74,12 @@ for dtype, prec, kernel in (("fp32", "3xtf32", wg._tuned_32), ("fp32", "tf32", w
                                      ptrs={"m_ptr": "*fp32"} if prec in ("3xfp16", "ieee-m32") else None)
         print(f"winograd GEMM {prec} BM={k['BLOCK_M']} BN={k['BLOCK_N']} BK={k['BLOCK_K']} warps={cfg.num_warps} "
               f"stages={cfg.num_stages}: {usage(compiled)}")
+# the persistent 16-bit GEMMs on pointers (the TMA kernel takes descriptors, which compile_variant cannot type)
+for m, n, bk, warps, stages, per_sm in persistent_gemm.TILES:
+    compiled = c.compile_variant(persistent_gemm._pointer_kernel, "fp16",
+                                 dict(C=512, CO=512, P=36, UPCAST=False, BLOCK_M=m, BLOCK_N=n, BLOCK_K=bk, STAGES=stages,
+                                      PER_SM=per_sm), warps, stages, div16=("T",))
+    print(f"persistent winograd GEMM BM={m} BN={n} BK={bk} warps={warps} stages={stages}: {usage(compiled)}")
 
 # the NCHW -> channels_last copy (kernels/layout.py) at its launch block
 kernel = c.compile_variant(_to_channels_last_kernel, "fp32", dict(BLOCK_C=64, BLOCK_P=64), 4, 1)

@@ -3,7 +3,7 @@
 The dense path is launched with fixed tiles (one per tile shape the autotuner may pick), since
 autotuning under memcheck takes minutes; the kernel code is the same.
 
-python scripts/sanitize_kernels.py [PART ...]   PART: direct, winograd, gemm, im2col, tf32 (default all)"""
+python scripts/sanitize_kernels.py [PART ...]   PART: direct, winograd, gemm, pgemm, im2col, tf32 (default all)"""
 import sys
 import torch
 sys.path.insert(0, "src")
@@ -11,7 +11,7 @@ import zeroskip
 from zeroskip.geometry import check_conv, with_pool
 from zeroskip.kernels import launch as ig
 
-PARTS = sys.argv[1:] or ["direct", "winograd", "gemm", "im2col", "tf32"]
+PARTS = sys.argv[1:] or ["direct", "winograd", "gemm", "pgemm", "im2col", "tf32"]
 
 
 def direct():
@@ -42,6 +42,35 @@ def _halves_gemm(v, u, m_dtype, v_lo, u_lo):
         v, v_lo, u, u_lo, m, tiles, c, u.shape[0] // pos, pos, PRECISION="3xfp16", UPCAST=False, RUNNING=True,
         BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, num_warps=4, num_stages=3)
     return m
+
+
+def persistent_gemm():
+    # the 16-bit Winograd GEMMs' persistent kernels, every tile config alone, on sizes that fill no
+    # tile (rows, output channels); 96 channels (no multiple of 64) take the pointer kernel
+    from triton.tools.tensor_descriptor import TensorDescriptor
+    from zeroskip.kernels import persistent_gemm as pg
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    for dtype in (torch.float16, torch.bfloat16):
+        for tiles, c, cout in ((300, 128, 40), (77, 96, 200)):
+            v = torch.randn(tiles, 36, c, device="cuda").to(dtype)
+            u = torch.randn(36, cout, c, device="cuda").to(dtype)
+            m = torch.empty(tiles, 36, cout, device="cuda", dtype=dtype)
+            want = torch.einsum("tpc,poc->tpo", v.float(), u.float())
+            for cfg in pg._tuned_pointer.configs:
+                k = cfg.kwargs
+                ops = (v, u)
+                if pg.tma_fits(v, u.view(36 * cout, c)):
+                    kernel = pg._tma_kernel
+                    ops = (TensorDescriptor(v, [tiles, 36 * c], [36 * c, 1], [k["BLOCK_M"], k["BLOCK_K"]]),
+                           TensorDescriptor(u, [36 * cout, c], [c, 1], [k["BLOCK_N"], k["BLOCK_K"]]))
+                else:
+                    kernel = pg._pointer_kernel
+                n = -(-tiles // k["BLOCK_M"]) * -(-cout // k["BLOCK_N"]) * 36
+                kernel[(min(n, sms * k["PER_SM"]),)](*ops, m, tiles, c, cout, 36, UPCAST=False, **k,
+                                                     num_warps=cfg.num_warps)
+                assert ((m.float() - want).norm() / want.norm()).item() < 1e-2, (dtype, tiles, c, cout, str(cfg))
+    torch.cuda.synchronize()
+    print("sanitize persistent GEMMs done")
 
 
 def winograd_steps():
@@ -160,7 +189,8 @@ def tf32_paths():
     print("sanitize tf32 done")
 
 
-for part, run in (("direct", direct), ("winograd", winograd_steps), ("gemm", gemm), ("im2col", im2col_kernel),
+for part, run in (("direct", direct), ("winograd", winograd_steps), ("gemm", gemm), ("pgemm", persistent_gemm),
+                  ("im2col", im2col_kernel),
                   ("tf32", tf32_paths)):
     if part in PARTS:
         run()

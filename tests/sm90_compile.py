@@ -137,6 +137,14 @@ if __name__ == "__main__":
                                  dict(C=c, CO=co, P=36, PRECISION=prec.split("-")[0], UPCAST=False, RUNNING=running,
                                       BLOCK_M=tiles[0], BLOCK_N=tiles[1], BLOCK_K=tiles[2]), tiles[3], div16=("T",),
                                  ptrs={"m_ptr": "*fp32"} if prec in ("3xfp16", "ieee-m32") else None)
+    from zeroskip.kernels import persistent_gemm
+    for dtype, m_ptr, tiles in (("fp16", "*fp16", persistent_gemm.TILES[0]), ("bf16", "*bf16", persistent_gemm.TILES[1]),
+                                ("fp16", "*fp32", persistent_gemm.TILES[0])):  # fp32 M: TF32 on, fp16 V and U
+        for c, co in ((512, 512), (112, 24)):
+            wg = compile_variant(persistent_gemm._pointer_kernel, dtype,
+                                 dict(C=c, CO=co, P=36, UPCAST=False, BLOCK_M=tiles[0], BLOCK_N=tiles[1],
+                                      BLOCK_K=tiles[2], STAGES=tiles[4], PER_SM=tiles[5]), tiles[3], div16=("T",),
+                                 ptrs={"m_ptr": m_ptr})
     print("winograd GEMMs", len(wg.asm["cubin"]), "bytes")
     tl = compile_variant(layout._to_channels_last_kernel, "fp32", dict(BLOCK_C=64, BLOCK_P=64), 4)
     print("NCHW -> channels_last copy", len(tl.asm["cubin"]), "bytes")

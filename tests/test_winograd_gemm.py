@@ -21,8 +21,10 @@ def _expected(v, u, positions):
 
 
 # 520 input channels: past RUNNING_MAX_C, the 3xTF32 chunks summed on the CUDA cores
+# 128 input channels: 16-bit products on the TMA kernel (persistent_gemm.tma_fits), 40 outputs past
+# which its U tiles read the next position's weights; the others on pointers
 @pytest.mark.parametrize("tiles, c, cout, positions", [(130, 40, 70, 16), (7, 96, 24, 36), (200, 3, 5, 36),
-                                                      (20, 520, 24, 4)], ids=str)
+                                                      (20, 520, 24, 4), (70, 128, 40, 36)], ids=str)
 @pytest.mark.parametrize("dtype, m_dtype, tol", [
     (torch.float32, torch.float32, 1e-6),    # 3xTF32: fp32-accurate
     (torch.float16, torch.float32, 1e-6),    # exact products of the 16-bit operands, fp32 sums
@@ -143,3 +145,55 @@ def test_every_tile_config_at_vgg_size(tuner, device):
                             positions, PRECISION=prec, UPCAST=False, RUNNING=prec in ("3xtf32", "3xfp16"),
                             **cfg.kwargs, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
             assert rel_err(m, want) <= tol, (tuner, str(cfg))
+
+
+@pytest.mark.parametrize("dtype, m_dtype", [(torch.float16, torch.float16), (torch.bfloat16, torch.bfloat16),
+                                            (torch.float16, torch.float32)], ids=str)
+@pytest.mark.parametrize("tuner", ["_tuned_pointer", "_tuned_tma"])
+@pytest.mark.parametrize("tiles, c, cout", [(1568, 512, 512), (6272, 256, 256), (1000, 192, 40)], ids=str)
+def test_every_persistent_config_at_vgg_size(tiles, c, cout, tuner, dtype, m_dtype, device):
+    """persistent_gemm's kernels, every config alone, twice, on VGG-19 features.25's and .16's F(4x4)
+    GEMMs at batch 32 and on one whose output channels fill no tile, against float64; M in the
+    operands' dtype (under a pool) and in fp32 (TF32 on, winograd4.tf32_fp16_pays). A config that
+    cannot launch is skipped, as the autotuner skips it: with an fp32 M, 128x256 tiles need 272 KB
+    of shared memory (the epilogue's layout change beside the live pipeline buffers), over the
+    227 KB an SM has. GPU only."""
+    if device == "cpu":
+        pytest.skip("GPU sizes")
+    from triton.runtime.errors import OutOfResources
+    from triton.tools.tensor_descriptor import TensorDescriptor
+    from zeroskip.kernels import persistent_gemm
+    positions = 36
+    v, u = _operands(tiles, c, cout, positions, dtype, device)
+    want = _expected(v, u, positions)
+    kernel = getattr(persistent_gemm, tuner)
+    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    ran = 0
+    for cfg in kernel.configs:
+        k = cfg.kwargs
+        ops = (v, u)
+        if tuner == "_tuned_tma":
+            ops = (TensorDescriptor(v, [tiles, positions * c], [positions * c, 1], [k["BLOCK_M"], k["BLOCK_K"]]),
+                   TensorDescriptor(u, [positions * cout, c], [c, 1], [k["BLOCK_N"], k["BLOCK_K"]]))
+        n_tiles = -(-tiles // k["BLOCK_M"]) * -(-cout // k["BLOCK_N"]) * positions
+        for _ in range(2):
+            m = torch.full((1, tiles, 1, positions * cout), float("nan"), dtype=m_dtype, device=device)
+            m = m.permute(0, 3, 1, 2)
+            try:
+                kernel.fn[(min(n_tiles, sms * k["PER_SM"]),)](*ops, m, tiles, c, cout, positions, UPCAST=False,
+                                                               **k, num_warps=cfg.num_warps)
+            except OutOfResources:
+                assert m_dtype == torch.float32 and k["BLOCK_N"] == 256, str(cfg)
+                break
+            assert rel_err(m, want) <= (1e-5 if m_dtype == torch.float32 else 1e-2), (tuner, str(cfg))
+            ran += 1
+    assert ran >= 2
+
+
+@pytest.mark.parametrize("tiles, c_out, want", [(6272, 256, True), (1568, 512, True), (512, 512, True),
+                                                (196, 256, False), (49, 512, False), (16, 512, False)], ids=str)
+def test_persistent_gemms_where_measured_faster(tiles, c_out, want):
+    """persistent_gemm.pays on a 132-SM GPU: the batch-32 F(4x4) GEMMs of VGG-19 (features.16, .25,
+    .34) ran faster persistent, the batch-1 ones on one program per tile."""
+    from zeroskip.kernels import persistent_gemm
+    assert persistent_gemm.pays(tiles, c_out, 36, 132) is want

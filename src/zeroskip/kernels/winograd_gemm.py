@@ -11,7 +11,11 @@ channels) 384 -> 294 us, features.12 (T 6272, 256) 404 -> 324, features.30 (T 51
 features.5 (T 25088, 64 -> 128) 355 -> 293).
 
 Few tiles (batch 1 on small maps) keep the conv kernel's path, which splits K over programs
-(kernels/split_k.py): see use_for.
+(kernels/split_k.py): see use_for. 16-bit products with enough tiles run on kernels/persistent_gemm.py
+(a fixed grid of programs walking tiles: VGG-19 bf16 fused stages at batch 32 6-12% faster);
+fp32 precisions stay on one program per tile here: persistent TF32 and 3xfp16 tiles ran 1.1-2x
+slower, but only in a first version that ran bf16 1.35x slower too (H200,
+benchmarks/winograd-gemm-persistent-h200.txt, run 2); not measured since.
 
 fp32 with TF32 off runs three products per multiply, on TF32 halves ("3xtf32": V split here, U on
 the host) or on scaled fp16 halves that the input transform and the host wrote ("3xfp16":
@@ -20,10 +24,13 @@ features.21 at batch 32 (H100, whole conv, same run) 459.7 -> 355.7 us.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
 
+from . import persistent_gemm
 from .implicit_gemm import _configs, _dot_3xtf32, _dot_3xtf32_running
 from .split_k import DISK_CACHE, graph_ms
 
@@ -97,8 +104,10 @@ _tuned_32 = triton.autotune(configs=_configs([
 _tuned_tf32 = triton.autotune(configs=_configs([
     (128, 128, 32, 8, 3), (128, 256, 32, 8, 3), (64, 128, 32, 4, 3), (128, 64, 32, 4, 3),
 ]), **_TUNE)(_gemm_kernel)
-# 16-bit operands: 64-wide chunks (one 128-byte row per load). Timed only as a whole: fp16 F(4x4)
-# fused stages at batch 32 ran as fast as on the conv kernel's path (benchmarks/vgg19-winograd-gemm-ab-h200.txt).
+# 16-bit operands where few tiles leave no program a second one (persistent_gemm.pays): 64-wide
+# chunks (one 128-byte row per load). 64x128 on 4 warps was fastest on VGG-19's batch-1 F(4x4)
+# GEMMs (bf16, H200, scripts/gemm_tiles.py: 196 tiles x 256 channels 6.1 us, 49 x 512 6.6 us,
+# against 6.9 / 9.1 for 128x128 on 8 warps and 6.3 / 8.3 for the persistent TMA kernel).
 _tuned_16 = triton.autotune(configs=_configs([
     (128, 128, 64, 8, 3), (128, 256, 64, 8, 3), (64, 128, 64, 4, 3), (128, 64, 64, 4, 4),
 ]), **_TUNE)(_gemm_kernel)
@@ -130,6 +139,11 @@ def use_for(tiles: int, cout: int, positions: int, sms: int) -> bool:
     return triton.cdiv(tiles, 64) * triton.cdiv(cout, 64) * positions >= 2 * sms
 
 
+@functools.cache
+def _sms(device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
 def gemm(v, u, u_lo, m, precision: str, interpreting: bool = False, v_lo=None) -> torch.Tensor:
     """Writes and returns M, a (1, P C_out, T, 1) channels_last tensor, from V (1, P C, T, 1)
     channels_last and U (P C_out, C, 1, 1) contiguous (u_lo: U's low part for precision "3xtf32"
@@ -142,6 +156,10 @@ def gemm(v, u, u_lo, m, precision: str, interpreting: bool = False, v_lo=None) -
     cout = pcout // positions
     args = (v, v if v_lo is None else v_lo, u, u_lo, m, tiles, c, cout, positions)
     running = precision in ("3xtf32", "3xfp16") and c <= RUNNING_MAX_C
+    if precision == "ieee" and (interpreting or persistent_gemm.pays(tiles, cout, positions, _sms(v.device))):
+        # (the interpreter takes the persistent kernels, which only 16-bit products use; the
+        # per-tile kernel's 16-bit path differs from the others' only in the dot's precision)
+        return persistent_gemm.gemm(v, u, m, tiles, c, cout, positions, interpreting)
     if interpreting:
         # the interpreter costs ~9 ms per program whatever its size: big blocks, one config
         grid = (triton.cdiv(tiles, 128), triton.cdiv(cout, 64), positions)
