@@ -24,8 +24,6 @@ features.21 at batch 32 (H100, whole conv, same run) 459.7 -> 355.7 us.
 """
 from __future__ import annotations
 
-import functools
-
 import torch
 import triton
 import triton.language as tl
@@ -139,11 +137,6 @@ def use_for(tiles: int, cout: int, positions: int, sms: int) -> bool:
     return triton.cdiv(tiles, 64) * triton.cdiv(cout, 64) * positions >= 2 * sms
 
 
-@functools.cache
-def _sms(device) -> int:
-    return torch.cuda.get_device_properties(device).multi_processor_count
-
-
 def gemm(v, u, u_lo, m, precision: str, interpreting: bool = False, v_lo=None) -> torch.Tensor:
     """Writes and returns M, a (1, P C_out, T, 1) channels_last tensor, from V (1, P C, T, 1)
     channels_last and U (P C_out, C, 1, 1) contiguous (u_lo: U's low part for precision "3xtf32"
@@ -156,7 +149,8 @@ def gemm(v, u, u_lo, m, precision: str, interpreting: bool = False, v_lo=None) -
     cout = pcout // positions
     args = (v, v if v_lo is None else v_lo, u, u_lo, m, tiles, c, cout, positions)
     running = precision in ("3xtf32", "3xfp16") and c <= RUNNING_MAX_C
-    if precision == "ieee" and (interpreting or persistent_gemm.pays(tiles, cout, positions, _sms(v.device))):
+    if precision == "ieee" and (interpreting or persistent_gemm.pays(tiles, cout, positions,
+                                                                     persistent_gemm.sm_count(v.device))):
         # (the interpreter takes the persistent kernels, which only 16-bit products use; the
         # per-tile kernel's 16-bit path differs from the others' only in the dot's precision)
         return persistent_gemm.gemm(v, u, m, tiles, c, cout, positions, interpreting)
