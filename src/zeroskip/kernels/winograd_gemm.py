@@ -12,9 +12,9 @@ features.5 (T 25088, 64 -> 128) 355 -> 293).
 
 Few tiles (batch 1 on small maps) keep the conv kernel's path, which splits K over programs
 (kernels/split_k.py): see use_for. 16-bit products with enough tiles run on kernels/persistent_gemm.py
-(a fixed grid of programs walking tiles: VGG-19 bf16 fused stages at batch 32 6-12% faster);
-fp32 precisions stay on one program per tile here: persistent TF32 and 3xfp16 tiles ran 1.1-2x
-slower, but only in a first version that ran bf16 1.35x slower too (H200,
+(a fixed grid of programs walking tiles: VGG-19 bf16 F(4x4) fused stages at batch 32 9-11%
+faster). fp32 precisions stay on one program per tile here: the best persistent TF32 and 3xfp16
+tiles ran 1.1-1.9x slower, but only in a first version whose bf16 tiles were slow too (H200,
 benchmarks/winograd-gemm-persistent-h200.txt, run 2); not measured since.
 
 fp32 with TF32 off runs three products per multiply, on TF32 halves ("3xtf32": V split here, U on
