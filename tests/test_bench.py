@@ -106,8 +106,10 @@ def test_realistic_input_other_suites(data):
         assert 0.0 < target < 1.0
         x = sparsity.realistic_input(layer, 1)
         assert abs(sparsity.zero_fraction(x) - target) < 0.015
+    # an image is dense noise, no zeros placed; torch.randn itself rounds to exactly 0.0 now and
+    # then (one of AlexNet's 150528 inputs in a CI run), so not "== 0"
     image = sparsity.realistic_input(load_suite("alexnet")[0], 1)
-    assert sparsity.zero_fraction(image) == 0.0
+    assert sparsity.zero_fraction(image) < 1e-4
 
 
 @pytest.mark.parametrize("s", [0.0, 0.1, 0.5, 0.9, 0.99, 1.0])
