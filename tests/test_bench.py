@@ -15,6 +15,7 @@ import torch
 from zeroskip import cli
 from zeroskip.bench import replicate, run, sparsity
 from zeroskip.bench.suites import SUITES, load_suite
+from zeroskip.bench.timing import Timing
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -393,3 +394,41 @@ def test_bench_layout_both_times_each_layer_in_both(tmp_path, monkeypatch, capsy
                      "--out", str(tmp_path), "--no-progress"]) == 0
     assert layouts == ["nchw", "channels_last"] * 2
     assert "ours in its faster layout 2.50x, in nchw 2.00x, in channels_last 2.50x over 1 layers" in capsys.readouterr().out
+
+
+def test_cli_compile_option(capsys):
+    """--compile alone is one torch.compile build; --compile N is N; N is for suites only."""
+    parser = cli.build_parser()
+    assert parser.parse_args(["bench"]).compile == 0
+    assert parser.parse_args(["bench", "--compile"]).compile == 1
+    assert parser.parse_args(["bench", "--compile", "3", "--batch", "32"]).compile == 3
+    with pytest.raises(SystemExit):
+        parser.parse_args(["bench", "--compile", "0"])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["bench", "--model", "vgg19", "--compile", "2"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --compile" in err and "got 2" in err
+
+
+@pytest.mark.parametrize("builds", [1, 3])
+def test_compare_keeps_the_fastest_compile_build(monkeypatch, builds):
+    """compare with torch_compile=N times N torch.compile builds in the same measurement as the other
+    sides and reports the fastest, with the spread in the notes; N > 1 builds with caches off."""
+    layer = load_suite("lenet5")[0]
+    x = torch.rand(1, layer.in_channels, layer.height, layer.width)
+    w = torch.randn(layer.out_channels, layer.in_channels, *layer.kernel)
+    b = torch.randn(layer.out_channels)
+    env = {"gpu": "fake", "torch": "x", "triton": "y", "cudnn": 1, "date": "2025-01-01T00:00:00"}
+    built = []
+    monkeypatch.setattr(run, "ours", lambda op, layer, act, algo: run.baseline(op, layer, act))
+    monkeypatch.setattr(run, "_compiled", lambda base, x, w, b, fresh: built.append(fresh) or base)
+    fake_us = [10.0, 20.0, 31.0, 24.5, 40.0]  # ours, cuDNN, then one per build
+    monkeypatch.setattr(run, "measure_same", lambda *fns: [Timing(us, "cuda_graph") for us in fake_us[:len(fns)]])
+    row = run.compare("conv2d", layer, "igemm", None, x, w, b, "fp32", builds, env)
+    assert built == [builds > 1] * builds
+    assert row["compiled_us"] == (31.0 if builds == 1 else 24.5)
+    assert row["ours_us"] == 10.0 and row["baseline_us"] == 20.0
+    noted = [n for n in row["notes"] if n.startswith("torch.compile")]
+    assert noted == ([] if builds == 1 else ["torch.compile: fastest of 3 builds (24.5 to 40.0 us)"])

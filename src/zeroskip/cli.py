@@ -47,7 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--ops", action="append", type=_choices("op", OP_NAMES), help="conv2d, conv2d_pool (default both)")
     common(b)
     layout_option(b, both=True)
-    b.add_argument("--compile", action="store_true", help="also time torch.compile of the baseline (max-autotune tuning; the harness adds the CUDA graph)")
+    b.add_argument("--compile", nargs="?", const=1, default=0, type=_int("--compile", 1, 16), metavar="N",
+                   help="also time torch.compile of the baseline (max-autotune tuning; the harness adds the CUDA "
+                        "graph). With N > 1 (suites only): build it N times with Inductor's caches off and keep the "
+                        "fastest, since its autotuner picks differently from one build to the next")
     b.add_argument("--png", action="store_true",
                    help="also draw speedups per layer (needs matplotlib); with --model one plot per model, batch, "
                         "dtype and algo, its whole-model speedups in the title")

@@ -52,6 +52,8 @@ def bench_models(parser, args, gpu) -> int:
     for flag, given in (("--suite", args.suite), ("--ops", args.ops), ("--data", args.data)):
         if given:
             parser.error(f"argument {flag}: not allowed with --model")
+    if args.compile > 1:
+        parser.error(f"argument --compile: N > 1 (got {args.compile}) is for suites; with --model give --compile alone")
     if args.png:
         import importlib.util
         if importlib.util.find_spec("matplotlib") is None:
