@@ -136,7 +136,7 @@ def _compiled(base, x, w, b, fresh: bool):
     return lambda: comp(x, w, b)
 
 
-def compare(op, layer, algo, activation, x, w, b, dtype, torch_compile, env, suite=None):
+def compare(op, layer, algo, activation, x, w, b, dtype, torch_compile: int, env, suite=None):
     """Checks ours against float64, times both sides the same way, returns one row. torch_compile:
     how many torch.compile builds of the baseline to time (0: none); the row keeps the fastest.
     torch.compile max-autotune picks its kernels by timing them, and those picks change from one
@@ -178,10 +178,10 @@ def compare(op, layer, algo, activation, x, w, b, dtype, torch_compile, env, sui
 
 
 def run_suite(suite, batch: int = 1, dtype: str = "fp32", ops=OPS, algos=("auto",), data=None,
-              torch_compile: bool = False, layout: str = "auto", progress: bool = False,
+              torch_compile: int = 0, layout: str = "auto", progress: bool = False,
               rows: list | None = None) -> list[dict]:
     """Every conv of `suite` (a name or a list of Layer) with a fresh realistic input on CUDA.
-    progress: a bar over the layers on stderr (zeroskip.progress). rows: a list each row is
+    torch_compile: torch.compile builds of the baseline per layer (compare). progress: a bar over the layers on stderr (zeroskip.progress). rows: a list each row is
     appended to as soon as it is measured (and returned), so a stopped run keeps them."""
     from .sparsity import realistic_input
     layers = load_suite(suite) if isinstance(suite, str) else list(suite)
