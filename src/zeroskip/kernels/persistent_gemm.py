@@ -21,13 +21,12 @@ tests/test_winograd_gemm.py runs each alone at a VGG-19 size on the GPU.
 """
 from __future__ import annotations
 
-import functools
-
 import torch
 import triton
 import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
+from . import split_k
 from .split_k import DISK_CACHE, graph_ms
 
 
@@ -128,12 +127,6 @@ _tuned_pointer = _tuner(_pointer_kernel)
 _tuned_tma = _tuner(_tma_kernel, _tma_blocks)
 
 
-@functools.cache
-def sm_count(device) -> int:
-    """The device's SM count, looked up once."""
-    return torch.cuda.get_device_properties(device).multi_processor_count
-
-
 def pays(tiles: int, cout: int, positions: int, sms: int) -> bool:
     """Whether 128x128 tiles give every program of two per SM a second tile: the batch-32 sizes did
     (576 tiles and up), the batch-1 ones did not (at most 144)."""
@@ -161,7 +154,7 @@ def gemm(v, u, m, tiles: int, c: int, cout: int, positions: int, interpreting: b
         kernel[(2,)](*ops, tiles, c, cout, positions, UPCAST=upcast, BLOCK_M=128, BLOCK_N=64, BLOCK_K=BLOCK_K,
                      STAGES=1, PER_SM=1, num_warps=1)
         return m
-    programs = sm_count(v.device)
+    programs = split_k.sm_count(v.device)
     n_tiles = lambda meta: triton.cdiv(tiles, meta["BLOCK_M"]) * triton.cdiv(cout, meta["BLOCK_N"]) * positions  # noqa: E731
     tuned[lambda meta: (min(n_tiles(meta), programs * meta["PER_SM"]),)](*ops, tiles, c, cout, positions,
                                                                           UPCAST=False)

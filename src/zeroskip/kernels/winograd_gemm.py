@@ -28,7 +28,7 @@ import torch
 import triton
 import triton.language as tl
 
-from . import persistent_gemm
+from . import persistent_gemm, split_k
 from .implicit_gemm import _configs, _dot_3xtf32, _dot_3xtf32_running
 from .split_k import DISK_CACHE, graph_ms
 
@@ -150,7 +150,7 @@ def gemm(v, u, u_lo, m, precision: str, interpreting: bool = False, v_lo=None) -
     args = (v, v if v_lo is None else v_lo, u, u_lo, m, tiles, c, cout, positions)
     running = precision in ("3xtf32", "3xfp16") and c <= RUNNING_MAX_C
     if precision == "ieee" and (interpreting or persistent_gemm.pays(tiles, cout, positions,
-                                                                     persistent_gemm.sm_count(v.device))):
+                                                                     split_k.sm_count(v.device))):
         # (the interpreter takes the persistent kernels, which only 16-bit products use; the
         # per-tile kernel's 16-bit path differs from the others' only in the dot's precision)
         return persistent_gemm.gemm(v, u, m, tiles, c, cout, positions, interpreting)
