@@ -146,6 +146,17 @@ if __name__ == "__main__":
                                       BLOCK_K=tiles[2], STAGES=tiles[4], PER_SM=tiles[5]), tiles[3], div16=("T",),
                                  ptrs={"m_ptr": m_ptr})
     print("winograd GEMMs", len(wg.asm["cubin"]), "bytes")
+    from zeroskip.kernels import rows
+    # every tile config at VGG-19 features.2 (fused with the pool, bf16), and a plain conv with
+    # channels past whole chunks (fp16)
+    for dtype, c, co, h, pool in (("bf16", 64, 64, 224, True), ("fp16", 40, 72, 30, False)):
+        sizes = dict(C=c, H=h, W=h, COUT=co, OH=h, OW=h, PH=h // 2, PW=h // 2, sxn=h * h * c, sxc=1, sxh=h * c, sxw=c,
+                     swc=co, swh=3 * c * co, sww=c * co, syn=h * h * co, syc=1, syh=h * co, syw=co, sb=1, pad_h=1,
+                     pad_w=1, HAS_BIAS=True, ACTIVATION=1, POOL=pool, UPCAST=False)
+        for r, seg, bn, bk, warps, stages in rows.TILES if pool else rows.TILES[:1]:
+            rk = compile_variant(rows._rows_kernel, dtype, dict(sizes, R=r, SEG=seg, BLOCK_N=bn, BLOCK_K=bk), warps,
+                                 stages)
+    print("rows", len(rk.asm["cubin"]), "bytes")
     tl = compile_variant(layout._to_channels_last_kernel, "fp32", dict(BLOCK_C=64, BLOCK_P=64), 4)
     print("NCHW -> channels_last copy", len(tl.asm["cubin"]), "bytes")
     print("all compiled for sm_90")

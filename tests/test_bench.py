@@ -432,3 +432,21 @@ def test_compare_keeps_the_fastest_compile_build(monkeypatch, builds):
     assert row["ours_us"] == 10.0 and row["baseline_us"] == 20.0
     noted = [n for n in row["notes"] if n.startswith("torch.compile")]
     assert noted == ([] if builds == 1 else ["torch.compile: fastest of 3 builds (24.5 to 40.0 us)"])
+
+
+@pytest.mark.parametrize("kernel", [None, "rows", "direct, split-K 4"])
+def test_compare_notes_which_kernel_igemm_ran(monkeypatch, kernel):
+    """Under igemm (or auto running it) the row says which kernel the first-call measurement kept."""
+    layer = load_suite("lenet5")[1]
+    x = torch.rand(1, layer.in_channels, layer.height, layer.width)
+    w = torch.randn(layer.out_channels, layer.in_channels, *layer.kernel)
+    b = torch.randn(layer.out_channels)
+    env = {"gpu": "fake", "torch": "x", "triton": "y", "cudnn": 1, "date": "2025-01-01T00:00:00"}
+    monkeypatch.setattr(run, "ours", lambda op, layer, act, algo: run.baseline(op, layer, act))
+    monkeypatch.setattr(run, "measure_same", lambda *fns: [Timing(10.0, "cuda_graph") for _ in fns])
+    monkeypatch.setattr(run, "ran_by_auto", lambda *a: "igemm")
+    from zeroskip.kernels import launch
+    monkeypatch.setattr(launch, "_DENSE_RAN", {} if kernel is None else {run._spec("conv2d", layer, x, w, b): kernel})
+    for algo in ("igemm", "auto"):
+        row = run.compare("conv2d", layer, algo, None, x, w, b, "fp32", 0, env)
+        assert [n for n in row["notes"] if n.startswith("igemm ran")] == ([] if kernel is None else [f"igemm ran {kernel}"])

@@ -270,7 +270,7 @@ def test_convert_measures_on_cuda(device, tmp_path, monkeypatch):
     (torch.float16, True, False, 1, 512, "max", "igemm"),
     (torch.float16, False, False, 1, 128, "max", "torch"),    # NCHW fp16: not measured
     (torch.bfloat16, True, False, 1, 128, "max", "igemm"),    # bf16 fused as fp16
-    (torch.bfloat16, True, False, 1, 128, None, "torch"),      # bf16 plain convs: only on 512 channels
+    (torch.bfloat16, True, False, 1, 128, None, "torch"),      # bf16 plain conv on an 8x8 map
 ])
 @cpu_fakes
 def test_auto_takes_a_kernel_only_where_measured_faster(monkeypatch, dtype, channels_last, tf32, batch, cin, pool, want):
@@ -294,7 +294,9 @@ def test_auto_takes_a_kernel_only_where_measured_faster(monkeypatch, dtype, chan
     (torch.float16, 16, 14, 512, "winograd4"),
     (torch.float16, 8, 14, 512, "winograd"),    # ... F(2x2) below
     (torch.float16, 1, 14, 512, "winograd"),
-    (torch.bfloat16, 1, 56, 64, "torch"),   # bf16 plain convs: Winograd on 512 channels only
+    (torch.bfloat16, 1, 56, 64, "igemm"),   # bf16 plain convs: 64..128 channels on 56x56 maps or more
+    (torch.bfloat16, 32, 112, 128, "igemm"),
+    (torch.bfloat16, 1, 28, 128, "torch"),
     (torch.bfloat16, 1, 28, 512, "winograd"),
     (torch.bfloat16, 1, 14, 512, "winograd"),
     (torch.bfloat16, 32, 28, 512, "winograd4"),

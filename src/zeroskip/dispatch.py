@@ -92,9 +92,11 @@ def measured_faster(input, spec, activation) -> bool:
       bf16, channels_last, plain conv, 512 input channels (H100, same run,
         benchmarks/vgg19-bf16-winograd4-ab-h100.txt): F(2x2) 1.39x / 1.63x on 28x28 / 14x14 maps
         at batch 1 (direct 1.04x / 1.04x), F(4x4) 1.12x on 28x28 at batch 32 (direct 0.86x); on
-        14x14 at batch 32 neither won (0.99x direct, 0.94x F(4x4)): cuDNN. Other bf16 plain convs
-        stay on cuDNN: the one other measured, features.12 (256 channels, 56x56), ran 1.22x / 0.96x
-        direct at batch 1 / 32.
+        14x14 at batch 32 neither won (0.99x direct, 0.94x F(4x4)): cuDNN. 64..128 input channels
+        on maps of 56x56 or more (H200, same run, scripts/ab_rows.py --plain): features.2 / .5 /
+        .7 / .10 1.98x / 1.97x / 1.79x / 1.64x direct at batch 1, 1.59x / 1.62x / 1.19x / 1.35x at
+        batch 32. Other bf16 plain convs stay on cuDNN: the one other measured, features.12 (256
+        channels, 56x56), ran 1.22x / 0.96x direct at batch 1 / 32.
     Everything else stays on cuDNN unless a plan measured it (zeroskip.plan)."""
     geometry = (spec.kernel_h, spec.kernel_w, spec.stride_h, spec.stride_w, spec.pad_h, spec.pad_w,
                 spec.dil_h, spec.dil_w, spec.groups)
@@ -116,7 +118,8 @@ def measured_faster(input, spec, activation) -> bool:
     if spec.pool:
         return input.dtype in (torch.float16, torch.bfloat16) and 64 <= c <= 512
     if input.dtype == torch.bfloat16:  # plain bf16 convs: Winograd on 512 channels (_tensor_core_winograd)
-        return c == 512 and (pixels == 28 * 28 or (pixels == 14 * 14 and batch < 16))
+        return (64 <= c <= 128 and pixels >= 56 * 56) or (c == 512 and (pixels == 28 * 28
+                                                                       or (pixels == 14 * 14 and batch < 16)))
     if input.dtype != torch.float16:
         return False
     if (c == 3 or 64 <= c <= 128) and pixels >= 56 * 56:

@@ -87,12 +87,23 @@ def ours(op: str, layer: Layer, activation, algo, zeroskip=None):
                                                 **layer.pool_args(), algo=algo)
 
 
+def _spec(op: str, layer: Layer, x, w, b):
+    from .. import plan
+    pool = layer.pool_args() if op == "conv2d_pool" else {}
+    return plan.spec_of(op, x, w, b, **layer.conv_args(), **pool)
+
+
 def ran_by_auto(op: str, layer: Layer, activation, x, w, b) -> str:
     """The algo that algo="auto" runs for this call (dispatch.choose, the active plan included)."""
-    from .. import dispatch, plan
-    pool = layer.pool_args() if op == "conv2d_pool" else {}
-    spec = plan.spec_of(op, x, w, b, **layer.conv_args(), **pool)
-    return dispatch.choose("auto", x, spec, activation)
+    from .. import dispatch
+    return dispatch.choose("auto", x, _spec(op, layer, x, w, b), activation)
+
+
+def dense_kernel(op: str, layer: Layer, x, w, b) -> str | None:
+    """The kernel "igemm" ran for this call after its first-call measurement (launch.dense_kernel):
+    "direct", "direct, split-K N" or "rows"; None off the GPU or before a call."""
+    from ..kernels import launch
+    return launch.dense_kernel(_spec(op, layer, x, w, b))
 
 
 LAYOUTS = ("auto", "nchw", "channels_last")
@@ -145,14 +156,18 @@ def compare(op, layer, algo, activation, x, w, b, dtype, torch_compile: int, env
     base = baseline(op, layer, activation)
     mine = ours(op, layer, activation, algo)
     sparsity = float((x == 0).float().mean())
+    ran = ran_by_auto(op, layer, activation, x, w, b) if algo == "auto" else algo
     if algo == "auto":
-        notes.append(f"auto ran {ran_by_auto(op, layer, activation, x, w, b)}")
+        notes.append(f"auto ran {ran}")
     try:
         err = rel_error(mine(x, w, b), base(x.double(), w.double(), b.double()))
     except Exception as exc:
         notes.append(f"ours failed: {_reason(exc)}")
         echo(f"    {layer.name} {op} {algo}: {notes[-1]}")
         return make_row(layer, op, dtype, x.shape[0], sparsity, algo, None, None, None, None, env, notes, suite, layout_of(x))
+    kernel = dense_kernel(op, layer, x, w, b) if ran == "igemm" else None
+    if kernel is not None:  # the first call above made igemm's measured choice
+        notes.append(f"igemm ran {kernel}")
     fns = [lambda: mine(x, w, b), lambda: base(x, w, b)]
     for _ in range(int(torch_compile)):
         try:

@@ -9,11 +9,14 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from ..dispatch import interpreting
 from ..geometry import MAX_WINDOW
-from . import ecr_index, im2col, implicit_gemm as ig, layout, split_k, winograd, winograd4, winograd_gemm
+from . import ecr_index, im2col, implicit_gemm as ig, layout, rows, split_k, winograd, winograd4, winograd_gemm
 
 _ACT = {None: 0, "relu": 1, "relu6": 2}
 WINOGRAD = {"winograd": winograd, "winograd4": winograd4}
 _POOL = {None: 0, "max": 1, "avg": 2}
+# split_k.pick's choice for kernels/rows.py, measured against the direct kernel's tuned tiles and
+# split-K per layer shape (16-bit 3x3 stride-1 convs, rows.fits)
+ROWS = "rows"
 
 
 @dataclass(frozen=True)
@@ -196,18 +199,36 @@ def conv(x, weight, bias, spec, activation, algo, config: Config | None = None, 
     launch = _Launch(x, w, w_lo, b, y, spec, activation, algo, prec, bias is not None)
     if not skip and config is None and not interpreting() and algo != "ecr":
         key = (spec, x.dtype, y.dtype, prec, channels_last, x.device.index, activation, bias is not None)
+        run_rows = lambda: rows.conv(x, w, bias, y, spec, _ACT[activation])  # noqa: E731
+
         def options():  # built only on a shape's first call: the choice is cached per key
-            return [(c, s, lambda c=c, s=s: launch.fixed(c, s))
-                    for c, s in split_k.candidates(spec, x.dtype, Config, split_k.sm_count(x.device))]
+            found = [(c, s, lambda c=c, s=s: launch.fixed(c, s))
+                     for c, s in split_k.candidates(spec, x.dtype, Config, split_k.sm_count(x.device))]
+            if rows.fits(x, spec, activation):
+                found.append((ROWS, 1, run_rows))
+            return found
         choice = split_k.pick(key, launch.tuned, options)
         if choice is None:
             launch.tuned()
+        elif choice[0] == ROWS:
+            run_rows()
         else:
             launch.fixed(*choice)
+        _DENSE_RAN[spec] = "direct" if choice is None else ROWS if choice[0] == ROWS else f"direct, split-K {choice[1]}"
         return y
     cfg = config or default_config(spec, x.dtype, algo, x.device)
     launch.fixed(cfg, split, ecr_index.chunk_flags(x, spec, cfg.block_m, cfg.block_k) if skip else None)
     return y
+
+
+# What the dense path last ran per call geometry (dense_kernel); a few entries per layer shape.
+_DENSE_RAN: dict = {}
+
+
+def dense_kernel(spec) -> str | None:
+    """The kernel the dense path ("igemm", autotuned) last ran for a call of this geometry: "direct"
+    (tuned tiles), "direct, split-K N" or "rows" (kernels/rows.py); None if it has not run one."""
+    return _DENSE_RAN.get(spec)
 
 
 def tf32_input(x, prec: str, spec):
