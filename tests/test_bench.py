@@ -446,7 +446,8 @@ def test_compare_notes_which_kernel_igemm_ran(monkeypatch, kernel):
     monkeypatch.setattr(run, "measure_same", lambda *fns: [Timing(10.0, "cuda_graph") for _ in fns])
     monkeypatch.setattr(run, "ran_by_auto", lambda *a: "igemm")
     from zeroskip.kernels import launch
-    monkeypatch.setattr(launch, "_DENSE_RAN", {} if kernel is None else {run._spec("conv2d", layer, x, w, b): kernel})
+    spec = run._spec("conv2d", layer, x, w, b)
+    monkeypatch.setattr(launch, "dense_kernel", lambda s, dtype: kernel if (s, dtype) == (spec, x.dtype) else None)
     for algo in ("igemm", "auto"):
         row = run.compare("conv2d", layer, algo, None, x, w, b, "fp32", 0, env)
         assert [n for n in row["notes"] if n.startswith("igemm ran")] == ([] if kernel is None else [f"igemm ran {kernel}"])

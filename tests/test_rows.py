@@ -111,12 +111,8 @@ def test_dense_path_offers_rows_and_runs_it_when_picked(monkeypatch, device):
     x = sparse((1, 16, 9, 12), 0.5, dtype=torch.float16).to(memory_format=torch.channels_last)
     w = torch.randn(8, 16, 3, 3, dtype=torch.float16)
     b = torch.randn(8, dtype=torch.float16)
-    spec = with_pool(check_conv(x, w, b, 1, 1, 1, 1), "max", 2, 2, 0)
-    launch._DENSE_RAN.pop(spec, None)
-    assert launch.dense_kernel(spec) is None
     out = zeroskip.conv2d_pool(x, w, b, padding=1, activation="relu", pool_size=2, algo="igemm")
     assert launch.ROWS in offered and ran == [True]
-    assert launch.dense_kernel(spec) == "rows"        # what bench notes as "igemm ran rows"
     assert rel_err(out, reference(x, w, b, 1, 1, 1, 1, "relu", "max", 2, 2, 0)) <= TOL[torch.float16]
 
 
@@ -132,3 +128,30 @@ def test_dense_path_result_on_gpu(device):
         assert rel_err(out, reference(x, w, b, 1, 1, 1, 1, "relu", "max", 2, 2, 0)) <= TOL[dtype]
         out = zeroskip.conv2d(x, w, b, padding=1, algo="igemm")
         assert rel_err(out, reference(x, w, b, 1, 1, 1, 1)) <= TOL[dtype]
+
+
+def test_dense_kernel_names_what_the_measurement_kept(monkeypatch):
+    """launch.dense_kernel reads split_k.pick's record per geometry and input dtype (bench notes it
+    as "igemm ran ...")."""
+    from zeroskip.kernels import launch, split_k
+    split_k.clear()
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
+    times = {}
+    monkeypatch.setattr(split_k, "graph_ms", lambda fn, quantiles=None: times[fn])
+    x = torch.empty(1, 16, 8, 8, dtype=torch.float16).to(memory_format=torch.channels_last)
+    spec = check_conv(x, torch.empty(8, 16, 3, 3, dtype=torch.float16), None, 1, 1, 1, 1)
+    other = check_conv(x, torch.empty(8, 16, 3, 3, dtype=torch.float16), None, 1, 0, 1, 1)
+    dense, rows_fn, split_fn = (lambda: None), (lambda: None), (lambda: None)
+    times.update({dense: 0.02, rows_fn: 0.01, split_fn: 0.03})
+    options = lambda: [(launch.ROWS, 1, rows_fn), ("cfg", 4, split_fn)]  # noqa: E731
+    assert launch.dense_kernel(spec, torch.float16) is None
+    split_k.pick((spec, torch.float16), dense, options)
+    split_k.pick((other, torch.float16), dense, lambda: [("cfg", 4, split_fn)])
+    split_k.pick((spec, torch.bfloat16), dense, lambda: [])
+    times.update({split_fn: 0.001})
+    split_k.pick((other, torch.bfloat16), dense, lambda: [("cfg", 4, split_fn)])
+    assert launch.dense_kernel(spec, torch.float16) == "rows"
+    assert launch.dense_kernel(other, torch.float16) == "direct"
+    assert launch.dense_kernel(spec, torch.bfloat16) == "direct"
+    assert launch.dense_kernel(other, torch.bfloat16) == "direct, split-K 4"
+    split_k.clear()

@@ -100,10 +100,10 @@ def ran_by_auto(op: str, layer: Layer, activation, x, w, b) -> str:
 
 
 def dense_kernel(op: str, layer: Layer, x, w, b) -> str | None:
-    """The kernel "igemm" ran for this call after its first-call measurement (launch.dense_kernel):
+    """The kernel "igemm" runs for this call after its first-call measurement (launch.dense_kernel):
     "direct", "direct, split-K N" or "rows"; None off the GPU or before a call."""
     from ..kernels import launch
-    return launch.dense_kernel(_spec(op, layer, x, w, b))
+    return launch.dense_kernel(_spec(op, layer, x, w, b), x.dtype)
 
 
 LAYOUTS = ("auto", "nchw", "channels_last")

@@ -214,21 +214,21 @@ def conv(x, weight, bias, spec, activation, algo, config: Config | None = None, 
             run_rows()
         else:
             launch.fixed(*choice)
-        _DENSE_RAN[spec] = "direct" if choice is None else ROWS if choice[0] == ROWS else f"direct, split-K {choice[1]}"
         return y
     cfg = config or default_config(spec, x.dtype, algo, x.device)
     launch.fixed(cfg, split, ecr_index.chunk_flags(x, spec, cfg.block_m, cfg.block_k) if skip else None)
     return y
 
 
-# What the dense path last ran per call geometry (dense_kernel); a few entries per layer shape.
-_DENSE_RAN: dict = {}
-
-
-def dense_kernel(spec) -> str | None:
-    """The kernel the dense path ("igemm", autotuned) last ran for a call of this geometry: "direct"
-    (tuned tiles), "direct, split-K N" or "rows" (kernels/rows.py); None if it has not run one."""
-    return _DENSE_RAN.get(spec)
+def dense_kernel(spec, dtype) -> str | None:
+    """The kernel the dense path ("igemm", autotuned) chose at its first call of this geometry and
+    input dtype: "direct" (tuned tiles), "direct, split-K N" or "rows" (kernels/rows.py); None if
+    no such call has made the choice. Reads split_k's record of choices, so calls pay nothing for it."""
+    found = None
+    for key, choice in split_k.choices():
+        if key[0] == spec and key[1] == dtype:
+            found = "direct" if choice is None else "rows" if choice[0] == ROWS else f"direct, split-K {choice[1]}"
+    return found
 
 
 def tf32_input(x, prec: str, spec):

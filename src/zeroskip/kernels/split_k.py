@@ -80,8 +80,9 @@ def candidates(spec, dtype, config_type, sms: int = H100_SMS) -> list:
 def pick(key, dense, options):
     """The fastest of dense() and each (config, split, fn) of options(), measured once per key.
 
-    Returns None for dense, else (config, split); config may name another kernel (launch.ROWS). Nothing is measured during CUDA-graph capture
-    (the dense kernel runs and the choice is left for a later eager call)."""
+    Returns None for dense, else (config, split); config may name another kernel (launch.ROWS).
+    Nothing is measured during CUDA-graph capture (the dense kernel runs and the choice is left for
+    a later eager call)."""
     if key in _CHOSEN:
         return _CHOSEN[key]
     options = options()
@@ -114,6 +115,11 @@ def graph_ms(fn, quantiles=None):
     from ..bench.timing import graph_time
     ms = graph_time(fn, inner=10, reps=10) / 1000.0
     return [ms] * len(quantiles) if quantiles else ms
+
+
+def choices() -> list:
+    """(key, choice) of every pick made so far, oldest first."""
+    return list(_CHOSEN.items())
 
 
 def clear() -> None:
