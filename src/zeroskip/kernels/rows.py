@@ -92,6 +92,7 @@ def _rows_kernel(
     HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr, POOL: tl.constexpr, UPCAST: tl.constexpr,
     R: tl.constexpr, SEG: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
+    tl.static_assert(R == 2 or R == 4, "R: 2 or 4 output rows per program (the accumulators are written out)")
     SEGS: tl.constexpr = (OW + SEG - 1) // SEG
     BANDS: tl.constexpr = (OH + R - 1) // R
     # output-channel blocks vary fastest: the programs that read the same input rows run together
