@@ -163,8 +163,12 @@ def _configs(shapes):
 # run, benchmarks/rows-ab-h200.txt), features.2 / .7 at batch 32: 4x64x64x32 on 2 stages 285.8 /
 # 261.5 us, on 3 stages 312.2 / 282.8, on 4 stages 418.9 / 368.6; 2x64x64x32 358.2 / 312.9;
 # 2x64x128x32 on 2 stages - / 275.4; at batch 1 4x64x64x32 on 3 stages 11.4 us (features.2) and
-# 2x64x64x32 11.6 (features.7) were fastest. 8 warps lost everywhere (SEG 128: 387.3 / 337.0; SEG 64
-# with 8 warps 2.4-4.7x slower in the first run), as did BLOCK_N 32 and BLOCK_K 16 (433.3 and 328.3 on features.2).
+# 2x64x64x32 11.6 (features.7) were fastest. 8 warps lost everywhere. SEG 64 on 8 warps ran 2.4-4.7x
+# slower in the first run: Triton 3.6 gives the accumulators of its 64-row dots two wgmma layouts
+# (warpsPerCTA [4, 2] and [8, 1]) and converts them through shared memory in every iteration (4-8
+# convert_layout ops inside the loop in the sm_90 TTGIR, none on 4 warps; scripts/rows_layouts.py).
+# SEG 128 on 8 warps has no such conversion and still lost (387.3 / 337.0). BLOCK_N 32 and BLOCK_K 16
+# lost too (433.3 and 328.3 on features.2).
 TILES = ((4, 64, 64, 32, 4, 2), (4, 64, 64, 32, 4, 3), (2, 64, 64, 32, 4, 3), (2, 64, 128, 32, 4, 2))
 _tuned = triton.autotune(configs=_configs(TILES), key=["N", "C", "COUT", "H", "W", "POOL"], do_bench=graph_ms,
                          **DISK_CACHE)(_rows_kernel)
