@@ -196,8 +196,9 @@ def run_suite(suite, batch: int = 1, dtype: str = "fp32", ops=OPS, algos=("auto"
               torch_compile: int = 0, layout: str = "auto", progress: bool = False,
               rows: list | None = None) -> list[dict]:
     """Every conv of `suite` (a name or a list of Layer) with a fresh realistic input on CUDA.
-    torch_compile: torch.compile builds of the baseline per layer (compare). progress: a bar over the layers on stderr (zeroskip.progress). rows: a list each row is
-    appended to as soon as it is measured (and returned), so a stopped run keeps them."""
+    torch_compile: torch.compile builds of the baseline per layer (compare). progress: a bar over the
+    layers on stderr (zeroskip.progress). rows: a list each row is appended to as soon as it is
+    measured (and returned), so a stopped run keeps them."""
     from .sparsity import realistic_input
     layers = load_suite(suite) if isinstance(suite, str) else list(suite)
     bad = [op for op in ops if op not in OPS]

@@ -199,19 +199,17 @@ def conv(x, weight, bias, spec, activation, algo, config: Config | None = None, 
     launch = _Launch(x, w, w_lo, b, y, spec, activation, algo, prec, bias is not None)
     if not skip and config is None and not interpreting() and algo != "ecr":
         key = (spec, x.dtype, y.dtype, prec, channels_last, x.device.index, activation, bias is not None)
-        run_rows = lambda: rows.conv(x, w, bias, y, spec, _ACT[activation])  # noqa: E731
-
         def options():  # built only on a shape's first call: the choice is cached per key
             found = [(c, s, lambda c=c, s=s: launch.fixed(c, s))
                      for c, s in split_k.candidates(spec, x.dtype, Config, split_k.sm_count(x.device))]
             if rows.fits(x, spec, activation):
-                found.append((ROWS, 1, run_rows))
+                found.append((ROWS, 1, lambda: rows.conv(x, w, bias, y, spec, _ACT[activation])))
             return found
         choice = split_k.pick(key, launch.tuned, options)
         if choice is None:
             launch.tuned()
         elif choice[0] == ROWS:
-            run_rows()
+            rows.conv(x, w, bias, y, spec, _ACT[activation])
         else:
             launch.fixed(*choice)
         return y
