@@ -112,13 +112,14 @@ def prepare(image: torch.Tensor, channels: int, size: int, model: str | None = N
 
 @torch.no_grad()
 def skip_profile(model: nn.Module, inputs, batch: int = 16, tile: int = 8, chunk: int = 16,
-                 progress: bool = False) -> list[dict]:
+                 progress: bool = False, desc: str = "profile") -> list[dict]:
     """Per conv of `model` (every nn.Conv2d, by qualified name, in call order), what its input leaves
     to skip over `inputs`: an (N, C, H, W) tensor or a list of them (e.g. images of different
     sizes), run `batch` images at a time. One dict per conv: "shape" (the first input's C, H, W),
     zero fraction "mean"/"min"/"max" over images, and the means over images of "dead_channels",
     "blocks_left" and "compaction" (formats.skip_stats with `tile` and `chunk`), and "flops"
-    (dense multiply-adds x 2, summed over images), so a FLOP-weighted bound follows (stack_bound)."""
+    (dense multiply-adds x 2, summed over images), so a FLOP-weighted bound follows (stack_bound).
+    progress: a bar named `desc` over the images on stderr."""
     parts = [inputs] if isinstance(inputs, torch.Tensor) else list(inputs)
     device = next(model.parameters()).device
     stats, shapes, flops = {}, {}, {}
@@ -137,7 +138,7 @@ def skip_profile(model: nn.Module, inputs, batch: int = 16, tile: int = 8, chunk
     handles = [m.register_forward_pre_hook(hook(n)) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     total = sum(p.shape[0] for p in parts)
     try:
-        with bar(total, "profile", progress, "image") as done:
+        with bar(total, desc, progress, "image") as done:
             for part in parts:
                 for i in range(0, part.shape[0], batch):
                     model(part[i:i + batch].to(device))
@@ -209,7 +210,7 @@ def profile_model(name, images=None, weights=None, limit=None, image_size=None, 
     model = model.to(device).eval()
     x = torch.stack([prepare(read_image(f) if raw is None else raw[i], channels, size, name)
                      for i, f in enumerate(files)])
-    layers = skip_profile(model, x, batch, progress=progress)
+    layers = skip_profile(model, x, batch, progress=progress, desc=f"profile {name}")
     return {"model": name, "images": str(images) if images is not None else "built-in photos",
             "files": [str(f) if raw is None else f for f in files], "count": len(files), "image_size": size,
             "weights": weights_label(name, model, weights), "device": str(device), "torch": torch.__version__,
