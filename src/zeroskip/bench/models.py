@@ -273,7 +273,7 @@ def _time(t) -> str:
 
 def print_result(r) -> None:
     """Whole-model latencies and speedups, then the per-layer table."""
-    print(f"\n{r['model']} ({r.get('weights') or 'random-init'} weights, input {r.get('input') or 'randn'}) "
+    print(f"\n{r['model']} (weights {r.get('weights') or 'random-init'}, input {r.get('input') or 'randn'}) "
           f"{r['dtype']} batch {r['batch']} {r['image_size']}x{r['image_size']} algo {r['algo']} "
           f"on {r['gpu']} ({r['timing']}): eager {_fmt(r['eager_us'], '.1f')} us, torch.compile "
           f"{_fmt(r['compiled_us'], '.1f')} us, zeroskip {_fmt(r['converted_us'], '.1f')} us; speedup "
