@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"zeroskip algo(s) among {', '.join(ALGOS)} (default {default_algo})")
         if inputs:
             sp.add_argument("--input", choices=SOURCES, help=INPUT_HELP)
-        sp.add_argument("--data", metavar="PATH", help="the paper-data folder" + (" (implies --input paper)" if inputs else ""))
+        implies = " (implies --input paper)" if inputs else ""
+        sp.add_argument("--data", metavar="PATH", help=f"the paper-data folder{implies}")
         out_option(sp)
         progress_option(sp)
 

@@ -94,9 +94,10 @@ def save_inputs(path, model=None, batches=(1, 32), sizes=(224,), seed: int = 0, 
             got = layer_inputs(model, batch, size, seed, device, dtype)
             h, w = got["conv1_1"].shape[-2:]
             inputs[f"b{batch}-{h}x{w}"] = {n: got[n].cpu() for n in names}
+    params = {n: {"weight": convs[n].weight.detach().cpu().to(dtype), "bias": convs[n].bias.detach().cpu().to(dtype),
+                  "stride": convs[n].stride, "padding": convs[n].padding} for n in names}
     data = {"weights": model.source, "label": hed.label(model), "seed": seed, "stages": STAGES, "inputs": inputs,
-            "convs": {n: {"weight": convs[n].weight.detach().cpu().to(dtype), "bias": convs[n].bias.detach().cpu().to(dtype),
-                          "stride": convs[n].stride, "padding": convs[n].padding} for n in names}}
+            "convs": params}
     torch.save(data, path)
     return data
 
@@ -110,8 +111,9 @@ def match(layer: Layer) -> tuple[str | None, tuple[int, int] | None]:
     if layer.suite == "vgg16":
         pick = next(v for v in convs if v.name == layer.name)
     else:
-        same = ([v for v in convs if (v.in_channels, v.height, v.width) == (layer.in_channels, layer.height, layer.width)]
-                or [v for v in convs if (v.height, v.width) == (layer.height, layer.width)] or convs)
+        shape = (layer.in_channels, layer.height, layer.width)
+        same = ([v for v in convs if (v.in_channels, v.height, v.width) == shape]
+                or [v for v in convs if (v.height, v.width) == shape[1:]] or convs)
         pick = min(same, key=lambda v: (abs(v.depth - layer.depth), v.depth))
     factor = 224 // pick.height
     return pick.name, (layer.height * factor, layer.width * factor)
