@@ -221,7 +221,7 @@ def profile_model(name, images=None, weights=None, limit=None, image_size=None, 
 def print_profile(result) -> None:
     """Table per conv: input shape, zero fraction mean/min/max over the images, dead channels,
     (8x8 x 16-channel) blocks left and the compaction bound; then the FLOP-weighted bound."""
-    print(f"{result['model']} ({result['weights']}): each conv's input over {result['count']} image(s) from "
+    print(f"{result['model']}, weights {result['weights']}: each conv's input over {result['count']} image(s) from "
           f"{result['images']}, {result['image_size']}x{result['image_size']}, on {result['device']}")
     head = ("layer", "input shape", "zeros", "min", "max", "dead ch", "8x8x16 blocks left", "compaction")
     table = [head] + [(l["name"], "x".join(map(str, l["shape"])), f"{l['mean']:.3f}", f"{l['min']:.3f}",
