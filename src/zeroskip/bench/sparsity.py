@@ -52,7 +52,8 @@ def paper_data_path(data=None) -> Path:
         tried = [Path(os.environ[ENV_VAR])]
     else:
         root = Path(__file__).resolve().parents[3]
-        tried = [root.parent / "shared" / "paper-data", Path.cwd().parent / "shared" / "paper-data"]
+        tried = list(dict.fromkeys(p.resolve() for p in (root.parent / "shared" / "paper-data",
+                                                        Path.cwd().parent / "shared" / "paper-data")))
     for path in tried:
         if (path / "vgg19").is_dir():
             return path

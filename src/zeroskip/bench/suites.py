@@ -4,6 +4,10 @@ Shapes are data (one JSON object per conv; `height`/`width` are the conv *input*
 checked or extended without touching code. Every conv listed is followed by ReLU in its network;
 `pool_after` is set when that ReLU is followed directly by a pool (floor mode unless `ceil_mode`).
 
+vgg16 is HED's VGG-16 (see zeroskip.bench.hed): with `--input real` its layers read HED's own
+activations and use HED's weights; the other suites read HED activations mapped to their shapes
+(zeroskip.bench.real).
+
 VGG-19 layers also carry the authors' one-channel feature maps (see `zeroskip.bench.sparsity`):
   paper_feature  the file the paper used as this conv's input: vgg19/all_conv_name.txt, in order.
   real_feature   the file that really is this conv's input in torchvision's VGG-19 (null for features.0,
@@ -13,10 +17,10 @@ VGG-19 layers also carry the authors' one-channel feature maps (see `zeroskip.be
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-SUITES = ("vgg19", "alexnet", "googlenet", "lenet5")
+SUITES = ("vgg16", "vgg19", "alexnet", "googlenet", "lenet5")
 SUITE_DIR = Path(__file__).resolve().parent / "suites"
 
 
@@ -66,6 +70,14 @@ class Layer:
                 o -= 1  # PyTorch: the last window must start inside the input or left padding
             out.append(o)
         return out[0], out[1]
+
+    @property
+    def floor_pool_exact(self) -> bool:
+        """Whether zeroskip's floor-mode pool computes the network's `pool_after` here: always for
+        floor mode, and for ceil mode where it adds no partial window (e.g. 2x2/2 on even sizes)."""
+        if not self.pool_after or not self.pool_after.get("ceil_mode"):
+            return True
+        return self.pooled_hw == replace(self, pool_after={**self.pool_after, "ceil_mode": False}).pooled_hw
 
     def flops(self, batch: int) -> int:
         """Dense conv FLOPs (2 x multiply-adds) for a batch; pooling not counted."""

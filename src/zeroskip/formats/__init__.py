@@ -23,7 +23,7 @@ from .pecr import PECR
 from .pecr import conv_pool as conv_pool_pecr
 from .pecr import decode as decode_pecr
 from .pecr import encode as encode_pecr
-from .stats import SparsityStats, ecr_stats, sparsity_stats
+from .stats import SkipStats, SparsityStats, ecr_stats, skip_stats, sparsity_stats
 
-__all__ = ["ECR", "PECR", "SparsityStats", "conv_ecr", "conv_pool_pecr", "decode_ecr", "decode_pecr",
-           "ecr_stats", "encode_ecr", "encode_pecr", "sparsity_stats", "to_feature_map"]
+__all__ = ["ECR", "PECR", "SkipStats", "SparsityStats", "conv_ecr", "conv_pool_pecr", "decode_ecr", "decode_pecr",
+           "ecr_stats", "encode_ecr", "encode_pecr", "skip_stats", "sparsity_stats", "to_feature_map"]

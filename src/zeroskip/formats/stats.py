@@ -6,12 +6,16 @@ tile: what a kernel that skips single kernel indices per tile could save at best
 kernels skip coarser units (a chunk of input channels over all taps, see kernels/ecr_index.py), so
 they save at most this much; with ``block_m=1`` it is the zero fraction the paper's per-window
 ECR skips. The per-window counts are what ECR stores.
+
+``skip_stats`` measures what a tensor-core kernel could skip per output tile: dead channels, empty
+(8x8 output tile x 16-channel) blocks, and the bound of per-tile channel compaction.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from . import ecr as _ecr
 
@@ -95,3 +99,58 @@ def sparsity_stats(input, kernel_size, stride=1, padding=0, dilation=1, groups=1
     if isinstance(block_m, bool) or not isinstance(block_m, int) or block_m < 1:
         raise ValueError(f"block_m must be a positive int, got {block_m!r}")
     return ecr_stats(_ecr.encode(input, kernel_size, stride, padding, dilation, groups), block_m)
+
+
+@dataclass(frozen=True)
+class SkipStats:
+    """What per-tile channel skipping could save on one conv input, one float64 value per image
+    (tensors of shape (N,)):
+
+    zero_fraction   exact zeros among the input's elements
+    dead_channels   input channels that are zero over the whole image
+    blocks_left     (tile x tile output pixels, chunk consecutive input channels) blocks with a
+                    non-zero in the tile's receptive field: what a kernel skipping whole blocks
+                    must still compute
+    compaction      share of the dense work left when each output tile multiplies only the input
+                    channels live in its receptive field, their count rounded up to `chunk`, over
+                    the channel count rounded up the same way: 1 / compaction bounds the speedup
+    Tiles cover the output from its top-left corner; a partial tile at the edge counts as one.
+    Channels are chunked across groups as in a dense conv."""
+    zero_fraction: torch.Tensor
+    dead_channels: torch.Tensor
+    blocks_left: torch.Tensor
+    compaction: torch.Tensor
+    tile: int
+    chunk: int
+
+    def __str__(self) -> str:
+        return (f"zeros {self.zero_fraction.mean():.1%}, dead channels {self.dead_channels.mean():.1%}, "
+                f"{self.tile}x{self.tile} x {self.chunk}-channel blocks left {self.blocks_left.mean():.2f}, "
+                f"compaction {self.compaction.mean():.2f}")
+
+
+def skip_stats(input, kernel_size, stride=1, padding=0, dilation=1, tile: int = 8, chunk: int = 16) -> SkipStats:
+    """SkipStats of ``input`` (N, C, H, W) for a conv with this geometry (integers or pairs)."""
+    for name, value in (("tile", tile), ("chunk", chunk)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if not isinstance(input, torch.Tensor) or input.dim() != 4:
+        raise ValueError(f"input must be an (N, C, H, W) tensor, got {getattr(input, 'shape', type(input))}")
+
+    def two(v):
+        return (v, v) if isinstance(v, int) else tuple(v)
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = two(kernel_size), two(stride), two(padding), two(dilation)
+    n, c = input.shape[:2]
+    nonzero = input != 0
+    # any non-zero in each output pixel's window, per channel, then per output tile
+    field = F.max_pool2d(F.pad(nonzero.float(), (pw, pw, ph, ph)), (kh, kw), (sh, sw), dilation=(dh, dw))
+    live = F.max_pool2d(field, tile, tile, ceil_mode=True) > 0  # (N, C, tiles_y, tiles_x)
+    padded = -(-c // chunk) * chunk
+    blocks = F.pad(live, (0, 0, 0, 0, 0, padded - c)).reshape(n, padded // chunk, chunk, -1).any(2)
+    work = torch.ceil(live.sum(1).double() / chunk) * chunk / padded
+    return SkipStats(
+        zero_fraction=1.0 - nonzero.flatten(1).double().mean(1),
+        dead_channels=(~nonzero.flatten(2).any(2)).double().mean(1),
+        blocks_left=blocks.flatten(1).double().mean(1),
+        compaction=work.flatten(1).mean(1),
+        tile=tile, chunk=chunk)
