@@ -84,7 +84,8 @@ def probe(module, x):
 @st.composite
 def cnns(draw):
     torch.manual_seed(draw(st.integers(0, 2**16)))
-    batch, c, h, w = draw(st.integers(1, 2)), draw(st.integers(1, 4)), draw(st.integers(4, 10)), draw(st.integers(4, 10))
+    batch, c = draw(st.integers(1, 2)), draw(st.integers(1, 4))
+    h, w = draw(st.integers(4, 10)), draw(st.integers(4, 10))
     x = sparse((batch, c, h, w), draw(st.sampled_from([0.3, 0.7, 1.0])))
     y, layers = x, []
     for _ in range(draw(st.integers(1, 4))):
@@ -144,7 +145,8 @@ class Injected(Exception):
     pass
 
 
-def check(model, x, algo, with_inputs, fail_at):
+def check(model, x, algo, with_inputs, fail_at, device):
+    model, x = model.to(device), x.to(device)
     ref = probe(model, x)
     before = snapshot(model)
     original, calls = Undo.set_child, [0]
@@ -175,12 +177,12 @@ CASE = dict(case=cnns(), algo=st.sampled_from(["torch", "ecr", "auto"]), with_in
 
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
 @given(**CASE)
-def test_convert_random_cnns(case, algo, with_inputs, fail_at):
-    check(*case, algo, with_inputs, fail_at)
+def test_convert_random_cnns(case, algo, with_inputs, fail_at, device):
+    check(*case, algo, with_inputs, fail_at, device)
 
 
 @pytest.mark.slow
 @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
 @given(**CASE)
-def test_convert_random_cnns_many(case, algo, with_inputs, fail_at):
-    check(*case, algo, with_inputs, fail_at)
+def test_convert_random_cnns_many(case, algo, with_inputs, fail_at, device):
+    check(*case, algo, with_inputs, fail_at, device)

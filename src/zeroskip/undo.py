@@ -1,7 +1,8 @@
 """The undo log that makes convert_ all-or-nothing: each change to the model is recorded before it
 is made, and rollback() undoes them newest first, restoring the same objects (modules, Parameters)
-and the same values bit for bit. Copying the model instead would cost its size in memory and break
-the identity of its Parameters, which optimizers and user code hold.
+and the same values bit for bit. It holds a copy of each folded conv's weight and bias until
+convert_ returns; copying the whole model instead would cost its size in memory and break the
+identity of its Parameters, which optimizers and user code hold.
 """
 from __future__ import annotations
 

@@ -8,7 +8,8 @@ import triton
 
 from ..dispatch import interpreting
 from ..geometry import MAX_WINDOW
-from . import ecr_index, im2col, implicit_gemm as ig, layout, rows, split_k, weight_cache, winograd, winograd4, winograd_gemm
+from . import ecr_index, im2col, implicit_gemm as ig, layout, rows, split_k, winograd, winograd4, winograd_gemm
+from . import weight_cache
 
 _ACT = {None: 0, "relu": 1, "relu6": 2}
 WINOGRAD = {"winograd": winograd, "winograd4": winograd4}
