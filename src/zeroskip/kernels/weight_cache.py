@@ -15,12 +15,17 @@ is reused only if the weight still has
 and no other tensor holds its storage. A write through another tensor on the same storage does not
 bump the weight's version counter: torch.nn.utils.vector_to_parameters points parameters into the
 vector (later edits to a reused vector), `p.data = t` shares t's storage, `alias = p.data` keeps one.
-A weight sharing its storage is therefore prepared again on every call, never cached.
+A weight sharing its storage is therefore prepared again on every call, never cached. That also
+covers aliases that do share the version counter, which cannot be told apart: while a
+model.state_dict() or the state dict given to load_state_dict(assign=True) is kept alive, the
+weights it holds are prepared on every call (drop it, or copy it, to have them cached).
 
 What metadata cannot show: an in-place edit through a temporary `.data` (`p.data.mul_(2)`,
-`p.data.copy_(t)`) writes the storage and leaves no alias behind, without bumping the version; call
-zeroskip.kernels.launch.clear_packed_weights() after one, or edit under torch.no_grad() without
-`.data`. Inference-mode tensors have no version counter: prepared on every call.
+`p.data.copy_(t)`) writes the storage and leaves no alias behind, without bumping the version, and
+so does a write to memory PyTorch does not track (the numpy array behind torch.from_numpy, a DLPack
+producer); call zeroskip.kernels.launch.clear_packed_weights() after one, or edit under
+torch.no_grad() without `.data`. Inference-mode tensors have no version counter: prepared on every
+call.
 """
 from __future__ import annotations
 
