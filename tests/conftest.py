@@ -10,11 +10,20 @@ import torch
 def pytest_addoption(parser):
     parser.addoption("--device", default="cpu", choices=("cpu", "cuda"),
                      help="where the kernels run: cpu (Triton interpreter) or cuda")
+    parser.addoption("--slow", action="store_true", help="also run the tests marked slow (long hypothesis runs)")
 
 
 def pytest_configure(config):
     if config.getoption("--device") == "cpu":
         os.environ["TRITON_INTERPRET"] = "1"
+    config.addinivalue_line("markers", "slow: long runs, skipped unless --slow is given")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not config.getoption("--slow"):
+        for item in items:
+            if "slow" in item.keywords:
+                item.add_marker(pytest.mark.skip(reason="long run: give --slow"))
 
 
 @pytest.fixture

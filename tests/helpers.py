@@ -40,3 +40,39 @@ def reference(x, w, b, stride=1, padding=0, dilation=1, groups=1, activation=Non
     elif pool == "avg":
         y = F.avg_pool2d(y, pool_size, pool_stride, pool_padding)
     return y
+
+
+def snapshot(model):
+    """What convert_ could change, per module (the tree with duplicates): its type, identity and
+    every attribute, dicts (children, Parameters, buffers, hooks) by content; tensors by identity,
+    a copy of their values and requires_grad; other values by identity."""
+    def item(value):
+        if isinstance(value, torch.Tensor):
+            return id(value), value.detach().clone(), value.requires_grad
+        return id(value), None, None
+
+    return [(name, id(m), type(m),
+             {key: {k: item(v) for k, v in value.items()} if isinstance(value, dict) else item(value)
+              for key, value in vars(m).items()})
+            for name, m in model.named_modules(remove_duplicate=False)]
+
+
+def assert_same(before, after):
+    """snapshot() results equal: the same objects, and tensors bit for bit."""
+    def same(a, b):
+        if isinstance(a, dict):
+            return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+        (ia, ta, ga), (ib, tb, gb) = a, b
+        if ta is None:
+            return ia == ib and tb is None
+        return (ia == ib and ga == gb and ta.dtype == tb.dtype and ta.shape == tb.shape
+                and ta.stride() == tb.stride() and torch.equal(bits(ta), bits(tb)))
+
+    def bits(t):
+        return t.contiguous().reshape(-1).view(torch.uint8)
+
+    assert [m[:3] for m in before] == [m[:3] for m in after], "module tree changed"
+    for (name, _, _, attrs_a), (_, _, _, attrs_b) in zip(before, after):
+        assert attrs_a.keys() == attrs_b.keys(), f"{name!r}: attributes {set(attrs_a) ^ set(attrs_b)} changed"
+        for key in attrs_a:
+            assert same(attrs_a[key], attrs_b[key]), f"{name!r}.{key} changed"

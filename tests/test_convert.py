@@ -209,7 +209,8 @@ def test_bn_folding_outside_sequential_options(device):
     assert isinstance(model.res.bn, nn.BatchNorm2d)
     model = randomize_bn(Blocks()).to(device)
     model.res.bn.train()
-    zeroskip.convert_(model, algo="torch")
+    with pytest.warns(UserWarning, match="1 BatchNorm2d layer in training mode was not folded"):
+        zeroskip.convert_(model, algo="torch")
     assert model.zeroskip_report["kept_bn"] == ["res.bn"] and model.zeroskip_report["folded_bn"] == ["stem_bn"]
     assert isinstance(model.res.bn, nn.BatchNorm2d) and model.res.conv.bias is None
     model = randomize_bn(Blocks()).to(device)
@@ -229,7 +230,8 @@ def test_options(device):
     assert isinstance(model.features[2], nn.ReLU)
     model = VGGish(True).to(device).eval()
     model.features[1].train()  # a training-mode BN is left alone and not fused past
-    zeroskip.convert_(model, algo="torch")
+    with pytest.warns(UserWarning, match=r"not folded \(features.1\): call model.eval\(\)"):
+        zeroskip.convert_(model, algo="torch")
     assert model.zeroskip_report["kept_bn"] == ["features.1"] and model.features[0].activation is None
     assert isinstance(model.features[1], nn.BatchNorm2d) and isinstance(model.features[2], nn.ReLU)
 

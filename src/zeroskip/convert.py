@@ -21,10 +21,28 @@ for every call) keeps its BNs. The trace runs the forward's Python code once on 
 
 BatchNorm2d is folded only in eval mode with running statistics; a training-mode BN (or one
 without running stats) that follows a converted conv is left alone and listed in the report's
-"kept_bn" (in an nn.Sequential it ends the run, so the conv is converted unfused). A conv shared
-by several parents is converted but never folded or fused; convs with padding_mode != "zeros",
-nn.Conv2d subclasses and the root module itself (which cannot be replaced in place) are left
-alone. fold_bn=False folds nothing, on either path.
+"kept_bn" (in an nn.Sequential it ends the run, so the conv is converted unfused); training-mode
+BNs also give a UserWarning and a line in report["warnings"] (call model.eval() first). A conv
+shared by several parents is converted but never folded or fused, and no BN is folded into a conv
+whose weight or bias shares memory with another Parameter or buffer of the model (tied weights):
+the fold would change the other user too. convs with padding_mode != "zeros", nn.Conv2d
+subclasses (parametrized convs: torch.nn.utils.parametrizations.weight_norm and the like), convs
+whose weight is not an nn.Parameter and the root module itself (which cannot be replaced in place)
+are left alone. fold_bn=False folds nothing, on either path.
+
+Hooks: a module with hooks of any kind (forward, forward pre-, backward, state_dict,
+load_state_dict; the old torch.nn.utils.weight_norm and spectral_norm are such hooks) or with a
+forward set on the instance stays the object it is: a conv is not converted, a BN not folded, an
+activation or pool not absorbed into a fusion. While global module hooks are registered, nothing
+is converted. (Why hooks are not carried over instead: zeroskip.guards.) report["reasons"] maps
+the name of every module left alone that could have been converted, folded or fused to why.
+
+All or nothing: every change is recorded as it is made (zeroskip.undo); where convert_ raises
+(a failed output check, an error in filter_fn, KeyboardInterrupt), they are undone before the
+exception leaves, so the model has the same modules, Parameters (the same objects, bit-identical
+values, requires_grad), buffers, hooks, attributes and training flags as before, and no
+zeroskip_* attribute is set. Timings added to a zeroskip.plan.Plan passed in stay there (they are
+true whatever the outcome); a plan file is written only when convert_ succeeds.
 
 `example_inputs` (a tensor or a tuple of positional arguments) is stored on the model as
 `zeroskip_example_inputs`. With algo="auto", measure=True and example_inputs on CUDA, each
@@ -38,9 +56,10 @@ applies them). On the CPU nothing is measured and the report says so.
 When example_inputs are given, the model runs on them before and after conversion (eval mode,
 torch.no_grad(), measured algos in place) and the outputs must agree: normwise relative error
 <= 1e-4 in fp32 (1e-2 where TF32 may be used on CUDA), 3e-2 in fp16/bf16, 1e-9 in fp64; else
-RuntimeError. The report is set as `model.zeroskip_report`:
+RuntimeError, the model left as it was. The report is set as `model.zeroskip_report`:
 {"converted": conv names, "fused": conv names that absorbed an activation and/or pool,
- "folded_bn": BN names folded, "kept_bn": BN names left, "max_rel_err": float or None,
+ "folded_bn": BN names folded, "kept_bn": BN names left, "reasons": {module name: why it was
+ left alone}, "warnings": the UserWarnings issued, "max_rel_err": float or None,
  "tolerance": float or None, "layers": one row per measured call {"name", "op", "shape",
  "sparsity" (zero fraction of the input), "algo", "times_us" (per candidate; a string where it
  was dropped), "reused" (taken from the plan)}, "note": why nothing was measured, or None}.
@@ -48,6 +67,7 @@ RuntimeError. The report is set as `model.zeroskip_report`:
 from __future__ import annotations
 
 import os
+import warnings
 
 import torch
 from torch import nn
@@ -58,6 +78,7 @@ from . import plan as zplan
 from .dispatch import ALGOS
 from .fuse import _Converter, fold_bn_  # noqa: F401  (fold_bn_ is part of zeroskip.convert's API)
 from .progress import bar
+from .undo import Undo
 
 
 def _max_rel_err(out, ref) -> float:
@@ -167,7 +188,8 @@ def convert_(model: nn.Module, example_inputs=None, *, algo="auto", filter_fn=No
     filter_fn(qualified_name, conv) -> bool picks the convs to convert (default: all).
     plan: None, a zeroskip.plan.Plan or a JSON path; measure=False skips per-layer timing.
     progress=True draws a bar on stderr while layers are measured; nothing is printed otherwise.
-    See the module docstring for what is fused, folded, measured and checked.
+    All or nothing: where it raises (KeyboardInterrupt included), the model is as it was.
+    See the module docstring for what is fused, folded, measured, checked and left alone.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -180,17 +202,27 @@ def convert_(model: nn.Module, example_inputs=None, *, algo="auto", filter_fn=No
             raise ValueError(f"{name} must be a bool, got {value!r}")
     if plan is not None and not isinstance(plan, (zplan.Plan, str, os.PathLike)):
         raise TypeError(f"plan must be a zeroskip.plan.Plan, a path or None, got {type(plan).__name__}")
-    inputs = None
+    inputs = ref = None
     if example_inputs is not None:
         inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
         ref = _run_eval(model, inputs)
-    converter = _Converter(model, algo, filter_fn, fold_bn, fuse)
+    undo = Undo()
+    try:
+        _convert(model, inputs, ref, undo, algo, filter_fn, fold_bn, fuse, plan, measure, progress)
+    except BaseException:
+        undo.rollback()
+        raise
+    return model
+
+
+def _convert(model, inputs, ref, undo, algo, filter_fn, fold_bn, fuse, plan, measure, progress):
+    """convert_'s changes, each made through `undo`; raises where the result is not to be kept."""
+    converter = _Converter(model, algo, filter_fn, fold_bn, fuse, undo)
     converter.walk(model)
     report = converter.report
-    report.update(layers=[], note=None)
-    model.zeroskip_report = report
-    model.zeroskip_example_inputs = inputs
-    model.zeroskip_plan = plan if isinstance(plan, zplan.Plan) else None
+    report.update(layers=[], note=None, warnings=[])
+    used_plan = plan if isinstance(plan, zplan.Plan) else None
+    measured = False
     if algo == "auto" and measure and report["converted"]:
         if inputs is None:
             report["note"] = "no example_inputs: nothing measured, layers keep algo='auto'"
@@ -198,17 +230,28 @@ def convert_(model: nn.Module, example_inputs=None, *, algo="auto", filter_fn=No
             report["note"] = ("measurement needs a CUDA GPU: example_inputs are not on CUDA, "
                               "layers keep algo='auto'")
         else:
-            if model.zeroskip_plan is None:
+            if used_plan is None:
                 found = plan is not None and os.path.exists(plan)
-                model.zeroskip_plan = zplan.Plan.load(plan) if found else zplan.Plan()
-            report["layers"] = _measure_layers(model, inputs, set(report["converted"]), model.zeroskip_plan,
-                                               progress)
-            if plan is not None and not isinstance(plan, zplan.Plan):
-                model.zeroskip_plan.save(plan)
+                used_plan = zplan.Plan.load(plan) if found else zplan.Plan()
+            report["layers"] = _measure_layers(model, inputs, set(report["converted"]), used_plan, progress)
+            measured = True
     if inputs is not None:
         report["max_rel_err"] = _max_rel_err(_run_eval(model, inputs), ref)
         report["tolerance"] = _tolerance(ref)
         if not report["max_rel_err"] <= report["tolerance"]:
             raise RuntimeError(f"converted model differs from the original on example_inputs: "
-                               f"max_rel_err={report['max_rel_err']:.3g} > tolerance={report['tolerance']:.3g}")
-    return model
+                               f"max_rel_err={report['max_rel_err']:.3g} > tolerance={report['tolerance']:.3g}; "
+                               f"the model is left as it was")
+    if converter.training_bn:
+        n, names = len(converter.training_bn), ", ".join(converter.training_bn[:3])
+        more = f" and {n - 3} more" if n > 3 else ""
+        report["warnings"].append(
+            f"{n} BatchNorm2d layer{'s' if n > 1 else ''} in training mode {'were' if n > 1 else 'was'} "
+            f"not folded ({names}{more}): call model.eval() before convert_ to fold them")
+    for message in report["warnings"]:
+        warnings.warn(message, UserWarning, stacklevel=3)
+    if measured and plan is not None and not isinstance(plan, zplan.Plan):
+        used_plan.save(plan)
+    undo.set_attribute(model, "zeroskip_report", report)
+    undo.set_attribute(model, "zeroskip_example_inputs", inputs)
+    undo.set_attribute(model, "zeroskip_plan", used_plan)

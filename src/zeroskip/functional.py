@@ -3,6 +3,10 @@
 conv2d(...)      == act(F.conv2d(...))
 conv2d_pool(...) == pool(act(F.conv2d(...)))   (F.max_pool2d / F.avg_pool2d, floor mode)
 
+Empty calls: an empty batch gives F.conv2d's empty result (then pooled) whatever the algo; zero
+input channels, an empty map and an empty weight raise ValueError (F.conv2d returns an empty
+(N, 0, H', W') tensor for zero input channels rather than the bias, and raises for the others).
+
 Semantics that differ from cuDNN by design: a zero-skipping algo never multiplies a skipped
 zero, so `0 * inf` and `0 * nan` in the weight contribute 0 where cuDNN gives NaN. A NaN or
 inf in the *input* is never skipped (it is not zero) and propagates as usual.
@@ -82,7 +86,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     spec = check_conv(input, weight, bias, stride, padding, dilation, groups)
     check_activation(activation)
     name = _inference_only(dispatch.choose(algo, input, spec, activation), algo, input, weight, bias)
-    if name == "torch":
+    if name == "torch" or spec.batch == 0:  # an empty batch: F.conv2d's empty result, no launch
         out = _torch_conv(input, weight, bias, spec, activation)
     else:
         from .kernels import launch
@@ -103,7 +107,7 @@ def conv2d_pool(input, weight, bias=None, stride=1, padding=0, dilation=1, group
     check_activation(activation)
     spec = with_pool(spec, pool, pool_size, pool_stride, pool_padding)
     name = _inference_only(dispatch.choose(algo, input, spec, activation), algo, input, weight, bias)
-    if name == "torch":
+    if name == "torch" or spec.batch == 0:
         out = _torch_pool(_torch_conv(input, weight, bias, spec, activation), spec)
     else:
         from .kernels import launch

@@ -12,14 +12,11 @@ from collections import Counter
 import torch
 from torch import fx, nn
 
+from . import guards
 from . import nn as znn
 
 _ACTS = (nn.ReLU, nn.ReLU6)
 _POOLS = (nn.MaxPool2d, nn.AvgPool2d)
-
-
-def _convertible(module) -> bool:
-    return type(module) is nn.Conv2d and module.padding_mode == "zeros"
 
 
 def _at(items, j):
@@ -35,11 +32,6 @@ def _expressible_pool(module) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _foldable(bn, conv) -> bool:
-    return (type(bn) is nn.BatchNorm2d and not bn.training and bn.running_mean is not None
-            and bn.num_features == conv.out_channels)
 
 
 @torch.no_grad()
@@ -83,15 +75,39 @@ def _own_graph(module):
 
 
 class _Converter:
-    def __init__(self, model, algo, filter_fn, fold_bn, fuse):
-        self.algo, self.filter_fn, self.fold_bn, self.fuse = algo, filter_fn, fold_bn, fuse
+    """One pass over the model: every change goes through `undo` (zeroskip.undo), every module left
+    alone that could have been converted, folded or fused gets a line in report["reasons"]."""
+
+    def __init__(self, model, algo, filter_fn, fold_bn, fuse, undo):
+        self.algo, self.filter_fn, self.fold_bn, self.fuse, self.undo = algo, filter_fn, fold_bn, fuse, undo
         counts = Counter(id(m) for _, m in model.named_modules(remove_duplicate=False))
         self.shared = {i for i, n in counts.items() if n > 1}
+        self.memory = guards.Memory(model)
+        hooks = guards.global_hook_names()
+        self.global_hooks = f"global module hooks are registered ({', '.join(hooks)})" if hooks else None
+        self.decided = {}  # qualified conv name -> whether it is converted
         self.done = {}  # id(conv) -> its plain zeroskip Conv2d, reused where a conv is shared
-        self.report = dict(converted=[], fused=[], folded_bn=[], kept_bn=[], max_rel_err=None, tolerance=None)
+        self.training_bn = []  # BNs kept because they are in training mode
+        self.report = dict(converted=[], fused=[], folded_bn=[], kept_bn=[], reasons={}, max_rel_err=None,
+                           tolerance=None)
+        if isinstance(model, nn.Conv2d) and not isinstance(model, (znn.Conv2d, znn.ConvActPool)):
+            self.report["reasons"][""] = "the root module cannot be replaced in place"
+
+    def keep(self, name, why):
+        self.report["reasons"].setdefault(name, why)
 
     def wanted(self, name, module) -> bool:
-        return _convertible(module) and (self.filter_fn is None or bool(self.filter_fn(name, module)))
+        """Whether conv `name` is converted (decided once per name; filter_fn is called once)."""
+        if not isinstance(module, nn.Conv2d) or isinstance(module, (znn.Conv2d, znn.ConvActPool)):
+            return False
+        if name not in self.decided:
+            why = self.global_hooks or guards.conv_reason(module)
+            if why is None and self.filter_fn is not None and not self.filter_fn(name, module):
+                why = "excluded by filter_fn"
+            if why is not None:
+                self.keep(name, why)
+            self.decided[name] = why is None
+        return self.decided[name]
 
     def plain(self, name, conv):
         self.report["converted"].append(name)
@@ -99,17 +115,62 @@ class _Converter:
             self.done[id(conv)] = znn.Conv2d.from_conv(conv, None, self.algo)
         return self.done[id(conv)]
 
+    def fold_reason(self, bn, conv, conv_name) -> str | None:
+        """Why bn (applied to conv's output alone) is not folded into conv, or None."""
+        why = guards.kept_as_is(bn)
+        if why is not None:
+            return why
+        if bn.training:
+            return "in training mode: call model.eval() before convert_ to fold it"
+        if bn.running_mean is None or bn.running_var is None:
+            return "has no running statistics (track_running_stats=False): it normalises by each batch"
+        if bn.num_features != conv.out_channels:
+            return f"num_features={bn.num_features} differs from {conv_name}'s out_channels={conv.out_channels}"
+        if id(conv) in self.shared:
+            return f"{conv_name} is used by several parents: folding would change the others"
+        for slot in ("weight", "bias"):
+            other = self.memory.shared(conv, slot)
+            if other is not None:
+                return f"{conv_name}.{slot} shares memory with {other}: folding would change it there too"
+        return None
+
+    def fold(self, conv, conv_name, bn, bn_name) -> bool:
+        """Folds bn into conv where it may; else reports why not. Returns whether it folded."""
+        why = self.fold_reason(bn, conv, conv_name)
+        if why is not None:
+            if bn_name not in self.report["kept_bn"]:
+                self.report["kept_bn"].append(bn_name)
+            if bn.training and bn_name not in self.training_bn:
+                self.training_bn.append(bn_name)
+            self.keep(bn_name, why)
+            return False
+        self.undo.fold_bn(conv, bn)
+        self.report["folded_bn"].append(bn_name)
+        return True
+
+    def absorbable(self, name, module, conv_name) -> bool:
+        why = guards.kept_as_is(module)
+        if why is not None:
+            self.keep(name, f"not fused into {conv_name}: {why}")
+        return why is None
+
     def walk(self, module, prefix=""):
         # Only Sequential's own forward runs children in order; a subclass may override it
         # (e.g. a residual block), and fusing across its children would change what it computes.
-        if isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward:
+        # A forward set on the instance is neither Sequential's nor the one fx would trace.
+        own_forward = "forward" not in vars(module)
+        if isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward and own_forward:
             self.sequential(module, prefix)
-        elif self.fold_bn:
+        elif self.fold_bn and own_forward:
             self.fold_traced(module, prefix)
-        for name, child in module.named_children():
+        # every name, not named_children(): that skips a second name of the same child, which must
+        # get the same converted module
+        for name, child in list(module._modules.items()):
+            if child is None:
+                continue
             qual = f"{prefix}.{name}" if prefix else name
             if self.wanted(qual, child):
-                setattr(module, name, self.plain(qual, child))
+                self.undo.set_child(module, name, self.plain(qual, child))
             else:
                 self.walk(child, qual)
 
@@ -120,22 +181,24 @@ class _Converter:
         i = 0
         while i < len(items):
             conv = items[i][1]
-            if not self.wanted(qual[i], conv) or id(conv) in self.shared:
+            if not self.wanted(qual[i], conv):
                 i += 1
                 continue
             j, act, pool = i + 1, None, None
             if self.fold_bn and type(_at(items, j)) is nn.BatchNorm2d:
-                if not _foldable(_at(items, j), conv):
-                    self.report["kept_bn"].append(qual[j])
-                    setattr(seq, items[i][0], self.plain(qual[i], conv))
+                if not self.fold(conv, qual[i], items[j][1], qual[j]):
+                    if id(conv) not in self.shared:  # a shared conv is converted (unfused) by walk()
+                        self.undo.set_child(seq, items[i][0], self.plain(qual[i], conv))
                     i = j + 1
                     continue
-                fold_bn_(conv, _at(items, j))
-                self.report["folded_bn"].append(qual[j])
                 j += 1
-            if self.fuse and type(_at(items, j)) in _ACTS:
+            if id(conv) in self.shared:  # fusing would change its other uses
+                i = j
+                continue
+            if self.fuse and type(_at(items, j)) in _ACTS and self.absorbable(qual[j], items[j][1], qual[i]):
                 act, j = _at(items, j), j + 1
-            if self.fuse and _expressible_pool(_at(items, j)):
+            if (self.fuse and _expressible_pool(_at(items, j))
+                    and self.absorbable(qual[j], items[j][1], qual[i])):
                 pool, j = _at(items, j), j + 1
             if pool is not None:
                 new = znn.ConvActPool.from_modules(conv, act, pool, self.algo)
@@ -144,15 +207,15 @@ class _Converter:
             self.report["converted"].append(qual[i])
             if act is not None or pool is not None:
                 self.report["fused"].append(qual[i])
-            setattr(seq, items[i][0], new)
+            self.undo.set_child(seq, items[i][0], new)
             for k in range(i + 1, j):
-                setattr(seq, items[k][0], nn.Identity())
+                self.undo.set_child(seq, items[k][0], nn.Identity())
             i = j
 
     def fold_traced(self, module, prefix):
         """Folds each BatchNorm2d child of `module` whose input, in the fx trace of module's forward,
         is the output of a wanted Conv2d child used by nothing else; both children are called once
-        and their parameters and buffers are not read elsewhere in that forward, and neither is
+        and their parameters and buffers are not read elsewhere in that forward, and the BN is not
         shared with another parent. The BN's place gets nn.Identity(); its conv is left for walk()."""
         children = dict(module.named_children())
         qual = {n: f"{prefix}.{n}" if prefix else n for n in children}
@@ -166,7 +229,7 @@ class _Converter:
         read = {node.target.split(".")[0] for node in graph.nodes if node.op == "get_attr"}
 
         def alone(name):
-            return calls[name] == 1 and name not in read and id(children[name]) not in self.shared
+            return calls[name] == 1 and name not in read
 
         convs = {}  # BN child name -> the conv child name it normalises
         for node in graph.nodes:
@@ -175,15 +238,8 @@ class _Converter:
             src = node.args[0] if len(node.args) == 1 and not node.kwargs else None
             if (isinstance(src, fx.Node) and src.op == "call_module" and src.target in children
                     and len(src.users) == 1 and self.wanted(qual[src.target], children[src.target])
-                    and alone(src.target) and alone(node.target)):
+                    and alone(src.target) and alone(node.target) and id(children[node.target]) not in self.shared):
                 convs[node.target] = src.target
         for name, bn in children.items():  # in child order, as the Sequential path reports them
-            if name not in convs:
-                continue
-            conv = children[convs[name]]
-            if not _foldable(bn, conv):
-                self.report["kept_bn"].append(qual[name])
-                continue
-            fold_bn_(conv, bn)
-            self.report["folded_bn"].append(qual[name])
-            setattr(module, name, nn.Identity())
+            if name in convs and self.fold(children[convs[name]], qual[convs[name]], bn, qual[name]):
+                self.undo.set_child(module, name, nn.Identity())

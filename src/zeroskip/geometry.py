@@ -142,8 +142,13 @@ def check_conv(input, weight, bias, stride, padding, dilation, groups) -> ConvSp
             f"input channels, but input has {c}")
     if min(kh, kw) < 1 or cout < 1:
         raise ValueError(f"weight shape {tuple(weight.shape)} has an empty dimension")
-    if n < 1:
-        raise ValueError(f"input batch must be >= 1, got shape {tuple(input.shape)}")
+    # An empty batch is fine (an empty result, as F.conv2d's). Zero input channels are refused: each
+    # output would be its bias alone, but F.conv2d returns an empty (N, 0, H', W') tensor there.
+    if c < 1:
+        raise ValueError(f"input has 0 channels (shape {tuple(input.shape)}): at least one is needed "
+                         f"(F.conv2d returns an empty (N, 0, H', W') tensor here, not the bias)")
+    if min(h, w) < 1:
+        raise ValueError(f"input height and width must be >= 1, got shape {tuple(input.shape)}")
     if bias is not None:
         if not isinstance(bias, torch.Tensor):
             raise TypeError(f"bias must be a torch.Tensor or None, got {type(bias).__name__}")

@@ -5,11 +5,11 @@ from dataclasses import dataclass
 
 import torch
 import triton
-from torch.utils.weak import WeakIdKeyDictionary
 
 from ..dispatch import interpreting
 from ..geometry import MAX_WINDOW
 from . import ecr_index, im2col, implicit_gemm as ig, layout, rows, split_k, winograd, winograd4, winograd_gemm
+from . import weight_cache
 
 _ACT = {None: 0, "relu": 1, "relu6": 2}
 WINOGRAD = {"winograd": winograd, "winograd4": winograd4}
@@ -90,42 +90,27 @@ def packed_weight(weight: torch.Tensor, k_major: bool = False, split: bool = Fal
     tile loads are coalesced. TF32 / 3xTF32 (k_major): (C_out, kH, kW, C_in/g) memory, input
     channels contiguous, the only B layout Hopper's tf32 wgmma reads without a transpose; with
     the other one every weight element went through its own 4-byte cp.async (sm_90 PTX).
-    Packing is done once per weight tensor and reused while the tensor is unchanged, the way
-    inference engines prepare weights at load time; inputs are never cached. "Unchanged" means
-    the same version counter (in-place ops and load_state_dict bump it) and the same storage
-    (`p.data = t` swaps it). An in-place edit through `.data` bypasses both: call
-    clear_packed_weights() after one. With split, returns split_weight's (hi, lo) of it.
+    Packing is done once per weight tensor and reused while the tensor is unchanged
+    (kernels/weight_cache.py says what "unchanged" covers: an in-place edit through `.data` needs
+    clear_packed_weights()). With split, returns split_weight's (hi, lo) of it.
     """
     if not split and ((weight.stride(1) == 1 or weight.shape[1] == 1) if k_major else weight.stride(0) == 1):
         return weight
     order = (0, 2, 3, 1) if k_major else (2, 3, 1, 0)
     back = (0, 3, 1, 2) if k_major else (3, 2, 0, 1)
-    try:
-        stamp = (weight._version, weight.data_ptr())
-    except RuntimeError:  # inference-mode tensors have no version counter: pack every call
-        packed = weight.permute(*order).contiguous().permute(*back)
-        return split_weight(packed) if split else packed
-    held = _PACKED.get(weight)
-    if held is None:  # not setdefault: that builds a dict on every call, hits included
-        held = _PACKED[weight] = {}
-    hit = held.get((k_major, split))
-    if hit is not None and hit[0] == stamp:
-        return hit[1]
+    return weight_cache.cached(weight, ("packed", k_major, split), _pack, weight, order, back, split)
+
+
+def _pack(weight, order, back, split):
     packed = weight.detach().permute(*order).contiguous().permute(*back)
-    packed = split_weight(packed) if split else packed
-    held[(k_major, split)] = (stamp, packed)
-    return packed
+    return split_weight(packed) if split else packed
 
 
 def clear_packed_weights() -> None:
     """Forgets every packed (and Winograd-transformed) weight; needed only after in-place edits
     through `.data`."""
-    _PACKED.clear()
+    weight_cache.clear()
     winograd.clear_transformed_weights()
-
-
-# Keyed by tensor identity (tensors compare elementwise, so a plain WeakKeyDictionary cannot hold them).
-_PACKED = WeakIdKeyDictionary()
 
 
 def _span(t: torch.Tensor) -> int:

@@ -29,7 +29,7 @@ import triton.language as tl
 from torch.utils.weak import WeakIdKeyDictionary
 
 from ..geometry import ConvSpec
-from . import split_k
+from . import split_k, weight_cache
 from .implicit_gemm import _activate, _max_keep_nan, _tf32_nearest
 
 _G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
@@ -70,17 +70,13 @@ def transformed_weight(weight: torch.Tensor, g_rows=_G, dtype=torch.float32, tf3
     at full precision whatever the weights' magnitude (run_steps). With halves (and scaled, dtype
     fp16), U is the pair (hi, lo) of fp16 tensors: hi = U rounded to fp16, lo = the rest rounded
     to fp16 (22 bits together, as 3xTF32's halves), for the 3xfp16 GEMMs.
-    Cached per weight tensor, G, dtype, tf32 and halves as kernels.launch.packed_weight caches its packing
-    (same version/storage check), so the GEMM's own packing of U is cached too."""
-    try:
-        stamp = (weight._version, weight.data_ptr())
-    except RuntimeError:  # inference-mode tensors have no version counter
-        stamp = None
-    held = _U.get(weight) if stamp is not None else None
-    key = (g_rows, dtype, tf32, scaled, halves)
-    hit = held.get(key) if held is not None else None
-    if hit is not None and hit[0] == stamp:
-        return hit[1]
+    Cached per weight tensor, G, dtype, tf32 and halves in kernels/weight_cache.py, beside
+    kernels.launch.packed_weight's packings, so the GEMM's own packing of U is cached too."""
+    key = ("winograd", g_rows, dtype, tf32, scaled, halves)
+    return weight_cache.cached(weight, key, _transform, weight, g_rows, dtype, tf32, scaled, halves)
+
+
+def _transform(weight, g_rows, dtype, tf32, scaled, halves):
     g = torch.tensor(g_rows, dtype=torch.float64, device=weight.device)
     u = torch.einsum("ik,ockl,jl->ijoc", g, weight.detach().double(), g)
     if scaled:
@@ -98,14 +94,7 @@ def transformed_weight(weight: torch.Tensor, g_rows=_G, dtype=torch.float32, tf3
         u = tf32_nearest(u)
     if scaled:
         u = (u, torch.exp2(e).to(torch.float32))
-    if stamp is not None:
-        if held is None:
-            held = _U[weight] = {}
-        held[key] = (stamp, u)
     return u
-
-
-_U = WeakIdKeyDictionary()
 
 
 def tf32_nearest(t: torch.Tensor) -> torch.Tensor:
@@ -115,7 +104,8 @@ def tf32_nearest(t: torch.Tensor) -> torch.Tensor:
 
 
 def clear_transformed_weights() -> None:
-    _U.clear()
+    """Forgets every cached weight transform (with the packed weights beside them) and V-scale hint."""
+    weight_cache.clear()
     _HINT.clear()
 
 
