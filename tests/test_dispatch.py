@@ -1,21 +1,23 @@
-"""algo="auto"'s picks over a broad grid of calls, against tests/dispatch_golden.json.
+"""zeroskip.dispatch and the table of zeroskip/rules.py: algo="auto"'s picks over a broad grid of
+calls against tests/dispatch_golden.json (the acceptance test of the table), GPUs without rules, plans,
+explain(), the CPU fallback.
 
-The golden file was recorded from the hand-written rules before they became a table; the table
-must give the same pick for every call. No GPU is needed: inputs are meta tensors behind an object
-whose device says "cuda", and the device queries are faked (fast memory: an H200's 4.8 TB/s;
-slow: an H100's 3.35 TB/s). Regenerate after an intended rule change with
+The golden file was recorded from the hand-written rules the table replaced, on Hopper; the table
+gives the same pick for every call. (The one intended change: other GPU classes, which those rules
+treated as Hopper, now run cuDNN; test_gpus_without_rules_run_cudnn.) No GPU is needed: inputs are
+meta tensors behind an object whose device says "cuda", and the device queries are faked (fast memory:
+an H200's 4.8 TB/s; slow: an H100's 3.35 TB/s). Regenerate after an intended rule change with
 `PYTHONPATH=src python tests/test_dispatch.py --write` and review the diff.
 """
 import json
 import sys
-import types
 from pathlib import Path
 
 import pytest
 import torch
 
-from zeroskip import dispatch, plan as zplan
-from zeroskip.kernels import split_k
+from helpers import on_device
+from zeroskip import dispatch, plan as zplan, runtime
 
 GOLDEN = Path(__file__).with_name("dispatch_golden.json")
 # one letter per pick in the golden strings; "-" where the call is invalid (pooled map empty)
@@ -44,12 +46,6 @@ def meta_input(batch, channels, hw, dtype, layout):
     return x.to(memory_format=torch.channels_last) if layout == "cl" else x
 
 
-def fake_on(x, device):
-    """What dispatch reads from an input on `device`: metadata only (x is a meta tensor)."""
-    return types.SimpleNamespace(device=torch.device(device), dtype=x.dtype, is_contiguous=x.is_contiguous,
-                                 shape=x.shape, stride=x.stride)
-
-
 def call(prec, layout, geometry, op, channels, hw, batch):
     """(input, spec, activation) of one grid point, or None where the call is invalid."""
     dtype, _ = PRECISIONS[prec]
@@ -70,12 +66,11 @@ def call(prec, layout, geometry, op, channels, hw, batch):
 def auto_pick(x, spec, activation, prec, device, memory, monkeypatch):
     """The pick of algo="auto" for the call on `device` ("cuda" with `memory`, "cpu-interpreter", "cpu")."""
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", PRECISIONS[prec][1])
-    monkeypatch.setattr(split_k, "memory_bandwidth", lambda dev: MEMORY[memory])
-    if device == "cpu":
-        monkeypatch.setenv("TRITON_INTERPRET", "0")
-    elif device == "cpu-interpreter":
-        monkeypatch.setenv("TRITON_INTERPRET", "1")
-    return dispatch.choose("auto", fake_on(x, "cpu" if device.startswith("cpu") else "cuda"), spec, activation)
+    monkeypatch.setattr(runtime, "memory_bandwidth", lambda dev: MEMORY[memory])
+    monkeypatch.setattr(runtime, "gpu_class", lambda dev: "hopper")
+    monkeypatch.setattr(runtime, "interpreting", lambda: device == "cpu-interpreter")
+    monkeypatch.setattr(dispatch, "_warned_cpu", True)
+    return dispatch.choose("auto", on_device(x, "cpu" if device.startswith("cpu") else "cuda"), spec, activation)
 
 
 def groups():
@@ -124,11 +119,103 @@ def header() -> dict:
 
 
 def test_auto_picks_match_the_golden_file(monkeypatch):
+    """The acceptance test of zeroskip/rules.py: every pick the hand-written rules made on Hopper."""
     golden = json.loads(GOLDEN.read_text())["picks"]
     got = picks(monkeypatch)
     assert set(got) == set(golden)
     wrong = [f"{k}: want {golden[k]!r}, got {got[k]!r}" for k in golden if got[k] != golden[k]]
     assert not wrong, f"{len(wrong)} lines differ:\n" + "\n".join(wrong[:20])
+
+
+@pytest.mark.parametrize("gpu", ["sm_80", "sm_100", "sm_89"])
+def test_gpus_without_rules_run_cudnn(gpu, monkeypatch):
+    """The one pick that differs from the rules before the table: they applied Hopper's rules to every
+    GPU. A GPU class without rows runs "torch" unless a plan measured the call."""
+    monkeypatch.setattr(runtime, "gpu_class", lambda dev: gpu)
+    for prec, layout, op, c, hw, batch in [("fp32", "nchw", "conv-relu", 256, 56, 32), ("fp16", "cl", "max2-relu", 512, 14, 1),
+                                           ("fp32", "nchw", "conv-relu", 3, 224, 1), ("bf16", "cl", "conv", 64, 224, 8)]:
+        x, spec, act = call(prec, layout, "3x3", op, c, hw, batch)
+        monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", PRECISIONS[prec][1])
+        assert dispatch.choose("auto", on_device(x, "cuda"), spec, act) == "torch"
+        assert "no rules for GPU class" in dispatch.explain(on_device(x, "cuda"), spec, act)
+        plan = zplan.Plan()
+        plan.add(zplan.make_key("conv2d_pool" if spec.pool else "conv2d", spec, x, act), "igemm", {"igemm": 1.0})
+        assert dispatch.choose("auto", on_device(x, "cuda"), spec, act, plan=plan) == "igemm"
+
+
+# A few calls, each with the rule that picks it (the golden file has every pick).
+@pytest.mark.parametrize("prec, layout, op, c, hw, batch, bandwidth, want, row", [
+    ("fp32", "nchw", "conv-relu", 3, 224, 1, 4.8e12, "im2col", "features.0"),
+    ("fp16", "cl", "conv-relu", 3, 224, 32, 4.8e12, "im2col", "features.0"),
+    ("fp32", "nchw", "conv-relu", 256, 56, 32, 4.8e12, "winograd4", "features.12"),
+    ("fp32", "nchw", "conv-relu", 64, 224, 32, 4.8e12, "winograd4", "64 channels on an H200"),
+    ("fp32", "nchw", "conv-relu", 64, 224, 32, 3.35e12, "igemm", "every VGG-19 conv"),
+    ("fp32", "nchw", "conv-relu", 512, 14, 1, 4.8e12, "winograd", "features.30 at batch 1"),
+    ("fp32", "nchw", "conv-relu", 512, 14, 64, 4.8e12, "torch", None),  # batch 64: not measured
+    ("tf32", "cl", "conv-relu", 64, 56, 1, 4.8e12, "torch", None),      # plain TF32 convs in channels_last lost
+    ("tf32", "nchw", "max2-relu", 128, 112, 32, 4.8e12, "winograd4", "features.7 + pool"),
+    ("tf32", "nchw", "max2-relu", 128, 112, 8, 4.8e12, "igemm", "128-255 channels"),
+    ("fp16", "cl", "max2-relu", 512, 14, 8, 4.8e12, "winograd", "14x14 maps below batch 16"),
+    ("fp16", "cl", "conv-relu", 128, 28, 1, 4.8e12, "torch", None),    # 64..128 channels need 56x56 maps
+    ("fp16", "nchw", "max2-relu", 128, 56, 1, 4.8e12, "torch", None),  # NCHW fp16: not measured
+    ("bf16", "cl", "max2-relu", 256, 56, 32, 4.8e12, "winograd4", "fused features.16 from batch 16"),
+    ("bf16", "cl", "max2-relu", 256, 56, 32, 3.35e12, "igemm", "fused stages"),
+    ("bf16", "cl", "conv-relu", 512, 14, 32, 4.8e12, "torch", None),
+])
+def test_rules_say_why(prec, layout, op, c, hw, batch, bandwidth, want, row, hopper, monkeypatch):
+    hopper.bandwidth = bandwidth
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", PRECISIONS[prec][1])
+    x, spec, act = call(prec, layout, "3x3", op, c, hw, batch)
+    assert dispatch.choose("auto", on_device(x, "cuda"), spec, act) == want
+    why = dispatch.explain(on_device(x, "cuda"), spec, act)
+    assert why.startswith(f"{want}: ") and (row in why if row else "cuDNN" in why)
+
+
+def test_every_rule_names_a_kernel_and_its_evidence():
+    from zeroskip.kernels import KERNELS
+    from zeroskip.rules import RULES, Features
+    names = set(Features.__dataclass_fields__)
+    for rules in RULES.values():
+        for rule in rules:
+            assert rule.algo in KERNELS and len(rule.evidence) > 20
+            assert {k for k, _ in rule.when} <= names
+
+
+def test_auto_follows_a_plan(hopper):
+    x, w = torch.zeros(2, 4, 8, 8), torch.zeros(6, 4, 3, 3)
+    spec = zplan.spec_of("conv2d", x, w, None, 1, 1)
+    plan = zplan.Plan()
+    plan.add(zplan.make_key("conv2d", spec, x, "relu"), "ecr_tc", {"torch": 2.0, "ecr_tc": 1.0})
+    assert dispatch.choose("auto", on_device(x, "cuda"), spec, "relu") == "torch"  # no plan: 4 channels lost
+    assert dispatch.choose("auto", on_device(x, "cuda"), spec, "relu", plan=plan) == "ecr_tc"
+    assert zplan.lookup(plan, "conv2d", spec, x, "relu") == "ecr_tc" and zplan.lookup(None, "conv2d", spec, x, "relu") is None
+    with zplan.use(plan) as current:
+        assert current is plan and zplan.current() is plan
+        assert dispatch.choose("auto", on_device(x, "cuda"), spec, "relu") == "ecr_tc"
+        assert "plan" in dispatch.explain(on_device(x, "cuda"), spec, "relu")
+        assert dispatch.choose("auto", on_device(x, "cuda"), spec, None) == "torch"  # no entry for this call
+        assert dispatch.choose("igemm", on_device(x, "cuda"), spec, "relu") == "igemm"  # explicit algos win
+        assert dispatch.choose("auto", x, spec, "relu") == "ecr"  # the CPU interpreter ignores plans
+    assert zplan.current() is None
+    with pytest.raises(TypeError, match="plan"):
+        with zplan.use("plan.json"):
+            pass
+
+
+def test_auto_on_a_cpu_without_the_interpreter_warns_once(monkeypatch):
+    import warnings
+    monkeypatch.setattr(runtime, "interpreting", lambda: False)
+    monkeypatch.setattr(dispatch, "_warned_cpu", False)
+    x, w = torch.rand(1, 3, 8, 8), torch.randn(4, 3, 3, 3)
+    spec = zplan.spec_of("conv2d", x, w)
+    with pytest.warns(UserWarning, match="need a CUDA GPU, or TRITON_INTERPRET=1.*runs PyTorch"):
+        assert dispatch.choose("auto", x, spec) == "torch"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert dispatch.choose("auto", x, spec) == "torch"              # once
+        assert dispatch.choose("auto", x.double(), spec) == "torch"     # and never for dtypes no kernel takes
+    with pytest.raises(RuntimeError, match="algo='ecr' needs a CUDA tensor"):
+        dispatch.choose("ecr", x, spec)
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--write"]:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from . import dispatch
 from .geometry import check_activation, check_conv, with_pool
+from .kernels import KERNELS
 
 
 def _activate(y, activation):
@@ -85,8 +86,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     if name == "torch":
         out = _torch_conv(input, weight, bias, spec, activation)
     else:
-        from .kernels import launch
-        out = launch.conv(input, weight, bias, spec, activation, name)
+        out = KERNELS[name].conv(input, weight, bias, spec, activation, name)
     return out.squeeze(0) if squeeze else out
 
 
@@ -106,6 +106,5 @@ def conv2d_pool(input, weight, bias=None, stride=1, padding=0, dilation=1, group
     if name == "torch":
         out = _torch_pool(_torch_conv(input, weight, bias, spec, activation), spec)
     else:
-        from .kernels import launch
-        out = launch.conv(input, weight, bias, spec, activation, name)
+        out = KERNELS[name].conv(input, weight, bias, spec, activation, name)
     return out.squeeze(0) if squeeze else out
