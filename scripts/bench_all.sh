@@ -23,9 +23,8 @@ case $part in
           z bench --model googlenet --batch 1 --dtype fp16,fp32 --compile ;;
   layout) z bench --suite vgg19 --batch 1,32 --dtype tf32 --algo igemm --layout channels_last --data "$data"
           z bench --suite vgg19 --batch 1 --dtype fp32 --algo igemm --layout channels_last --data "$data" ;;
-  fp32ab) python3 scripts/ab_precision.py "$data" 1,32 | tee "$out/ab_precision.txt"
-          python3 scripts/fp32_layouts.py "$data" 1,32 | tee "$out/fp32_layouts.txt"
-          python3 scripts/accumulation_probe.py | tee "$out/accumulation_probe.txt" ;;
+  fp32ab) python3 experiments/fp32_layouts.py "$data" 1,32 | tee "$out/fp32_layouts.txt"
+          python3 experiments/accumulation_probe.py | tee "$out/accumulation_probe.txt" ;;
   wino)   python3 scripts/ab_algos.py "$data" 32,8,1 --algos igemm,winograd \
             --layers features.2,features.10,features.21,features.30 | tee "$out/ab_winograd_conv.txt"
           python3 scripts/ab_algos.py "$data" 32,1 --algos igemm,winograd --fused \
@@ -69,7 +68,7 @@ case $part in
             --layers features.2,features.5,features.12,features.21,features.30 | tee "$out/ab_tf32_nchw_conv.txt" ;;
   tf32nchwauto) z bench --suite vgg19 --ops conv2d_pool --batch 1,32 --dtype tf32 --algo auto --layout nchw --data "$data"
           z bench --suite vgg19,googlenet --ops conv2d --batch 1,32 --dtype tf32 --algo auto --layout nchw --data "$data" ;;
-  wgemm)  python3 scripts/winograd_gemm_probe.py | tee "$out/winograd_gemm_probe.txt"
+  wgemm)  python3 experiments/winograd_gemm_probe.py | tee "$out/winograd_gemm_probe.txt"
           python3 scripts/kernel_times.py "$data" --layers features.5,features.12,features.21,features.30 --batch 32 \
             --algo winograd4 | tee "$out/kernel_times.txt"
           python3 scripts/ab_algos.py "$data" 32,1 --dtype fp32 --algos igemm,winograd4 --layout nchw \
@@ -82,8 +81,6 @@ case $part in
           z bench --suite alexnet,googlenet,lenet5 --ops conv2d --batch 1,32 --dtype fp32 --algo auto --data "$data"
           python3 scripts/ab_algos.py "$data" 32,1 --dtype fp32 --fused --algos igemm,winograd4 --layout nchw \
             --layers features.2 | tee "$out/ab_fp32_fused_direct_f4.txt"
-          python3 scripts/transform_blocks.py "$data" --layers features.5,features.7,features.12,features.21,features.30 \
-            --batch 32 | tee "$out/transform_blocks.txt"
           python3 scripts/ab_algos.py "$data" 32,1 --dtype fp32 --algos igemm,winograd4 --layout nchw \
             --layers features.2,features.5,features.7,features.10,features.19 | tee "$out/ab_fp32_direct_f4.txt"
           python3 scripts/ab_algos.py "$data" 32,1 --dtype bf16 --algos igemm,winograd,winograd4 --fused \

@@ -63,7 +63,7 @@ for name, module in (("winograd", winograd), ("winograd4", winograd4)):
         print(f"{name} output transform pool={pool} BT={bt} BC={bc} warps={warps}: {usage(kernel)}")
 
 # the batched Winograd GEMMs (VGG-19 features.21's F(4x4) shape), each precision's tuner candidates
-# ("ieee-m32": fp16 V and U with an fp32 M, as TF32 takes them from winograd4.tf32_fp16_pays)
+# ("ieee-m32": fp16 V and U with an fp32 M, as TF32 takes them from winograd4.prefer_fp16_operands)
 for dtype, prec, kernel in (("fp32", "3xtf32", wg._tuned_32), ("fp32", "tf32", wg._tuned_tf32), ("fp16", "ieee", wg._tuned_16),
                             ("fp16", "ieee-m32", wg._tuned_16), ("fp16", "3xfp16", wg._tuned_3x16)):
     for cfg in kernel.configs:

@@ -9,7 +9,7 @@ import torch
 sys.path.insert(0, "src")
 import zeroskip
 from zeroskip.geometry import check_conv, with_pool
-from zeroskip.kernels import launch as ig
+from zeroskip.kernels import direct as dense, launch, winograd4, winograd_steps
 
 PARTS = sys.argv[1:] or ["direct", "winograd", "gemm", "pgemm", "im2col", "tf32"]
 
@@ -25,12 +25,24 @@ def direct():
             zeroskip.conv2d_pool(xx.to(memory_format=torch.channels_last), ww, bb, 1, 1, 1, 2,
                                  pool="max", pool_size=3, pool_stride=2, pool_padding=1, algo=algo)
             zeroskip.conv2d_pool(xx[:, :, 1:, ::2], ww, None, 2, 0, 1, 2, pool="avg", algo=algo)
-        for cfg in (ig.Config(16, 16, 16, 4, 2), ig.Config(256, 64, 32, 8, 3), ig.Config(64, 128, 64, 4, 3)):
+        for cfg in (dense.Config(16, 16, 16, 4, 2), dense.Config(256, 64, 32, 8, 3), dense.Config(64, 128, 64, 4, 3)):
             spec = check_conv(xx, ww, bb, 1, 1, 1, 2)
-            ig.conv(xx, ww, bb, spec, "relu", "igemm", cfg, skip=False)
-            ig.conv(xx, ww, bb, with_pool(spec, "max", 3, 2, 1), "relu", "igemm", cfg, skip=False)
-            ig.conv(xx, ww, bb, with_pool(spec, "avg", 2, 2, 0), "relu", "igemm", cfg, skip=False, split=3)
-            ig.conv(xx, ww, bb, spec, None, "igemm", cfg, skip=False, split=2)
+            dense.conv(xx, ww, bb, spec, "relu", "igemm", cfg, skip=False)
+            dense.conv(xx, ww, bb, with_pool(spec, "max", 3, 2, 1), "relu", "igemm", cfg, skip=False)
+            dense.conv(xx, ww, bb, with_pool(spec, "avg", 2, 2, 0), "relu", "igemm", cfg, skip=False, split=3)
+            dense.conv(xx, ww, bb, spec, None, "igemm", cfg, skip=False, split=2)
+
+
+def _fixed_gemm(v, u, m_dtype, v_lo=None, u_lo=None):
+    """The Winograd GEMMs on fixed tiles (autotuning under memcheck takes minutes): the direct
+    kernel's grouped 1x1 conv, or with halves the batched kernel's 3xfp16 products."""
+    if v_lo is not None:
+        return _halves_gemm(v, u, m_dtype, v_lo, u_lo)
+    return dense.conv(v, u, None, winograd_steps.gemm_spec(v, u), None, "igemm", dense.Config(32, 32, 16, 4, 2),
+                       skip=False, out_dtype=m_dtype)
+
+
+winograd_steps.gemm = _fixed_gemm
 
 
 def _halves_gemm(v, u, m_dtype, v_lo, u_lo):
@@ -78,14 +90,15 @@ def winograd_steps():
     # multiple of 2 or 4) and on 8x12 (whole tiles: NCHW rows stored as vectors), NCHW and
     # channels_last, with and without the fused pool; their GEMM on fixed tiles (autotuning under
     # memcheck takes minutes).
-    from zeroskip.kernels import winograd, winograd4  # noqa: E402
+    from zeroskip.kernels import winograd  # noqa: E402
+    prefer_halves = winograd4.prefer_halves
 
     xw = torch.randn(2, 5, 9, 7, device="cuda").relu_()
     xv = torch.randn(2, 5, 8, 12, device="cuda").relu_()
     ww = torch.randn(6, 5, 3, 3, device="cuda")
     bw = torch.randn(6, device="cuda")
     # fp16 and bf16 take 16-bit V and U (bf16 under F(4x4): scaled fp16 ones and M), fp16 an fp16 M, as
-    # winograd.run_steps sets them.
+    # winograd_steps.run_steps sets them.
     for dtype in (torch.float32, torch.float16, torch.bfloat16):
         # one weight per dtype, so the scaled F(4x4) paths take both second passes: V written again
         # (a layer's first call, or a magnitude far from its last) and V kept (winograd.HEADROOM)
@@ -95,15 +108,12 @@ def winograd_steps():
                 for pool, act in ((None, None), ("max", "relu"), ("avg", "relu6")):
                     spec = check_conv(xx, wd, bd, 1, 1, 1, 1)
                     spec = with_pool(spec, pool, 2, 2, 0) if pool else spec
-                    y = torch.empty((2, 6, spec.result_h, spec.result_w), dtype=dtype, device="cuda").contiguous(
-                        memory_format=torch.channels_last if xx.stride(1) == 1 else torch.contiguous_format)
-                    gemm = lambda v, u, m: ig.conv(v, u, None, winograd.gemm_spec(v, u), None, "igemm",  # noqa: E731
-                                                   ig.Config(32, 32, 16, 4, 2), skip=False, out_dtype=m)
-                    codes = ({None: 0, "relu": 1, "relu6": 2}[act], {None: 0, "max": 1, "avg": 2}[pool])
-                    kernels.conv(xx, wd, bd, spec, *codes, y, gemm)
+                    kernels.conv(xx, wd, bd, spec, act)
                     if kernels is winograd4 and dtype == torch.float32:
                         # V and U as fp16 halves (3xfp16 GEMMs on the batched kernel, fixed tiles)
-                        kernels.conv(xx, ww, bw, spec, *codes, y, _halves_gemm, halves=True)
+                        winograd4.prefer_halves = lambda spec, sms: True
+                        kernels.conv(xx, ww, bw, spec, act)
+                        winograd4.prefer_halves = prefer_halves
     torch.cuda.synchronize()
     print("sanitize run done")
 
@@ -120,13 +130,13 @@ def im2col_kernel():
     for dtype, prec in ((torch.float32, "3xtf32"), (torch.float32, "tf32"), (torch.float16, "ieee"), (torch.bfloat16, "ieee")):
         for xx in (xi.to(dtype), xi.to(dtype).to(memory_format=torch.channels_last)):
             ww, bb = wi.to(dtype), bi.to(dtype)
-            hi, lo = ig.split_weight(ww) if prec == "3xtf32" else (ww, ww)
+            hi, lo = launch.split_weight(ww) if prec == "3xtf32" else (ww, ww)
             for args, pool in ((((1, 2), 2, (2, 1), 2), None), ((2, 1, 1, 2), ("max", 3, 2, 1)), ((1, 2, 1, 2), ("avg", 2, 2, 0))):
                 spec = check_conv(xx, ww, bb, *args)
                 spec = with_pool(spec, *pool) if pool else spec
                 y = torch.empty((2, 8, spec.result_h, spec.result_w), device="cuda", dtype=dtype)
                 for tiles in ((32, 16, 16, 4), (128, 64, 32, 8)):
-                    im2col.conv(xx, hi, lo, bb, y, spec, 1, {None: 0, "max": 1, "avg": 2}[pool and pool[0]], prec,
+                    im2col._launch(xx, hi, lo, bb, y, spec, 1, {None: 0, "max": 1, "avg": 2}[pool and pool[0]], prec,
                                 False, tiles)
     torch.cuda.synchronize()
     print("sanitize im2col done")
@@ -146,7 +156,7 @@ def gemm():
         for tiles, c, cout, pos in ((130, 40, 70, 36), (7, 96, 24, 16)):
             v = torch.randn(1, tiles, 1, pos * c, device="cuda").to(dtype).permute(0, 3, 1, 2)
             u = torch.randn(pos * cout, c, 1, 1, device="cuda").to(dtype)
-            hi, lo = ig.split_weight(u) if prec == "3xtf32" else (u, u)
+            hi, lo = launch.split_weight(u) if prec == "3xtf32" else (u, u)
             m = torch.empty((1, tiles, 1, pos * cout), dtype=m_dtype, device="cuda").permute(0, 3, 1, 2)
             split = prec in ("3xtf32", "3xfp16")
             for (bm, bn, bk, warps), running in ((b, r) for b in blocks for r in (False, split)):
@@ -161,7 +171,7 @@ def tf32_paths():
     """TF32 on: the NCHW -> channels_last copy on sizes that fill no block, the direct path that reads
     NCHW input through it (fixed tiles), and F(4x4) on scaled fp16 V and U with an fp16 M (under a
     pool) and an fp32 M (plain conv)."""
-    from zeroskip.kernels import layout, winograd, winograd4
+    from zeroskip.kernels import layout
     for shape in ((2, 70, 13, 11), (3, 16, 5, 9), (1, 130, 1, 1)):
         x = torch.randn(shape, device="cuda")
         for dtype in (torch.float32, torch.float16):
@@ -170,20 +180,18 @@ def tf32_paths():
     x = torch.randn(2, 32, 13, 11, device="cuda").relu_()
     w = torch.randn(24, 16, 3, 3, device="cuda")
     spec = check_conv(x, w, None, 1, 1, 1, 2)
-    for cfg in (ig.Config(64, 32, 32, 4, 3), ig.Config(128, 64, 32, 4, 3)):
-        ig.conv(x, w, None, spec, "relu", "igemm", cfg, skip=False)
-        ig.conv(x, w, None, with_pool(spec, "max", 2, 2, 0), "relu", "igemm", cfg, skip=False)
-    gemm = lambda v, u, m: ig.conv(v, u, None, winograd.gemm_spec(v, u), None, "igemm",  # noqa: E731
-                                   ig.Config(32, 32, 16, 4, 2), skip=False, out_dtype=m)
+    for cfg in (dense.Config(64, 32, 32, 4, 3), dense.Config(128, 64, 32, 4, 3)):
+        dense.conv(x, w, None, spec, "relu", "igemm", cfg, skip=False)
+        dense.conv(x, w, None, with_pool(spec, "max", 2, 2, 0), "relu", "igemm", cfg, skip=False)
+    prefer_fp16 = winograd4.prefer_fp16_operands
+    winograd4.prefer_fp16_operands = lambda spec: True
     for xx in (torch.randn(2, 5, 9, 7, device="cuda"), torch.randn(2, 5, 8, 12, device="cuda")):
         for xl in (xx, xx.to(memory_format=torch.channels_last)):
             ww, bw = torch.randn(6, 5, 3, 3, device="cuda"), torch.randn(6, device="cuda")
             plain = check_conv(xl, ww, bw, 1, 1, 1, 1)
-            spec = with_pool(plain, "max", 2, 2, 0)
-            y = torch.empty((2, 6, spec.result_h, spec.result_w), device="cuda")
-            winograd4.conv(xl, ww, bw, spec, 1, 1, y, gemm, tf32_fp16=True)  # fp16 M
-            y = torch.empty((2, 6, plain.result_h, plain.result_w), device="cuda")
-            winograd4.conv(xl, ww, bw, plain, 1, 0, y, gemm, tf32_fp16=True)  # fp32 M
+            winograd4.conv(xl, ww, bw, with_pool(plain, "max", 2, 2, 0), "relu")  # fp16 M
+            winograd4.conv(xl, ww, bw, plain, "relu")  # fp32 M
+    winograd4.prefer_fp16_operands = prefer_fp16
     torch.backends.cudnn.allow_tf32 = False
     torch.cuda.synchronize()
     print("sanitize tf32 done")

@@ -1,6 +1,9 @@
 """Selects the device: `--device cpu` (default) runs the Triton kernels on the CPU interpreter,
 `--device cuda` on the GPU. TRITON_INTERPRET must be set before any kernel is defined; zeroskip
-imports its kernels lazily, and nothing here imports them before pytest_configure."""
+imports its kernels lazily, and nothing here imports them before pytest_configure.
+
+Shared fixtures: exact_fp32 (every test), poisoned outputs, the Winograd GEMM route, a faked
+Hopper GPU for the `auto` rules, and skip_on_cuda for tests that fake the GPU on the CPU."""
 import os
 
 import pytest
@@ -41,9 +44,46 @@ def exact_fp32():
     torch.backends.cudnn.allow_tf32 = saved
 
 
+@pytest.fixture
+def poisoned(monkeypatch):
+    """Kernel outputs (and the Winograd GEMMs' M) start as NaN, so an element left unwritten shows."""
+    from zeroskip.kernels import launch
+    real = launch._empty
+    monkeypatch.setattr(launch, "_empty", lambda *a: real(*a).fill_(float("nan")))
+
+
 @pytest.fixture(params=["batched", "grouped-conv"])
 def gemm_route(request, monkeypatch):
-    """Runs a test with the Winograd GEMMs on kernels/winograd_gemm.py, then as the conv kernel's grouped 1x1 conv."""
+    """Runs a test with the Winograd GEMMs on kernels/winograd_gemm.py, then as the direct kernel's grouped 1x1 conv."""
     from zeroskip.kernels import winograd_gemm
-    monkeypatch.setattr(winograd_gemm, "use_for", lambda *args: request.param == "batched")
+    monkeypatch.setattr(winograd_gemm, "prefer", lambda *args: request.param == "batched")
     return request.param
+
+
+@pytest.fixture(scope="module")
+def data():
+    """The paper's feature maps and kernels (skips where they are not installed)."""
+    from zeroskip.bench import sparsity
+    try:
+        return sparsity.paper_data_path()
+    except FileNotFoundError as exc:
+        pytest.skip(f"paper data not available: {exc}")
+
+
+@pytest.fixture
+def skip_on_cuda(device):
+    if device == "cuda":
+        pytest.skip("fakes the GPU on the CPU; the --device cuda tests cover the real path")
+
+
+@pytest.fixture
+def hopper(monkeypatch):
+    """A faked H200 for dispatch: GPU class "hopper", 4.8 TB/s (set hopper.bandwidth = 3.35e12 for
+    an H100). Use with helpers.on_device(x) inputs."""
+    from zeroskip import runtime
+
+    class Gpu:
+        bandwidth = 4.8e12
+    monkeypatch.setattr(runtime, "gpu_class", lambda device: "hopper")
+    monkeypatch.setattr(runtime, "memory_bandwidth", lambda device: Gpu.bandwidth)
+    return Gpu

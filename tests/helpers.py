@@ -1,17 +1,15 @@
 """Float64 references, tolerances and sparse inputs shared by the tests."""
+import types
+
 import torch
 import torch.nn.functional as F
 
-# Normwise relative error ||out - ref|| / ||ref|| allowed per dtype (fp32 means fp32 accuracy).
-TOL = {torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 1e-2}
-TOL_TF32 = 2e-3
+from zeroskip.accuracy import TOLERANCE
+from zeroskip.accuracy import rel_err  # noqa: F401  (the tests' error measure)
 
-
-def rel_err(out, ref):
-    ref = ref.detach().double().cpu()
-    diff = (out.detach().double().cpu() - ref).norm()
-    scale = ref.norm()
-    return (diff / scale).item() if scale > 0 else diff.item()
+# Normwise relative error allowed per dtype (fp32 means fp32 accuracy), and with TF32 on.
+TOL = {torch.float32: TOLERANCE["fp32"], torch.float16: TOLERANCE["fp16"], torch.bfloat16: TOLERANCE["bf16"]}
+TOL_TF32 = TOLERANCE["tf32"]
 
 
 def sparse(shape, density, dtype=torch.float32, device="cpu"):
@@ -76,3 +74,19 @@ def assert_same(before, after):
         assert attrs_a.keys() == attrs_b.keys(), f"{name!r}: attributes {set(attrs_a) ^ set(attrs_b)} changed"
         for key in attrs_a:
             assert same(attrs_a[key], attrs_b[key]), f"{name!r}.{key} changed"
+
+
+def on_device(x, device="cuda"):
+    """What dispatch reads from an input, as if x were on `device` (a CUDA GPU by default): device,
+    dtype, layout flags, shape and strides. x may be a meta tensor: no memory, any size."""
+    return types.SimpleNamespace(device=torch.device(device), dtype=x.dtype, is_contiguous=x.is_contiguous,
+                                 shape=x.shape, stride=x.stride)
+
+
+def fake_row(op="conv2d", algo="auto", ours=50.0, base=100.0, err=1e-7, dtype="fp32", layer=None, s=0.5):
+    """A benchmark result row (zeroskip.bench.run.make_row) of VGG-19's second conv with made-up times."""
+    from zeroskip.bench import run
+    from zeroskip.bench.suites import load_suite
+    layer = layer or load_suite("vgg19")[1]
+    env = {"gpu": "fake", "torch": "x", "triton": "y", "cudnn": 1, "date": "2025-01-01T00:00:00"}
+    return run.make_row(layer, op, dtype, 4, s, algo, ours, base, None, err, env, ["a note"])

@@ -99,9 +99,12 @@ def test_unbatched_input(device):
 
 
 def test_auto_on_cpu_without_interpreter_takes_torch_path(monkeypatch):
-    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    from zeroskip import dispatch, runtime
+    monkeypatch.setattr(runtime, "interpreting", lambda: False)
+    monkeypatch.setattr(dispatch, "_warned_cpu", False)
     x, w = sparse((1, 3, 8, 8), 0.5), torch.randn(4, 3, 3, 3)
-    assert rel_err(zeroskip.conv2d(x, w), reference(x, w, None)) <= TOL[torch.float32]
+    with pytest.warns(UserWarning, match="runs PyTorch"):
+        assert rel_err(zeroskip.conv2d(x, w), reference(x, w, None)) <= TOL[torch.float32]
     with pytest.raises(RuntimeError, match="algo='ecr' needs a CUDA tensor"):
         zeroskip.conv2d(x, w, algo="ecr")
 

@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from hypothesis import assume, given, settings, strategies as st
 
-from zeroskip.formats import (PECR, conv_ecr, conv_pool_pecr, decode_ecr, decode_pecr, encode_ecr,
+from zeroskip.formats import (PECR, conv_ecr, conv_pool_pecr, decode_ecr, decode_pecr, ecr_stats, encode_ecr,
                               encode_pecr, sparsity_stats, to_feature_map)
-from zeroskip.formats import ecr as ecr_module
+from helpers import rel_err
 
 # PyTorch warns that even-kernel 'same' padding copies the input; that is what the tests exercise.
 warnings.filterwarnings("ignore", message=".*padding='same'.*")
@@ -82,11 +82,6 @@ def covered(x, g):
     args = dict(conv_args(g), groups=1)
     F.conv2d(ones, torch.ones(1, 1, *kernel(g), dtype=torch.float64), **args).sum().backward()
     return ones.grad[0, 0] > 0
-
-
-def rel_err(out, ref):
-    diff, scale = (out.double() - ref).norm(), ref.norm()
-    return (diff / scale).item() if scale > 0 else diff.item()
 
 
 def pool_positions(spec):
@@ -199,7 +194,7 @@ def test_nan_and_inf_are_stored():
 def test_stats(g, block_m):
     x = sparse(g["shape"], "random")
     st_ = sparsity_stats(x, **enc_args(g), block_m=block_m)
-    assert st_ == ecr_module.stats(encode_ecr(x, **enc_args(g)), block_m)
+    assert st_ == ecr_stats(encode_ecr(x, **enc_args(g)), block_m)
     ref = ref_rows(x, g)
     counts = (ref != 0).sum(-1)
     assert st_.window_size == ref.shape[-1]

@@ -11,7 +11,7 @@ from helpers import TOL, TOL_TF32, reference, rel_err, sparse
 def test_copy_keeps_every_value(shape, dtype, device):
     from zeroskip.kernels.layout import to_channels_last
     x = torch.randn(shape, device=device).to(dtype)
-    y = to_channels_last(x, zeroskip.dispatch.interpreting())
+    y = to_channels_last(x, zeroskip.runtime.interpreting())
     assert y.is_contiguous(memory_format=torch.channels_last) and y.dtype == dtype
     assert torch.equal(y, x)
 
@@ -31,11 +31,11 @@ def test_tf32_direct_reads_nchw_input_as_channels_last(tf32, channels, hw, copie
     group, where a chunk fills a load); 3xTF32, narrow inputs and 1x1 maps (already channels_last)
     read it as it is."""
     from zeroskip.geometry import check_conv
-    from zeroskip.kernels import launch
+    from zeroskip.kernels import direct, launch
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", tf32)
     x = torch.zeros(1, channels, hw, hw, device=device)
     spec = check_conv(x, torch.zeros(8, channels, 3, 3, device=device), None, 1, 1, 1, 1)
-    got = launch.tf32_input(x, launch.precision("igemm", x.dtype), spec)
+    got = direct.tf32_input(x, launch.precision("igemm", x.dtype), spec)
     assert (got is not x) is copied
     assert got.is_contiguous(memory_format=torch.channels_last) is (copied or hw == 1)
 
@@ -56,4 +56,4 @@ def test_tf32_direct_on_nchw_input_keeps_nchw_output(algo, pool, device):
         ref = reference(x, w, b, **kw)
     assert out.is_contiguous() and out.shape == ref.shape
     # the interpreter's dot is fp32, the GPU's TF32
-    assert rel_err(out, ref) <= (TOL[torch.float32] if zeroskip.dispatch.interpreting() else TOL_TF32)
+    assert rel_err(out, ref) <= (TOL[torch.float32] if zeroskip.runtime.interpreting() else TOL_TF32)

@@ -70,22 +70,24 @@ def test_nan_input_propagates_as_in_cudnn(pool, device):
     assert torch.isnan(ref).sum() > 0
 
 
-def test_fits_only_the_calls_it_computes():
+def test_supports_only_the_calls_it_computes():
     rows = _rows()
     x = torch.empty(1, 16, 8, 8, dtype=torch.float16).to(memory_format=torch.channels_last)
     w = torch.empty(8, 16, 3, 3, dtype=torch.float16)
     spec = check_conv(x, w, None, 1, 1, 1, 1)
-    assert rows.fits(x, spec, "relu") and rows.fits(x, with_pool(spec, "max", 2, 2, 0), None)
-    assert not rows.fits(x.float(), spec, "relu")                                  # fp32
-    assert not rows.fits(x.contiguous(), spec, "relu")                             # NCHW
-    assert not rows.fits(x, check_conv(x, w, None, 2, 1, 1, 1), "relu")            # stride 2
-    assert not rows.fits(x, check_conv(x, w, None, 1, 2, 2, 1), "relu")            # dilation 2
-    assert not rows.fits(x, check_conv(x, w[:, :8], None, 1, 1, 1, 2), "relu")     # groups 2
-    assert not rows.fits(x, check_conv(x, torch.empty(8, 16, 5, 5, dtype=torch.float16), None, 1, 2, 1, 1), None)
-    assert not rows.fits(x, with_pool(spec, "avg", 2, 2, 0), "relu")
-    assert not rows.fits(x, with_pool(spec, "max", 3, 2, 0), "relu")
-    assert not rows.fits(x, with_pool(spec, "max", 2, 1, 0), "relu")
-    assert not rows.fits(x, with_pool(spec, "max", 2, 2, 1), "relu")
+    assert rows.supports(spec, x, "relu") is None and rows.supports(with_pool(spec, "max", 2, 2, 0), x, None) is None
+    for call, word in [((spec, x.float(), "relu"), "16-bit"),                                         # fp32
+                       ((spec, x.contiguous(), "relu"), "channels_last"),                               # NCHW
+                       ((check_conv(x, w, None, 2, 1, 1, 1), x, "relu"), "stride 1"),                   # stride 2
+                       ((check_conv(x, w, None, 1, 2, 2, 1), x, "relu"), "dilation 1"),                 # dilation 2
+                       ((check_conv(x, w[:, :8], None, 1, 1, 1, 2), x, "relu"), "groups=1"),            # groups 2
+                       ((check_conv(x, torch.empty(8, 16, 5, 5, dtype=torch.float16), None, 1, 2, 1, 1), x, None),
+                        "3x3"),
+                       ((with_pool(spec, "avg", 2, 2, 0), x, "relu"), "max pool"),
+                       ((with_pool(spec, "max", 3, 2, 0), x, "relu"), "max pool"),
+                       ((with_pool(spec, "max", 2, 1, 0), x, "relu"), "max pool"),
+                       ((with_pool(spec, "max", 2, 2, 1), x, "relu"), "max pool")]:
+        assert word in rows.supports(*call)
 
 
 def test_dense_path_offers_rows_and_runs_it_when_picked(monkeypatch, device):
@@ -93,26 +95,28 @@ def test_dense_path_offers_rows_and_runs_it_when_picked(monkeypatch, device):
     picked, its result is what the call returns."""
     if device != "cpu":
         pytest.skip("the measured choice itself runs on the GPU in test_dense_path_result_on_gpu")
-    from zeroskip.kernels import launch, split_k
+    from zeroskip import dispatch, runtime
+    from zeroskip.kernels import direct, split_k
     rows = _rows()
     offered, ran = [], []
     real = rows.conv
 
     def pick(key, dense, options):
-        offered.extend(c for c, _, _ in options())
-        return (launch.ROWS, 1)
+        offered.extend(option for option, _ in options())
+        return direct.Option("rows")
 
     def conv(*args):
         ran.append(True)
         return real(*args, True, CPU_CONFIGS[0])      # the interpreter's one config
     monkeypatch.setattr(split_k, "pick", pick)
     monkeypatch.setattr(rows, "conv", conv)
-    monkeypatch.setattr(launch, "interpreting", lambda: False)   # the GPU's dense path
+    monkeypatch.setattr(runtime, "interpreting", lambda: False)   # the GPU's dense path
+    monkeypatch.setattr(dispatch, "kernels_can_run", lambda device: True)
     x = sparse((1, 16, 9, 12), 0.5, dtype=torch.float16).to(memory_format=torch.channels_last)
     w = torch.randn(8, 16, 3, 3, dtype=torch.float16)
     b = torch.randn(8, dtype=torch.float16)
     out = zeroskip.conv2d_pool(x, w, b, padding=1, activation="relu", pool_size=2, algo="igemm")
-    assert launch.ROWS in offered and ran == [True]
+    assert direct.Option("rows") in offered and ran == [True]
     assert rel_err(out, reference(x, w, b, 1, 1, 1, 1, "relu", "max", 2, 2, 0)) <= TOL[torch.float16]
 
 
@@ -131,9 +135,9 @@ def test_dense_path_result_on_gpu(device):
 
 
 def test_dense_kernel_names_what_the_measurement_kept(monkeypatch):
-    """launch.dense_kernel reads split_k.pick's record per geometry and input dtype (bench notes it
+    """direct.dense_kernel reads split_k.pick's record per geometry and input dtype (bench notes it
     as "igemm ran ...")."""
-    from zeroskip.kernels import launch, split_k
+    from zeroskip.kernels import direct, split_k
     split_k.clear()
     monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
     times = {}
@@ -143,15 +147,16 @@ def test_dense_kernel_names_what_the_measurement_kept(monkeypatch):
     other = check_conv(x, torch.empty(8, 16, 3, 3, dtype=torch.float16), None, 1, 0, 1, 1)
     dense, rows_fn, split_fn = (lambda: None), (lambda: None), (lambda: None)
     times.update({dense: 0.02, rows_fn: 0.01, split_fn: 0.03})
-    options = lambda: [(launch.ROWS, 1, rows_fn), ("cfg", 4, split_fn)]  # noqa: E731
-    assert launch.dense_kernel(spec, torch.float16) is None
+    split4 = direct.Option("split-K", direct.Config(), 4)
+    options = lambda: [(direct.Option("rows"), rows_fn), (split4, split_fn)]  # noqa: E731
+    assert direct.dense_kernel(spec, torch.float16) is None
     split_k.pick((spec, torch.float16), dense, options)
-    split_k.pick((other, torch.float16), dense, lambda: [("cfg", 4, split_fn)])
+    split_k.pick((other, torch.float16), dense, lambda: [(split4, split_fn)])
     split_k.pick((spec, torch.bfloat16), dense, lambda: [])
     times.update({split_fn: 0.001})
-    split_k.pick((other, torch.bfloat16), dense, lambda: [("cfg", 4, split_fn)])
-    assert launch.dense_kernel(spec, torch.float16) == "rows"
-    assert launch.dense_kernel(other, torch.float16) == "direct"
-    assert launch.dense_kernel(spec, torch.bfloat16) == "direct"
-    assert launch.dense_kernel(other, torch.bfloat16) == "direct, split-K 4"
+    split_k.pick((other, torch.bfloat16), dense, lambda: [(split4, split_fn)])
+    assert direct.dense_kernel(spec, torch.float16) == "rows"
+    assert direct.dense_kernel(other, torch.float16) == "direct"
+    assert direct.dense_kernel(spec, torch.bfloat16) == "direct"
+    assert direct.dense_kernel(other, torch.bfloat16) == "direct, split-K 4"
     split_k.clear()

@@ -31,10 +31,10 @@ def test_fastest_option_wins_and_is_remembered(fake_times):
     times, calls = fake_times
     dense, a, b = _fn(), _fn(), _fn()
     times.update({dense: 0.030, a: 0.020, b: 0.015})
-    options = [("cfg-a", 2, a), ("cfg-b", 4, b)]
-    assert split_k.pick("layer", dense, lambda: options) == ("cfg-b", 4)
+    options = [("cfg-a", a), ("cfg-b", b)]
+    assert split_k.pick("layer", dense, lambda: options) == "cfg-b"
     assert len(calls) == 3
-    assert split_k.pick("layer", dense, lambda: options) == ("cfg-b", 4)
+    assert split_k.pick("layer", dense, lambda: options) == "cfg-b"
     assert len(calls) == 3                                  # no second measurement
 
 
@@ -42,7 +42,7 @@ def test_dense_kept_when_no_split_is_faster(fake_times):
     times, _ = fake_times
     dense, a = _fn(), _fn()
     times.update({dense: 0.010, a: 0.012})
-    assert split_k.pick("layer", dense, lambda: [("cfg", 2, a)]) is None
+    assert split_k.pick("layer", dense, lambda: [("cfg", a)]) is None
 
 
 def test_nothing_measured_without_options_or_during_capture(fake_times, monkeypatch):
@@ -51,15 +51,14 @@ def test_nothing_measured_without_options_or_during_capture(fake_times, monkeypa
     times.update({dense: 0.030, a: 0.010})
     assert split_k.pick("no-options", dense, list) is None and calls == []
     monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: True)
-    assert split_k.pick("captured", dense, lambda: [("cfg", 2, a)]) is None and calls == []
+    assert split_k.pick("captured", dense, lambda: [("cfg", a)]) is None and calls == []
     monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
-    assert split_k.pick("captured", dense, lambda: [("cfg", 2, a)]) == ("cfg", 2)   # measured later, eagerly
+    assert split_k.pick("captured", dense, lambda: [("cfg", a)]) == "cfg"   # measured later, eagerly
 
 
-def test_sm_count_off_the_gpu_and_fewer_sms_allow_fewer_splits():
-    assert split_k.sm_count("cpu") == split_k.H100_SMS
+def test_fewer_sms_allow_fewer_splits():
     from zeroskip.geometry import check_conv
-    from zeroskip.kernels.launch import Config
+    from zeroskip.kernels.direct import Config
     deep = check_conv(torch.empty(1, 512, 14, 14), torch.empty(512, 512, 3, 3), None, 1, 1, 1, 1)
     big = split_k.candidates(deep, torch.float16, Config, sms=132)
     small = split_k.candidates(deep, torch.float16, Config, sms=16)

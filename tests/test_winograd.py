@@ -50,7 +50,7 @@ def test_fused_pool(shape, pool, algo, device):
     assert rel_err(out, ref) <= TOL[torch.float32]
 
 
-# Checks the two share (winograd.run_steps and supports), with each one's TF32 tolerance.
+# Checks the two share (winograd_steps.run_steps and supports), with each one's TF32 tolerance.
 BOTH = [("winograd", TOL_TF32), ("winograd4", TOL_TF32)]
 
 
@@ -127,12 +127,14 @@ def test_transformed_weight_is_cached_and_refreshed(device):
     assert rel_err(out, reference(x, wt, None, padding=1)) <= TOL[torch.float32]
 
 
-def test_gemm_spec_is_what_check_conv_gives():
+@pytest.mark.parametrize("positions", [16, 36])
+def test_gemm_spec_is_what_check_conv_gives(positions):
     from zeroskip.geometry import check_conv
-    from zeroskip.kernels import winograd
-    v = torch.empty((1, 7, 1, 16 * 5)).permute(0, 3, 1, 2)
-    u = torch.empty(16 * 6, 5, 1, 1)
-    assert winograd.gemm_spec(v, u) == check_conv(v, u, None, 1, 0, 1, 16)
+    from zeroskip.kernels import winograd_steps
+    v = torch.empty((1, 7, 1, positions * 5)).permute(0, 3, 1, 2)
+    u = torch.empty(positions * 6, 5, 1, 1)
+    spec = winograd_steps.gemm_spec(v, u)
+    assert spec == check_conv(v, u, None, 1, 0, 1, positions) and spec.groups == positions
 
 
 @pytest.mark.parametrize("algo, big", [("winograd", 2e4), ("winograd4", 2e4)])

@@ -11,14 +11,6 @@ from helpers import TOL, TOL_TF32, reference, rel_err, sparse
 pytestmark = pytest.mark.usefixtures("gemm_route")
 
 
-@pytest.fixture
-def poisoned(monkeypatch):
-    """Outputs (and the M of the GEMMs) start as NaN, so an element left unwritten shows."""
-    from zeroskip.kernels import launch
-    real = launch._empty
-    monkeypatch.setattr(launch, "_empty", lambda *a: real(*a).fill_(float("nan")))
-
-
 @pytest.mark.parametrize("hw, padding", [((7, 9), 1), ((5, 4), 0), ((13, 13), 1), ((2, 6), 1)], ids=str)
 @pytest.mark.parametrize("pool", [None, "max", "avg"])
 def test_odd_maps_equal_reference(hw, padding, pool, device, poisoned):
@@ -50,15 +42,15 @@ def test_int32_guard_counts_36_positions():
 def _gemm_dtypes_on_batched_kernel(monkeypatch) -> dict:
     """Sends the Winograd GEMMs to kernels/winograd_gemm.py; the returned dict fills with the dtypes
     of V, U and M they get."""
-    from zeroskip.kernels import launch
+    from zeroskip.kernels import winograd_gemm
     seen = {}
-    real = launch.winograd_gemm.gemm
+    real = winograd_gemm.gemm
 
     def spy(v, u, u_lo, m, *args, **kw):
         seen["v"], seen["u"], seen["m"] = v.dtype, u.dtype, m.dtype
         return real(v, u, u_lo, m, *args, **kw)
-    monkeypatch.setattr(launch.winograd_gemm, "gemm", spy)
-    monkeypatch.setattr(launch.winograd_gemm, "use_for", lambda *args: True)
+    monkeypatch.setattr(winograd_gemm, "gemm", spy)
+    monkeypatch.setattr(winograd_gemm, "prefer", lambda *args: True)
     return seen
 
 
@@ -85,16 +77,16 @@ def test_fp32_gemms_on_fp16_halves_are_fp32_accurate(x_scale, w_scale, device, g
     """fp32 with TF32 off: on the batched GEMM kernel V and U go as scaled fp16 halves (hi + lo, 22
     bits) into three fp16 products; on the grouped conv as fp32 into 3xTF32. Both fp32-accurate
     at magnitudes far outside fp16's range (1e5 * 32 in V; 1e-26 in U)."""
-    from zeroskip.kernels import launch
+    from zeroskip.kernels import winograd4, winograd_gemm
     # halves wherever the GEMMs take the batched kernel (gemm_route)
-    monkeypatch.setattr(launch.winograd4, "halves_pay", lambda spec, sms: launch.winograd_gemm.use_for())
+    monkeypatch.setattr(winograd4, "prefer_halves", lambda spec, sms: winograd_gemm.prefer())
     seen = {}
-    real = launch.winograd_gemm.gemm
+    real = winograd_gemm.gemm
 
     def spy(v, u, u_lo, m, precision, *args, **kw):
         seen.update(precision=precision, v=v.dtype, u=u.dtype, u_lo=u_lo.dtype, m=m.dtype)
         return real(v, u, u_lo, m, precision, *args, **kw)
-    monkeypatch.setattr(launch.winograd_gemm, "gemm", spy)
+    monkeypatch.setattr(winograd_gemm, "gemm", spy)
     x = sparse((2, 64, 12, 12), 0.5, device=device) * x_scale
     wt = torch.randn(32, 64, 3, 3, device=device) * 0.06 * w_scale
     b = torch.randn(32, device=device) * 0.1 * x_scale * w_scale
@@ -113,9 +105,9 @@ def test_fp32_gemms_on_fp16_halves_are_fp32_accurate(x_scale, w_scale, device, g
 def test_large_values_beside_an_inf_keep_their_scale(device, dtype, monkeypatch):
     """V's fp16 scale comes from the input's largest finite magnitude: an inf elsewhere in the input
     leaves values far past fp16's range (5e4 here, 32x that in V) right in every tile it does not reach."""
-    from zeroskip.kernels import launch
+    from zeroskip.kernels import winograd4, winograd_gemm
     # halves wherever the GEMMs take the batched kernel (gemm_route)
-    monkeypatch.setattr(launch.winograd4, "halves_pay", lambda spec, sms: launch.winograd_gemm.use_for())
+    monkeypatch.setattr(winograd4, "prefer_halves", lambda spec, sms: winograd_gemm.prefer())
     x = sparse((1, 8, 12, 12), 0.7, dtype, device=device) * 5e4
     wt = torch.randn(8, 8, 3, 3, device=device).to(dtype) * 0.1
     clean = x.clone()
@@ -131,9 +123,9 @@ def test_large_values_beside_an_inf_keep_their_scale(device, dtype, monkeypatch)
 def test_tf32_gemms_on_scaled_fp16_hold_any_magnitude(x_scale, w_scale, device, monkeypatch):
     """TF32 on, conv + pool: V, U and M in fp16 scaled by powers of 2, at TF32's accuracy whatever
     the magnitudes (fp16 alone would overflow at 1e5 * 32 in V and flush 1e-26 in U)."""
-    from zeroskip.kernels import launch
+    from zeroskip.kernels import winograd4
     seen = _gemm_dtypes_on_batched_kernel(monkeypatch)
-    monkeypatch.setattr(launch.winograd4, "tf32_fp16_pays", lambda spec: True)
+    monkeypatch.setattr(winograd4, "prefer_fp16_operands", lambda spec: True)
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
     x = sparse((2, 64, 12, 12), 0.5, device=device) * x_scale
     wt = torch.randn(32, 64, 3, 3, device=device) * 0.06 * w_scale
@@ -155,10 +147,10 @@ def test_inf_in_the_input_stays_in_its_tiles(device, dtype, tf32, monkeypatch):
     output rows 3..7. Input column 6 is patch column 3 of tile column 1 only: output columns 4..7.
     bf16 too, and fp32 on fp16 halves (the batched route): their fp16 V is scaled by the largest
     finite magnitude, and inf stays inf."""
-    from zeroskip.kernels import launch
+    from zeroskip.kernels import winograd4, winograd_gemm
     # halves wherever the GEMMs take the batched kernel (gemm_route)
-    monkeypatch.setattr(launch.winograd4, "halves_pay", lambda spec, sms: launch.winograd_gemm.use_for())
-    monkeypatch.setattr(launch.winograd4, "tf32_fp16_pays", lambda spec: True)
+    monkeypatch.setattr(winograd4, "prefer_halves", lambda spec, sms: winograd_gemm.prefer())
+    monkeypatch.setattr(winograd4, "prefer_fp16_operands", lambda spec: True)
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", tf32)
     x = sparse((1, 4, 12, 12), 1.0, dtype, device=device)
     x[0, 1, 4, 6] = float("inf")
@@ -176,8 +168,8 @@ def test_v_scale_checked_against_each_calls_input(dtype, device, gemm_route, mon
     call's (winograd.HEADROOM): calls whose magnitudes jump by 1e6 either way, or stay, are as
     accurate as a first call, and leave this call's largest finite |x|, read past an inf and a NaN,
     as the next hint. (fp32 takes scaled V on the batched GEMM route only: halves.)"""
-    from zeroskip.kernels import launch, winograd
-    monkeypatch.setattr(launch.winograd4, "halves_pay", lambda spec, sms: launch.winograd_gemm.use_for())
+    from zeroskip.kernels import winograd, winograd4, winograd_gemm
+    monkeypatch.setattr(winograd4, "prefer_halves", lambda spec, sms: winograd_gemm.prefer())
     wt = (torch.randn(16, 32, 3, 3) * 0.08).to(dtype).to(device)
     b = (torch.randn(16) * 0.1).to(dtype).to(device)
     tol = 3e-6 if dtype == torch.float32 else 2 * TOL[dtype]
@@ -263,15 +255,6 @@ def test_transformed_weight_is_cached_and_refreshed(device):
     assert rel_err(out, reference(x, wt, None, padding=1)) <= TOL[torch.float32]
 
 
-def test_gemm_spec_has_36_groups():
-    from zeroskip.geometry import check_conv
-    from zeroskip.kernels import winograd
-    v = torch.empty((1, 7, 1, 36 * 5)).permute(0, 3, 1, 2)
-    u = torch.empty(36 * 6, 5, 1, 1)
-    spec = winograd.gemm_spec(v, u)
-    assert spec == check_conv(v, u, None, 1, 0, 1, 36) and spec.groups == 36
-
-
 @pytest.mark.parametrize("algo", ["winograd", "winograd4"])
 @pytest.mark.parametrize("hw", [(8, 12), (6, 10), (5, 7)], ids=str)
 @pytest.mark.parametrize("pool", [None, "max"])
@@ -292,21 +275,19 @@ def test_nchw_rows_stored_whole(algo, hw, pool, device, poisoned):
 
 
 def _gemm_operands(tile, x, wt, tf32, device, monkeypatch):
-    """V, U and M's dtype as a Winograd call hands them to its GEMMs, TF32 on or off."""
-    from zeroskip.geometry import check_conv
-    from zeroskip.kernels import launch
-    kernels = launch.WINOGRAD[{2: "winograd", 4: "winograd4"}[tile]]
-    spec = check_conv(x, wt, None, 1, 1, 1, 1)
+    """V, U and M's dtype as a Winograd call hands them to its GEMMs (on the grouped conv route), TF32
+    on or off; F(4x4) with TF32 on its fp16 operands."""
+    from zeroskip.kernels import direct, winograd4, winograd_steps
     seen = {}
 
     def gemm(v, u, m_dtype):
         seen["v"], seen["u"], seen["m"] = v.clone(), u.clone(), m_dtype
-        return launch.conv(v, u, None, launch.winograd.gemm_spec(v, u), None, "igemm", out_dtype=m_dtype)
+        return direct.conv(v, u, None, winograd_steps.gemm_spec(v, u), None, "igemm", out_dtype=m_dtype)
 
+    monkeypatch.setattr(winograd_steps, "gemm", gemm)
+    monkeypatch.setattr(winograd4, "prefer_fp16_operands", lambda spec: True)
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", tf32)
-    y = torch.empty(x.shape[0], wt.shape[0], x.shape[2], x.shape[3], device=device)
-    extra = dict(tf32_fp16=tf32) if tile == 4 else {}
-    kernels.conv(x, wt, None, spec, 0, 0, y, gemm, zeroskip.dispatch.interpreting(), **extra)
+    zeroskip.conv2d(x, wt, None, padding=1, algo={2: "winograd", 4: "winograd4"}[tile])
     return seen["v"], seen["u"], seen["m"]
 
 
@@ -361,10 +342,10 @@ def test_transform_blocks_follow_tile_count(batch, hw, want, monkeypatch):
     """Both transforms take 8x64 blocks from MANY_TILES tiles (measured faster at batch 32 on an
     H100), 16x32 below."""
     from zeroskip.geometry import ConvSpec
-    from zeroskip.kernels import winograd4
+    from zeroskip.kernels import winograd4, winograd_steps
     seen = []
-    monkeypatch.setattr(winograd4, "run_steps", lambda *args: seen.append(args[4]))
+    monkeypatch.setattr(winograd_steps, "run_steps", lambda *args: seen.append(args[4]))
     spec = ConvSpec(batch=batch, in_channels=8, height=hw, width=hw, out_channels=8, groups=1, kernel_h=3,
                     kernel_w=3, stride_h=1, stride_w=1, pad_h=1, pad_w=1, dil_h=1, dil_w=1, out_h=hw, out_w=hw)
-    winograd4.conv(None, None, None, spec, 0, 0, None, None)
+    winograd4.conv(torch.empty(batch, 8, hw, hw, device="meta"), None, None, spec, None)
     assert seen == [want]

@@ -1,5 +1,5 @@
 """kernels/winograd_gemm.py: the batched Winograd GEMMs against float64, on sizes that fill no block
-(rows, input and output channels), and when launch.conv takes them."""
+(rows, input and output channels), and when winograd_steps.gemm takes them."""
 import pytest
 import torch
 
@@ -32,7 +32,7 @@ def _expected(v, u, positions):
     (torch.float16, torch.float16, 1e-3),    # M rounded to fp16
 ], ids=["fp32", "fp16", "bf16", "fp16-m16"])
 def test_gemm_equals_float64(tiles, c, cout, positions, dtype, m_dtype, tol, device):
-    from zeroskip.dispatch import interpreting
+    from zeroskip.runtime import interpreting
     from zeroskip.kernels import launch, winograd_gemm
     v, u = _operands(tiles, c, cout, positions, dtype, device)
     prec = "3xtf32" if dtype == torch.float32 else "ieee"
@@ -47,7 +47,7 @@ def test_gemm_equals_float64(tiles, c, cout, positions, dtype, m_dtype, tol, dev
 def test_fp16_halves_gemm_equals_float64(tiles, c, cout, positions, device):
     """precision "3xfp16": V and U as fp16 pairs hi + lo (hi rounded to fp16, lo the rest), three
     fp16 products: fp32-accurate (520 channels: past RUNNING_MAX_C, per-chunk sums)."""
-    from zeroskip.dispatch import interpreting
+    from zeroskip.runtime import interpreting
     from zeroskip.kernels import winograd_gemm
     v, u = _operands(tiles, c, cout, positions, torch.float64, device)
     halves = lambda t: (t.half(), (t - t.half().double()).half())  # noqa: E731
@@ -63,7 +63,7 @@ def test_fp16_halves_gemm_equals_float64(tiles, c, cout, positions, device):
 def test_tf32_gemm_reads_ten_mantissa_bits(device):
     """precision "tf32" on TF32-valued operands is exact up to fp32 sums (on the GPU the tensor core
     reads the 10 mantissa bits the values have; the interpreter multiplies in fp32)."""
-    from zeroskip.dispatch import interpreting
+    from zeroskip.runtime import interpreting
     from zeroskip.kernels import winograd, winograd_gemm
     v, u = _operands(70, 48, 40, 16, torch.float32, device)
     v, u = winograd.tf32_nearest(v), winograd.tf32_nearest(u)
@@ -72,11 +72,11 @@ def test_tf32_gemm_reads_ten_mantissa_bits(device):
     assert rel_err(m, _expected(v, u, 16)) <= 1e-6
 
 
-def test_use_for_needs_two_programs_per_sm():
-    from zeroskip.kernels.winograd_gemm import use_for
-    assert use_for(tiles=1568, cout=512, positions=36, sms=132)      # VGG-19 features.21, batch 32
-    assert use_for(tiles=196, cout=512, positions=16, sms=132)       # 28x28, batch 1, F(2x2): 4 x 8 x 16 blocks
-    assert not use_for(tiles=49, cout=512, positions=16, sms=132)    # 14x14, batch 1, F(2x2): 1 x 8 x 16 = 128
+def test_prefer_needs_two_programs_per_sm():
+    from zeroskip.kernels.winograd_gemm import prefer
+    assert prefer(tiles=1568, cout=512, positions=36, sms=132)      # VGG-19 features.21, batch 32
+    assert prefer(tiles=196, cout=512, positions=16, sms=132)       # 28x28, batch 1, F(2x2): 4 x 8 x 16 blocks
+    assert not prefer(tiles=49, cout=512, positions=16, sms=132)    # 14x14, batch 1, F(2x2): 1 x 8 x 16 = 128
 
 
 
@@ -87,13 +87,13 @@ def test_use_for_needs_two_programs_per_sm():
     (1, 256, 56, 256, 132, False), (32, 128, 112, 128, 132, False), (32, 128, 56, 256, 132, False),
     (1, 512, 14, 512, 200, False)], ids=str)
 def test_fp16_halves_where_measured_faster(batch, c, hw, cout, sms, want):
-    """winograd4.halves_pay: fp32 F(4x4) GEMMs on fp16 halves from 256 input channels with 512 output
+    """winograd4.prefer_halves: fp32 F(4x4) GEMMs on fp16 halves from 256 input channels with 512 output
     channels or 1024 tiles, and only on the batched GEMM kernel."""
     from zeroskip.geometry import ConvSpec
     from zeroskip.kernels import winograd4
     spec = ConvSpec(batch=batch, in_channels=c, height=hw, width=hw, out_channels=cout, groups=1, kernel_h=3,
                     kernel_w=3, stride_h=1, stride_w=1, pad_h=1, pad_w=1, dil_h=1, dil_w=1, out_h=hw, out_w=hw)
-    assert winograd4.halves_pay(spec, sms) is want
+    assert winograd4.prefer_halves(spec, sms) is want
 
 
 @pytest.mark.parametrize("batch, c, hw, want", [
@@ -102,13 +102,13 @@ def test_fp16_halves_where_measured_faster(batch, c, hw, cout, sms, want):
     (1, 256, 56, False), (1, 128, 112, False), (1, 64, 224, True),                         # 196, 784, 3136 tiles
     (32, 128, 28, False)], ids=str)                                                         # 1568 tiles: unmeasured
 def test_tf32_fp16_gemms_where_measured_faster(batch, c, hw, want):
-    """winograd4.tf32_fp16_pays: TF32 F(4x4) GEMMs on scaled fp16 V and U from 512 input channels or
+    """winograd4.prefer_fp16_operands: TF32 F(4x4) GEMMs on scaled fp16 V and U from 512 input channels or
     2048 tiles."""
     from zeroskip.geometry import ConvSpec
     from zeroskip.kernels import winograd4
     spec = ConvSpec(batch=batch, in_channels=c, height=hw, width=hw, out_channels=c, groups=1, kernel_h=3,
                     kernel_w=3, stride_h=1, stride_w=1, pad_h=1, pad_w=1, dil_h=1, dil_w=1, out_h=hw, out_w=hw)
-    assert winograd4.tf32_fp16_pays(spec) is want
+    assert winograd4.prefer_fp16_operands(spec) is want
 
 
 # Each tuner's products, and the error the config must stay under against float64 (TF32 reads 10
@@ -154,7 +154,7 @@ def test_every_tile_config_at_vgg_size(tuner, device):
 def test_every_persistent_config_at_vgg_size(tiles, c, cout, tuner, dtype, m_dtype, device):
     """persistent_gemm's kernels, every config alone, twice, on VGG-19 features.25's and .16's F(4x4)
     GEMMs at batch 32 and on one whose output channels fill no tile, against float64; M in the
-    operands' dtype (under a pool) and in fp32 (TF32 on, winograd4.tf32_fp16_pays). A config that
+    operands' dtype (under a pool) and in fp32 (TF32 on, winograd4.prefer_fp16_operands). A config that
     cannot launch is skipped, as the autotuner skips it: with an fp32 M, 128x256 tiles need 272 KB
     of shared memory (the epilogue's layout change beside the live pipeline buffers), over the
     227 KB an SM has. GPU only."""
@@ -193,7 +193,7 @@ def test_every_persistent_config_at_vgg_size(tiles, c, cout, tuner, dtype, m_dty
 @pytest.mark.parametrize("tiles, c_out, want", [(6272, 256, True), (1568, 512, True), (512, 512, True),
                                                 (196, 256, False), (49, 512, False), (16, 512, False)], ids=str)
 def test_persistent_gemms_where_measured_faster(tiles, c_out, want):
-    """persistent_gemm.pays on a 132-SM GPU: the batch-32 F(4x4) GEMMs of VGG-19 (features.16, .25,
+    """persistent_gemm.prefer on a 132-SM GPU: the batch-32 F(4x4) GEMMs of VGG-19 (features.16, .25,
     .34) ran faster persistent, the batch-1 ones on one program per tile."""
     from zeroskip.kernels import persistent_gemm
-    assert persistent_gemm.pays(tiles, c_out, 36, 132) is want
+    assert persistent_gemm.prefer(tiles, c_out, 36, 132) is want

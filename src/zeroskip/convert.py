@@ -47,11 +47,11 @@ true whatever the outcome); a plan file is written only when convert_ succeeds.
 `example_inputs` (a tensor or a tuple of positional arguments) is stored on the model as
 `zeroskip_example_inputs`. With algo="auto", measure=True and example_inputs on CUDA, each
 converted layer is timed on its real input (captured by forward pre-hooks in one run) with
-zeroskip.plan.measure and its `algo` set to the winner; the entries go into a zeroskip.plan.Plan
+zeroskip.measure.measure and its `algo` set to the winner; the entries go into a zeroskip.plan.Plan
 (`plan`: a Plan used in place, or a JSON path loaded if it exists and saved after; entries
 already there are reused, not re-measured), kept as `model.zeroskip_plan`. A module called with
-several shapes whose winners differ keeps "auto" (`with zeroskip.plan.use(model.zeroskip_plan)`
-applies them). On the CPU nothing is measured and the report says so.
+several shapes whose winners differ keeps "auto" and holds the plan as its `plan`, which picks each
+call's winner. On the CPU nothing is measured and the report says so.
 
 When example_inputs are given, the model runs on them before and after conversion (eval mode,
 torch.no_grad(), measured algos in place) and the outputs must agree: normwise relative error
@@ -73,8 +73,10 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_leaves
 
+from . import measure as zmeasure
 from . import nn as znn
 from . import plan as zplan
+from .accuracy import model_tolerance, rel_err
 from .dispatch import ALGOS
 from .fuse import _Converter, fold_bn_  # noqa: F401  (fold_bn_ is part of zeroskip.convert's API)
 from .progress import bar
@@ -82,13 +84,8 @@ from .undo import Undo
 
 
 def _max_rel_err(out, ref) -> float:
-    errs = []
-    for o, r in zip(tree_leaves(out), tree_leaves(ref)):
-        if isinstance(r, torch.Tensor) and r.is_floating_point():
-            r64, o64 = r.detach().double(), o.detach().double()
-            scale = r64.norm()
-            diff = (o64 - r64).norm()
-            errs.append((diff / scale if scale > 0 else diff).item())
+    errs = [rel_err(o, r) for o, r in zip(tree_leaves(out), tree_leaves(ref))
+            if isinstance(r, torch.Tensor) and r.is_floating_point()]
     return max(errs, default=0.0)
 
 
@@ -97,13 +94,9 @@ def _tolerance(ref) -> float:
     if not tensors:
         return 0.0
     dtype, cuda = tensors[0].dtype, tensors[0].is_cuda
-    if dtype == torch.float64:
-        return 1e-9
-    if dtype != torch.float32:
-        return 3e-2
     # The original's own convs/matmuls use TF32 on CUDA when allowed, whatever algo converts to.
     tf32 = cuda and (torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32)
-    return 1e-2 if tf32 else 1e-4
+    return model_tolerance(dtype, tf32)
 
 
 @torch.no_grad()
@@ -122,7 +115,7 @@ def _on_cuda(inputs) -> bool:
 
 
 def _layer_call(module, x):
-    """(op, positional args, pool kwargs) of zeroskip.plan.measure for `module` on input x."""
+    """(op, positional args, pool kwargs) of zeroskip.measure.measure for `module` on input x."""
     args = (x, module.weight, module.bias, module.stride, module.padding, module.dilation, module.groups)
     if isinstance(module, znn.ConvActPool):
         return "conv2d_pool", args, dict(pool=module.pool, pool_size=module.pool_size,
@@ -169,7 +162,7 @@ def _measure_layers(model, inputs, names, plan, progress=False) -> list:
                 sparsity = (x == 0).double().mean().item()
                 if entry is None:
                     op, call, pool = _layer_call(module, x)
-                    algo, times = zplan.measure(op, *call, activation=module.activation, **pool)
+                    algo, times = zmeasure.measure(op, *call, activation=module.activation, **pool)
                     plan.add(key, algo, times, sparsity)
                     entry, reused = plan.get(key), False
                 winners.add(entry["algo"])
@@ -178,6 +171,8 @@ def _measure_layers(model, inputs, names, plan, progress=False) -> list:
                 done.update()
             if len(winners) == 1:
                 module.algo = winners.pop()
+            else:
+                module.plan = plan
     return rows
 
 

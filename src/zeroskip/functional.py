@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from . import dispatch
 from .geometry import check_activation, check_conv, with_pool
+from .kernels import KERNELS
 
 
 def _activate(y, activation):
@@ -89,8 +90,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     if name == "torch" or spec.batch == 0:  # an empty batch: F.conv2d's empty result, no launch
         out = _torch_conv(input, weight, bias, spec, activation)
     else:
-        from .kernels import launch
-        out = launch.conv(input, weight, bias, spec, activation, name)
+        out = KERNELS[name].conv(input, weight, bias, spec, activation, name)
     return out.squeeze(0) if squeeze else out
 
 
@@ -110,6 +110,5 @@ def conv2d_pool(input, weight, bias=None, stride=1, padding=0, dilation=1, group
     if name == "torch" or spec.batch == 0:
         out = _torch_pool(_torch_conv(input, weight, bias, spec, activation), spec)
     else:
-        from .kernels import launch
-        out = launch.conv(input, weight, bias, spec, activation, name)
+        out = KERNELS[name].conv(input, weight, bias, spec, activation, name)
     return out.squeeze(0) if squeeze else out

@@ -2,8 +2,10 @@
 
 Both keep nn.Conv2d's parameters (`weight`, `bias`) and constructor, so an nn.Conv2d
 state_dict loads unchanged; the fused activation/pool and the algo are plain attributes
-(not in the state_dict). `from_conv` / `from_modules` share the source's parameters, so a
-converted model keeps training or loading weights into the same tensors.
+(not in the state_dict), as is `plan`: where convert_ measured several calls of one module whose
+winners differ, the module keeps algo "auto" and the zeroskip.plan.Plan that picks each call's.
+`from_conv` / `from_modules` share the source's parameters, so a converted model keeps training
+or loading weights into the same tensors.
 
 What they cannot express raises ValueError naming the attribute: padding_mode other than
 "zeros", MaxPool2d with dilation != 1, ceil_mode or return_indices, AvgPool2d with
@@ -23,6 +25,15 @@ def _check_algo(algo):
     if algo not in ALGOS:
         raise ValueError(f"algo must be one of {ALGOS}, got {algo!r}")
     return algo
+
+
+def _planned(module, op, input, **pool) -> str:
+    """module.algo; where it is "auto" and the module holds a plan, the plan's algo for this call."""
+    plan = getattr(module, "plan", None)  # modules pickled before plans were held have none
+    if module.algo != "auto" or plan is None:
+        return module.algo
+    return plan.algo_for(op, input, module.weight, module.bias, module.stride, module.padding, module.dilation,
+                         module.groups, activation=module.activation, **pool) or "auto"
 
 
 def _check_padding_mode(padding_mode):
@@ -90,6 +101,7 @@ class Conv2d(nn.Conv2d):
                          bias, padding_mode, device, dtype)
         self.activation = check_activation(activation)
         self.algo = _check_algo(algo)
+        self.plan = None
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, activation=None, algo="auto") -> "Conv2d":
@@ -98,7 +110,7 @@ class Conv2d(nn.Conv2d):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return library.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                              self.groups, activation=self.activation, algo=self.algo)
+                              self.groups, activation=self.activation, algo=_planned(self, "conv2d", input))
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, activation={self.activation!r}, algo={self.algo!r}"
@@ -125,6 +137,7 @@ class ConvActPool(nn.Conv2d):
             raise ValueError(f"pool_padding must be at most half of pool_size {self.pool_size}, "
                              f"got {pool_padding!r}")
         self.algo = _check_algo(algo)
+        self.plan = None
 
     @classmethod
     def from_modules(cls, conv: nn.Conv2d, act: nn.Module | None, pool: nn.Module,
@@ -140,7 +153,9 @@ class ConvActPool(nn.Conv2d):
                                    self.dilation, self.groups, activation=self.activation,
                                    pool=self.pool, pool_size=self.pool_size,
                                    pool_stride=self.pool_stride, pool_padding=self.pool_padding,
-                                   algo=self.algo)
+                                   algo=_planned(self, "conv2d_pool", input, pool=self.pool,
+                                                 pool_size=self.pool_size, pool_stride=self.pool_stride,
+                                                 pool_padding=self.pool_padding))
 
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, activation={self.activation!r}, pool={self.pool!r}, "

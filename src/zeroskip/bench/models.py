@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..plan import CANDIDATES
+from ..measure import CANDIDATES
 from .results import write_csv, write_json
 
 MODELS = ("hed", "vgg11", "vgg11_bn", "vgg16", "vgg19", "vgg19_bn", "alexnet", "googlenet", "resnet18", "resnet50",

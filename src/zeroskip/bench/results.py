@@ -8,9 +8,9 @@ import json
 import math
 from pathlib import Path
 
+from ..accuracy import TOLERANCE  # noqa: F401  (per precision name; zeroskip.bench.results' API)
 from .suites import Layer
 
-TOLERANCE = {"fp32": 1e-5, "tf32": 2e-3, "fp16": 1e-2, "bf16": 1e-2}
 FIELDS = ("suite", "layer", "op", "shape", "dtype", "layout", "batch", "sparsity", "input", "algo", "ours_us", "baseline_us",
           "compiled_us", "speedup", "speedup_compiled", "tflops", "baseline_tflops", "rel_err", "ok",
           "gpu", "torch", "triton", "cudnn", "date", "notes")

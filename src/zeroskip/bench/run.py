@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 # plot and results names stay importable from here (zeroskip.bench.run's API)
+from ..accuracy import rel_err as rel_error  # noqa: F401  (zeroskip.bench.run's API)
 from ..progress import bar, echo
 from .plot import plot_speedups, plot_sweep  # noqa: F401
 from .results import FIELDS, TOLERANCE, best_layout, geomean, make_row, print_table, write_results  # noqa: F401
@@ -58,12 +59,6 @@ def env_info() -> dict:
             "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None,
             "date": datetime.datetime.now().isoformat(timespec="seconds")}
 
-def rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
-    """Normwise relative error ||out - ref|| / ||ref|| in float64 (absolute if ref is all zero)."""
-    diff = torch.linalg.vector_norm(out.double() - ref.double())
-    norm = torch.linalg.vector_norm(ref.double())
-    return float(diff / norm) if norm > 0 else float(diff)
-
 
 def baseline(op: str, layer: Layer, activation):
     """PyTorch eager ops: F.conv2d [-> F.relu] [-> F.max_pool2d]."""
@@ -101,10 +96,10 @@ def ran_by_auto(op: str, layer: Layer, activation, x, w, b) -> str:
 
 
 def dense_kernel(op: str, layer: Layer, x, w, b) -> str | None:
-    """The kernel "igemm" runs for this call after its first-call measurement (launch.dense_kernel):
+    """The kernel "igemm" runs for this call after its first-call measurement (direct.dense_kernel):
     "direct", "direct, split-K N" or "rows"; None off the GPU or before a call."""
-    from ..kernels import launch
-    return launch.dense_kernel(_spec(op, layer, x, w, b), x.dtype)
+    from ..kernels import direct
+    return direct.dense_kernel(_spec(op, layer, x, w, b), x.dtype)
 
 
 LAYOUTS = ("auto", "nchw", "channels_last")

@@ -10,9 +10,10 @@ way (`measure(..., graph=False)` forces the fallback).
 from __future__ import annotations
 
 import contextlib
-import statistics
 import warnings
 from dataclasses import dataclass
+
+from ..runtime import graph_time
 
 
 @dataclass(frozen=True)
@@ -20,35 +21,6 @@ class Timing:
     us: float     # median microseconds per call
     method: str   # "cuda_graph" or "do_bench"
     reason: str = ""  # why the graph was not used, if it was not
-
-
-def graph_time(fn, inner: int, reps: int) -> float:
-    """Median GPU microseconds per call of fn() over `reps` replays of a CUDA graph of `inner`
-    calls (after 3 warm-up calls on a side stream). Raises if fn cannot be captured."""
-    import torch
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(side)
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for _ in range(inner):
-            fn()
-    graph.replay()
-    torch.cuda.synchronize()
-    starts = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
-    ends = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
-    for start, end in zip(starts, ends):
-        start.record()
-        graph.replay()
-        end.record()
-    torch.cuda.synchronize()
-    per_call = [s.elapsed_time(e) * 1000.0 / inner for s, e in zip(starts, ends)]
-    del graph
-    return statistics.median(per_call)
 
 
 def _bench_time(fn) -> float:

@@ -208,8 +208,3 @@ def conv(ecr: ECR, weight: torch.Tensor, bias: torch.Tensor | None = None) -> to
         out = out + bias.to(acc).view(1, -1, 1, 1)
     return out.to(ecr.values.dtype)
 
-
-def stats(ecr: ECR, block_m: int = 64):
-    """Sparsity statistics of the encoded input; see zeroskip.formats.stats.SparsityStats."""
-    from .stats import ecr_stats  # stats.py imports this module
-    return ecr_stats(ecr, block_m)

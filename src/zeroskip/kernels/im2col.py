@@ -16,13 +16,17 @@ pool are fused as in the main kernel (its _epilogue and row layout). No zero ski
 """
 from __future__ import annotations
 
+import torch
 import triton
 import triton.language as tl
 
-from .ecr_index import _pixel_rows
+from .. import runtime
+from ..geometry import MAX_WINDOW
+from ..runtime import graph_ms, tuner_cache
 from . import implicit_gemm as ig
+from .ecr_index import _pixel_rows
 from .implicit_gemm import _base_offsets, _dot_3xtf32, _epilogue, _prune
-from .split_k import DISK_CACHE, graph_ms
+from .launch import ACT, POOL, packed_weight, precision, result, span
 
 
 @triton.jit
@@ -91,7 +95,7 @@ def _im2col_kernel(
 
 
 _KEY = ["C_G", "COUT_G", "M", "KH", "KW", "H", "W", "stride_h", "stride_w", "sxc", "PRECISION", "POOL", "WIN_P2"]
-# Tiles measured per layer shape at its first call by CUDA-graph replays (split_k.graph_ms), as
+# Tiles measured per layer shape at its first call by CUDA-graph replays (runtime.graph_ms), as
 # the main kernel's. 128x64 tiles on 8 warps: on 4 warps the gather's 2-D offsets and masks beside
 # the accumulators spilled on sm_90 (ptxas: 368 bytes in 3xtf32, 24 in fp16; none on 8 warps).
 _im2col_tuned = triton.autotune(configs=[
@@ -99,11 +103,38 @@ _im2col_tuned = triton.autotune(configs=[
     for m, n, k, w, s in [(128, 64, 32, 8, 2), (128, 64, 32, 8, 3), (64, 128, 32, 8, 2), (128, 64, 16, 8, 2),
                           (256, 64, 32, 8, 2), (64, 64, 32, 4, 2), (64, 64, 16, 4, 2), (64, 32, 32, 4, 2),
                           (32, 64, 32, 4, 2)]
-], key=_KEY, prune_configs_by={"early_config_prune": _prune}, do_bench=graph_ms, **DISK_CACHE)(_im2col_kernel)
+], key=_KEY, prune_configs_by={"early_config_prune": _prune}, do_bench=graph_ms, **tuner_cache())(_im2col_kernel)
 
 
-def conv(x, w, w_lo, b, y, spec, activation_code: int, pool_code: int, prec: str, big: bool, tiles=None,
-         upcast=False):
+def supports(spec, input, activation) -> str | None:
+    """Every geometry and activation; a pool window of at most MAX_WINDOW positions (one tile's rows)."""
+    if spec.window_rows > MAX_WINDOW:
+        return (f"pool_size {(spec.pool_kh, spec.pool_kw)} has {spec.pool_kh * spec.pool_kw} positions; "
+                f"it fuses windows of at most {MAX_WINDOW}")
+    return None
+
+
+def conv(x, weight, bias, spec, activation, algo="im2col"):
+    """Launches the kernel for a checked call into a new output in x's memory format. Its columns
+    run (channel, kh, kw) as a contiguous weight's do: the weight as it is, split for 3xtf32 (cached
+    like the packed weights)."""
+    why = supports(spec, x, activation)
+    if why is not None:
+        raise ValueError(f"algo={algo!r} cannot run this call: {why} (use algo='torch')")
+    y = result(x, spec)
+    prec = precision("im2col", x.dtype)
+    w, w_lo = packed_weight(weight, k_major=True, split=True) if prec == "3xtf32" else (weight, weight)
+    big = max(span(x), span(y), span(weight)) >= 2**31
+    # the interpreter costs ~9 ms per program-iteration whatever the block: big blocks, one config;
+    # its bf16 dot is wrong, so bf16 is upcast there
+    interpreting = runtime.interpreting()
+    tiles = (max(128, spec.window_rows), 64, 32, 1) if interpreting else None
+    return _launch(x, w, w_lo, bias, y, spec, ACT[activation], POOL[spec.pool], prec, big, tiles,
+                   upcast=interpreting and x.dtype == torch.bfloat16)
+
+
+def _launch(x, w, w_lo, b, y, spec, activation_code: int, pool_code: int, prec: str, big: bool, tiles=None,
+            upcast=False):
     """Runs the kernel into y (allocated by the caller in its layout); b may be None, w_lo is read
     only for prec "3xtf32". tiles = (BLOCK_M, BLOCK_N, BLOCK_K, num_warps) fixes the launch;
     without it the tiles are autotuned."""

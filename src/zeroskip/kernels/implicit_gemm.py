@@ -15,7 +15,7 @@ flagged non-zero for the block (kernels/ecr_index.py).
 
 Split-K: with SPLIT > 1, SPLIT programs share one tile's iterations and store fp32 partial
 tiles (PARTIAL); _split_reduce_kernel sums them and runs the same epilogue. It gives small maps
-at batch 1 enough programs for the 132 SMs (host side in kernels/launch.py).
+at batch 1 enough programs for the 132 SMs (host side in kernels/direct.py).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import triton
 import triton.language as tl
 
 from .ecr_index import _pixel_rows
-from .split_k import DISK_CACHE, graph_ms
+from ..runtime import graph_ms, tuner_cache
 
 
 @triton.jit
@@ -289,8 +289,8 @@ def _configs(shapes):
 
 # Tiles are tuned per shape and layout (sxc is 1 for channels_last input); Triton adds the dtypes.
 _KEY = ["C_G", "COUT_G", "M", "KH", "KW", "H", "W", "stride_h", "stride_w", "sxc", "PRECISION", "POOL", "WIN_P2"]
-_TUNE = dict(key=_KEY, prune_configs_by={"early_config_prune": _prune}, do_bench=graph_ms, **DISK_CACHE)
-# Dense tensor-core paths: tiles picked by measurement (CUDA-graph replays, see split_k.graph_ms)
+_TUNE = dict(key=_KEY, prune_configs_by={"early_config_prune": _prune}, do_bench=graph_ms, **tuner_cache())
+# Dense tensor-core paths: tiles picked by measurement (CUDA-graph replays, runtime.graph_ms)
 # per layer shape at its first call.
 # 16-bit operands take BLOCK_K 64 (one 128-byte row per load); fp32 (TF32 / 3xTF32) BLOCK_K 32,
 # fewer stages for its 2x larger tiles; BLOCK_K 16 serves the 3-channel first layers.

@@ -12,7 +12,7 @@ pointers. bf16 GEMMs alone, VGG-19 F(4x4) at batch 32 (H200, same run, scripts/g
 benchmarks/winograd-gemm-persistent-h200.txt), one program per tile -> persistent on pointers ->
 persistent TMA: features.16 (6272 tiles, 256 channels) 88.8 -> 78.6 -> 73.5 us, .25 (1568, 512)
 69.1 -> 64.7 -> 58.7, .34 (512, 512) 27.6 -> 25.2 -> 23.8. At batch 1 (16-196 tiles) one program
-per tile on 64x128 tiles stayed fastest (6.1-6.6 us against 6.3-8.6): pays() keeps it there.
+per tile on 64x128 tiles stayed fastest (6.1-6.6 us against 6.3-8.6): prefer() keeps it there.
 
 The 3-D descriptors tried before (V as [T, P, C], boxes [BM, 1, BK]) gave wrong tiles now and then
 with most tile configs (benchmarks/winograd-gemm-tma-ab-h200.txt); every config here ran three
@@ -26,8 +26,8 @@ import triton
 import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
-from . import split_k
-from .split_k import DISK_CACHE, graph_ms
+from .. import runtime
+from ..runtime import graph_ms, tuner_cache
 
 
 @triton.jit
@@ -120,14 +120,14 @@ _KEY = ["T", "C", "CO", "P"]
 def _tuner(kernel, pre_hook=None):
     configs = [triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k, "STAGES": st, "PER_SM": per_sm},
                              num_warps=w, pre_hook=pre_hook) for m, n, k, w, st, per_sm in TILES]
-    return triton.autotune(configs=configs, key=_KEY, do_bench=graph_ms, **DISK_CACHE)(kernel)
+    return triton.autotune(configs=configs, key=_KEY, do_bench=graph_ms, **tuner_cache())(kernel)
 
 
 _tuned_pointer = _tuner(_pointer_kernel)
 _tuned_tma = _tuner(_tma_kernel, _tma_blocks)
 
 
-def pays(tiles: int, cout: int, positions: int, sms: int) -> bool:
+def prefer(tiles: int, cout: int, positions: int, sms: int) -> bool:
     """Whether 128x128 tiles give every program of two per SM a second tile: the batch-32 sizes did
     (576 tiles and up), the batch-1 ones did not (at most 144)."""
     return triton.cdiv(tiles, 128) * triton.cdiv(cout, 128) * positions >= 4 * sms
@@ -154,7 +154,7 @@ def gemm(v, u, m, tiles: int, c: int, cout: int, positions: int, interpreting: b
         kernel[(2,)](*ops, tiles, c, cout, positions, UPCAST=upcast, BLOCK_M=128, BLOCK_N=64, BLOCK_K=BLOCK_K,
                      STAGES=1, PER_SM=1, num_warps=1)
         return m
-    programs = split_k.sm_count(v.device)
+    programs = runtime.sm_count(v.device)
     n_tiles = lambda meta: triton.cdiv(tiles, meta["BLOCK_M"]) * triton.cdiv(cout, meta["BLOCK_N"]) * positions  # noqa: E731
     tuned[lambda meta: (min(n_tiles(meta), programs * meta["PER_SM"]),)](*ops, tiles, c, cout, positions,
                                                                           UPCAST=False)

@@ -11,7 +11,7 @@ weight tile of each tap is also shared by R rows of SEG pixels.
 Output tiles are SEG pixels wide; a row whose width is not a multiple of SEG computes masked
 pixels in its last tile (VGG-19's 224 and 112 with SEG 64: 12.5%).
 
-It is one of the dense path's measured options (launch.ROWS, split_k.pick): the first call of a
+It is one of the dense path's measured options (direct.py's Option "rows", split_k.pick): the first call of a
 layer shape times it against the direct kernel's tuned tiles and keeps the faster. On VGG-19
 (H200, bf16, same run, benchmarks/rows-ab-h200.txt) it wins on features.2 (64 channels,
 224x224): conv + relu + pool 371.6 -> 294.7 us at batch 32
@@ -29,7 +29,7 @@ import triton.language as tl
 
 from ..geometry import ACTIVATIONS
 from .implicit_gemm import _activate, _max_keep_nan
-from .split_k import DISK_CACHE, graph_ms
+from ..runtime import graph_ms, tuner_cache
 
 
 @triton.jit
@@ -164,29 +164,34 @@ def _configs(shapes):
 # 261.5 us, on 3 stages 312.2 / 282.8, on 4 stages 418.9 / 368.6; 2x64x64x32 358.2 / 312.9;
 # 2x64x128x32 on 2 stages - / 275.4; at batch 1 4x64x64x32 on 3 stages 11.4 us (features.2) and
 # 2x64x64x32 11.6 (features.7) were fastest. 8 warps lost everywhere. SEG 64 on 8 warps ran 2.4-4.7x
-# slower in the first run: Triton 3.6 gives the accumulators of its 64-row dots two wgmma layouts
+# slower: Triton 3.6 gives the accumulators of its 64-row dots two wgmma layouts
 # (warpsPerCTA [4, 2] and [8, 1]) and converts them through shared memory in every iteration (4-8
-# convert_layout ops inside the loop in the sm_90 TTGIR, none on 4 warps; scripts/rows_layouts.py).
+# convert_layout ops inside the loop in the sm_90 TTGIR, none on 4 warps).
 # SEG 128 on 8 warps has no such conversion and still lost (387.3 / 337.0). BLOCK_N 32 and BLOCK_K 16
 # lost too (433.3 and 328.3 on features.2).
 TILES = ((4, 64, 64, 32, 4, 2), (4, 64, 64, 32, 4, 3), (2, 64, 64, 32, 4, 3), (2, 64, 128, 32, 4, 2))
 _tuned = triton.autotune(configs=_configs(TILES), key=["N", "C", "COUT", "H", "W", "POOL"], do_bench=graph_ms,
-                         **DISK_CACHE)(_rows_kernel)
+                         **tuner_cache())(_rows_kernel)
 
 
-def fits(x: torch.Tensor, spec, activation) -> bool:
-    """Whether this kernel runs the call: 16-bit channels_last input, a 3x3 stride-1 undilated
+def supports(spec, x: torch.Tensor, activation) -> str | None:
+    """None if this kernel runs the call: 16-bit channels_last input, a 3x3 stride-1 undilated
     ungrouped conv, no pool or a 2x2/2 max pool without padding, an activation it knows."""
     pool = (spec.pool_kh, spec.pool_kw, spec.pool_sh, spec.pool_sw, spec.pool_ph, spec.pool_pw)
-    return (x.dtype in (torch.float16, torch.bfloat16) and x.is_contiguous(memory_format=torch.channels_last)
-            and (spec.kernel_h, spec.kernel_w, spec.stride_h, spec.stride_w, spec.dil_h, spec.dil_w, spec.groups)
-            == (3, 3, 1, 1, 1, 1, 1)
-            and (spec.pool is None or (spec.pool == "max" and pool == (2, 2, 2, 2, 0, 0)))
-            and activation in ACTIVATIONS)
+    if x.dtype not in (torch.float16, torch.bfloat16) or not x.is_contiguous(memory_format=torch.channels_last):
+        return f"input {x.dtype}, strides {x.stride()}: it needs 16-bit channels_last input"
+    if (spec.kernel_h, spec.kernel_w, spec.stride_h, spec.stride_w, spec.dil_h, spec.dil_w, spec.groups) != (
+            3, 3, 1, 1, 1, 1, 1):
+        return "it needs a 3x3 kernel, stride 1, dilation 1, groups=1"
+    if spec.pool is not None and not (spec.pool == "max" and pool == (2, 2, 2, 2, 0, 0)):
+        return "it fuses only a 2x2/2 max pool without padding"
+    if activation not in ACTIVATIONS:
+        return f"activation {activation!r}"
+    return None
 
 
 def conv(x, w, bias, y, spec, activation: int, interpreting: bool = False, config=None):
-    """y = [max_pool2d(2, 2)](activation(conv2d(x, w) + bias)) for a call that fits(); w packed
+    """y = [max_pool2d(2, 2)](activation(conv2d(x, w) + bias)) for a call it supports(); w packed
     (launch.packed_weight, output channels contiguous); y allocated by the caller, any layout.
     activation: 0 none, 1 relu, 2 relu6. config: (R, SEG, BLOCK_N, BLOCK_K, warps, stages), else
     tuned per layer shape."""

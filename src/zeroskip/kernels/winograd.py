@@ -18,8 +18,9 @@ not computing them directly; the direct 3xTF32 kernel reached 1.17x of it there.
 
 V and M go through memory (4x the input and output sizes), so this pays only where the GEMMs
 dominate: many channels per pixel. Zero skipping does not carry over (a transformed patch is
-zero only if the whole 4x4 patch is). winograd4.py builds F(4x4, 3x3) the same way from
-supports, transformed_weight, gemm_spec and _tiles here.
+zero only if the whole 4x4 patch is). The host side both Winograd families share (supports, the
+three launches, the GEMM route) is winograd_steps.py; winograd4.py builds F(4x4, 3x3) from it and
+from transformed_weight and the jit helpers here.
 """
 from __future__ import annotations
 
@@ -28,9 +29,9 @@ import triton
 import triton.language as tl
 from torch.utils.weak import WeakIdKeyDictionary
 
-from ..geometry import ConvSpec
-from . import split_k, weight_cache
+from . import launch, weight_cache, winograd_steps
 from .implicit_gemm import _activate, _max_keep_nan, _tf32_nearest
+from .launch import ACT, POOL, result, tf32_nearest
 
 _G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
 # Both transforms' (BLOCK_T, BLOCK_C, num_warps) on a GPU. 32x32 blocks on 8 warps: 4 values per
@@ -39,25 +40,9 @@ _G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
 BLOCKS = (32, 32, 8)
 
 
-def supports(spec, tile: int = 2) -> str | None:
-    """None if Winograd F(tile x tile, 3x3) can run the call, else why not (for the error message)."""
-    geometry = (spec.kernel_h, spec.kernel_w, spec.stride_h, spec.stride_w, spec.dil_h, spec.dil_w)
-    if geometry != (3, 3, 1, 1, 1, 1):
-        return (f"kernel {spec.kernel_h}x{spec.kernel_w}, stride ({spec.stride_h}, {spec.stride_w}), dilation "
-                f"({spec.dil_h}, {spec.dil_w}): it needs a 3x3 kernel, stride 1, dilation 1")
-    if spec.groups != 1:
-        return f"groups={spec.groups}: it needs groups=1"
-    if spec.pool and (spec.pool_kh, spec.pool_kw, spec.pool_sh, spec.pool_sw, spec.pool_ph, spec.pool_pw) != (
-            2, 2, 2, 2, 0, 0):
-        return (f"pool_size {(spec.pool_kh, spec.pool_kw)}, stride {(spec.pool_sh, spec.pool_sw)}, padding "
-                f"{(spec.pool_ph, spec.pool_pw)}: it fuses only a 2x2 pool with stride 2 and no padding")
-    # The GEMM kernel indexes its one (1, P C, tiles, 1) image in int32, P = (tile + 2)**2 positions.
-    tiles = spec.batch * -(-spec.out_h // tile) * -(-spec.out_w // tile)
-    positions = (tile + 2) ** 2
-    if tiles * positions * max(spec.in_channels, spec.out_channels) >= 2**31:
-        return (f"{tiles} tiles x {positions} x {max(spec.in_channels, spec.out_channels)} channels reach "
-                f"2**31 elements")
-    return None
+def supports(spec, input=None, activation=None) -> str | None:
+    """None if F(2x2, 3x3) can run the call, else why not (winograd_steps.supports)."""
+    return winograd_steps.supports(spec, 2)
 
 
 def transformed_weight(weight: torch.Tensor, g_rows=_G, dtype=torch.float32, tf32=False, scaled=False,
@@ -97,16 +82,15 @@ def _transform(weight, g_rows, dtype, tf32, scaled, halves):
     return u
 
 
-def tf32_nearest(t: torch.Tensor) -> torch.Tensor:
-    """fp32 t rounded to the nearest value TF32 holds (sign, exponent, 10 mantissa bits; ties away
-    from zero), as a new fp32 tensor of t's shape and strides."""
-    return ((t.view(torch.int32) + 0x1000) & -8192).view(torch.float32)
 
 
 def clear_transformed_weights() -> None:
     """Forgets every cached weight transform (with the packed weights beside them) and V-scale hint."""
     weight_cache.clear()
     _HINT.clear()
+
+
+launch.on_clear(clear_transformed_weights)
 
 
 @triton.jit
@@ -169,8 +153,6 @@ def scale_of(a, LOG2_V: tl.constexpr):
 # the second pass like a miss (winograd4._input_transform_kernel).
 HEADROOM = 2
 DROP = 6
-# The second pass's programs per SM: where V is kept each only reads two numbers.
-CHECK_PROGRAMS_PER_SM = 4
 
 
 @triton.jit
@@ -337,109 +319,9 @@ def _output_transform_kernel(m_ptr, b_ptr, y_ptr, COUT: tl.constexpr, OH: tl.con
         tl.store(out + (ty * syh + tx * syw)[:, None], res.to(y_ptr.dtype.element_ty), mask=keep)
 
 
-def conv(x, weight, bias, spec, activation_code: int, pool_code: int, y, gemm, interpreting=False):
-    """Runs the three steps into y (allocated by the caller in its layout). `gemm(v, u, m_dtype)` is the
-    GEMMs' launch (kernels.launch.conv's: winograd_gemm, or a 1x1 conv with groups 16) returning M in m_dtype."""
-    return run_steps("winograd", 2, _input_transform_kernel, _output_transform_kernel, BLOCKS, transformed_weight,
-                     x, weight, bias, spec, activation_code, pool_code, y, gemm, interpreting)
-
-
-def run_steps(name, tile, input_kernel, output_kernel, blocks, u_of, x, weight, bias, spec, activation_code,
-              pool_code, y, gemm, interpreting, halves=False, tf32_fp16=False):
-    """Input transform, the (tile + 2)**2 GEMMs, output transform: the launches of F(tile x tile, 3x3).
-    halves (F(4x4), fp32 input, TF32 off, GEMMs on kernels/winograd_gemm.py): V and U as pairs of
-    scaled fp16 halves for the 3xfp16 GEMMs, M in fp32. tf32_fp16 (F(4x4), fp32 input, TF32 on): V
-    and U as scaled fp16, M in fp16 under a pool, else fp32."""
-    # The CPU interpreter costs ~9 ms per program whatever its size: big blocks there.
-    block_t, block_c, warps = (128, 64, 1) if interpreting else blocks
-    why = supports(spec, tile)
-    if why is not None:
-        raise ValueError(f"algo={name!r} cannot run this call: {why} (use algo='igemm')")
-    th, tw = triton.cdiv(spec.out_h, tile), triton.cdiv(spec.out_w, tile)
-    t = spec.batch * th * tw
-    c, cout, pos = spec.in_channels, spec.out_channels, (tile + 2) ** 2
-    # V as a channels_last (1, pos C, T, 1) image: tile rows, pos groups of C channels contiguous.
-    # fp16 inputs (and bf16 ones under F(2x2)) keep V and U in their dtype, so the GEMMs run at the
-    # 16-bit tensor-core rate with fp32 accumulation. Normwise error against float64 (64 -> 32
-    # channels, 12x12, conv + relu + pool, interpreter, M in fp32): fp16 2e-4 direct, 4e-4 F(2x2),
-    # 2e-3 F(4x4); bf16 3.3e-3 direct, 6e-3 F(2x2), 1.9e-2 F(4x4) (Lavin's points; 8.7e-3 with
-    # winograd4's, in emulation): too near the 1e-2 bound.
-    # M, the GEMMs' result, is fp16 for fp16 input: M is 2.25x (F(4x4)) the output's size, and
-    # halving its traffic took VGG-19 features.25 + pool at batch 32 from 147.0 to 122.0 us
-    # (1.62x -> 1.96x of cuDNN; conv features.21 1.28x -> 1.52x), error 1.9e-3 -> 2.4e-3 (H200,
-    # benchmarks/vgg19-fp16-winograd-m16-ab-h200.txt; 1.2e-3 with winograd4's present points).
-    # bf16 under F(4x4) takes fp16 V, U and M instead (11 bits where bf16 has 8), scaled by powers of 2
-    # so that fp16's range holds them whatever the input's and weight's magnitudes: V by scale_of
-    # the input's largest finite magnitude (inf and NaN pass through unscaled; checked on the device
-    # against a hint, HEADROOM above), U per output channel (transformed_weight), both chosen so that
-    # |M| <= C max|V| max|U| stays below 2**15; the output transform divides them out exactly.
-    # fp32 under F(4x4) with TF32 off (halves): V and U as scaled fp16 pairs, hi + lo, 22 bits as
-    # 3xTF32's, whose three fp16 products run at twice the TF32 rate; M in fp32. Same bytes of V as
-    # fp32; error 1.2e-6..1.9e-6 on VGG-19 from 256 channels against 0.8e-6..1.6e-6 for 3xTF32 (H100,
-    # benchmarks/vgg19-fp32-winograd4-halves-ab-h100.txt; winograd4.halves_pay says where it runs).
-    # TF32 under F(4x4) (tf32_fp16) takes scaled fp16 V and U as bf16 does: fp16 keeps TF32's 10
-    # mantissa bits, and fp32 V and U were rounded to those bits anyway, so the products are the same
-    # while the GEMMs run at the fp16 rate on half of V's bytes (winograd4.tf32_fp16_pays says where).
-    # M is fp16 there too for conv + pool, fp32 for plain convs. VGG-19 on an H200 at batch 32, same
-    # run, fp32 -> fp16 M (benchmarks/vgg19-tf32-m16-ab-h200.txt): fused stages 1.16-1.29x faster
-    # (channels_last features.16 284.8 -> 227.5 us, .25 168.5 -> 141.7, .34 57.9 -> 48.7; NCHW .7
-    # 553.0 -> 431.4) at 1.1e-3..1.2e-3 normwise error against 7.9e-4..9.9e-4; plain convs 1.18-1.22x
-    # faster but at 1.3e-3..1.6e-3 against 1.1e-3..1.3e-3, too far past TF32's ~1e-3. (cuDNN's own
-    # TF32 error on the same stages: 2.3e-4..3.1e-4, scripts/cudnn_error.py.)
-    tf32_on = x.dtype == torch.float32 and torch.backends.cudnn.allow_tf32
-    scaled = (x.dtype == torch.bfloat16 and tile == 4) or halves or tf32_fp16
-    half = x.dtype == torch.float16 or (x.dtype == torch.bfloat16 and tile == 2)
-    v = torch.empty((2 if halves else 1, t, 1, pos * c),
-                    dtype=torch.float16 if scaled else (x.dtype if half else torch.float32),
-                    device=x.device).permute(0, 3, 1, 2)
-    v, v_lo = (v[:1], v[1:]) if halves else (v, v)
-    # TF32 GEMMs on fp32 V and U: V and U rounded to TF32 here, not truncated by the tensor core.
-    tf32 = tf32_on and not scaled
-    # M: fp16 where V is fp16 (fp16 input, bf16 under F(4x4), TF32 under a pool); fp32 for the
-    # halves, plain TF32 convs and the rest
-    m16 = v.dtype == torch.float16 and not halves and (pool_code != 0 or not tf32_fp16)
-    m_dtype = torch.float16 if m16 else torch.float32
-    if scaled:
-        # this call's largest finite |x|, the first pass's scale of V and its inverse (the largest of
-        # those its programs used), the scale V has in the end
-        st = torch.zeros(4, dtype=torch.float32, device=x.device)
-        hint = amax_hint(weight)
-        # |V| <= 32.35 max|x| (B^T's largest row sum, 5.69, squared) < 2**(LOG2_V + 7) after scaling,
-        # |U| < 1: for fp16 M, |M| < C 2**(LOG2_V + 7) <= 2**15 with LOG2_V = 8 - ceil(log2 C); for
-        # fp32 M (halves, TF32) |V| < 2**16 only: LOG2_V = 9
-        log2_v = 9 if m_dtype == torch.float32 else 8 - (c - 1).bit_length()
-    else:
-        st = hint = x
-        log2_v = 0
-    grid = (triton.cdiv(t, block_t), triton.cdiv(c, block_c))
-    args = (x, v, c, spec.height, spec.width, th, tw, t, *x.stride(), spec.pad_h, spec.pad_w)
-    kw = dict(ROUND=tf32, st_ptr=st, hint_ptr=hint, SCALED=scaled, LOG2_V=log2_v, vlo_ptr=v_lo, SPLIT=halves,
-              BLOCK_T=block_t, BLOCK_C=block_c, num_warps=warps)
-    input_kernel[grid](*args, CHECK=False, **kw)
-    if scaled:  # keeps V, or writes it again with the measured scale: a few programs walk the blocks
-        input_kernel[(min(grid[0] * grid[1], CHECK_PROGRAMS_PER_SM * split_k.sm_count(x.device)),)](
-            *args, CHECK=True, **kw)
-    u = u_of(weight, dtype=v.dtype, tf32=tf32, scaled=scaled, halves=halves)
-    u, w_scale = u if scaled else (u, y)
-    if halves:
-        (u, u_lo) = u
-        m = gemm(v, u, m_dtype, v_lo=v_lo, u_lo=u_lo)
-    else:
-        m = gemm(v, u, m_dtype)
-    assert m.is_contiguous(memory_format=torch.channels_last) and m.shape == (1, pos * cout, t, 1)
-    b = bias if bias is not None else y
-    output_kernel[(triton.cdiv(t, block_t), triton.cdiv(cout, block_c))](
-        m, b, y, cout, spec.out_h, spec.out_w, th, tw, t, *y.stride(), bias.stride(0) if bias is not None else 0,
-        HAS_BIAS=bias is not None, ACTIVATION=activation_code, POOL=pool_code, st_ptr=st,
-        ws_ptr=w_scale, SCALED=scaled, LOG2_V=log2_v, BLOCK_T=block_t, BLOCK_C=block_c, num_warps=warps)
-    return y
-
-
-def gemm_spec(v, u) -> ConvSpec:
-    """The P-group 1x1 conv spec of the transformed GEMMs: V (1, P C, tiles, 1) by U
-    (P C_out, C, 1, 1), P positions (16 here, 36 for winograd4). Built directly: both tensors are
-    made here, so check_conv's checks would only cost time on every call."""
-    tiles, pc, pcout = v.shape[2], v.shape[1], u.shape[0]
-    return ConvSpec(batch=1, in_channels=pc, height=tiles, width=1, out_channels=pcout, groups=pc // u.shape[1],
-                    kernel_h=1, kernel_w=1, stride_h=1, stride_w=1, pad_h=0, pad_w=0, dil_h=1, dil_w=1,
-                    out_h=tiles, out_w=1)
+def conv(x, weight, bias, spec, activation, algo="winograd"):
+    """Runs the three steps (winograd_steps.run_steps) into a new output in x's memory format."""
+    y = result(x, spec)
+    return winograd_steps.run_steps(algo, 2, _input_transform_kernel, _output_transform_kernel, BLOCKS,
+                                    transformed_weight, amax_hint, x, weight, bias, spec, ACT[activation],
+                                    POOL[spec.pool], y)

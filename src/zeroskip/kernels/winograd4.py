@@ -7,7 +7,7 @@ fewer), and V and M are 36/16 = 2.25x the input and output sizes instead of 4x.
 
 Interpolation points 0, +-3/4, +-3/2 and infinity, not Lavin's 0, +-1, +-2: the transforms' rounding
 errors are amplified by their entries, and among the point sets searched (0 and four of +-1/4, 1/3,
-1/2, 2/3, 3/4, 1, 3/2, 2, 3, 4; scripts/winograd_points.py) this dyadic one halves the error of
+1/2, 2/3, 3/4, 1, 3/2, 2, 3, 4; experiments/winograd_points.py) this dyadic one halves the error of
 Lavin's in every precision, with the same operation count (normwise, conv + relu + pool,
 256 and 512 channels, float64 emulation): TF32 2.5e-3 -> 1.3e-3, fp16 2.8e-3 -> 1.4e-3, bf16
 1.8e-2 -> 8.7e-3, fp32 3.4e-7 -> 1.6e-7. With a = 3/4, b = 3/2 (each row of B^T holds the
@@ -21,7 +21,8 @@ over the product of (p - q) for the other finite points q. A 4x4 tile holds exac
 
 Where it pays (H200, fp32 TF32 off, against F(2x2) in the same run): on maps with many 4x4 tiles,
 e.g. VGG-19 features.12 (256 channels, 56x56) at batch 32, 3.71x of cuDNN against 2.39x; on
-14x14 maps at batch 1 (16 tiles) it lost, 2.56x against 5.23x (dispatch.measured_best).
+14x14 maps at batch 1 (16 tiles) it lost, 2.56x against 5.23x (zeroskip/rules.py says where `auto`
+takes it).
 """
 from __future__ import annotations
 
@@ -29,10 +30,12 @@ import torch
 import triton
 import triton.language as tl
 
-from . import winograd_gemm
+from .. import runtime
+from . import winograd_gemm, winograd_steps
 from .implicit_gemm import _activate, _max_keep_nan
-from .winograd import _put, _store_pair, _tiles, _tiles_at, first_scale, run_steps, scale_fits, scale_of, \
-    supports as _supports, transformed_weight as _transformed
+from .launch import ACT, POOL, precision, result
+from .winograd import _put, _store_pair, _tiles, _tiles_at, amax_hint, first_scale, scale_fits, scale_of, \
+    transformed_weight as _transformed
 
 _POINTS = (0.0, 0.75, -0.75, 1.5, -1.5)
 
@@ -50,58 +53,41 @@ def _g_rows(points):
 
 _G = _g_rows(_POINTS)
 # Both transforms' (BLOCK_T, BLOCK_C, num_warps) on a GPU. 16x32 on 8 warps: 2 values per thread
-# in each of the 36 patch positions; 112-122 registers (input transform), 80-100 (output), no
-# spills, so two blocks of 256 threads fit an SM's 64K registers (sm_90 ptxas 12.9,
-# scripts/resource_report.py). 32x32 on 8 warps took 162-194 registers (one block per SM); 64x32
-# spilled (255 registers, up to 584 bytes of stack). 8x64 on 8 warps (2 values per thread too,
-# 64-channel rows: 256-byte V and M rows per tile) ran VGG-19's layers at batch 32 up to 5% faster
-# on an H100 (same run, scripts/transform_blocks.py, benchmarks/vgg19-winograd4-blocks-h100.txt):
-# fp32 features.5 657.0 -> 644.9 us, .12 590.8 -> 587.2, .21 455.0 -> 454.9; bf16 features.25 +
-# pool 159.4 -> 151.4. With few tiles 16x32 stayed ahead: features.30 at batch 32 (512 tiles)
-# 161.0 -> 164.7 us, and batch-1 layers (at most 784 tiles) lost 1-4% in a whole-suite run
-# (vgg19-b1-b32-auto-fp32-convs-igemm-running-blocks-bigmaps-h100.*).
+# in each of the 36 patch positions, 80-122 registers, no spills, two blocks per SM (sm_90 ptxas;
+# 32x32 took 162-194 registers, 64x32 spilled). From MANY_TILES tiles 8x64 (256-byte V and M rows
+# per tile): up to 5% faster at batch 32 (fp32 features.5 657.0 -> 644.9 us, bf16 features.25 +
+# pool 159.4 -> 151.4; H100, benchmarks/vgg19-winograd4-blocks-h100.txt); with fewer tiles 16x32
+# stayed ahead (features.30 at batch 32, 512 tiles: 161.0 against 164.7 us).
 BLOCKS = (8, 64, 8)
 FEW_TILES_BLOCKS = (16, 32, 8)  # under MANY_TILES tiles
 MANY_TILES = 1024
 
 
-def halves_pay(spec, sms: int) -> bool:
-    """fp32 with TF32 off: V and U as scaled fp16 halves and three fp16 products (twice the TF32
-    rate; winograd.run_steps) where that was measured faster than 3xTF32 and the GEMMs run on
-    kernels/winograd_gemm.py (use_for; the grouped-conv route takes fp32 V): from 256 input
-    channels, with 512 output channels or 1024 tiles. VGG-19, H100, same run
-    (benchmarks/vgg19-fp32-winograd4-halves-ab-h100.txt), 3xTF32 -> halves at batch 32: features.21
-    459.7 -> 355.7 us, .30 161.1 -> 127.7, .19 281.2 -> 245.1, .12 585.2 -> 559.8; at batch 1
-    (49 and 16 tiles) .21 44.5 -> 36.5, .30 41.3 -> 29.5. Slower: 128 input channels (features.7
-    909.3 -> 964.8 us, .10 382.4 -> 399.7 at batch 32), where the GEMMs are short and the finite-max
-    pass over the input and the fp16 stores cost more than the products save, and 256 -> 256 on
-    196 tiles (features.12 at batch 1, 29.0 -> 30.1 us). (Measured with a finite-max pass over the
-    input before the transform; V's scale is now checked within it (winograd.HEADROOM), which may
-    move these thresholds down. Not re-measured.)"""
+def prefer_halves(spec, sms: int) -> bool:
+    """fp32, TF32 off: V and U as scaled fp16 halves into three fp16 products (twice the TF32 rate)
+    instead of 3xTF32, where that ran faster: from 256 input channels with 512 output channels or
+    MANY_TILES tiles, on the batched GEMM kernel (winograd_gemm.prefer; the grouped-conv route takes
+    fp32 V). VGG-19 at batch 32: features.21 459.7 -> 355.7 us, .30 161.1 -> 127.7; slower on 128
+    channels (features.7 909.3 -> 964.8) and 256 -> 256 on 196 tiles (features.12 at batch 1, 29.0 ->
+    30.1) (H100, benchmarks/vgg19-fp32-winograd4-halves-ab-h100.txt)."""
     tiles = spec.batch * triton.cdiv(spec.out_h, 4) * triton.cdiv(spec.out_w, 4)
     return (spec.in_channels >= 256 and (spec.out_channels >= 512 or tiles >= MANY_TILES)
-            and winograd_gemm.use_for(tiles, spec.out_channels, 36, sms))
+            and winograd_gemm.prefer(tiles, spec.out_channels, 36, sms))
 
 
-def tf32_fp16_pays(spec) -> bool:
-    """TF32 on: V and U as scaled fp16 (TF32's 10 mantissa bits, the fp16 tensor-core rate, half of
-    V's bytes; winograd.run_steps) where measured faster than fp32 V and U: from 512 input channels or
-    2048 tiles. VGG-19 conv + relu + pool, NCHW, H100, same run
-    (benchmarks/vgg19-tf32-nchw-ab-h100.txt), fp32 -> fp16 V and U at batch 32: features.2 1501.3 ->
-    1361.2 us, .7 760.5 -> 698.6, .16 418.3 -> 382.4, .25 258.5 -> 222.5, .34 95.7 -> 73.8; at batch 1
-    features.25 (49 tiles) 27.8 -> 19.1, features.2 (3136 tiles) 45.4 -> 41.8. Slower at batch 1 on
-    features.16 (256 channels, 196 tiles: 17.9 -> 19.5 us) and .7 (128 channels, 784 tiles: 23.3 ->
-    26.6), where the finite-max pass over the input costs more than the GEMMs save; 2048 lies between
-    the 784 tiles that lost and the 3136 that won. (Measured with M in fp32 and the finite-max pass;
-    under a pool M is now fp16 too, and the pass is gone (winograd.HEADROOM): neither was
-    re-measured at these thresholds.)"""
+def prefer_fp16_operands(spec) -> bool:
+    """TF32 on: V and U as scaled fp16 (TF32's 10 mantissa bits at the fp16 rate, half of V's bytes)
+    instead of fp32, where that ran faster: from 512 input channels or 2048 tiles. VGG-19 conv + relu +
+    pool, NCHW: at batch 32 features.2 1501.3 -> 1361.2 us, .34 95.7 -> 73.8; at batch 1 features.25
+    (49 tiles) 27.8 -> 19.1; slower on features.16 (196 tiles) 17.9 -> 19.5 and .7 (784 tiles) 23.3
+    -> 26.6; features.2 (3136 tiles) 45.4 -> 41.8 (H100, benchmarks/vgg19-tf32-nchw-ab-h100.txt)."""
     tiles = spec.batch * triton.cdiv(spec.out_h, 4) * triton.cdiv(spec.out_w, 4)
     return spec.in_channels >= 512 or tiles >= 2048
 
 
-def supports(spec) -> str | None:
-    """None if F(4x4, 3x3) can run the call, else why not (winograd.supports' rules, 36 positions)."""
-    return _supports(spec, tile=4)
+def supports(spec, input=None, activation=None) -> str | None:
+    """None if F(4x4, 3x3) can run the call, else why not (winograd_steps.supports, 36 positions)."""
+    return winograd_steps.supports(spec, 4)
 
 
 def transformed_weight(weight: torch.Tensor, dtype=torch.float32, tf32=False, scaled=False, halves=False):
@@ -376,13 +362,14 @@ def _output_transform_kernel(m_ptr, b_ptr, y_ptr, COUT: tl.constexpr, OH: tl.con
             tl.store(p + syh + syw, d.to(dt), mask=bottom & right)
 
 
-def conv(x, weight, bias, spec, activation_code: int, pool_code: int, y, gemm, interpreting=False, halves=False,
-         tf32_fp16=False):
-    """Runs the three steps into y (allocated by the caller in its layout). `gemm(v, u, m_dtype, v_lo=None,
-    u_lo=None)` is the GEMMs' launch (kernels.launch.conv's: winograd_gemm, or a 1x1 conv with groups 36)
-    returning M; halves: V and U as fp16 pairs for 3xfp16 GEMMs; tf32_fp16: V and U as scaled fp16
-    for TF32-precision GEMMs (winograd.run_steps)."""
+def conv(x, weight, bias, spec, activation, algo="winograd4"):
+    """Runs the three steps (winograd_steps.run_steps) into a new output in x's memory format, the
+    GEMMs on fp16 halves or fp16 operands where prefer_halves / prefer_fp16_operands say so."""
+    prec = precision("igemm", x.dtype)
+    halves = prec == "3xtf32" and prefer_halves(spec, runtime.sm_count(x.device))
+    fp16_operands = prec == "tf32" and prefer_fp16_operands(spec)
     tiles = spec.batch * triton.cdiv(spec.out_h, 4) * triton.cdiv(spec.out_w, 4)
     blocks = BLOCKS if tiles >= MANY_TILES else FEW_TILES_BLOCKS
-    return run_steps("winograd4", 4, _input_transform_kernel, _output_transform_kernel, blocks, transformed_weight,
-                     x, weight, bias, spec, activation_code, pool_code, y, gemm, interpreting, halves, tf32_fp16)
+    return winograd_steps.run_steps(algo, 4, _input_transform_kernel, _output_transform_kernel, blocks,
+                                    transformed_weight, amax_hint, x, weight, bias, spec, ACT[activation],
+                                    POOL[spec.pool], result(x, spec), halves, fp16_operands)

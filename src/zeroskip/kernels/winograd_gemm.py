@@ -11,15 +11,15 @@ channels) 384 -> 294 us, features.12 (T 6272, 256) 404 -> 324, features.30 (T 51
 features.5 (T 25088, 64 -> 128) 355 -> 293).
 
 Few tiles (batch 1 on small maps) keep the conv kernel's path, which splits K over programs
-(kernels/split_k.py): see use_for. 16-bit products with enough tiles run on kernels/persistent_gemm.py
+(kernels/split_k.py): see prefer. 16-bit products with enough tiles run on kernels/persistent_gemm.py
 (a fixed grid of programs walking tiles: VGG-19 bf16 F(4x4) fused stages at batch 32 9-11%
 faster). fp32 precisions stay on one program per tile here: the best persistent TF32 and 3xfp16
-tiles ran 1.1-1.9x slower, but only in a first version whose bf16 tiles were slow too (H200,
-benchmarks/winograd-gemm-persistent-h200.txt, run 2); not measured since.
+tiles ran 1.1-1.9x slower in a version whose bf16 tiles were slow too (H200,
+benchmarks/winograd-gemm-persistent-h200.txt, run 2).
 
 fp32 with TF32 off runs three products per multiply, on TF32 halves ("3xtf32": V split here, U on
 the host) or on scaled fp16 halves that the input transform and the host wrote ("3xfp16":
-winograd.run_steps, winograd4.halves_pay). fp16 products run at twice the TF32 rate: VGG-19
+winograd_steps.run_steps, winograd4.prefer_halves). fp16 products run at twice the TF32 rate: VGG-19
 features.21 at batch 32 (H100, whole conv, same run) 459.7 -> 355.7 us.
 """
 from __future__ import annotations
@@ -28,9 +28,10 @@ import torch
 import triton
 import triton.language as tl
 
-from . import persistent_gemm, split_k
+from .. import runtime
+from ..runtime import graph_ms, tuner_cache
+from . import persistent_gemm
 from .implicit_gemm import _configs, _dot_3xtf32, _dot_3xtf32_running
-from .split_k import DISK_CACHE, graph_ms
 
 
 @triton.jit
@@ -88,7 +89,7 @@ def _gemm_kernel(
 
 
 _KEY = ["T", "C", "CO", "P", "PRECISION"]
-_TUNE = dict(key=_KEY, do_bench=graph_ms, **DISK_CACHE)
+_TUNE = dict(key=_KEY, do_bench=graph_ms, **tuner_cache())
 # 3xTF32, F(4x4), batch 32 (H200, do_bench, per kernel): 64x128x32 on 4 warps, 3 stages, was fastest on
 # 512 and 256 channels (294 / 324 us against 334 / 348 for 128x64), 64x64 tied it on 64 -> 128
 # channels and 14x14 maps; 4 stages, 8 warps and 256-wide tiles ran 1.2-2.4x slower. 64x128 takes 224
@@ -102,7 +103,7 @@ _tuned_32 = triton.autotune(configs=_configs([
 _tuned_tf32 = triton.autotune(configs=_configs([
     (128, 128, 32, 8, 3), (128, 256, 32, 8, 3), (64, 128, 32, 4, 3), (128, 64, 32, 4, 3),
 ]), **_TUNE)(_gemm_kernel)
-# 16-bit operands where few tiles leave no program a second one (persistent_gemm.pays): 64-wide
+# 16-bit operands where few tiles leave no program a second one (persistent_gemm.prefer): 64-wide
 # chunks (one 128-byte row per load). 64x128 on 4 warps was fastest on VGG-19's batch-1 F(4x4)
 # GEMMs (bf16, H200, scripts/gemm_tiles.py: 196 tiles x 256 channels 6.1 us, 49 x 512 6.6 us,
 # against 6.9 / 9.1 for 128x128 on 8 warps and 6.3 / 8.3 for the persistent TMA kernel).
@@ -130,10 +131,10 @@ _tuned_3x16 = triton.autotune(configs=_configs([
 RUNNING_MAX_C = 512
 
 
-def use_for(tiles: int, cout: int, positions: int, sms: int) -> bool:
-    """This kernel for the call, unless 64x64 output blocks would leave it under two programs per SM:
-    there the conv kernel's split-K path is measured instead (e.g. F(2x2) on 14x14 maps at batch 1,
-    49 tiles)."""
+def prefer(tiles: int, cout: int, positions: int, sms: int) -> bool:
+    """This kernel for the GEMMs, unless 64x64 output blocks would leave it under two programs per
+    SM: there the direct kernel's grouped 1x1 conv, whose split-K is measured, runs them instead (e.g.
+    F(2x2) on 14x14 maps at batch 1, 49 tiles)."""
     return triton.cdiv(tiles, 64) * triton.cdiv(cout, 64) * positions >= 2 * sms
 
 
@@ -142,15 +143,15 @@ def gemm(v, u, u_lo, m, precision: str, interpreting: bool = False, v_lo=None) -
     channels_last and U (P C_out, C, 1, 1) contiguous (u_lo: U's low part for precision "3xtf32"
     (TF32) and "3xfp16" (fp16), else unused; v_lo: V's fp16 low half for "3xfp16", same layout as
     V). precision: "3xtf32" or "tf32" for fp32 V, "3xfp16" for fp16 halves of fp32 values
-    (winograd.run_steps), "ieee" for 16-bit V and U."""
+    (winograd_steps.run_steps), "ieee" for 16-bit V and U."""
     tiles, pc, pcout = v.shape[2], v.shape[1], u.shape[0]
     c = u.shape[1]
     positions = pc // c
     cout = pcout // positions
     args = (v, v if v_lo is None else v_lo, u, u_lo, m, tiles, c, cout, positions)
     running = precision in ("3xtf32", "3xfp16") and c <= RUNNING_MAX_C
-    if precision == "ieee" and (interpreting or persistent_gemm.pays(tiles, cout, positions,
-                                                                     split_k.sm_count(v.device))):
+    if precision == "ieee" and (interpreting or persistent_gemm.prefer(tiles, cout, positions,
+                                                                       runtime.sm_count(v.device))):
         # (the interpreter takes the persistent kernels, which only 16-bit products use; the
         # per-tile kernel's 16-bit path differs from the others' only in the dot's precision)
         return persistent_gemm.gemm(v, u, m, tiles, c, cout, positions, interpreting)

@@ -8,7 +8,7 @@ authors' VGG-19 maps, shifted and flipped per channel); --structure random place
 independently. Tiles are BLOCK_M consecutive output pixels (n, y, x), as in the direct kernel.
 CPU only; no timing.
 
-PYTHONPATH=src python3 scripts/skip_bound.py DATA [--suite vgg19,googlenet] [--batch 2]
+PYTHONPATH=src python3 experiments/skip_bound.py DATA [--suite vgg19,googlenet] [--batch 2]
     [--sparsities 0.8,0.9,0.95,0.99] [--blocks 64x1,64x16,64x32,64x64,128x32] [--structure real]
 """
 import argparse

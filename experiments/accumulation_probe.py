@@ -4,7 +4,7 @@ normwise error against float64 per MODE (see the comments in the kernel). The an
 arrangement in kernels/implicit_gemm.py: every chunk from a zero accumulator, summed on the CUDA
 cores (MODE 4). Results: benchmarks/3xtf32-accumulation-probe.txt.
 
-python scripts/accumulation_probe.py     (needs a GPU)
+python experiments/accumulation_probe.py     (needs a GPU)
 """
 import torch
 import triton

@@ -8,7 +8,7 @@ MODE 0 V split in registers, each chunk's three products from zero, added on the
        products in running tensor-core accumulators; 3 one TF32 product; 4 all three into one running
        accumulator; 5 as 2 with V split in registers.
 
-python3 scripts/winograd_gemm_probe.py          (GPU)
+python3 experiments/winograd_gemm_probe.py          (GPU)
 """
 import torch
 import triton

@@ -2,7 +2,7 @@
 at batch 32, the same input twice per timed call against two inputs 2**12 apart, so each call's
 hint comes from the other and V is written twice.
 
-PYTHONPATH=src python3 scripts/hint_miss.py DATA bf16 auto     # DTYPE: bf16 | tf32 | fp32; LAYOUT: auto | nchw | channels_last
+PYTHONPATH=src python3 experiments/hint_miss.py DATA bf16 auto     # DTYPE: bf16 | tf32 | fp32; LAYOUT: auto | nchw | channels_last
 """
 import sys
 

@@ -1,5 +1,6 @@
-"""Kernel-level checks: skipping equals the same kernel with skipping off, every output element
-is written (poisoned outputs), many blocks and chunks, and the semantics that differ from cuDNN."""
+"""The direct family (kernels/direct.py, kernels in implicit_gemm.py and ecr_index.py): skipping equals
+the same kernel with skipping off, every output element is written (poisoned outputs), many blocks and
+chunks, split-K, the packed weights (kernels/launch.py), and the semantics that differ from cuDNN."""
 import pytest
 import torch
 
@@ -10,22 +11,20 @@ from zeroskip.geometry import check_conv, with_pool
 SMALL = dict(block_m=16, block_n=16, block_k=16, num_warps=1, num_stages=1)
 
 
-def _kernels():
+def _direct():
+    from zeroskip.kernels import direct
+    return direct
+
+
+def _launch():
     from zeroskip.kernels import launch
     return launch
-
-
-@pytest.fixture
-def poisoned(monkeypatch):
-    ig = _kernels()
-    real = ig._empty
-    monkeypatch.setattr(ig, "_empty", lambda *a: real(*a).fill_(float("nan")))
 
 
 @pytest.mark.parametrize("pool", [None, "max", "avg"])
 @pytest.mark.parametrize("density", [0.0, 0.2, 0.9, 1.0])
 def test_skip_equals_no_skip_small_blocks(density, pool, device, poisoned):
-    ig = _kernels()
+    ig = _direct()
     x = sparse((1, 20, 8, 8), density, device=device)    # 20 channels x 9 taps: 12 chunks of 16
     w = torch.randn(36, 20, 3, 3, device=device)         # 3 column blocks of 16
     b = torch.randn(36, device=device)
@@ -76,14 +75,14 @@ def test_weight_packing_follows_in_place_changes(device):
     w.data = 3 * w.data                         # new storage under the same tensor
     assert rel_err(zeroskip.conv2d(x, w, algo="ecr"), 6 * first) <= 1e-6
     w.data.mul_(0.5)                            # bypasses the version counter: documented
-    _kernels().clear_packed_weights()
+    _launch().clear_packed_weights()
     assert rel_err(zeroskip.conv2d(x, w, algo="ecr"), 3 * first) <= 1e-6
 
 
 def test_weight_packing_per_operand_layout(device):
     """16-bit operands get output channels contiguous, TF32 / 3xTF32 input channels contiguous;
     a weight already in the wanted layout is used as it is, and both packings stay cached."""
-    launch = _kernels()
+    launch = _launch()
     w = torch.randn(8, 4, 3, 3, device=device)
     n_major, k_major = launch.packed_weight(w), launch.packed_weight(w, k_major=True)
     assert n_major.stride(0) == 1 and k_major.stride(1) == 1
@@ -99,7 +98,7 @@ def test_weight_packing_per_operand_layout(device):
 
 def test_split_weight_is_exact_and_tf32_shaped(device):
     """3xtf32's host split: hi holds only what TF32 reads, hi + lo is the weight bit for bit."""
-    launch = _kernels()
+    launch = _launch()
     w = torch.randn(16, 32, 3, 3, device=device) * 10.0 ** torch.randint(-6, 6, (16, 32, 3, 3), device=device)
     hi, lo = launch.packed_weight(w, k_major=True, split=True)
     assert hi.stride() == lo.stride() and hi.stride(1) == 1
@@ -208,7 +207,7 @@ def test_images_past_int32_indexing_are_refused():
 def test_split_k_equals_reference(split, pool, device, poisoned):
     """Split-K partial tiles summed by the reduce kernel, then the same epilogue; 40 splits of 27
     (tap, chunk) iterations leaves some programs without work, whose partials must count as 0."""
-    ig = _kernels()
+    ig = _direct()
     x = sparse((2, 36, 5, 6), 0.4, device=device)       # 36 channels: 3 chunks of 16, 9 taps
     w = torch.randn(24, 18, 3, 3, device=device)        # groups=2: 12 outputs per group
     b = torch.randn(24, device=device)
@@ -223,7 +222,7 @@ def test_split_k_equals_reference(split, pool, device, poisoned):
 
 def test_split_k_candidates_only_for_few_tiles():
     from zeroskip.kernels import split_k
-    ig = _kernels()
+    ig = _direct()
     deep = check_conv(torch.empty(1, 512, 14, 14), torch.empty(512, 512, 3, 3), None, 1, 1, 1, 1)
     wide = check_conv(torch.empty(1, 64, 224, 224), torch.empty(64, 64, 3, 3), None, 1, 1, 1, 1)
     options = split_k.candidates(deep, torch.float16, ig.Config)
@@ -246,13 +245,13 @@ def test_split_k_candidates_only_for_few_tiles():
 def test_running_sums_only_for_short_fp32_reductions(cin, kernel, algo, tf32, want, monkeypatch):
     """The dense path's 3xTF32 sums go to running tensor-core accumulators only up to RUNNING_MAX_K,
     where their dropped low bits stay near 1.3e-6 (VGG-19 features.2 on an H100)."""
-    from zeroskip.kernels import launch
+    from zeroskip.kernels import direct, launch
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", tf32)
     x = torch.zeros(1, cin, 8, 8)
     w = torch.zeros(16, cin, kernel, kernel)
     spec = check_conv(x, w, None, 1, kernel // 2, 1, 1)
     prec = launch.precision(algo, x.dtype)
-    run = launch._Launch(x, w, w, x, x, spec, None, algo, prec, False)
+    run = direct._Launch(x, w, w, x, x, spec, None, algo, prec, False)
     assert run.switches["RUNNING"] is want
 
 
@@ -268,7 +267,7 @@ def test_every_tile_config_at_vgg_size(tuner, dtype, tf32, device, monkeypatch):
         pytest.skip("GPU sizes")
     from helpers import TOL_TF32
     from zeroskip.kernels import implicit_gemm
-    launch = _kernels()
+    direct = _direct()
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", tf32)
     x = sparse((4, 256, 28, 28), 0.5, dtype, device).contiguous(memory_format=torch.channels_last)
     w = (torch.randn(256, 256, 3, 3, device=device) / 48).to(dtype).contiguous(memory_format=torch.channels_last)
@@ -277,6 +276,6 @@ def test_every_tile_config_at_vgg_size(tuner, dtype, tf32, device, monkeypatch):
     ref = reference(x, w, b, 1, 1, 1, 1, "relu", "max", 2, 2, 0)
     for cfg in getattr(implicit_gemm, tuner).configs:
         k = cfg.kwargs
-        out = launch.conv(x, w, b, spec, "relu", "igemm", launch.Config(k["BLOCK_M"], k["BLOCK_N"], k["BLOCK_K"],
+        out = direct.conv(x, w, b, spec, "relu", "igemm", direct.Config(k["BLOCK_M"], k["BLOCK_N"], k["BLOCK_K"],
                                                                        cfg.num_warps, cfg.num_stages), skip=False)
         assert rel_err(out, ref) <= (TOL_TF32 if tf32 else TOL[dtype]), str(cfg)

@@ -2,7 +2,7 @@
 faster fp32 layout), ours on NCHW input, and ours after copying the input to channels_last (the
 copy is timed). Every side is graph-replayed in the same run (bench.timing.measure_same).
 
-PYTHONPATH=src python scripts/fp32_layouts.py DATA 1,32
+PYTHONPATH=src python experiments/fp32_layouts.py DATA 1,32
 """
 import math
 import sys

@@ -7,7 +7,7 @@ on a small layer with TF32 truncation (1/3 and 2/3 make the transforms inexact i
 best set of exact points is printed beside the best sets), then prints the best sets and Lavin's (0, +-1, +-2) on
 VGG-like layers in each precision: normwise error of conv + relu + 2x2 max-pool against float64.
 
-python scripts/winograd_points.py [--skip-search]
+python experiments/winograd_points.py [--skip-search]
 """
 import itertools
 import math

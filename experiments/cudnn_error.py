@@ -1,6 +1,6 @@
 """cuDNN's own normwise error against float64 on VGG-19's conv + relu + pool stages and their convs, TF32 on.
 
-PYTHONPATH=src python3 scripts/cudnn_error.py DATA"""
+PYTHONPATH=src python3 experiments/cudnn_error.py DATA"""
 import sys
 from zeroskip.bench.run import baseline, operands, precision, rel_error
 from zeroskip.bench.sparsity import realistic_input

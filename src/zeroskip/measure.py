@@ -1,0 +1,86 @@
+"""Times every candidate algo on one exact call and picks the winner: what a plan entry records.
+
+Above the ops (it calls them), beside zeroskip.plan (which only holds the results). convert_ runs
+it on each converted layer's real input; by hand:
+
+    from zeroskip.measure import measure
+    algo, times_us = measure("conv2d", x, w, b, padding=1, activation="relu")
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from . import library
+from .accuracy import rel_err, tolerance
+from .bench import timing
+from .geometry import check_activation
+from .plan import ALGOS, spec_of
+
+# Every algo; one that cannot run a call (the Winograd ones off 3x3 stride 1) is dropped for it.
+CANDIDATES = ("torch", "igemm", "winograd", "winograd4", "im2col", "ecr_tc", "ecr")
+
+
+def pick(times_us: dict, margin: float = 0.03) -> str:
+    """"torch" unless another candidate is faster by more than `margin` (a fraction of torch's
+    time); without a torch time, the fastest; "torch" when nothing was timed (strings are drops)."""
+    ok = {name: t for name, t in times_us.items() if not isinstance(t, str)}
+    if not ok:
+        return "torch"
+    best = min(ok, key=ok.get)
+    if "torch" in ok and not ok[best] < ok["torch"] * (1 - margin):
+        return "torch"
+    return best
+
+
+def _require_cuda(input) -> None:
+    if input.device.type != "cuda":
+        raise RuntimeError(f"measure times kernels on a CUDA GPU; got input on {input.device} "
+                           f"(CPU-interpreter times say nothing about GPU speed)")
+
+
+def measure(op, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+            activation=None, pool=None, pool_size=2, pool_stride=None, pool_padding=0,
+            candidates=CANDIDATES, margin=0.03):
+    """Times each candidate algo on this exact call; returns (winner, times_us).
+
+    Every candidate's output is first checked against the torch path (normwise relative error
+    <= accuracy.tolerance of the input's precision); one that fails or raises is not timed, its
+    times_us value says why. The rest are timed by bench.timing.measure_same (CUDA graphs, all the
+    same way) and the winner is `pick(times_us, margin)`: "torch" unless beaten by more than the margin.
+    """
+    spec_of(op, input, weight, bias, stride, padding, dilation, groups, pool=pool,
+            pool_size=pool_size, pool_stride=pool_stride, pool_padding=pool_padding)
+    check_activation(activation)
+    if isinstance(candidates, str) or not candidates or any(c not in ALGOS for c in candidates):
+        raise ValueError(f"candidates must be a non-empty sequence of {ALGOS}, got {candidates!r}")
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < 1:
+        raise ValueError(f"margin must be a number in [0, 1), got {margin!r}")
+    _require_cuda(input)
+    conv = dict(activation=activation)
+    if op == "conv2d":
+        fn = library.conv2d
+    else:
+        fn = library.conv2d_pool
+        conv.update(pool=pool, pool_size=pool_size, pool_stride=pool_stride, pool_padding=pool_padding)
+
+    def call(algo):
+        return fn(input, weight, bias, stride, padding, dilation, groups, algo=algo, **conv)
+
+    times, passed = {}, []
+    with torch.no_grad():
+        ref, tol = call("torch"), tolerance(input.dtype)
+        for name in dict.fromkeys(candidates):
+            try:
+                err = rel_err(call(name), ref)
+            except Exception as exc:  # a candidate that cannot run this call is dropped, not fatal
+                times[name] = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+                continue
+            if err <= tol:
+                passed.append(name)
+            else:
+                times[name] = f"rel_err {err:.3g} > tolerance {tol:.3g}"
+        timed = timing.measure_same(*[functools.partial(call, name) for name in passed]) if passed else []
+    times.update({name: t.us for name, t in zip(passed, timed)})
+    return pick(times, margin), {name: times[name] for name in dict.fromkeys(candidates)}

@@ -1,0 +1,146 @@
+"""What the kernels and the `auto` rules ask of the machine: device queries (SMs, memory bandwidth,
+GPU class), whether the kernels run on Triton's CPU interpreter, and the CUDA-graph timing the tile
+tuners measure with. Imports nothing else of zeroskip, and not triton until a tuner asks for it.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import statistics
+import sys
+
+import torch
+
+H100_SMS = 132                 # where no GPU is queried (the CPU interpreter, tests)
+H100_BYTES_PER_S = 3.35e12     # an H100 SXM's DRAM bandwidth, likewise
+
+
+def _index(device) -> int:
+    device = torch.device(device)
+    return device.index if device.index is not None else torch.cuda.current_device()
+
+
+@functools.lru_cache(maxsize=None)
+def _device_sms(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def sm_count(device) -> int:
+    """Streaming multiprocessors of a CUDA device (132 on an H100 SXM); H100_SMS elsewhere."""
+    return _device_sms(_index(device)) if torch.device(device).type == "cuda" else H100_SMS
+
+
+@functools.lru_cache(maxsize=None)
+def _device_bandwidth(index: int) -> float:
+    props = torch.cuda.get_device_properties(index)
+    clock_khz, bus_bits = getattr(props, "memory_clock_rate", 0), getattr(props, "memory_bus_width", 0)
+    return 2.0 * clock_khz * 1e3 * bus_bits / 8 if clock_khz and bus_bits else H100_BYTES_PER_S
+
+
+def memory_bandwidth(device) -> float:
+    """Peak DRAM bytes per second of a CUDA device from its memory clock and bus width (double data
+    rate: 3.35e12 on an H100 SXM, 4.8e12 on an H200); H100_BYTES_PER_S elsewhere or where torch
+    does not report them."""
+    return _device_bandwidth(_index(device)) if torch.device(device).type == "cuda" else H100_BYTES_PER_S
+
+
+@functools.lru_cache(maxsize=None)
+def _capability(index: int) -> tuple:
+    return torch.cuda.get_device_capability(index)
+
+
+def gpu_class(device) -> str:
+    """The GPU family `auto`'s rules are written for: "hopper" for compute capability 9.0 (H100,
+    H200), "sm_XY" for other CUDA GPUs (e.g. "sm_80" for an A100), "cpu" off the GPU."""
+    if torch.device(device).type != "cuda":
+        return "cpu"
+    major, minor = _capability(_index(device))
+    return "hopper" if (major, minor) == (9, 0) else f"sm_{major}{minor}"
+
+
+# Triton fixes, for each kernel when it is defined (when a zeroskip.kernels module is imported),
+# whether it runs on the CPU interpreter. None until a defined kernel has been seen.
+_defined_interpreted = None
+_modules_seen = 0
+
+
+def _kernels_interpreted():
+    """Whether the kernels defined so far run on the interpreter; None if none is defined yet."""
+    global _defined_interpreted, _modules_seen
+    if _defined_interpreted is None and len(sys.modules) != _modules_seen:
+        _modules_seen = len(sys.modules)
+        for name, module in list(sys.modules.items()):
+            if not name.startswith("zeroskip.kernels.") or module is None:
+                continue
+            for value in list(vars(module).values()):
+                kind = type(value).__name__
+                if kind in ("JITFunction", "InterpretedFunction"):
+                    _defined_interpreted = kind == "InterpretedFunction"
+                    return _defined_interpreted
+    return _defined_interpreted
+
+
+def interpreting() -> bool:
+    """Whether the kernels run on Triton's CPU interpreter (TRITON_INTERPRET=1 when they were defined).
+    Raises RuntimeError where TRITON_INTERPRET changed since: Triton decided it for each kernel at
+    import, and a kernel defined for the GPU fails deep inside Triton on CPU tensors."""
+    now = os.environ.get("TRITON_INTERPRET") == "1"
+    then = _kernels_interpreted()
+    if then is not None and then != now:
+        raise RuntimeError(
+            f"TRITON_INTERPRET is {os.environ.get('TRITON_INTERPRET')!r} now, but zeroskip's kernels were "
+            f"imported {'with' if then else 'without'} TRITON_INTERPRET=1: Triton fixes that when a kernel is "
+            f"defined. Set TRITON_INTERPRET=1 before importing zeroskip (or unset it), or start a new process.")
+    return now
+
+
+def graph_time(fn, inner: int, reps: int) -> float:
+    """Median GPU microseconds per call of fn() over `reps` replays of a CUDA graph of `inner`
+    calls (after 3 warm-up calls on a side stream). Raises if fn cannot be captured."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(inner):
+            fn()
+    graph.replay()
+    torch.cuda.synchronize()
+    starts = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
+    ends = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
+    for start, end in zip(starts, ends):
+        start.record()
+        graph.replay()
+        end.record()
+    torch.cuda.synchronize()
+    per_call = [s.elapsed_time(e) * 1000.0 / inner for s, e in zip(starts, ends)]
+    del graph
+    return statistics.median(per_call)
+
+
+def graph_ms(fn, quantiles=None):
+    """Median milliseconds per call of fn over CUDA-graph replays (10 calls per graph, 10 replays),
+    the tile tuners' timer. Triton's default do_bench times eager launches after an L2 flush, which on
+    these 9-30 us kernels ranked tiles wrongly (a 10.1 us tile over an 8.8 us one on VGG-19
+    features.5, fp16, H100), and a layer at inference reads what the previous one just wrote, from L2.
+    With quantiles (the autotuner's do_bench signature) the median is repeated per quantile."""
+    ms = graph_time(fn, inner=10, reps=10) / 1000.0
+    return [ms] * len(quantiles) if quantiles else ms
+
+
+@functools.lru_cache(maxsize=None)
+def _tuner_cache() -> tuple:
+    import triton
+    return (("cache_results", True),) if "cache_results" in inspect.signature(triton.autotune).parameters else ()
+
+
+def tuner_cache() -> dict:
+    """triton.autotune options that keep each tuned choice on disk, in Triton's cache (keyed by
+    Triton's version, the GPU architecture, the kernel's source and the tuning key), so a later
+    process does not time a dozen tiles again. Empty where this Triton lacks the switch."""
+    return dict(_tuner_cache())

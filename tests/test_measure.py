@@ -1,0 +1,180 @@
+"""zeroskip.measure (accuracy check, then timing, then the pick) and convert_'s measurement of each
+converted layer into a plan. On the CPU the GPU-only parts are faked: timings (with the CUDA check
+switched off) and convert_'s "inputs on CUDA"; with --device cuda the real test at the end runs."""
+import pytest
+import torch
+from torch import nn
+
+import zeroskip
+from helpers import sparse
+from zeroskip import measure as zmeasure, plan as zplan
+from zeroskip.bench import timing
+from zeroskip.nn import Conv2d, ConvActPool, _planned
+
+cpu_fakes = pytest.mark.usefixtures("skip_on_cuda")
+
+
+def lenet5():
+    return nn.Sequential(
+        nn.Sequential(nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(),
+                      nn.MaxPool2d(2)),
+        nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+
+
+def test_pick_margin():
+    assert zmeasure.pick({"torch": 100.0, "ecr": 98.0}) == "torch"  # 2% faster: within noise
+    assert zmeasure.pick({"torch": 100.0, "ecr": 96.0, "igemm": 99.0}) == "ecr"
+    assert zmeasure.pick({"torch": 100.0, "ecr": 96.0}, margin=0.05) == "torch"
+    assert zmeasure.pick({"torch": 100.0, "ecr": 50.0, "igemm": "TypeError: x"}) == "ecr"
+    assert zmeasure.pick({"ecr": 5.0, "igemm": 4.0}) == "igemm"  # no torch time: the fastest
+    assert zmeasure.pick({"ecr": "failed"}) == "torch"
+
+
+def test_measure_needs_cuda():
+    x, w = torch.rand(1, 2, 5, 5), torch.randn(3, 2, 3, 3)
+    with pytest.raises(RuntimeError, match="CUDA GPU.*cpu"):
+        zmeasure.measure("conv2d", x, w)
+    with pytest.raises(ValueError, match="candidates"):
+        zmeasure.measure("conv2d", x, w, candidates=("torch", "fast"))
+    with pytest.raises(ValueError, match="margin"):
+        zmeasure.measure("conv2d", x, w, margin=1.5)
+
+
+@pytest.mark.parametrize("ecr_us, winner", [(98.0, "torch"), (90.0, "ecr")])
+@cpu_fakes
+def test_measure_checks_then_times(monkeypatch, ecr_us, winner):
+    """The flow on the CPU interpreter: accuracy check, drops recorded, fake times, margin."""
+    from zeroskip.kernels import direct
+    real = direct.conv
+
+    def igemm_is_wrong(x, w, b, spec, activation, algo, *args, **kwargs):
+        out = real(x, w, b, spec, activation, algo, *args, **kwargs)
+        return out + 1 if algo == "igemm" else out
+
+    timed = []
+
+    def fake_measure_same(*fns):
+        timed.append([fn.args[0] for fn in fns])
+        return [timing.Timing({"torch": 100.0, "ecr": ecr_us}[fn.args[0]], "cuda_graph") for fn in fns]
+
+    monkeypatch.setattr(zmeasure, "_require_cuda", lambda input: None)
+    monkeypatch.setattr(direct, "conv", igemm_is_wrong)
+    monkeypatch.setattr(timing, "measure_same", fake_measure_same)
+    x, w = sparse((1, 2, 6, 6), 0.5), torch.randn(3, 2, 3, 3)
+    algo, times = zmeasure.measure("conv2d_pool", x, w, torch.randn(3), padding=1, activation="relu",
+                                   pool="max", candidates=("torch", "igemm", "ecr"))
+    assert algo == winner and timed == [["torch", "ecr"]]
+    assert times["torch"] == 100.0 and times["ecr"] == ecr_us and times["igemm"].startswith("rel_err")
+    algo, times = zmeasure.measure("conv2d", x.double(), w.double(), candidates=("torch", "ecr"))
+    assert algo == "torch" and times["ecr"].startswith("TypeError")
+
+
+def test_convert_on_cpu_notes_no_measurement(monkeypatch, tmp_path):
+    monkeypatch.setattr(zmeasure, "measure", lambda *a, **k: pytest.fail("measured on the CPU"))
+    model, x = lenet5(), sparse((1, 1, 32, 32), 0.5)
+    path = tmp_path / "plan.json"
+    zeroskip.convert_(model, x, plan=path)
+    report = model.zeroskip_report
+    assert "measurement needs a CUDA GPU" in report["note"] and report["layers"] == []
+    assert report["converted"] == ["0.0", "0.3"] and type(model[0][0]) is ConvActPool
+    assert model[0][0].algo == "auto" and model[0][0].plan is None and not path.exists()
+    zeroskip.convert_(lenet5(), x, measure=False)
+    with pytest.raises(TypeError, match="plan"):
+        zeroskip.convert_(lenet5(), x, plan=3)
+    with pytest.raises(ValueError, match="measure"):
+        zeroskip.convert_(lenet5(), x, measure="yes")
+
+
+@cpu_fakes
+def test_convert_measure_flow_with_fake_timings(monkeypatch, tmp_path):
+    """convert_'s CUDA path on the CPU: inputs "on CUDA", measure faked, the real plan file."""
+    from zeroskip import convert
+    calls = []
+
+    def fake_measure(op, x, *args, activation=None, **pool):
+        calls.append((op, tuple(x.shape), activation, pool.get("pool")))
+        return "ecr", {"torch": 10.0, "ecr": 5.0}
+
+    monkeypatch.setattr(convert, "_on_cuda", lambda inputs: True)
+    monkeypatch.setattr(zmeasure, "measure", fake_measure)
+    path, x = tmp_path / "plan.json", sparse((1, 1, 32, 32), 0.5)
+    model = zeroskip.convert_(lenet5(), x, plan=path)
+    assert calls == [("conv2d_pool", (1, 1, 32, 32), "relu", "max"),
+                     ("conv2d_pool", (1, 6, 14, 14), "relu", "max")]
+    rows = model.zeroskip_report["layers"]
+    assert [(r["name"], r["algo"], r["reused"]) for r in rows] == [("0.0", "ecr", False),
+                                                                   ("0.3", "ecr", False)]
+    assert 0.4 < rows[0]["sparsity"] < 0.6 and model[0][0].algo == model[0][3].algo == "ecr"
+    assert zplan.Plan.load(path).entries == model.zeroskip_plan.entries
+    plan = zplan.Plan.load(path)
+    again = zeroskip.convert_(lenet5(), x, plan=plan)
+    assert len(calls) == 2 and again.zeroskip_plan is plan and again[0][3].algo == "ecr"
+    assert [r["reused"] for r in again.zeroskip_report["layers"]] == [True, True]
+
+
+class Twice(nn.Module):
+    """One conv called on two map sizes."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(x), self.conv(x[..., :4, :4])
+
+
+@cpu_fakes
+def test_a_module_whose_calls_differ_holds_the_plan(monkeypatch):
+    """convert_'s plan reaches the module (no process-wide state): each call takes its own winner."""
+    from zeroskip import convert
+    monkeypatch.setattr(convert, "_on_cuda", lambda inputs: True)
+    monkeypatch.setattr(zmeasure, "measure", lambda op, x, *a, **k: ("ecr" if x.shape[-1] == 6 else "torch", {}))
+    x = sparse((1, 2, 6, 6), 0.5)
+    model = zeroskip.convert_(Twice().eval(), x)
+    conv = model.conv
+    assert type(conv) is Conv2d and conv.algo == "auto" and conv.plan is model.zeroskip_plan
+    assert _planned(conv, "conv2d", x) == "ecr" and _planned(conv, "conv2d", x[..., :4, :4]) == "torch"
+    assert _planned(conv, "conv2d", sparse((1, 2, 5, 5), 0.5)) == "auto"  # not measured: the rules decide
+    assert zplan.current() is None
+
+
+@cpu_fakes
+def test_convert_prints_nothing_unless_asked_for_progress(monkeypatch, capsys):
+    """convert_ writes nothing by default; progress=True draws a bar over the measured layers on
+    stderr (and nothing on stdout)."""
+    from zeroskip import convert
+    monkeypatch.setattr(convert, "_on_cuda", lambda inputs: True)
+    monkeypatch.setattr(zmeasure, "measure", lambda *a, **k: ("torch", {"torch": 10.0}))
+    x = sparse((1, 1, 4, 4), 0.5)
+
+    def small():  # 1x1 convs: cheap on the interpreter, which runs them while inputs are captured
+        return nn.Sequential(nn.Conv2d(1, 2, 1), nn.ReLU(), nn.Conv2d(2, 2, 1)).eval()
+    zeroskip.convert_(small(), x)
+    assert capsys.readouterr() == ("", "")
+    model = zeroskip.convert_(small(), x, progress=True)
+    out, err = capsys.readouterr()
+    assert out == "" and "measuring layers" in err and "0/2" in err
+    assert [r["algo"] for r in model.zeroskip_report["layers"]] == ["torch", "torch"]
+    with pytest.raises(ValueError, match="progress"):
+        zeroskip.convert_(small(), x, progress="yes")
+
+
+def test_convert_measures_on_cuda(device, tmp_path, monkeypatch):
+    if device != "cuda":
+        pytest.skip("timing needs --device cuda")
+    torch.manual_seed(0)
+    path, x = tmp_path / "plan.json", sparse((2, 1, 32, 32), 0.5, device="cuda")
+    model = zeroskip.convert_(lenet5().cuda().eval(), x, plan=path)
+    report = model.zeroskip_report
+    assert report["note"] is None and [r["name"] for r in report["layers"]] == ["0.0", "0.3"]
+    for row, module in zip(report["layers"], (model[0][0], model[0][3])):
+        assert module.algo == row["algo"] in zmeasure.CANDIDATES and not row["reused"]
+        assert set(row["times_us"]) == set(zmeasure.CANDIDATES) and 0 <= row["sparsity"] <= 1
+        assert isinstance(row["times_us"]["torch"], float)
+    loaded = zplan.Plan.load(path)
+    assert loaded.entries == model.zeroskip_plan.entries and len(loaded) == 2
+    calls = []
+    monkeypatch.setattr(zmeasure, "measure", lambda *a, **k: calls.append(a) or pytest.fail("re-measured"))
+    again = zeroskip.convert_(lenet5().cuda().eval(), x, plan=path)
+    assert calls == [] and all(r["reused"] for r in again.zeroskip_report["layers"])
+    assert [r["algo"] for r in again.zeroskip_report["layers"]] == [r["algo"] for r in report["layers"]]
