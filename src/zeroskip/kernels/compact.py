@@ -25,7 +25,8 @@ result keeps the input's memory format.
 Semantics: results equal the same kernel with skipping off (every group dense) up to the order
 of summation, except that a skipped channel (all zero over a tile's receptive field) contributes
 0 even where its weight is inf or NaN; cuDNN gives NaN there (0 x inf). NaN and inf inputs are
-not zero and are never skipped.
+not zero and are never skipped. fp32 with TF32 off splits an inf into inf + NaN (3xTF32, as the
+direct kernel): an inf in the input or a multiplied weight gives NaN where cuDNN gives inf.
 """
 from __future__ import annotations
 
@@ -47,13 +48,15 @@ DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 class Config:
     """Tiles: TH x TW output pixels (a power of 2 each; the MMA's M is their product), BLOCK_N
     output channels, CHUNK live channels per packed step (tl.dot's K, >= 16), DK channels per dense
-    step, GROUP channels per pass-1 program (a multiple of CHUNK and DK), SPLIT programs per tile."""
+    step, GROUP channels per pass-1 program (a multiple of CHUNK and DK), TAPS kernel taps per packed
+    step (1, 3 or 9: one dot each), SPLIT programs per tile."""
     th: int = 8
     tw: int = 8
     block_n: int = 128
     chunk: int = 16
     dk: int = 64
     group: int = 128
+    taps: int = 1
     split: int = 1
     num_warps: int = 4
     num_stages: int = 3
@@ -61,13 +64,14 @@ class Config:
 
 
 @triton.jit
-def _mma(a, b, w_lo_ptr, b_off, b_mask, acc, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
+def _mma(a, w_ptrs, wlo_ptrs, b_mask, acc, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
+    """acc + a @ (the weight tile at w_ptrs), at PRECISION (3xtf32: with its low half at wlo_ptrs)."""
+    b = tl.load(w_ptrs, mask=b_mask, other=0.0)
     if UPCAST:  # the interpreter's bf16 dot is wrong
         a = a.to(tl.float32)
         b = b.to(tl.float32)
     if PRECISION == "3xtf32":
-        b_lo = tl.load(w_lo_ptr + b_off, mask=b_mask, other=0.0)
-        acc = _dot_3xtf32(a, b, b_lo, acc)
+        acc = _dot_3xtf32(a, b, tl.load(wlo_ptrs, mask=b_mask, other=0.0), acc)
     else:
         acc = tl.dot(a, b, acc, input_precision=PRECISION)
     return acc
@@ -135,7 +139,7 @@ def _compact_kernel(
     PRECISION: tl.constexpr, UPCAST: tl.constexpr, SPLIT: tl.constexpr,
     # tiles
     TH: tl.constexpr, TW: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr, DK: tl.constexpr,
-    GROUP: tl.constexpr, NG_P2: tl.constexpr,
+    GROUP: tl.constexpr, TAPS: tl.constexpr, NG_P2: tl.constexpr,
 ):
     # output-channel blocks vary fastest: the programs that read one tile's P run together
     NB: tl.constexpr = (COUT + BLOCK_N - 1) // BLOCK_N
@@ -167,8 +171,10 @@ def _compact_kernel(
     drank = tl.where(dense > 0, tl.cumsum(dense, 0) - 1, -1)
     chunks = tl.where(dense > 0, 0, (cnt + CHUNK - 1) // CHUNK)
     cend = tl.cumsum(chunks, 0)
+    # work items: (dense group, DK channels, tap), then (packed chunk, TAPS taps)
+    STEPS: tl.constexpr = KK // TAPS
     total_d = tl.sum(dense, 0) * (GROUP // DK) * KK
-    total = total_d + tl.sum(chunks, 0) * KK
+    total = total_d + tl.sum(chunks, 0) * STEPS
     per = tl.cdiv(total, SPLIT)
     lo = s * per
     hi = tl.minimum(total, lo + per)
@@ -188,9 +194,7 @@ def _compact_kernel(
         a = tl.load(x_img + (iy * sxh + ix * sxw)[:, None] + (c * sxc)[None, :], mask=ok[:, None] & cm[None, :],
                     other=0.0)
         b_off = (r // KW) * swh + (r % KW) * sww + (c * swc)[:, None] + (o * swo)[None, :]
-        b_mask = cm[:, None] & omask[None, :]
-        b = tl.load(w_ptr + b_off, mask=b_mask, other=0.0)
-        acc = _mma(a, b, wlo_ptr, b_off, b_mask, acc, PRECISION, UPCAST)
+        acc = _mma(a, w_ptr + b_off, wlo_ptr + b_off, cm[:, None] & omask[None, :], acc, PRECISION, UPCAST)
 
     tb = t.to(tl.int64)
     p_tile = p_ptr + tb * (NG * GROUP * RF)
@@ -198,20 +202,29 @@ def _compact_kernel(
     rf = ly * RFW + lx
     kc = tl.arange(0, CHUNK)
     for it in range(tl.maximum(lo, total_d) - total_d, hi - total_d):
-        r = it % KK
-        j = it // KK
-        g = tl.sum((cend <= j).to(tl.int32), 0)
-        here = gi == g
-        local = j - tl.sum(tl.where(here, cend - chunks, 0), 0)
+        j = it // STEPS
+        if NG_P2 == 1:
+            g = 0
+            local = j
+            count = tl.sum(cnt, 0)
+        else:  # the group of the tile's j-th packed chunk
+            g = tl.sum((cend <= j).to(tl.int32), 0)
+            local = j - tl.sum(tl.where(gi == g, cend - chunks, 0), 0)
+            count = tl.sum(tl.where(gi == g, cnt, 0), 0)
         k = local * CHUNK + kc
-        km = k < tl.sum(tl.where(here, cnt, 0), 0)
+        km = k < count
         ch = tl.load(ids_tile + g * GROUP + k, mask=km, other=0)
-        row = (g * (GROUP // CHUNK) + local) * RF + rf + (r // KW) * RFW + r % KW
-        a = tl.load(p_tile + (row * CHUNK)[:, None] + kc[None, :])  # zeros past the count (pass 1)
-        b_off = (r // KW) * swh + (r % KW) * sww + (ch * swc)[:, None] + (o * swo)[None, :]
+        r0 = (it % STEPS) * TAPS
+        # the chunk's P rows at tap 0 (zeros past the count, written by pass 1: no mask, so the
+        # loads stay 16-byte vectors) and its weight rows at tap 0
+        a_tap0 = p_tile + (((g * (GROUP // CHUNK) + local) * RF + rf) * CHUNK)[:, None] + kc[None, :]
+        b_tap0 = (ch * swc)[:, None] + (o * swo)[None, :]
         b_mask = km[:, None] & omask[None, :]
-        b = tl.load(w_ptr + b_off, mask=b_mask, other=0.0)
-        acc = _mma(a, b, wlo_ptr, b_off, b_mask, acc, PRECISION, UPCAST)
+        for dr in tl.static_range(TAPS):
+            r = r0 + dr
+            a = tl.load(a_tap0 + ((r // KW) * RFW + r % KW) * CHUNK)
+            b_off = b_tap0 + (r // KW) * swh + (r % KW) * sww
+            acc = _mma(a, w_ptr + b_off, wlo_ptr + b_off, b_mask, acc, PRECISION, UPCAST)
 
     if SPLIT > 1:  # fp32 partial tile, finished by _reduce_kernel
         m = tl.arange(0, TH * TW)
@@ -270,11 +283,11 @@ def default_config(spec, dtype, interpreting: bool = False, sms: int = 132) -> C
                 max(16, triton.next_power_of_2(spec.in_channels)))
     block_n = min(64 if interpreting else 128, max(16, triton.next_power_of_2(spec.out_channels)))
     if interpreting:  # ~9 ms per program-iteration: big steps, one warp
-        return Config(8, 8, block_n, 16, group, group, 1, 1, 1, 1)
+        return Config(8, 8, block_n, 16, group, group, 1, 1, 1, 1, 1)
     ty, tx = compact_pack.tiles(spec, 8, 8)
     programs = spec.batch * ty * tx * triton.cdiv(spec.out_channels, block_n)
     split = min(8, triton.cdiv(sms, programs)) if programs < sms else 1
-    return Config(8, 8, block_n, 16, min(32 if dtype == torch.float32 else 64, group), group, split, 4, 3, 4)
+    return Config(8, 8, block_n, 16, min(32 if dtype == torch.float32 else 64, group), group, 1, split, 4, 3, 4)
 
 
 def _check(cfg: Config) -> None:
@@ -288,6 +301,8 @@ def _check(cfg: Config) -> None:
         raise ValueError(f"config chunk, dk and block_n must be >= 16 (tl.dot), got {cfg}")
     if cfg.group < max(cfg.chunk, cfg.dk):
         raise ValueError(f"config.group {cfg.group} must be a multiple of chunk {cfg.chunk} and dk {cfg.dk}")
+    if cfg.taps not in (1, 3, 9):
+        raise ValueError(f"config.taps must be 1, 3 or 9 (a divisor of the 3x3 kernel's taps), got {cfg.taps}")
     if cfg.split < 1:
         raise ValueError(f"config.split must be >= 1, got {cfg.split}")
 
@@ -329,7 +344,7 @@ def conv(x, weight, bias, spec, activation, config: Config | None = None, skip: 
         spec.in_channels, spec.height, spec.width, spec.out_channels, *out, ty, tx, spec.kernel_h, spec.kernel_w,
         *x.stride(), *w.stride(), *y.stride(), sb, spec.pad_h, spec.pad_w,
         **epilogue, SKIP=skip, PRECISION=prec, UPCAST=interpreting and x.dtype == torch.bfloat16, SPLIT=cfg.split,
-        TH=cfg.th, TW=cfg.tw, BLOCK_N=cfg.block_n, CHUNK=cfg.chunk, DK=cfg.dk, GROUP=cfg.group,
+        TH=cfg.th, TW=cfg.tw, BLOCK_N=cfg.block_n, CHUNK=cfg.chunk, DK=cfg.dk, GROUP=cfg.group, TAPS=cfg.taps,
         NG_P2=triton.next_power_of_2(triton.cdiv(spec.in_channels, cfg.group)),
         num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     if cfg.split > 1:
