@@ -185,6 +185,7 @@ def test_inf_weight_of_a_skipped_channel_contributes_zero(device, poisoned):
     assert torch.isnan(out[0, :, :8, :8]).any()             # 0 x inf inside the live tile
     rest = torch.ones(16, 16, dtype=torch.bool)
     rest[:8, :8] = False
+    out = out.cpu()
     assert torch.isfinite(out[0][:, rest]).all()
     assert rel_err(out[0][:, rest], ref[0][:, rest]) <= TOL[torch.float32]
 
@@ -237,3 +238,23 @@ def test_bad_configs_are_refused(bad, match):
     w = torch.empty(8, 16, 3, 3)
     with pytest.raises(ValueError, match=match):
         _run(x, w, None, None, None, _config(**bad))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_gpu_tile_configs(dtype, device):
+    """On the GPU: the default tiles and the sweep's kinds of change (tile shape, wide blocks, 32-channel
+    chunks, 3 and 9 taps per step, several groups, split tiles) on a VGG-like layer."""
+    if device == "cpu":
+        pytest.skip("GPU tile configs (the interpreter runs the small ones above)")
+    compact = _kernels()[0]
+    x = torch.cat([sparse((2, 64, 30, 29), 0.6, dtype, device), blobs((2, 64, 30, 29), 0.2, dtype, device)], 1)
+    x = x.to(memory_format=torch.channels_last) if dtype != torch.float32 else x
+    w = (torch.randn(96, 128, 3, 3, device=device) * 0.05).to(dtype)
+    b = torch.randn(96, device=device).to(dtype)
+    spec = with_pool(check_conv(x, w, b, 1, 1, 1, 1), "max", 2, 2, 0)
+    ref = reference(x, w, b, 1, 1, 1, 1, "relu", "max", 2, 2, 0)
+    configs = [compact.default_config(spec, dtype), compact.Config(8, 16, 64, 32, 64, 128, 3, 1, 8, 3),
+               compact.Config(16, 8, 256, 16, 32, 64, 9, 2, 8, 2), compact.Config(4, 16, 128, 16, 64, 64, 1, 4, 4, 4)]
+    for cfg in configs:
+        out = compact.conv(x, w, b, spec, "relu", cfg)
+        assert rel_err(out, ref) <= TOL[dtype], cfg

@@ -286,7 +286,9 @@ def default_config(spec, dtype, interpreting: bool = False, sms: int = 132) -> C
         return Config(8, 8, block_n, 16, group, group, 1, 1, 1, 1, 1)
     ty, tx = compact_pack.tiles(spec, 8, 8)
     programs = spec.batch * ty * tx * triton.cdiv(spec.out_channels, block_n)
-    split = min(8, triton.cdiv(sms, programs)) if programs < sms else 1
+    # split tiles only where programs leave at least half the SMs idle (a first guess: the sweep of
+    # scripts/bench_compact.py times splits of 1-8)
+    split = min(8, sms // programs) if 2 * programs <= sms else 1
     return Config(8, 8, block_n, 16, min(32 if dtype == torch.float32 else 64, group), group, 1, split, 4, 3, 4)
 
 
