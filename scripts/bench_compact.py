@@ -244,6 +244,8 @@ def sweep(name, pool, x, w, b, dtype, base):
             rows.append(dict(layer=name, dtype=dtype, batch=x.shape[0], change=f"{key}={v}", us=us, err=err,
                              config=dataclasses.asdict(cfg)))
             print(f"  {key}={v}: {us:.1f} us  err {err:.1e}", flush=True)
+    if ("base", None) not in results:
+        return rows
     best = {}
     for key in grid:
         timed = {v: t for (k, v), t in results.items() if k == key}

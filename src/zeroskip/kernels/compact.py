@@ -17,7 +17,7 @@ pixels are 4 consecutive tile rows) and stores once. Tiles with few output-chann
 their reduction over SPLIT programs (fp32 partial tiles summed by _reduce_kernel), for small maps
 at batch 1. No host sync: P, ids and counts are allocated once per call at their capacity.
 
-Scope: KH x KW kernels (3x3 in practice), stride 1, dilation 1, groups 1, any padding; bias;
+Scope (supports()): 3x3 kernels, stride 1, dilation 1, groups 1, any padding; bias;
 relu / relu6; an optional 2x2/2 max pool; fp16 and bf16, fp32 at fp32 accuracy (3xTF32) or TF32
 when torch.backends.cudnn.allow_tf32 is set (launch.precision). Input NCHW or channels_last; the
 result keeps the input's memory format.
