@@ -218,12 +218,15 @@ def sweep(name, pool, x, w, b, dtype, base):
     cmax = triton.next_power_of_2(x.shape[1])
     grid = dict(tile=[(8, 8), (8, 16), (16, 8), (4, 16)], block_n=[64, 128, 256], chunk=[16, 32], dk=[32, 64, 128],
                 group=[g for g in (64, 128, 256, 512) if g <= max(cmax, 64)], taps=[1, 3, 9], split=[1, 2, 4, 8],
-                num_warps=[4, 8], num_stages=[2, 3, 4, 5], pack_warps=[4, 8])
+                num_warps=[4, 8], num_stages=[2, 3, 4, 5], pack_warps=[4, 8, 16])
 
     def make(**change):
         kw = dataclasses.asdict(base)
         tile = change.pop("tile", (kw["th"], kw["tw"]))
         kw.update(change, th=tile[0], tw=tile[1])
+        if "pack_warps" not in change:  # pass 1 sized for the tile and group (compact.pack_warps)
+            kw["group"] = min(kw["group"], compact.max_group(tile[0], tile[1], x.dtype))
+            kw["pack_warps"] = compact.pack_warps(tile[0], tile[1], kw["group"], x.dtype)
         cfg = compact.Config(**kw)
         return cfg if cfg.group >= max(cfg.dk, cfg.chunk) else None
 

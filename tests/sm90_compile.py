@@ -177,6 +177,10 @@ if __name__ == "__main__":
         pk = compile_variant(compact_pack._pack_kernel, dtype, dict({k: sizes[k] for k in ("C", "H", "W", "TY", "TX",
                              "sxn", "sxc", "sxh", "sxw", "pad_h", "pad_w", "KH", "KW")}, TH=8, TW=8, RF_P2=128,
                              GROUP=consts["GROUP"] if "GROUP" not in extra else extra["GROUP"], CHUNK=16), 4, 1, ptrs=idx)
+    for dtype, group in (("fp16", 512), ("fp32", 256)):  # one group per tile at 512 channels (conv5), 16 warps
+        sizes5 = dict(C=512, H=14, W=14, TY=2, TX=2, sxn=14 * 14 * 512, sxc=1, sxh=14 * 512, sxw=512, pad_h=1, pad_w=1,
+                      KH=3, KW=3, TH=8, TW=8, RF_P2=128, GROUP=group, CHUNK=16)
+        compile_variant(compact_pack._pack_kernel, dtype, sizes5, compact.pack_warps(8, 8, group, dtype), 1, ptrs=idx)
     rk = compile_variant(compact._reduce_kernel, "fp16", dict({k: sizes[k] for k in ("OH", "OW", "PH", "PW", "COUT", "TY",
                          "TX", "syn", "syc", "syh", "syw", "sb")}, HAS_BIAS=True, ACTIVATION=1, POOL=True, SPLIT=4, TH=8,
                          TW=8, BLOCK_N=128), 4, 1)

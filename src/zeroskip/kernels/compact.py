@@ -277,19 +277,38 @@ def supports(spec, dtype, activation=None) -> str | None:
     return None
 
 
+def _per_thread(dtype) -> int:
+    return 64 if dtype == torch.float32 else 128
+
+
+def max_group(th: int, tw: int, dtype) -> int:
+    """The largest channel group one pass-1 program holds: its [receptive field, group] block at up
+    to 128 16-bit or 64 fp32 values per thread on 16 warps (fp16 8x8 x 512 channels: 92 registers,
+    no spill, sm_90 ptxas)."""
+    return 16 * 32 * _per_thread(dtype) // triton.next_power_of_2((th + 2) * (tw + 2))
+
+
+def pack_warps(th: int, tw: int, group: int, dtype) -> int:
+    """Warps for a pass-1 program of `group` channels (4 to 16, by the same budget as max_group)."""
+    return max(4, min(16, triton.next_power_of_2((th + 2) * (tw + 2)) * group // (32 * _per_thread(dtype))))
+
+
 def default_config(spec, dtype, interpreting: bool = False, sms: int = 132) -> Config:
-    """Tiles before measurement: 8x8 pixels x 128 output channels, 16-channel chunks."""
-    group = min(64 if dtype == torch.float32 or interpreting else 128,
-                max(16, triton.next_power_of_2(spec.in_channels)))
+    """Tiles before measurement: 8x8 pixels x 128 output channels, 16-channel chunks, one channel
+    group per tile where a pass-1 program holds it (HED VGG-16 conv5_2: work left 0.44 with one
+    group of 512, 0.48 with groups of 128, 0.54 with 64; conv4_1 0.60 / 0.64 / 0.70)."""
+    group = min(max_group(8, 8, dtype), max(16, triton.next_power_of_2(spec.in_channels)))
     block_n = min(64 if interpreting else 128, max(16, triton.next_power_of_2(spec.out_channels)))
     if interpreting:  # ~9 ms per program-iteration: big steps, one warp
+        group = min(group, 64)
         return Config(8, 8, block_n, 16, group, group, 1, 1, 1, 1, 1)
     ty, tx = compact_pack.tiles(spec, 8, 8)
     programs = spec.batch * ty * tx * triton.cdiv(spec.out_channels, block_n)
     # split tiles only where programs leave at least half the SMs idle (a first guess: the sweep of
     # scripts/bench_compact.py times splits of 1-8)
     split = min(8, sms // programs) if 2 * programs <= sms else 1
-    return Config(8, 8, block_n, 16, min(32 if dtype == torch.float32 else 64, group), group, 1, split, 4, 3, 4)
+    return Config(8, 8, block_n, 16, min(32 if dtype == torch.float32 else 64, group), group, 1, split, 4, 3,
+                  pack_warps(8, 8, group, dtype))
 
 
 def _check(cfg: Config) -> None:
