@@ -197,7 +197,8 @@ def measure_row(name, pool, x, w, b, dtype, cfg, source, batch):
 
 
 def print_row(r):
-    t = r["us"]
+    t = {k: float("nan") for k in ("compact", "compact-dense", "pass1", "cudnn", r["best_dense"])}
+    t.update(r["us"])
     print(f"{r['layer']:8s} {r['batch']:3d} {r['dtype']:5s} {r['zeros']:6.2f} {r['dead']:5.2f} {r['bound']:6.2f} "
           f"{r['bound_config']:6.2f} {t['compact']:9.1f} {t['compact-dense']:9.1f} {t['pass1']:7.1f} "
           f"{t[r['best_dense']]:9.1f} {r['best_dense']:>9s} {t['cudnn']:9.1f} {r['speedup']:6.2f}x "

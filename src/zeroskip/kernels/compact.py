@@ -213,7 +213,7 @@ def _compact_kernel(
             count = tl.sum(tl.where(gi == g, cnt, 0), 0)
         k = local * CHUNK + kc
         km = k < count
-        ch = tl.load(ids_tile + g * GROUP + k, mask=km, other=0)
+        ch = tl.load(ids_tile + g * GROUP + k, mask=km, other=0).to(tl.int32)  # fp32 placeholder if not SKIP
         r0 = (it % STEPS) * TAPS
         # the chunk's P rows at tap 0 (zeros past the count, written by pass 1: no mask, so the
         # loads stay 16-byte vectors) and its weight rows at tap 0
