@@ -32,8 +32,8 @@ def blobs(shape, live, dtype=torch.float32, device="cpu", block=5):
 
 def _config(**kw):
     compact = _kernels()[0]
-    base = dict(th=8, tw=8, block_n=32, chunk=16, dk=16, group=16, taps=1, split=1, num_warps=1, num_stages=1,
-                pack_warps=1)
+    base = dict(th=8, tw=8, block_n=32, chunk=16, kpack=16, dk=16, group=16, split=1, num_warps=1, num_stages=1,
+                pack_split=1, pack_warps=1)
     return compact.Config(**{**base, **kw})
 
 
@@ -48,10 +48,11 @@ def _run(x, w, b, pool, activation, cfg, skip=True, padding=1):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("case", [
     # (n, c, h, w, cout, pool, activation, bias, channels_last, padding, config): odd maps past
-    # whole tiles, two channel groups, output channels past a block, 3 or 9 taps per step
+    # whole tiles, two channel groups, output channels past a block, dots of two chunks (runs of
+    # whole chunks, then the rest), 8x16 tiles, pass 1 split over programs
     (2, 32, 13, 11, 40, None, "relu", True, False, 1, {}),
-    (1, 32, 9, 15, 24, "max", "relu", True, True, 1, dict(taps=3)),
-    (2, 24, 10, 10, 16, "max", None, False, False, 1, dict(group=32, dk=32, block_n=16, taps=9)),
+    (1, 32, 9, 15, 24, "max", "relu", True, True, 1, dict(group=32, kpack=32, tw=16, pack_split=2)),
+    (2, 24, 10, 10, 16, "max", None, False, False, 1, dict(group=32, dk=32, block_n=16, kpack=32)),
     (1, 20, 11, 7, 24, None, "relu6", True, True, 0, dict(th=4, tw=8)),
 ])
 def test_matches_reference(case, dtype, device, poisoned):
@@ -99,6 +100,42 @@ def test_skip_equals_no_skip(density, pool, device, poisoned):
     assert rel_err(skip, reference(x, w, b, 1, 1, 1, 1, "relu", pool, 2, 2, 0)) <= TOL[torch.float32]
 
 
+@pytest.mark.parametrize("cfg", [dict(kpack=32, group=64, dk=64), dict(kpack=64, group=128, dk=32, split=3),
+                                 dict(kpack=32, group=64, dk=16, tw=16, pack_split=2)])
+def test_runs_of_whole_chunks_and_the_rest(cfg, device, poisoned):
+    """Dots of kpack live channels (runs of whole chunks, no masks) then the rest a chunk per dot,
+    one or two groups per tile: equal to the same kernel dense and to float64."""
+    x = blobs((2, 128, 12, 13), 0.15, device=device)
+    x[:, 8:32] = sparse((2, 24, 12, 13), 0.9, device=device)  # always live: counts past kpack per group
+    x[:, 72:96] = sparse((2, 24, 12, 13), 0.9, device=device)
+    w = torch.randn(24, 128, 3, 3, device=device)
+    b = torch.randn(24, device=device)
+    config = _config(**cfg)
+    skip, spec = _run(x, w, b, None, "relu", config)
+    counts = _kernels()[1].pack(x, spec, config.th, config.tw, config.group, 16, 1, 1)[2].cpu()
+    assert bool(((counts >= config.kpack) & (counts < config.group)).any())  # some runs ...
+    assert bool((counts % 16 != 0).any())                          # ... and partial last chunks
+    dense, _ = _run(x, w, b, None, "relu", config, skip=False)
+    assert rel_err(skip, dense) <= 1e-6
+    assert rel_err(skip, reference(x, w, b, 1, 1, 1, 1, "relu")) <= TOL[torch.float32]
+
+
+def test_pack_split_writes_the_same(device):
+    """Pass 1 with its chunks shared over 3 programs per (tile, group) gives the same counts, ids
+    and packed chunks as one program."""
+    _, compact_pack, _ = _kernels()
+    x = blobs((1, 64, 11, 9), 0.15, device=device).to(memory_format=torch.channels_last)
+    spec = check_conv(x, torch.empty(8, 64, 3, 3, device=device), None, 1, 1, 1, 1)
+    one = compact_pack.pack(x, spec, 8, 8, 64, 16, 1, 1)
+    three = compact_pack.pack(x, spec, 8, 8, 64, 16, 3, 1)
+    assert torch.equal(one[2], three[2])
+    for t, k in enumerate(one[2][:, 0].tolist()):
+        if k < 64:
+            assert k > 0 and torch.equal(one[1][t, :k], three[1][t, :k])
+            chunks = -(-k // 16)
+            assert torch.equal(one[0][t, :chunks], three[0][t, :chunks])
+
+
 @pytest.mark.parametrize("group", [16, 32])
 def test_live_lists_match_reference(group, device):
     """Pass 1's counts and channel ids equal the PyTorch reference, for every tile and group."""
@@ -119,10 +156,14 @@ def test_live_lists_match_reference(group, device):
                 assert torch.equal(got, torch.nonzero(live[t, g * group:(g + 1) * group]).flatten().int() + g * group)
 
 
-def test_packed_values_are_the_receptive_field(device):
-    """P holds the live channels' receptive-field values, zeros outside the map and past the count."""
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_packed_values_are_the_receptive_field(channels_last, device):
+    """P holds the live channels' receptive-field values, zeros outside the map and past the count
+    (NCHW reads a receptive-field row as contiguous lanes, channels_last its channels)."""
     _, compact_pack, _ = _kernels()
     x = blobs((1, 16, 9, 9), 0.3, device=device)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
     spec = check_conv(x, torch.empty(8, 16, 3, 3, device=device), None, 1, 1, 1, 1)
     p, ids, counts = compact_pack.pack(x, spec, 8, 8, 16, 16, 1)
     padded = torch.nn.functional.pad(x.cpu(), (1, 8, 1, 8))
@@ -230,8 +271,9 @@ def test_supports_names_what_it_cannot_run():
 
 @pytest.mark.parametrize("bad, match", [
     (dict(th=6), "th must be a power of 2"), (dict(chunk=8), "chunk, dk and block_n must be >= 16"),
-    (dict(group=16, dk=32), "group 16 must be a multiple"), (dict(taps=2), "taps must be 1, 3 or 9"),
+    (dict(group=16, dk=32), "group 16 must be a multiple"), (dict(kpack=8), "kpack a multiple of chunk"),
     (dict(split=0), "split must be >= 1"), (dict(th=2, tw=4), "hold 16 pixels"),
+    (dict(pack_split=0), "pack_split must be >= 1"),
 ])
 def test_bad_configs_are_refused(bad, match):
     x = torch.empty(1, 16, 8, 8)
@@ -253,8 +295,11 @@ def test_gpu_tile_configs(dtype, device):
     b = torch.randn(96, device=device).to(dtype)
     spec = with_pool(check_conv(x, w, b, 1, 1, 1, 1), "max", 2, 2, 0)
     ref = reference(x, w, b, 1, 1, 1, 1, "relu", "max", 2, 2, 0)
-    configs = [compact.default_config(spec, dtype), compact.Config(8, 16, 64, 32, 64, 128, 3, 1, 8, 3),
-               compact.Config(16, 8, 256, 16, 32, 64, 9, 2, 8, 2), compact.Config(4, 16, 128, 16, 64, 64, 1, 4, 4, 4)]
+    configs = [compact.default_config(spec, dtype),
+               compact.Config(8, 16, 64, 16, 64, 64, 128, num_warps=8, num_stages=3),
+               compact.Config(16, 8, 256, 16, 32, 32, 64, split=2, num_warps=8, num_stages=4),  # stages lowered
+               compact.Config(4, 16, 128, 32, 32, 64, 64, split=4, num_warps=4, num_stages=4, pack_split=3),
+               compact.Config(16, 16, 128, 16, 64, 64, 128, num_warps=8, num_stages=3)]
     for cfg in configs:
         out = compact.conv(x, w, b, spec, "relu", cfg)
         assert rel_err(out, ref) <= TOL[dtype], cfg

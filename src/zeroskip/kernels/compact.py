@@ -8,10 +8,13 @@ their receptive-field values into P; this kernel then runs, per (tile, block of 
 
 - over the tile's dense groups (every channel live): the implicit GEMM of a dense kernel, A read
   from x, DK channels per step;
-- over the packed chunks of its sparse groups: for each chunk of CHUNK live channels and each
-  kernel tap, A = the chunk's P rows shifted by the tap, B = the weight rows of those channels
-  (gathered from the packed weight, output channels contiguous), one tl.dot.
+- over the packed chunks of its sparse groups: per kernel tap, A = the chunks' P rows shifted by
+  the tap, B = the weight rows of those channels (gathered from the packed weight, output channels
+  contiguous); runs of KPACK // CHUNK whole chunks make one dot of K = KPACK with no masks, the
+  rest one dot per chunk with the weight rows past the count zeroed.
 
+Every loop iteration is one tl.dot, so Triton keeps the wgmma asynchronous and the loads
+pipelined (sm_90 PTX: with 3 or 9 taps' dots in one iteration each waited for the tensor core).
 The epilogue adds the bias, applies the activation, max-pools 2x2/2 windows (each window's 4
 pixels are 4 consecutive tile rows) and stores once. Tiles with few output-channel blocks split
 their reduction over SPLIT programs (fp32 partial tiles summed by _reduce_kernel), for small maps
@@ -30,48 +33,33 @@ direct kernel): an inf in the input or a multiplied weight gives NaN where cuDNN
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import triton
 import triton.language as tl
 
 from ..geometry import ACTIVATIONS
 from . import compact_pack
+from .compact_config import Config, default_config, fit
 from .implicit_gemm import _activate, _dot_3xtf32, _max_keep_nan
 
 _ACT = {None: 0, "relu": 1, "relu6": 2}
 DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 
-@dataclass(frozen=True)
-class Config:
-    """Tiles: TH x TW output pixels (a power of 2 each; the MMA's M is their product), BLOCK_N
-    output channels, CHUNK live channels per packed step (tl.dot's K, >= 16), DK channels per dense
-    step, GROUP channels per pass-1 program (a multiple of CHUNK and DK), TAPS kernel taps per packed
-    step (1, 3 or 9: one dot each), SPLIT programs per tile."""
-    th: int = 8
-    tw: int = 8
-    block_n: int = 128
-    chunk: int = 16
-    dk: int = 64
-    group: int = 128
-    taps: int = 1
-    split: int = 1
-    num_warps: int = 4
-    num_stages: int = 3
-    pack_warps: int = 4
-
-
 @triton.jit
-def _mma(a, w_ptrs, wlo_ptrs, b_mask, acc, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
-    """acc + a @ (the weight tile at w_ptrs), at PRECISION (3xtf32: with its low half at wlo_ptrs)."""
-    b = tl.load(w_ptrs, mask=b_mask, other=0.0)
+def _mma(a, w_ptrs, wlo_ptrs, b_mask, acc, MASK: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
+    """acc + a @ (the weight tile at w_ptrs, b_mask applied when MASK), at PRECISION (3xtf32:
+    with its low half at wlo_ptrs)."""
+    if MASK:
+        b = tl.load(w_ptrs, mask=b_mask, other=0.0)
+    else:
+        b = tl.load(w_ptrs)
     if UPCAST:  # the interpreter's bf16 dot is wrong
         a = a.to(tl.float32)
         b = b.to(tl.float32)
     if PRECISION == "3xtf32":
-        acc = _dot_3xtf32(a, b, tl.load(wlo_ptrs, mask=b_mask, other=0.0), acc)
+        b_lo = tl.load(wlo_ptrs, mask=b_mask, other=0.0) if MASK else tl.load(wlo_ptrs)
+        acc = _dot_3xtf32(a, b, b_lo, acc)
     else:
         acc = tl.dot(a, b, acc, input_precision=PRECISION)
     return acc
@@ -123,6 +111,44 @@ def _epilogue(acc, t, o, b_ptr, y_ptr, OH: tl.constexpr, OW: tl.constexpr, PH: t
 
 
 @triton.jit
+def _group_of(u, ends, sizes, gi, NG_P2: tl.constexpr):
+    """(group, index within it) of the u-th item of a list that takes sizes[g] items from group g
+    in turn (ends: their running sums)."""
+    if NG_P2 == 1:
+        return u * 0, u
+    g = tl.sum((ends <= u).to(tl.int32), 0)
+    return g, u - tl.sum(tl.where(gi == g, ends - sizes, 0), 0)
+
+
+@triton.jit
+def _packed_dot(acc, it, ends, sizes, first, cnt, gi, p_tile, ids_tile, rf, o, omask, w_ptr, wlo_ptr,
+                swc: tl.constexpr, swo: tl.constexpr, swh: tl.constexpr, sww: tl.constexpr, KW: tl.constexpr,
+                RFW: tl.constexpr, RF: tl.constexpr, GROUP: tl.constexpr, CHUNK: tl.constexpr, K: tl.constexpr,
+                KK: tl.constexpr, NG_P2: tl.constexpr, MASK_K: tl.constexpr, MASK_N: tl.constexpr,
+                PRECISION: tl.constexpr, UPCAST: tl.constexpr):
+    """acc + one packed step: item it = (step u, kernel tap r) with step u the u-th run of K // CHUNK
+    chunks over the groups (sizes[g] runs from group g, starting at its chunk first[g]); A = the
+    chunks' P rows shifted by the tap, B = the weight rows of their channels at that tap. MASK_K:
+    the run may end past the group's count (B rows there are zeroed; P holds zeros)."""
+    u = it // KK
+    r = it % KK
+    g, local = _group_of(u, ends, sizes, gi, NG_P2)
+    chunk0 = tl.sum(tl.where(gi == g, first, 0), 0) + local * (K // CHUNK)
+    kk = tl.arange(0, K)
+    slot = chunk0 * CHUNK + kk
+    shift = (r // KW) * RFW + r % KW
+    col = ((g * (GROUP // CHUNK) + chunk0 + kk // CHUNK) * RF + shift) * CHUNK + kk % CHUNK
+    a = tl.load(p_tile + (rf * CHUNK)[:, None] + col[None, :])
+    ch = tl.load(ids_tile + g * GROUP + slot)
+    b_off = (r // KW) * swh + (r % KW) * sww + (ch * swc)[:, None] + (o * swo)[None, :]
+    if MASK_K:
+        b_mask = (slot < tl.sum(tl.where(gi == g, cnt, 0), 0))[:, None] & omask[None, :]
+    else:
+        b_mask = omask[None, :]
+    return _mma(a, w_ptr + b_off, wlo_ptr + b_off, b_mask, acc, MASK_K or MASK_N, PRECISION, UPCAST)
+
+
+@triton.jit
 def _compact_kernel(
     # pointers: input, pass 1's P / ids / counts, packed weight (and its TF32 low half), bias,
     # result, fp32 workspace of partial tiles (SPLIT > 1)
@@ -138,8 +164,8 @@ def _compact_kernel(
     HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr, POOL: tl.constexpr, SKIP: tl.constexpr,
     PRECISION: tl.constexpr, UPCAST: tl.constexpr, SPLIT: tl.constexpr,
     # tiles
-    TH: tl.constexpr, TW: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr, DK: tl.constexpr,
-    GROUP: tl.constexpr, TAPS: tl.constexpr, NG_P2: tl.constexpr,
+    TH: tl.constexpr, TW: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr, KPACK: tl.constexpr,
+    DK: tl.constexpr, GROUP: tl.constexpr, NG_P2: tl.constexpr,
 ):
     # output-channel blocks vary fastest: the programs that read one tile's P run together
     NB: tl.constexpr = (COUT + BLOCK_N - 1) // BLOCK_N
@@ -147,6 +173,8 @@ def _compact_kernel(
     KK: tl.constexpr = KH * KW
     RFW: tl.constexpr = TW + KW - 1
     RF: tl.constexpr = (TH + KH - 1) * RFW
+    NCK: tl.constexpr = KPACK // CHUNK
+    MASK_N: tl.constexpr = COUT % BLOCK_N != 0
     pid = tl.program_id(0)
     nb = pid % NB
     s = (pid // NB) % SPLIT
@@ -160,7 +188,9 @@ def _compact_kernel(
     oy = ty * TH + ly
     ox = tx * TW + lx
 
-    # this tile's groups: dense ones (all channels live) first, then the packed chunks of the rest
+    # this tile's work items, each one tl.dot (one dot per loop iteration keeps the tensor core
+    # asynchronous and the loads pipelined; several per iteration waited on each): (dense group,
+    # DK channels, tap) from x, then (run of NCK whole chunks, tap) and (last chunks, tap) from P
     gi = tl.arange(0, NG_P2)
     size = tl.where(gi < NG, tl.minimum(GROUP, C - gi * GROUP), -1)
     if SKIP:
@@ -169,12 +199,14 @@ def _compact_kernel(
         cnt = size
     dense = ((cnt == size) & (gi < NG)).to(tl.int32)
     drank = tl.where(dense > 0, tl.cumsum(dense, 0) - 1, -1)
-    chunks = tl.where(dense > 0, 0, (cnt + CHUNK - 1) // CHUNK)
-    cend = tl.cumsum(chunks, 0)
-    # work items: (dense group, DK channels, tap), then (packed chunk, TAPS taps)
-    STEPS: tl.constexpr = KK // TAPS
+    whole = tl.where(dense > 0, 0, cnt // CHUNK)  # chunks with every slot live
+    runs = whole // NCK
+    tail = tl.where(dense > 0, 0, (cnt + CHUNK - 1) // CHUNK) - runs * NCK
+    run_end = tl.cumsum(runs, 0)
+    tail_end = tl.cumsum(tail, 0)
     total_d = tl.sum(dense, 0) * (GROUP // DK) * KK
-    total = total_d + tl.sum(chunks, 0) * STEPS
+    total_r = tl.sum(runs, 0) * KK
+    total = total_d + total_r + tl.sum(tail, 0) * KK
     per = tl.cdiv(total, SPLIT)
     lo = s * per
     hi = tl.minimum(total, lo + per)
@@ -194,37 +226,23 @@ def _compact_kernel(
         a = tl.load(x_img + (iy * sxh + ix * sxw)[:, None] + (c * sxc)[None, :], mask=ok[:, None] & cm[None, :],
                     other=0.0)
         b_off = (r // KW) * swh + (r % KW) * sww + (c * swc)[:, None] + (o * swo)[None, :]
-        acc = _mma(a, w_ptr + b_off, wlo_ptr + b_off, cm[:, None] & omask[None, :], acc, PRECISION, UPCAST)
+        acc = _mma(a, w_ptr + b_off, wlo_ptr + b_off, cm[:, None] & omask[None, :], acc, True, PRECISION, UPCAST)
 
     tb = t.to(tl.int64)
     p_tile = p_ptr + tb * (NG * GROUP * RF)
     ids_tile = ids_ptr + tb * (NG * GROUP)
     rf = ly * RFW + lx
-    kc = tl.arange(0, CHUNK)
-    for it in range(tl.maximum(lo, total_d) - total_d, hi - total_d):
-        j = it // STEPS
-        if NG_P2 == 1:
-            g = 0
-            local = j
-            count = tl.sum(cnt, 0)
-        else:  # the group of the tile's j-th packed chunk
-            g = tl.sum((cend <= j).to(tl.int32), 0)
-            local = j - tl.sum(tl.where(gi == g, cend - chunks, 0), 0)
-            count = tl.sum(tl.where(gi == g, cnt, 0), 0)
-        k = local * CHUNK + kc
-        km = k < count
-        ch = tl.load(ids_tile + g * GROUP + k, mask=km, other=0).to(tl.int32)  # fp32 placeholder if not SKIP
-        r0 = (it % STEPS) * TAPS
-        # the chunk's P rows at tap 0 (zeros past the count, written by pass 1: no mask, so the
-        # loads stay 16-byte vectors) and its weight rows at tap 0
-        a_tap0 = p_tile + (((g * (GROUP // CHUNK) + local) * RF + rf) * CHUNK)[:, None] + kc[None, :]
-        b_tap0 = (ch * swc)[:, None] + (o * swo)[None, :]
-        b_mask = km[:, None] & omask[None, :]
-        for dr in tl.static_range(TAPS):
-            r = r0 + dr
-            a = tl.load(a_tap0 + ((r // KW) * RFW + r % KW) * CHUNK)
-            b_off = b_tap0 + (r // KW) * swh + (r % KW) * sww
-            acc = _mma(a, w_ptr + b_off, wlo_ptr + b_off, b_mask, acc, PRECISION, UPCAST)
+    base = total_d
+    if NCK > 1:  # runs of NCK whole chunks: no mask on A or B
+        for it in range(tl.maximum(lo, base) - base, tl.minimum(hi, base + total_r) - base):
+            acc = _packed_dot(acc, it, run_end, runs, tl.zeros_like(runs), cnt, gi, p_tile, ids_tile, rf, o, omask,
+                              w_ptr, wlo_ptr, swc, swo, swh, sww, KW, RFW, RF, GROUP, CHUNK, KPACK, KK, NG_P2, False,
+                              MASK_N, PRECISION, UPCAST)
+    base = total_d + total_r
+    for it in range(tl.maximum(lo, base) - base, hi - base):  # the rest, a chunk per step
+        acc = _packed_dot(acc, it, tail_end, tail, runs * NCK, cnt, gi, p_tile, ids_tile, rf, o, omask, w_ptr,
+                          wlo_ptr, swc, swo, swh, sww, KW, RFW, RF, GROUP, CHUNK, CHUNK, KK, NG_P2, True, MASK_N,
+                          PRECISION, UPCAST)
 
     if SPLIT > 1:  # fp32 partial tile, finished by _reduce_kernel
         m = tl.arange(0, TH * TW)
@@ -277,55 +295,13 @@ def supports(spec, dtype, activation=None) -> str | None:
     return None
 
 
-def _per_thread(dtype) -> int:
-    return 64 if dtype == torch.float32 else 128
-
-
-def max_group(th: int, tw: int, dtype) -> int:
-    """The largest channel group one pass-1 program holds: its [receptive field, group] block at up
-    to 128 16-bit or 64 fp32 values per thread on 16 warps (fp16 8x8 x 512 channels: 92 registers,
-    no spill, sm_90 ptxas)."""
-    return 16 * 32 * _per_thread(dtype) // triton.next_power_of_2((th + 2) * (tw + 2))
-
-
-def pack_warps(th: int, tw: int, group: int, dtype) -> int:
-    """Warps for a pass-1 program of `group` channels (4 to 16, by the same budget as max_group)."""
-    return max(4, min(16, triton.next_power_of_2((th + 2) * (tw + 2)) * group // (32 * _per_thread(dtype))))
-
-
-def default_config(spec, dtype, interpreting: bool = False, sms: int = 132) -> Config:
-    """Tiles before measurement: 8x8 pixels x 128 output channels, 16-channel chunks, one channel
-    group per tile where a pass-1 program holds it (HED VGG-16 conv5_2: work left 0.44 with one
-    group of 512, 0.48 with groups of 128, 0.54 with 64; conv4_1 0.60 / 0.64 / 0.70)."""
-    group = min(max_group(8, 8, dtype), max(16, triton.next_power_of_2(spec.in_channels)))
-    block_n = min(64 if interpreting else 128, max(16, triton.next_power_of_2(spec.out_channels)))
-    if interpreting:  # ~9 ms per program-iteration: big steps, one warp
-        group = min(group, 64)
-        return Config(8, 8, block_n, 16, group, group, 1, 1, 1, 1, 1)
-    ty, tx = compact_pack.tiles(spec, 8, 8)
-    programs = spec.batch * ty * tx * triton.cdiv(spec.out_channels, block_n)
-    # split tiles only where programs leave at least half the SMs idle (a first guess: the sweep of
-    # scripts/bench_compact.py times splits of 1-8)
-    split = min(8, sms // programs) if 2 * programs <= sms else 1
-    return Config(8, 8, block_n, 16, min(32 if dtype == torch.float32 else 64, group), group, 1, split, 4, 3,
-                  pack_warps(8, 8, group, dtype))
-
-
-def _check(cfg: Config) -> None:
-    for name in ("th", "tw", "block_n", "chunk", "dk", "group"):
-        v = getattr(cfg, name)
-        if v < 1 or v & (v - 1):
-            raise ValueError(f"config.{name} must be a power of 2, got {v}")
-    if cfg.th * cfg.tw < 16 or min(cfg.th, cfg.tw) < 2:
-        raise ValueError(f"config tile {cfg.th}x{cfg.tw} must be at least 2 wide and hold 16 pixels")
-    if min(cfg.chunk, cfg.dk, cfg.block_n) < 16:
-        raise ValueError(f"config chunk, dk and block_n must be >= 16 (tl.dot), got {cfg}")
-    if cfg.group < max(cfg.chunk, cfg.dk):
-        raise ValueError(f"config.group {cfg.group} must be a multiple of chunk {cfg.chunk} and dk {cfg.dk}")
-    if cfg.taps not in (1, 3, 9):
-        raise ValueError(f"config.taps must be 1, 3 or 9 (a divisor of the 3x3 kernel's taps), got {cfg.taps}")
-    if cfg.split < 1:
-        raise ValueError(f"config.split must be >= 1, got {cfg.split}")
+def _shared_limit(device) -> int | None:
+    """Shared memory one program may use on the device (232448 bytes on an H100 / H200); None
+    off the GPU (the interpreter has no limit)."""
+    if torch.device(device).type != "cuda":
+        return None
+    props = torch.cuda.get_device_properties(device)
+    return getattr(props, "shared_memory_per_block_optin", 0) or 232448
 
 
 def conv(x, weight, bias, spec, activation, config: Config | None = None, skip: bool = True):
@@ -337,9 +313,9 @@ def conv(x, weight, bias, spec, activation, config: Config | None = None, skip: 
     if reason is not None:
         raise ValueError(f"algo 'compact' cannot compute this call: {reason}")
     interpreting = launch.interpreting()
-    cfg = config or default_config(spec, x.dtype, interpreting, launch.split_k.sm_count(x.device))
-    _check(cfg)
     prec = launch.precision("igemm", x.dtype)
+    cfg = fit(config or default_config(spec, x.dtype, interpreting, launch.split_k.sm_count(x.device)), x.dtype,
+              prec, spec.out_channels, _shared_limit(x.device))
     w = launch.packed_weight(weight, split=prec == "3xtf32")
     w, w_lo = w if prec == "3xtf32" else (w, w)
     channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
@@ -348,7 +324,8 @@ def conv(x, weight, bias, spec, activation, config: Config | None = None, skip: 
     ty, tx = compact_pack.tiles(spec, cfg.th, cfg.tw)
     n_tiles = spec.batch * ty * tx
     if skip:
-        p, ids, counts = compact_pack.pack(x, spec, cfg.th, cfg.tw, cfg.group, cfg.chunk, cfg.pack_warps)
+        p, ids, counts = compact_pack.pack(x, spec, cfg.th, cfg.tw, cfg.group, cfg.chunk, cfg.pack_split,
+                                           cfg.pack_warps)
     else:
         p = ids = counts = y  # unread
     nb = triton.cdiv(spec.out_channels, cfg.block_n)
@@ -365,7 +342,7 @@ def conv(x, weight, bias, spec, activation, config: Config | None = None, skip: 
         spec.in_channels, spec.height, spec.width, spec.out_channels, *out, ty, tx, spec.kernel_h, spec.kernel_w,
         *x.stride(), *w.stride(), *y.stride(), sb, spec.pad_h, spec.pad_w,
         **epilogue, SKIP=skip, PRECISION=prec, UPCAST=interpreting and x.dtype == torch.bfloat16, SPLIT=cfg.split,
-        TH=cfg.th, TW=cfg.tw, BLOCK_N=cfg.block_n, CHUNK=cfg.chunk, DK=cfg.dk, GROUP=cfg.group, TAPS=cfg.taps,
+        TH=cfg.th, TW=cfg.tw, BLOCK_N=cfg.block_n, CHUNK=cfg.chunk, KPACK=cfg.kpack, DK=cfg.dk, GROUP=cfg.group,
         NG_P2=triton.next_power_of_2(triton.cdiv(spec.in_channels, cfg.group)),
         num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     if cfg.split > 1:
