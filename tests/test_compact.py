@@ -142,10 +142,12 @@ def test_live_lists_match_reference(group, device):
     _, compact_pack, _ = _kernels()
     x = blobs((2, 32, 13, 10), 0.25, device=device).to(memory_format=torch.channels_last)
     x[1, 5, 12, 9] = float("nan")                           # NaN is not zero: live
+    x[0, 6] = 0
+    x[0, 6, 3, 3] = -0.0                                    # -0.0 is zero: dead
     spec = check_conv(x, torch.empty(8, 32, 3, 3, device=device), None, 1, 1, 1, 1)
     p, ids, counts = compact_pack.pack(x, spec, 8, 8, group, 16, 1)
     live = compact_pack.live_lists(x.cpu(), spec, (8, 8))
-    assert live.shape == (2 * 2 * 2, 32) and bool(live[-1, 5])
+    assert live.shape == (2 * 2 * 2, 32) and bool(live[-1, 5]) and not bool(live[:4, 6].any())
     want = live.reshape(8, -1, group).sum(-1)
     assert torch.equal(counts.cpu(), want.int())
     assert bool((want < group).any()) and bool((want > 0).any())

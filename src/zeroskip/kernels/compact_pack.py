@@ -32,7 +32,14 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-ROWS_ELEMS = 8192  # elements of x per liveness block: [ROWS, GROUP], 64 per thread on 4 warps
+# elements of x per liveness block [ROWS, GROUP]: 64 per thread on 4 warps where loads are 16-byte
+# vectors along the channels (channels_last), 16 where each takes its own 64-bit address (NCHW)
+ROWS_ELEMS = {True: 8192, False: 2048}
+
+
+@triton.jit
+def _bit_or(a, b):
+    return a | b
 
 
 @triton.jit
@@ -77,14 +84,22 @@ def _pack_kernel(
     c = g * GROUP + tl.arange(0, GROUP)
     cm = c < C
 
-    # liveness: any non-zero over the box, reading x once in [ROWS, GROUP] blocks
-    live = tl.zeros([GROUP], dtype=tl.int32)
+    # liveness: any non-zero over the box, reading x once in [ROWS, GROUP] blocks; on the bits
+    # without the sign (+-0 dead; NaN and inf live), one AND and one OR per element
+    if x_ptr.dtype.element_ty == tl.float32:
+        BITS: tl.constexpr = tl.int32
+        MAG: tl.constexpr = 0x7FFFFFFF
+    else:
+        BITS: tl.constexpr = tl.int16
+        MAG: tl.constexpr = 0x7FFF
+    mag = tl.zeros([ROWS, GROUP], dtype=BITS)  # reduced across threads once, after the loop
     for q0 in range(0, QN, ROWS):
         q = q0 + tl.arange(0, ROWS)
         iy, ix, ok, _ = _box(q, ty, tx, TH, TW, KH, KW, QW, H, W, pad_h, pad_w)
         v = tl.load(x_img + (iy * sxh + ix * sxw)[:, None] + (c * sxc)[None, :], mask=ok[:, None] & cm[None, :],
                     other=0.0)
-        live = tl.maximum(live, tl.max((v != 0).to(tl.int32), axis=0))  # NaN != 0: a NaN keeps its channel live
+        mag |= v.to(BITS, bitcast=True) & tl.full((), MAG, BITS)
+    live = (tl.reduce(mag, 0, _bit_or) != 0).to(tl.int32)
     count = tl.sum(live, 0)
     tl.store(cnt_ptr + t * NG + g, count, mask=s == 0)
     size = tl.minimum(GROUP, C - g * GROUP)
@@ -139,7 +154,7 @@ def pack(x: torch.Tensor, spec, th: int, tw: int, group: int, chunk: int, split:
     p = torch.empty((n_tiles, groups * group // chunk, rf, chunk), dtype=x.dtype, device=x.device)
     ids = torch.empty((n_tiles, groups * group), dtype=torch.int32, device=x.device)
     counts = torch.empty((n_tiles, groups), dtype=torch.int32, device=x.device)
-    rows = max(1, min(qn, ROWS_ELEMS // group))
+    rows = max(1, min(qn, ROWS_ELEMS[qw == tw + spec.kernel_w - 1] // group))
     _pack_kernel[(n_tiles, groups, split)](
         x, p, ids, counts, spec.in_channels, spec.height, spec.width, ty, tx, *x.stride(), spec.pad_h, spec.pad_w,
         spec.kernel_h, spec.kernel_w, th, tw, qw, group, chunk, rows, min(qn, 128), split, num_warps=num_warps)
