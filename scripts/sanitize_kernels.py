@@ -193,15 +193,18 @@ def tf32_paths():
 def compact_kernels():
     """Per-tile channel compaction on ragged maps (tiles past the map, channels past a group and a
     chunk, output channels past a block), dense, packed and mixed groups, every precision, both
-    layouts, pool or not, split tiles, 1/3/9 taps per packed step."""
+    layouts, pool or not, split tiles and split pass 1, dots of 1, 2 and 4 chunks."""
     from zeroskip.kernels import compact
     x = torch.randn(2, 40, 13, 11, device="cuda").relu_()
     x[:, 20:] *= (torch.rand(2, 20, 3, 3, device="cuda") < 0.3).repeat_interleave(5, 2).repeat_interleave(5, 3)[
         :, :, :13, :11]
     w = torch.randn(72, 40, 3, 3, device="cuda")
     b = torch.randn(72, device="cuda")
-    configs = (compact.Config(8, 8, 64, 16, 16, 16, 1, 1, 4, 3), compact.Config(8, 16, 128, 32, 32, 32, 3, 3, 8, 2),
-               compact.Config(4, 8, 32, 16, 64, 64, 9, 1, 4, 2), compact.Config(8, 8, 128, 16, 32, 64, 3, 2, 4, 3))
+    configs = (compact.Config(8, 8, 64, 16, 16, 16, 16, num_warps=4, num_stages=3),
+               compact.Config(8, 16, 128, 32, 32, 32, 32, split=3, num_warps=8, num_stages=2, pack_split=2),
+               compact.Config(4, 8, 32, 16, 64, 64, 64, num_warps=4, num_stages=2),
+               compact.Config(8, 8, 128, 16, 32, 32, 64, split=2, num_warps=4, num_stages=3),
+               compact.Config(16, 16, 128, 16, 32, 64, 64, num_warps=8, num_stages=3, pack_split=3))
     for tf32 in (False, True):
         torch.backends.cudnn.allow_tf32 = tf32
         for dtype in ((torch.float32,) if tf32 else (torch.float32, torch.float16, torch.bfloat16)):

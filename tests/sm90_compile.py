@@ -157,34 +157,8 @@ if __name__ == "__main__":
             rk = compile_variant(rows._rows_kernel, dtype, dict(sizes, R=r, SEG=seg, BLOCK_N=bn, BLOCK_K=bk), warps,
                                  stages)
     print("rows", len(rk.asm["cubin"]), "bytes")
-    from zeroskip.kernels import compact, compact_pack
-    # per-tile channel compaction at VGG-16 conv3_1 (128 -> 256, 56x56; channels_last unless NCHW):
-    # each precision, 1/3/9 taps per packed step, several channel groups, split tiles, no pool
-    idx = {"ids_ptr": "*i32", "cnt_ptr": "*i32"}
-    for dtype, prec, extra in (("fp16", "ieee", {}), ("bf16", "ieee", dict(TAPS=3)), ("fp16", "ieee", dict(TAPS=9)),
-                               ("fp16", "ieee", dict(GROUP=64, NG_P2=2, SPLIT=4)), ("fp32", "3xtf32", dict(DK=32)),
-                               ("fp32", "tf32", dict(DK=32, GROUP=64, NG_P2=2, TAPS=3)),
-                               ("fp32", "3xtf32", dict(DK=32, POOL=False, NCHW=True))):
-        c, co, h = 128, 256, 56
-        nchw = extra.pop("NCHW", False)
-        strides = (dict(sxn=c * h * h, sxc=h * h, sxh=h, sxw=1, syn=co * h * h, syc=h * h, syh=h, syw=1) if nchw else
-                   dict(sxn=c * h * h, sxc=1, sxh=h * c, sxw=c, syn=co * h * h // 4, syc=1, syh=h * co // 2, syw=co))
-        sizes = dict(strides, C=c, H=h, W=h, COUT=co, OH=h, OW=h, PH=h // 2, PW=h // 2, TY=7, TX=7, KH=3, KW=3, swo=1,
-                     swc=co, swh=3 * c * co, sww=c * co, sb=1, pad_h=1, pad_w=1)
-        consts = dict(sizes, HAS_BIAS=True, ACTIVATION=1, POOL=True, SKIP=True, PRECISION=prec, UPCAST=False, SPLIT=1,
-                      TH=8, TW=8, BLOCK_N=128, CHUNK=16, DK=64, GROUP=128, TAPS=1, NG_P2=1)
-        ck = compile_variant(compact._compact_kernel, dtype, dict(consts, **extra), 4, 3, ptrs=idx)
-        pk = compile_variant(compact_pack._pack_kernel, dtype, dict({k: sizes[k] for k in ("C", "H", "W", "TY", "TX",
-                             "sxn", "sxc", "sxh", "sxw", "pad_h", "pad_w", "KH", "KW")}, TH=8, TW=8, RF_P2=128,
-                             GROUP=consts["GROUP"] if "GROUP" not in extra else extra["GROUP"], CHUNK=16), 4, 1, ptrs=idx)
-    for dtype, group in (("fp16", 512), ("fp32", 256)):  # one group per tile at 512 channels (conv5), 16 warps
-        sizes5 = dict(C=512, H=14, W=14, TY=2, TX=2, sxn=14 * 14 * 512, sxc=1, sxh=14 * 512, sxw=512, pad_h=1, pad_w=1,
-                      KH=3, KW=3, TH=8, TW=8, RF_P2=128, GROUP=group, CHUNK=16)
-        compile_variant(compact_pack._pack_kernel, dtype, sizes5, compact.pack_warps(8, 8, group, dtype), 1, ptrs=idx)
-    rk = compile_variant(compact._reduce_kernel, "fp16", dict({k: sizes[k] for k in ("OH", "OW", "PH", "PW", "COUT", "TY",
-                         "TX", "syn", "syc", "syh", "syw", "sb")}, HAS_BIAS=True, ACTIVATION=1, POOL=True, SPLIT=4, TH=8,
-                         TW=8, BLOCK_N=128), 4, 1)
-    print("compact", len(ck.asm["cubin"]), len(pk.asm["cubin"]), len(rk.asm["cubin"]), "bytes")
+    import sm90_compact
+    sm90_compact.run()
     tl = compile_variant(layout._to_channels_last_kernel, "fp32", dict(BLOCK_C=64, BLOCK_P=64), 4)
     print("NCHW -> channels_last copy", len(tl.asm["cubin"]), "bytes")
     print("all compiled for sm_90")

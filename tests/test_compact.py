@@ -284,10 +284,31 @@ def test_bad_configs_are_refused(bad, match):
         _run(x, w, None, None, None, _config(**bad))
 
 
+def test_shared_memory_is_fitted_before_launch(monkeypatch):
+    """A config whose pipeline overflows shared memory runs with fewer stages; one that cannot fit
+    even at 2 stages is refused with the bytes named, before any kernel is launched (the fp32
+    16x8 x 256 config that overflowed an H200 at 245760 bytes runs at 2 stages in 164096)."""
+    compact = _kernels()[0]
+    from zeroskip.kernels import compact_config
+    big = compact.Config(16, 8, 256, 16, 32, 32, 64, split=2, num_warps=8, num_stages=4)
+    fitted = compact_config.fit(big, torch.float32, "3xtf32", 232448)
+    assert fitted.num_stages == 2 and compact_config.shared_bytes(fitted, torch.float32, "3xtf32") == 164096
+    assert compact_config.fit(big, torch.float16, "ieee", 232448).num_stages == 4
+    huge = compact.Config(16, 16, 256, 16, 64, 128, 128, num_warps=8, num_stages=3)
+    with pytest.raises(ValueError, match="shared memory at 2 stages"):
+        compact_config.fit(huge, torch.float32, "3xtf32", 232448)
+    monkeypatch.setattr(compact, "_shared_limit", lambda device: 232448)
+    monkeypatch.setattr(compact, "_compact_kernel", None)  # launching would raise a TypeError
+    x = torch.zeros(1, 128, 16, 16)
+    with pytest.raises(ValueError, match="needs .* bytes of shared memory"):
+        _run(x, torch.zeros(512, 128, 3, 3), None, None, None, huge, skip=False)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
 def test_gpu_tile_configs(dtype, device):
-    """On the GPU: the default tiles and the sweep's kinds of change (tile shape, wide blocks, 32-channel
-    chunks, 3 and 9 taps per step, several groups, split tiles) on a VGG-like layer."""
+    """On the GPU: the default tiles and the sweep's kinds of change (tile shape, narrow and wide
+    blocks, 32-channel chunks, dots of 1-4 chunks, several groups, split tiles and pass 1, a config
+    fitted to fewer stages) on a VGG-like layer."""
     if device == "cpu":
         pytest.skip("GPU tile configs (the interpreter runs the small ones above)")
     compact = _kernels()[0]

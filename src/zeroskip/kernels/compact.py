@@ -315,7 +315,7 @@ def conv(x, weight, bias, spec, activation, config: Config | None = None, skip: 
     interpreting = launch.interpreting()
     prec = launch.precision("igemm", x.dtype)
     cfg = fit(config or default_config(spec, x.dtype, interpreting, launch.split_k.sm_count(x.device)), x.dtype,
-              prec, spec.out_channels, _shared_limit(x.device))
+              prec, _shared_limit(x.device))
     w = launch.packed_weight(weight, split=prec == "3xtf32")
     w, w_lo = w if prec == "3xtf32" else (w, w)
     channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
