@@ -39,12 +39,11 @@ def main_kernel(cfg, dtype, prec, c=512, co=512, h=14, nchw=False, pool=False):
 
 
 def pack_kernel(dtype, c, h, th, tw, group, nchw=False, split=1):
-    qw = tw + 2 if not nchw else triton.next_power_of_2(tw + 2)
-    qn = triton.next_power_of_2((th + 2) * qw)
+    warps = compact_pack.warps(group)
     consts = dict(_strides(c, h, h, nchw), C=c, H=h, W=h, TY=triton.cdiv(h, th), TX=triton.cdiv(h, tw), pad_h=1,
-                  pad_w=1, KH=3, KW=3, TH=th, TW=tw, QW=qw, GROUP=group, CHUNK=16,
-                  ROWS=max(1, min(qn, compact_pack.ROWS_ELEMS[not nchw] // group)), GATHER=min(qn, 128), SPLIT=split)
-    return compile_variant(compact_pack._pack_kernel, dtype, consts, 4, 1, ptrs=IDX)
+                  pad_w=1, KH=3, KW=3, TH=th, TW=tw, GROUP=group, CHUNK=16, SPLIT=split,
+                  **compact_pack.blocks(not nchw, th, tw, 3, 3, group, 16, warps))
+    return compile_variant(compact_pack._pack_kernel, dtype, consts, warps, 1, ptrs=IDX)
 
 
 def sweep_configs(base):
@@ -78,8 +77,8 @@ def run():
                                                     ("fp32", 256, 28, 16, 8, 256, True, 1),
                                                     ("fp16", 128, 56, 16, 16, 64, False, 2)):
         pk = pack_kernel(dtype, c, h, th, tw, group, nchw, split)
-    rk = compile_variant(compact._reduce_kernel, "fp16", dict(OH=14, OW=14, PH=7, PW=7, COUT=512, TY=2, TX=1,
-                         syn=512 * 49, syc=1, syh=7 * 512, syw=512, sb=1, HAS_BIAS=True, ACTIVATION=1, POOL=True, SPLIT=4,
-                         TH=8, TW=16, BLOCK_N=128), 4, 1)
+    out = dict(OH=14, OW=14, PH=7, PW=7, COUT=512, TY=2, TX=1, syn=512 * 49, syc=1, syh=7 * 512, syw=512, sb=1)
+    rk = compile_variant(compact._reduce_kernel, "fp16", dict(out, HAS_BIAS=True, ACTIVATION=1, POOL=True, SPLIT=4,
+                                                              TH=8, TW=16, BLOCK_N=128), 4, 1)
     print("compact: main kernel configs within their shared-memory bound; pass 1", len(pk.asm["cubin"]),
           "reduce", len(rk.asm["cubin"]), "bytes")

@@ -121,13 +121,14 @@ def test_runs_of_whole_chunks_and_the_rest(cfg, device, poisoned):
 
 
 def test_pack_split_writes_the_same(device):
-    """Pass 1 with its chunks shared over 3 programs per (tile, group) gives the same counts, ids
-    and packed chunks as one program."""
+    """Pass 1 with its chunks shared over 3 programs per (tile, group), gathering 4 chunks per
+    block (16 warps), gives the same counts, ids and packed chunks as one program a chunk at a time."""
     _, compact_pack, _ = _kernels()
     x = blobs((1, 64, 11, 9), 0.15, device=device).to(memory_format=torch.channels_last)
     spec = check_conv(x, torch.empty(8, 64, 3, 3, device=device), None, 1, 1, 1, 1)
+    assert compact_pack.blocks(True, 8, 8, 3, 3, 64, 16, 16)["GATHER_K"] == 64
     one = compact_pack.pack(x, spec, 8, 8, 64, 16, 1, 1)
-    three = compact_pack.pack(x, spec, 8, 8, 64, 16, 3, 1)
+    three = compact_pack.pack(x, spec, 8, 8, 64, 16, 3, 16)
     assert torch.equal(one[2], three[2])
     for t, k in enumerate(one[2][:, 0].tolist()):
         if k < 64:

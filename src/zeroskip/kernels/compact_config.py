@@ -53,7 +53,7 @@ def default_config(spec, dtype, interpreting: bool = False, sms: int = 132) -> C
     split = min(8, sms // programs) if 2 * programs <= sms else 1
     pack_split = min(4, sms // tiles) if 2 * tiles <= sms else 1
     dk = 32 if dtype == torch.float32 else 64
-    return Config(th, tw, block_n, 16, 32, min(dk, group), group, split, 8, 3, pack_split, 4)
+    return Config(th, tw, block_n, 16, 32, min(dk, group), group, split, 8, 3, pack_split, compact_pack.warps(group))
 
 
 def check(cfg: Config) -> None:

@@ -32,9 +32,10 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-# elements of x per liveness block [ROWS, GROUP]: 64 per thread on 4 warps where loads are 16-byte
-# vectors along the channels (channels_last), 16 where each takes its own 64-bit address (NCHW)
-ROWS_ELEMS = {True: 8192, False: 2048}
+# elements of x per thread in a liveness block [ROWS, GROUP]: 64 where loads are 16-byte vectors
+# along the channels (channels_last), 16 where each takes its own 64-bit address (NCHW: 64 took
+# 255 registers on sm_90); a gathered block is 16 per thread
+ROWS_PER_THREAD = {True: 64, False: 16}
 
 
 @triton.jit
@@ -67,9 +68,10 @@ def _pack_kernel(
     pad_h: tl.constexpr, pad_w: tl.constexpr,
     # tile geometry: QW the receptive field's row pitch in q (its width, or a power of 2 above it
     # for NCHW so that a row's pixels are contiguous lanes), ROWS q positions per liveness block,
-    # GATHER q positions per gathered block, SPLIT programs per (tile, group)
+    # [GATHER, GATHER_K] q positions x live channels per gathered block, SPLIT programs per (tile, group)
     KH: tl.constexpr, KW: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr, QW: tl.constexpr,
-    GROUP: tl.constexpr, CHUNK: tl.constexpr, ROWS: tl.constexpr, GATHER: tl.constexpr, SPLIT: tl.constexpr,
+    GROUP: tl.constexpr, CHUNK: tl.constexpr, ROWS: tl.constexpr, GATHER: tl.constexpr, GATHER_K: tl.constexpr,
+    SPLIT: tl.constexpr,
 ):
     t = tl.program_id(0)
     g = tl.program_id(1)
@@ -109,12 +111,13 @@ def _pack_kernel(
         slot = tl.cumsum(live, 0) - 1
         tl.store(ids_grp + slot, c, mask=live > 0)  # every split program writes the same ids
         tl.debug_barrier()  # the ids this program's threads stored, read back below by others
-        lane = tl.arange(0, CHUNK)
         p_grp = p_ptr + (tb * (NG * GROUP // CHUNK) + g * (GROUP // CHUNK)) * (RF * CHUNK)
-        # the live channels chunk by chunk: [GATHER, CHUNK] blocks gathered from x, stored whole
-        # into P (zeros past the count: the main kernel reads whole chunks unmasked)
-        for j in range(s, (count + CHUNK - 1) // CHUNK, SPLIT):
-            k = j * CHUNK + lane
+        padded = (count + CHUNK - 1) // CHUNK * CHUNK
+        # the live channels GATHER_K at a time (whole chunks): [GATHER, GATHER_K] blocks gathered
+        # from x, stored as whole chunks of P (zeros past the count: the main kernel reads whole
+        # chunks unmasked)
+        for j in range(s, (count + GATHER_K - 1) // GATHER_K, SPLIT):
+            k = j * GATHER_K + tl.arange(0, GATHER_K)
             km = k < count
             ch = tl.load(ids_grp + k, mask=km, other=0)
             for q0 in range(0, QN, GATHER):
@@ -123,7 +126,8 @@ def _pack_kernel(
                 v = tl.load(x_img + (iy * sxh + ix * sxw)[:, None] + (ch * sxc)[None, :],
                             mask=ok[:, None] & km[None, :], other=0.0)
                 in_box = (q // QW < TH + KH - 1) & (q % QW < TW + KW - 1)
-                tl.store(p_grp + ((j * RF + row) * CHUNK)[:, None] + lane[None, :], v, mask=in_box[:, None])
+                p_off = (((k // CHUNK) * RF)[None, :] + row[:, None]) * CHUNK + (k % CHUNK)[None, :]
+                tl.store(p_grp + p_off, v, mask=in_box[:, None] & (k < padded)[None, :])
 
 
 def tiles(spec, th: int, tw: int) -> tuple[int, int]:
@@ -133,31 +137,41 @@ def tiles(spec, th: int, tw: int) -> tuple[int, int]:
     return triton.cdiv(eh, th), triton.cdiv(ew, tw)
 
 
-def row_pitch(x: torch.Tensor, tw: int, kw: int) -> int:
-    """QW: the receptive field's width for channels_last (channels are the contiguous lanes), the
-    next power of 2 for NCHW (so that a row's pixels are)."""
+def warps(group: int) -> int:
+    """Pass-1 warps for a group: one per 32 channels, 4 to 16, so that a liveness block of 64
+    receptive-field positions is 64 values per thread and a gathered block 4 chunks on 16 warps."""
+    return max(4, min(16, group // 32))
+
+
+def blocks(channels_last: bool, th: int, tw: int, kh: int, kw: int, group: int, chunk: int, num_warps: int) -> dict:
+    """The pass-1 kernel's block constexprs: QW, the receptive field's row pitch in q (its width for
+    channels_last, whose channels are the contiguous lanes; the next power of 2 for NCHW, so that a
+    row's pixels are), and the ROWS x GROUP liveness and GATHER x GATHER_K gathered block shapes."""
     rfw = tw + kw - 1
-    channels_last = x.stride(1) == 1 and x.shape[1] > 1
-    return rfw if channels_last else triton.next_power_of_2(rfw)
+    qw = rfw if channels_last else triton.next_power_of_2(rfw)
+    qn = triton.next_power_of_2((th + kh - 1) * qw)
+    threads = 32 * num_warps
+    gather = min(qn, 128)
+    return dict(QW=qw, ROWS=max(1, min(qn, ROWS_PER_THREAD[channels_last] * threads // group)), GATHER=gather,
+                GATHER_K=min(group, max(chunk, triton.next_power_of_2(16 * threads // gather))))
 
 
-def pack(x: torch.Tensor, spec, th: int, tw: int, group: int, chunk: int, split: int = 1, num_warps: int = 4):
+def pack(x: torch.Tensor, spec, th: int, tw: int, group: int, chunk: int, split: int = 1, num_warps: int | None = None):
     """Runs pass 1 for a checked 3x3-style stride-1 call: returns (P, ids, counts), shaped
     (tiles, groups * group // chunk, rf, chunk), (tiles, groups * group) and (tiles, groups).
     split programs share each (tile, group)'s chunks (for grids that leave SMs idle)."""
     ty, tx = tiles(spec, th, tw)
     n_tiles, groups = spec.batch * ty * tx, triton.cdiv(spec.in_channels, group)
-    rfh = th + spec.kernel_h - 1
-    qw = row_pitch(x, tw, spec.kernel_w)
-    rf = rfh * (tw + spec.kernel_w - 1)
-    qn = triton.next_power_of_2(rfh * qw)
+    rf = (th + spec.kernel_h - 1) * (tw + spec.kernel_w - 1)
+    num_warps = num_warps or warps(group)
+    channels_last = x.stride(1) == 1 and spec.in_channels > 1
     p = torch.empty((n_tiles, groups * group // chunk, rf, chunk), dtype=x.dtype, device=x.device)
     ids = torch.empty((n_tiles, groups * group), dtype=torch.int32, device=x.device)
     counts = torch.empty((n_tiles, groups), dtype=torch.int32, device=x.device)
-    rows = max(1, min(qn, ROWS_ELEMS[qw == tw + spec.kernel_w - 1] // group))
     _pack_kernel[(n_tiles, groups, split)](
         x, p, ids, counts, spec.in_channels, spec.height, spec.width, ty, tx, *x.stride(), spec.pad_h, spec.pad_w,
-        spec.kernel_h, spec.kernel_w, th, tw, qw, group, chunk, rows, min(qn, 128), split, num_warps=num_warps)
+        spec.kernel_h, spec.kernel_w, th, tw, GROUP=group, CHUNK=chunk, SPLIT=split, num_warps=num_warps,
+        **blocks(channels_last, th, tw, spec.kernel_h, spec.kernel_w, group, chunk, num_warps))
     return p, ids, counts
 
 
