@@ -133,7 +133,7 @@ def measure_row(name, pool, x, w, b, dtype, cfg, source, batch):
             skipped[side] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             del sides[side]
     sides["pass1"] = lambda: compact_pack.pack(x, spec, cfg.th, cfg.tw, cfg.group, cfg.chunk, cfg.pack_split,
-                                               cfg.pack_warps)
+                                               cfg.pack_warps or None)
     torch.cuda.synchronize()
     times = dict(zip(sides, (t.us for t in measure_same(*sides.values(), inner=20, reps=30))))
     dense = {a: times[a] for a in DENSE if a in times}

@@ -39,7 +39,7 @@ def main_kernel(cfg, dtype, prec, c=512, co=512, h=14, nchw=False, pool=False):
 
 
 def pack_kernel(dtype, c, h, th, tw, group, nchw=False, split=1):
-    warps = compact_pack.warps(group)
+    warps = compact_pack.warps(group, th, tw)
     consts = dict(_strides(c, h, h, nchw), C=c, H=h, W=h, TY=triton.cdiv(h, th), TX=triton.cdiv(h, tw), pad_h=1,
                   pad_w=1, KH=3, KW=3, TH=th, TW=tw, GROUP=group, CHUNK=16, SPLIT=split,
                   **compact_pack.blocks(not nchw, th, tw, 3, 3, group, 16, warps))

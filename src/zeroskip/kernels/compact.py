@@ -325,7 +325,7 @@ def conv(x, weight, bias, spec, activation, config: Config | None = None, skip: 
     n_tiles = spec.batch * ty * tx
     if skip:
         p, ids, counts = compact_pack.pack(x, spec, cfg.th, cfg.tw, cfg.group, cfg.chunk, cfg.pack_split,
-                                           cfg.pack_warps)
+                                           cfg.pack_warps or None)
     else:
         p = ids = counts = y  # unread
     nb = triton.cdiv(spec.out_channels, cfg.block_n)

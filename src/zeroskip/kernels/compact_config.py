@@ -19,7 +19,8 @@ class Config:
     BLOCK_N output channels, CHUNK live channels per packed chunk (P's unit, rounding the work),
     KPACK live channels per packed dot (runs of KPACK // CHUNK whole chunks; the rest a chunk per
     dot), DK channels per dense-group dot, GROUP channels per group, SPLIT programs per tile, warps
-    and pipeline stages. Pass 1: PACK_SPLIT programs per (tile, group), PACK_WARPS warps."""
+    and pipeline stages. Pass 1: PACK_SPLIT programs per (tile, group), PACK_WARPS warps (0: by the
+    group and tile, compact_pack.warps)."""
     th: int = 8
     tw: int = 16
     block_n: int = 128
@@ -31,7 +32,7 @@ class Config:
     num_warps: int = 8
     num_stages: int = 3
     pack_split: int = 1
-    pack_warps: int = 4
+    pack_warps: int = 0
 
 
 def default_config(spec, dtype, interpreting: bool = False, sms: int = 132) -> Config:
@@ -60,8 +61,7 @@ def default_config(spec, dtype, interpreting: bool = False, sms: int = 132) -> C
     dk = min(group, 32 if dtype == torch.float32 else 64)
     # fp32 (3xTF32) keeps a second fp32 tile for its small products: twice the warps
     warps = min_warps(th, tw, block_n) * (2 if dtype == torch.float32 else 1)
-    return Config(th, tw, block_n, 16, kpack, dk, group, split, max(4, warps), 3, pack_split,
-                  compact_pack.warps(group))
+    return Config(th, tw, block_n, 16, kpack, dk, group, split, max(4, warps), 3, pack_split)
 
 
 def min_warps(th: int, tw: int, block_n: int) -> int:
@@ -83,9 +83,11 @@ def check(cfg: Config) -> None:
     if cfg.group < max(cfg.kpack, cfg.dk) or cfg.kpack < cfg.chunk:
         raise ValueError(f"config.group {cfg.group} must be a multiple of kpack {cfg.kpack} and dk {cfg.dk}, "
                          f"kpack a multiple of chunk {cfg.chunk}")
-    for name in ("split", "pack_split", "num_warps", "num_stages", "pack_warps"):
+    for name in ("split", "pack_split", "num_warps", "num_stages"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"config.{name} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.pack_warps < 0:
+        raise ValueError(f"config.pack_warps must be >= 0 (0: by group and tile), got {cfg.pack_warps}")
 
 
 def shared_bytes(cfg: Config, dtype, precision: str) -> int:

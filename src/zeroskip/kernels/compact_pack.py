@@ -34,13 +34,18 @@ import triton.language as tl
 
 # elements of x per thread in a liveness block [ROWS, GROUP]: 64 where loads are 16-byte vectors
 # along the channels (channels_last), 16 where each takes its own 64-bit address (NCHW: 64 took
-# 255 registers on sm_90); a gathered block is 16 per thread
+# 255 registers on sm_90); a gathered block is 16 or more per thread (the whole box by a chunk)
 ROWS_PER_THREAD = {True: 64, False: 16}
 
 
 @triton.jit
 def _bit_or(a, b):
     return a | b
+
+
+@triton.jit
+def _in_box(q, TH: tl.constexpr, TW: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr, QW: tl.constexpr):
+    return (q // QW < TH + KH - 1) & (q % QW < TW + KW - 1)
 
 
 @triton.jit
@@ -53,8 +58,7 @@ def _box(q, ty, tx, TH: tl.constexpr, TW: tl.constexpr, KH: tl.constexpr, KW: tl
     rx = q % QW
     iy = ty * TH - pad_h + ry
     ix = tx * TW - pad_w + rx
-    box = (ry < TH + KH - 1) & (rx < RFW)
-    return iy, ix, box & (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W), ry * RFW + rx
+    return iy, ix, _in_box(q, TH, TW, KH, KW, QW) & (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W), ry * RFW + rx
 
 
 @triton.jit
@@ -68,7 +72,8 @@ def _pack_kernel(
     pad_h: tl.constexpr, pad_w: tl.constexpr,
     # tile geometry: QW the receptive field's row pitch in q (its width, or a power of 2 above it
     # for NCHW so that a row's pixels are contiguous lanes), ROWS q positions per liveness block,
-    # [GATHER, GATHER_K] q positions x live channels per gathered block, SPLIT programs per (tile, group)
+    # [GATHER, GATHER_K] q positions (all of the box) x live channels per gathered block, SPLIT
+    # programs per (tile, group)
     KH: tl.constexpr, KW: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr, QW: tl.constexpr,
     GROUP: tl.constexpr, CHUNK: tl.constexpr, ROWS: tl.constexpr, GATHER: tl.constexpr, GATHER_K: tl.constexpr,
     SPLIT: tl.constexpr,
@@ -112,22 +117,27 @@ def _pack_kernel(
         tl.store(ids_grp + slot, c, mask=live > 0)  # every split program writes the same ids
         tl.debug_barrier()  # the ids this program's threads stored, read back below by others
         p_grp = p_ptr + (tb * (NG * GROUP // CHUNK) + g * (GROUP // CHUNK)) * (RF * CHUNK)
+        # the live channels GATHER_K at a time: [GATHER, GATHER_K] blocks (the whole box by the
+        # channels) gathered from x into whole chunks of P; the box's row offsets and masks once
+        q = tl.arange(0, GATHER)
+        iy, ix, ok, row = _box(q, ty, tx, TH, TW, KH, KW, QW, H, W, pad_h, pad_w)
+        x_rows = x_img + (iy * sxh + ix * sxw)[:, None]
+        in_box = _in_box(q, TH, TW, KH, KW, QW)[:, None]
         padded = (count + CHUNK - 1) // CHUNK * CHUNK
-        # the live channels GATHER_K at a time (whole chunks): [GATHER, GATHER_K] blocks gathered
-        # from x, stored as whole chunks of P (zeros past the count: the main kernel reads whole
-        # chunks unmasked)
         for j in range(s, (count + GATHER_K - 1) // GATHER_K, SPLIT):
             k = j * GATHER_K + tl.arange(0, GATHER_K)
             km = k < count
             ch = tl.load(ids_grp + k, mask=km, other=0)
-            for q0 in range(0, QN, GATHER):
-                q = q0 + tl.arange(0, GATHER)
-                iy, ix, ok, row = _box(q, ty, tx, TH, TW, KH, KW, QW, H, W, pad_h, pad_w)
-                v = tl.load(x_img + (iy * sxh + ix * sxw)[:, None] + (ch * sxc)[None, :],
-                            mask=ok[:, None] & km[None, :], other=0.0)
-                in_box = (q // QW < TH + KH - 1) & (q % QW < TW + KW - 1)
-                p_off = (((k // CHUNK) * RF)[None, :] + row[:, None]) * CHUNK + (k % CHUNK)[None, :]
-                tl.store(p_grp + p_off, v, mask=in_box[:, None] & (k < padded)[None, :])
+            if sxc == 1:
+                # channels_last: Triton gives a load the layout of the store it feeds, and P's
+                # 16-byte stores put 8 slots per thread, so each load instruction read 16 pixels
+                # (sm_90 TTGIR). ch >> 31 is 0 but hides k's contiguity: one slot per thread,
+                # consecutive threads on consecutive live channels, 1 or 2 pixels per instruction.
+                k = k + (ch >> 31)
+            v = tl.load(x_rows + (ch * sxc)[None, :], mask=ok[:, None] & km[None, :], other=0.0)
+            p_off = (row * CHUNK)[:, None] + ((k // CHUNK) * (RF * CHUNK) + k % CHUNK)[None, :]
+            # zeros past the count in the last chunk: the main kernel reads whole chunks unmasked
+            tl.store(p_grp + p_off, v, mask=in_box & (k < padded)[None, :])
 
 
 def tiles(spec, th: int, tw: int) -> tuple[int, int]:
@@ -137,23 +147,25 @@ def tiles(spec, th: int, tw: int) -> tuple[int, int]:
     return triton.cdiv(eh, th), triton.cdiv(ew, tw)
 
 
-def warps(group: int) -> int:
-    """Pass-1 warps for a group: one per 32 channels, 4 to 16, so that a liveness block of 64
-    receptive-field positions is 64 values per thread and a gathered block 4 chunks on 16 warps."""
-    return max(4, min(16, group // 32))
+def warps(group: int, th: int = 8, tw: int = 16) -> int:
+    """Pass-1 warps: one per 32 channels of the group and per 64 receptive-field positions of the
+    tile (padded to a power of 2), 4 to 16, so that a liveness block of 64 positions is 64 values
+    per thread and a gathered block (the box by a chunk) at most 32 (16x16 tiles on 4 warps: 64,
+    255 registers on sm_90)."""
+    return max(4, min(16, max(group // 32, triton.next_power_of_2((th + 2) * (tw + 2)) // 64)))
 
 
 def blocks(channels_last: bool, th: int, tw: int, kh: int, kw: int, group: int, chunk: int, num_warps: int) -> dict:
     """The pass-1 kernel's block constexprs: QW, the receptive field's row pitch in q (its width for
     channels_last, whose channels are the contiguous lanes; the next power of 2 for NCHW, so that a
-    row's pixels are), and the ROWS x GROUP liveness and GATHER x GATHER_K gathered block shapes."""
+    row's pixels are), and the ROWS x GROUP liveness and GATHER x GATHER_K gathered block shapes
+    (GATHER the whole box: its row offsets and masks are computed once per program)."""
     rfw = tw + kw - 1
     qw = rfw if channels_last else triton.next_power_of_2(rfw)
     qn = triton.next_power_of_2((th + kh - 1) * qw)
     threads = 32 * num_warps
-    gather = min(qn, 128)
-    return dict(QW=qw, ROWS=max(1, min(qn, ROWS_PER_THREAD[channels_last] * threads // group)), GATHER=gather,
-                GATHER_K=min(group, max(chunk, triton.next_power_of_2(16 * threads // gather))))
+    return dict(QW=qw, ROWS=max(1, min(qn, ROWS_PER_THREAD[channels_last] * threads // group)), GATHER=qn,
+                GATHER_K=min(group, max(chunk, triton.next_power_of_2(16 * threads // qn))))
 
 
 def pack(x: torch.Tensor, spec, th: int, tw: int, group: int, chunk: int, split: int = 1, num_warps: int | None = None):
@@ -163,7 +175,7 @@ def pack(x: torch.Tensor, spec, th: int, tw: int, group: int, chunk: int, split:
     ty, tx = tiles(spec, th, tw)
     n_tiles, groups = spec.batch * ty * tx, triton.cdiv(spec.in_channels, group)
     rf = (th + spec.kernel_h - 1) * (tw + spec.kernel_w - 1)
-    num_warps = num_warps or warps(group)
+    num_warps = num_warps or warps(group, th, tw)
     channels_last = x.stride(1) == 1 and spec.in_channels > 1
     p = torch.empty((n_tiles, groups * group // chunk, rf, chunk), dtype=x.dtype, device=x.device)
     ids = torch.empty((n_tiles, groups * group), dtype=torch.int32, device=x.device)
