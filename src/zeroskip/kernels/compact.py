@@ -139,12 +139,14 @@ def _packed_dot(acc, it, ends, sizes, first, cnt, gi, p_tile, ids_tile, rf, o, o
     shift = (r // KW) * RFW + r % KW
     col = ((g * (GROUP // CHUNK) + chunk0 + kk // CHUNK) * RF + shift) * CHUNK + kk % CHUNK
     a = tl.load(p_tile + (rf * CHUNK)[:, None] + col[None, :])
-    ch = tl.load(ids_tile + g * GROUP + slot)
-    b_off = (r // KW) * swh + (r % KW) * sww + (ch * swc)[:, None] + (o * swo)[None, :]
-    if MASK_K:
-        b_mask = (slot < tl.sum(tl.where(gi == g, cnt, 0), 0))[:, None] & omask[None, :]
+    if MASK_K:  # ids past the count are unwritten: channel 0 there, its weight rows zeroed
+        km = slot < tl.sum(tl.where(gi == g, cnt, 0), 0)
+        ch = tl.load(ids_tile + g * GROUP + slot, mask=km, other=0)
+        b_mask = km[:, None] & omask[None, :]
     else:
+        ch = tl.load(ids_tile + g * GROUP + slot)
         b_mask = omask[None, :]
+    b_off = (r // KW) * swh + (r % KW) * sww + (ch * swc)[:, None] + (o * swo)[None, :]
     return _mma(a, w_ptr + b_off, wlo_ptr + b_off, b_mask, acc, MASK_K or MASK_N, PRECISION, UPCAST)
 
 

@@ -16,11 +16,12 @@ exact zeros are dead). Channels are taken in groups of GROUP; one program handle
   main kernel's A tile of any kernel tap is TH x TW of its rows, CHUNK contiguous values each.
   The last chunk's slots past the count hold zeros; ids there are left unwritten.
 
-The pass reads x once in coalesced [rows, GROUP] blocks to find the live channels (any != 0 over
-the box), then gathers only the live channels chunk by chunk into whole [RF, CHUNK] blocks of P, so
-every store is a full vector and no work is spent on dead channels. (Storing each live value at its
-packed slot straight from the dense block cost ~30 scalar instructions per element, dead ones
-included: 327 us for HED conv2_2 at batch 32 on an H200, 7x its byte floor.)
+The pass reads x once in coalesced [rows, GROUP] blocks to find the live channels (an OR of the
+value bits over the box), then gathers only the live channels' values into whole chunks of P,
+several chunks per step, so no work is spent on dead channels. (Storing each live value at its
+packed slot straight from the dense block cost ~30 instructions per element, dead ones included:
+327 us for HED conv2_2 at batch 32 on an H200, 7x its byte floor.) Its floor is traffic(): x read
+once and the live chunks written.
 
 P's capacity is every channel of every tile (tiles x C x RF elements, (TH+2)(TW+2)/(TH TW) of the
 input, 1.41x at 8x16); only live channels of sparse groups are written.
