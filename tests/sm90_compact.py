@@ -30,7 +30,8 @@ def main_kernel(cfg, dtype, prec, c=512, co=512, h=14, nchw=False, pool=False):
                   swh=3 * c * co, sww=c * co, sb=1, pad_h=1, pad_w=1, HAS_BIAS=True, ACTIVATION=1, POOL=pool,
                   SKIP=True, PRECISION=prec, UPCAST=False, SPLIT=cfg.split, TH=cfg.th, TW=cfg.tw,
                   BLOCK_N=cfg.block_n, CHUNK=cfg.chunk, KPACK=cfg.kpack, DK=cfg.dk, GROUP=cfg.group,
-                  NG_P2=triton.next_power_of_2(triton.cdiv(c, cfg.group)))
+                  NG_P2=triton.next_power_of_2(triton.cdiv(c, cfg.group)),
+                  STAGES_R=compact_config.stages(cfg, cfg.kpack), STAGES_C=compact_config.stages(cfg, cfg.chunk))
     kernel = compile_variant(compact._compact_kernel, dtype, consts, cfg.num_warps, cfg.num_stages, ptrs=IDX)
     bound = compact_config.shared_bytes(cfg, DTYPES[dtype], prec)
     assert kernel.metadata.shared <= bound, (cfg, dtype, prec, kernel.metadata.shared, bound)

@@ -14,7 +14,9 @@ their receptive-field values into P; this kernel then runs, per (tile, block of 
   rest one dot per chunk with the weight rows past the count zeroed.
 
 Every loop iteration is one tl.dot, so Triton keeps the wgmma asynchronous and the loads
-pipelined (sm_90 PTX: with 3 or 9 taps' dots in one iteration each waited for the tensor core).
+pipelined (sm_90 PTX: with 3 or 9 taps' dots in one iteration each waited for the tensor core);
+the packed loops pipeline deeper than the dense one in proportion to their narrower dots
+(compact_config.stages), so that as many bytes are in flight.
 The epilogue adds the bias, applies the activation, max-pools 2x2/2 windows (each window's 4
 pixels are 4 consecutive tile rows) and stores once. Tiles with few output-channel blocks split
 their reduction over SPLIT programs (fp32 partial tiles summed by _reduce_kernel), for small maps
@@ -39,7 +41,7 @@ import triton.language as tl
 
 from ..geometry import ACTIVATIONS
 from . import compact_pack
-from .compact_config import Config, default_config, fit
+from .compact_config import Config, default_config, fit, stages
 from .implicit_gemm import _activate, _dot_3xtf32, _max_keep_nan
 
 _ACT = {None: 0, "relu": 1, "relu6": 2}
@@ -168,6 +170,8 @@ def _compact_kernel(
     # tiles
     TH: tl.constexpr, TW: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr, KPACK: tl.constexpr,
     DK: tl.constexpr, GROUP: tl.constexpr, NG_P2: tl.constexpr,
+    # pipeline stages of the packed loops (runs, single chunks; the dense loop takes num_stages)
+    STAGES_R: tl.constexpr, STAGES_C: tl.constexpr,
 ):
     # output-channel blocks vary fastest: the programs that read one tile's P run together
     NB: tl.constexpr = (COUT + BLOCK_N - 1) // BLOCK_N
@@ -236,12 +240,12 @@ def _compact_kernel(
     rf = ly * RFW + lx
     base = total_d
     if NCK > 1:  # runs of NCK whole chunks: no mask on A or B
-        for it in range(tl.maximum(lo, base) - base, tl.minimum(hi, base + total_r) - base):
+        for it in tl.range(tl.maximum(lo, base) - base, tl.minimum(hi, base + total_r) - base, num_stages=STAGES_R):
             acc = _packed_dot(acc, it, run_end, runs, tl.zeros_like(runs), cnt, gi, p_tile, ids_tile, rf, o, omask,
                               w_ptr, wlo_ptr, swc, swo, swh, sww, KW, RFW, RF, GROUP, CHUNK, KPACK, KK, NG_P2, False,
                               MASK_N, PRECISION, UPCAST)
     base = total_d + total_r
-    for it in range(tl.maximum(lo, base) - base, hi - base):  # the rest, a chunk per step
+    for it in tl.range(tl.maximum(lo, base) - base, hi - base, num_stages=STAGES_C):  # the rest, a chunk per step
         acc = _packed_dot(acc, it, tail_end, tail, runs * NCK, cnt, gi, p_tile, ids_tile, rf, o, omask, w_ptr,
                           wlo_ptr, swc, swo, swh, sww, KW, RFW, RF, GROUP, CHUNK, CHUNK, KK, NG_P2, True, MASK_N,
                           PRECISION, UPCAST)
@@ -346,6 +350,7 @@ def conv(x, weight, bias, spec, activation, config: Config | None = None, skip: 
         **epilogue, SKIP=skip, PRECISION=prec, UPCAST=interpreting and x.dtype == torch.bfloat16, SPLIT=cfg.split,
         TH=cfg.th, TW=cfg.tw, BLOCK_N=cfg.block_n, CHUNK=cfg.chunk, KPACK=cfg.kpack, DK=cfg.dk, GROUP=cfg.group,
         NG_P2=triton.next_power_of_2(triton.cdiv(spec.in_channels, cfg.group)),
+        STAGES_R=stages(cfg, cfg.kpack), STAGES_C=stages(cfg, cfg.chunk),
         num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     if cfg.split > 1:
         _reduce_kernel[(n_tiles * nb,)](

@@ -90,17 +90,28 @@ def check(cfg: Config) -> None:
         raise ValueError(f"config.pack_warps must be >= 0 (0: by group and tile), got {cfg.pack_warps}")
 
 
+MAX_STAGES = 8
+
+
+def stages(cfg: Config, k: int) -> int:
+    """Pipeline stages of the loop whose dots take k channels: num_stages for the dense loop's dk,
+    scaled by dk / k for the narrower packed dots (as many bytes in flight: a 16-channel dot is a
+    quarter of a 64-channel one's tensor-core time, so it hides a quarter of the load latency),
+    at most MAX_STAGES."""
+    return min(MAX_STAGES, max(cfg.num_stages, cfg.num_stages * cfg.dk // k))
+
+
 def shared_bytes(cfg: Config, dtype, precision: str) -> int:
     """Shared memory of the main kernel, an upper bound of what Triton allocates: its largest
-    pipelined loop, num_stages copies of that loop's A and B tiles (B twice for 3xtf32's low half;
+    pipelined loop, stages() copies of that loop's A and B tiles (B twice for 3xtf32's low half;
     ids of a packed dot), or an fp32 exchange of up to 64 KiB of the tile in the epilogue, whichever
     is larger (sm_90 builds: within 1.5 KiB of the loop's figure wherever that is larger;
     tests/sm90_compile.py checks the bound on every config it builds)."""
     e = torch.empty((), dtype=dtype).element_size()
     m, n = cfg.th * cfg.tw, cfg.block_n
     halves = 2 if precision == "3xtf32" else 1
-    per_stage = max(m * k * e + k * n * e * halves + 4 * k for k in (cfg.dk, cfg.kpack, cfg.chunk))
-    return max(cfg.num_stages * per_stage, min(m * n * 4, 65536))
+    loops = max(stages(cfg, k) * (m * k * e + k * n * e * halves + 4 * k) for k in (cfg.dk, cfg.kpack, cfg.chunk))
+    return max(loops, min(m * n * 4, 65536))
 
 
 def fit(cfg: Config, dtype, precision: str, limit: int | None) -> Config:
