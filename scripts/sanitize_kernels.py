@@ -3,7 +3,8 @@
 The dense path is launched with fixed tiles (one per tile shape the autotuner may pick), since
 autotuning under memcheck takes minutes; the kernel code is the same.
 
-python scripts/sanitize_kernels.py [PART ...]   PART: direct, winograd, gemm, pgemm, im2col, tf32 (default all)"""
+python scripts/sanitize_kernels.py [PART ...]   PART: direct, winograd, gemm, pgemm, im2col, tf32, compact
+(default all)"""
 import sys
 import torch
 sys.path.insert(0, "src")
@@ -11,7 +12,7 @@ import zeroskip
 from zeroskip.geometry import check_conv, with_pool
 from zeroskip.kernels import direct as dense, launch, winograd4, winograd_steps
 
-PARTS = sys.argv[1:] or ["direct", "winograd", "gemm", "pgemm", "im2col", "tf32"]
+PARTS = sys.argv[1:] or ["direct", "winograd", "gemm", "pgemm", "im2col", "tf32", "compact"]
 
 
 def direct():
@@ -197,8 +198,38 @@ def tf32_paths():
     print("sanitize tf32 done")
 
 
+def compact_kernels():
+    """Per-tile channel compaction on ragged maps (tiles past the map, channels past a group and a
+    chunk, output channels past a block), dense, packed and mixed groups, every precision, both
+    layouts, pool or not, split tiles and split pass 1, dots of 1, 2 and 4 chunks."""
+    from zeroskip.kernels import compact
+    x = torch.randn(2, 40, 13, 11, device="cuda").relu_()
+    x[:, 20:] *= (torch.rand(2, 20, 3, 3, device="cuda") < 0.3).repeat_interleave(5, 2).repeat_interleave(5, 3)[
+        :, :, :13, :11]
+    w = torch.randn(72, 40, 3, 3, device="cuda")
+    b = torch.randn(72, device="cuda")
+    configs = (compact.Config(8, 8, 64, 16, 16, 16, 16, num_warps=4, num_stages=3),
+               compact.Config(8, 16, 128, 32, 32, 32, 32, split=3, num_warps=8, num_stages=2, pack_split=2),
+               compact.Config(4, 8, 32, 16, 64, 64, 64, num_warps=4, num_stages=2),
+               compact.Config(8, 8, 128, 16, 32, 32, 64, split=2, num_warps=4, num_stages=3),
+               compact.Config(16, 16, 128, 16, 32, 64, 64, num_warps=8, num_stages=3, pack_split=3))
+    for tf32 in (False, True):
+        torch.backends.cudnn.allow_tf32 = tf32
+        for dtype in ((torch.float32,) if tf32 else (torch.float32, torch.float16, torch.bfloat16)):
+            xx, ww, bb = x.to(dtype), w.to(dtype), b.to(dtype)
+            for xl in (xx, xx.to(memory_format=torch.channels_last)):
+                spec = check_conv(xl, ww, bb, 1, 1, 1, 1)
+                for cfg in configs:
+                    compact.conv(xl, ww, bb, spec, "relu", cfg)
+                    compact.conv(xl, ww, None, with_pool(spec, "max", 2, 2, 0), None, cfg)
+                    compact.conv(xl, ww, bb, spec, "relu", cfg, skip=False)
+    torch.backends.cudnn.allow_tf32 = False
+    torch.cuda.synchronize()
+    print("sanitize compact done")
+
+
 for part, run in (("direct", direct), ("winograd", winograd_steps), ("gemm", gemm), ("pgemm", persistent_gemm),
                   ("im2col", im2col_kernel),
-                  ("tf32", tf32_paths)):
+                  ("tf32", tf32_paths), ("compact", compact_kernels)):
     if part in PARTS:
         run()

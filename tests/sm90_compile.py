@@ -157,6 +157,8 @@ if __name__ == "__main__":
             rk = compile_variant(rows._rows_kernel, dtype, dict(sizes, R=r, SEG=seg, BLOCK_N=bn, BLOCK_K=bk), warps,
                                  stages)
     print("rows", len(rk.asm["cubin"]), "bytes")
+    import sm90_compact
+    sm90_compact.run()
     tl = compile_variant(layout._to_channels_last_kernel, "fp32", dict(BLOCK_C=64, BLOCK_P=64), 4)
     print("NCHW -> channels_last copy", len(tl.asm["cubin"]), "bytes")
     print("all compiled for sm_90")
