@@ -41,7 +41,7 @@ from zeroskip import dispatch
 from zeroskip.bench.run import DTYPES, env_info, precision, rel_error
 from zeroskip.bench.timing import measure_same
 from zeroskip.geometry import check_conv, with_pool
-from zeroskip.kernels import compact, compact_config, compact_pack, launch
+from zeroskip.kernels import compact, compact_config, compact_pack
 
 # VGG-16 at 224x224: (name, in channels, out channels, map size, a 2x2 max pool follows)
 VGG16 = [("conv1_1", 3, 64, 224, False), ("conv1_2", 64, 64, 224, True), ("conv2_1", 64, 128, 112, False),
@@ -119,8 +119,8 @@ def measure_row(name, pool, x, w, b, dtype, cfg, source, batch):
     live8 = compact_pack.live_lists(x, spec, (8, 8))
     live = compact_pack.live_lists(x, spec, (cfg.th, cfg.tw))
     ref = _reference(x, w, b, pool)
-    sides = {"compact": lambda: compact.conv(x, w, b, spec, "relu", cfg),
-             "compact-dense": lambda: compact.conv(x, w, b, spec, "relu", cfg, skip=False),
+    sides = {"compact": lambda: compact.run(x, w, b, spec, "relu", cfg),
+             "compact-dense": lambda: compact.run(x, w, b, spec, "relu", cfg, skip=False),
              "cudnn": lambda: _cudnn(pool)(x, w, b)}
     errors, skipped = {}, {}
     for algo in DENSE:
@@ -149,7 +149,7 @@ def measure_row(name, pool, x, w, b, dtype, cfg, source, batch):
                 bound=compact_pack.work_left(live8, 16), bound_config=bound, pass1_bytes=p1_bytes,
                 pass1_floor_us=p1_bytes / HBM_BYTES_PER_US, pass1_gbs=p1_bytes / times["pass1"] / 1e3,
                 config=dataclasses.asdict(cfg), us=times, errors=errors, skipped=skipped, best_dense=best,
-                auto_runs=dispatch.choose("auto", x, spec, "relu"), igemm_kernel=launch.dense_kernel(spec, x.dtype),
+                auto_runs=dispatch.choose("auto", x, spec, "relu"),
                 speedup=dense[best] / times["compact"], vs_cudnn=times["cudnn"] / times["compact"], **ceilings,
                 ok=all(e <= TOL[dtype] for e in errors.values()), **env_info())
 
@@ -191,8 +191,8 @@ def sweep(name, pool, x, w, b, dtype, base, deadline):
 
     def timed(label, cfg):
         try:
-            err = rel_error(compact.conv(x, w, b, spec, "relu", cfg), ref)
-            us = measure_same(lambda: compact.conv(x, w, b, spec, "relu", cfg))[0].us
+            err = rel_error(compact.run(x, w, b, spec, "relu", cfg), ref)
+            us = measure_same(lambda: compact.run(x, w, b, spec, "relu", cfg))[0].us
         except Exception as exc:  # noqa: BLE001 - a config that does not compile or fit
             print(f"  {label}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", flush=True)
             return None

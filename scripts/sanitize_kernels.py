@@ -220,9 +220,9 @@ def compact_kernels():
             for xl in (xx, xx.to(memory_format=torch.channels_last)):
                 spec = check_conv(xl, ww, bb, 1, 1, 1, 1)
                 for cfg in configs:
-                    compact.conv(xl, ww, bb, spec, "relu", cfg)
-                    compact.conv(xl, ww, None, with_pool(spec, "max", 2, 2, 0), None, cfg)
-                    compact.conv(xl, ww, bb, spec, "relu", cfg, skip=False)
+                    compact.run(xl, ww, bb, spec, "relu", cfg)
+                    compact.run(xl, ww, None, with_pool(spec, "max", 2, 2, 0), None, cfg)
+                    compact.run(xl, ww, bb, spec, "relu", cfg, skip=False)
     torch.backends.cudnn.allow_tf32 = False
     torch.cuda.synchronize()
     print("sanitize compact done")

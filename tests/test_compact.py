@@ -44,7 +44,7 @@ def _run(x, w, b, pool, activation, cfg, skip=True, padding=1):
     spec = check_conv(x, w, b, 1, padding, 1, 1)
     if pool:
         spec = with_pool(spec, "max", 2, 2, 0)
-    return compact.conv(x, w, b, spec, activation, cfg, skip), spec
+    return compact.run(x, w, b, spec, activation, cfg, skip), spec
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
@@ -304,7 +304,7 @@ def test_shared_memory_is_fitted_before_launch(monkeypatch):
     huge = compact.Config(32, 32, 1024, 16, 64, 128, 128, num_warps=8, num_stages=3)
     with pytest.raises(ValueError, match="bytes of shared memory even at 2 stages"):
         compact_config.fit(huge, torch.float32, "3xtf32", 232448)
-    monkeypatch.setattr(compact, "_shared_limit", lambda device: 232448)
+    monkeypatch.setattr(compact.runtime, "shared_memory", lambda device: 232448)
     monkeypatch.setattr(compact, "_compact_kernel", None)  # launching would raise a TypeError
     x = torch.zeros(1, 128, 16, 16)
     with pytest.raises(ValueError, match="bytes of shared memory"):
@@ -331,5 +331,19 @@ def test_gpu_tile_configs(dtype, device):
                compact.Config(4, 16, 128, 32, 32, 64, 64, split=4, num_warps=4, num_stages=4, pack_split=3),
                compact.Config(16, 16, 128, 16, 64, 64, 128, num_warps=8, num_stages=3)]
     for cfg in configs:
-        out = compact.conv(x, w, b, spec, "relu", cfg)
+        out = compact.run(x, w, b, spec, "relu", cfg)
         assert rel_err(out, ref) <= TOL[dtype], cfg
+
+
+def test_public_algo(device):
+    """algo="compact" through zeroskip.conv2d / conv2d_pool: the registry's entry, with the default
+    config; a call it cannot run is refused naming the algo and why."""
+    import zeroskip
+    x = blobs((1, 16, 10, 9), 0.4, device=device)
+    w = torch.randn(8, 16, 3, 3, device=device)
+    b = torch.randn(8, device=device)
+    out = zeroskip.conv2d_pool(x, w, b, padding=1, activation="relu", algo="compact")
+    ref = reference(x, w, b, 1, 1, 1, 1, "relu", "max", 2, 2, 0)
+    assert rel_err(out, ref) <= TOL_TF32
+    with pytest.raises(ValueError, match="compact.*stride"):
+        zeroskip.conv2d(x, w, b, stride=2, padding=1, algo="compact")

@@ -32,6 +32,15 @@ def sm_count(device) -> int:
 
 
 @functools.lru_cache(maxsize=None)
+def shared_memory(device) -> int | None:
+    """Shared memory one program may use on the device (232448 bytes on an H100 / H200); None off
+    the GPU (the interpreter has no limit)."""
+    if torch.device(device).type != "cuda":
+        return None
+    props = torch.cuda.get_device_properties(device)
+    return getattr(props, "shared_memory_per_block_optin", 0) or 232448
+
+
 def _device_bandwidth(index: int) -> float:
     props = torch.cuda.get_device_properties(index)
     clock_khz, bus_bits = getattr(props, "memory_clock_rate", 0), getattr(props, "memory_bus_width", 0)

@@ -15,6 +15,10 @@ whether they run on the CPU interpreter (TRITON_INTERPRET=1 must be set before).
     "winograd", "winograd4"    winograd.py, winograd4.py (steps in winograd_steps.py, GEMMs in
                                winograd_gemm.py and persistent_gemm.py)
     "im2col"                   im2col.py
+    "compact"                  compact.py (pass 1 in compact_pack.py, tiles in compact_config.py):
+                               zero skipping by per-tile channel compaction; explicit only, never
+                               picked by `auto` or measured by plans (slower than the dense path on
+                               every layer measured, BENCHMARKS.md 'Zero skipping')
 
 Adding a kernel: (1) one module here with its kernels, tile configs, supports() and conv();
 (2) one entry in FAMILIES below (its algo name becomes public: zeroskip.ALGOS, algo=, plans);
@@ -34,7 +38,7 @@ from collections.abc import Mapping
 
 # algo name -> module (in this package) of its family
 FAMILIES = {"ecr": "direct", "ecr_tc": "direct", "igemm": "direct", "winograd": "winograd",
-            "winograd4": "winograd4", "im2col": "im2col"}
+            "winograd4": "winograd4", "im2col": "im2col", "compact": "compact"}
 
 
 class _Registry(Mapping):

@@ -39,8 +39,10 @@ import torch
 import triton
 import triton.language as tl
 
+from .. import runtime
 from ..geometry import ACTIVATIONS
 from . import compact_pack
+from .launch import packed_weight, precision, result
 from .compact_config import Config, default_config, fit, stages
 from .implicit_gemm import _activate, _dot_3xtf32, _max_keep_nan
 
@@ -282,9 +284,11 @@ def _reduce_kernel(
               ACTIVATION, POOL, TH, TW, BLOCK_N)
 
 
-def supports(spec, dtype, activation=None) -> str | None:
-    """None when this family computes the call, else the reason it cannot."""
-    if dtype not in DTYPES:
+def supports(spec, input, activation=None) -> str | None:
+    """None when this family computes the call (input: a tensor, a dtype, or None for any dtype),
+    else the reason it cannot."""
+    dtype = input.dtype if isinstance(input, torch.Tensor) else input
+    if dtype is not None and dtype not in DTYPES:
         return f"dtype {dtype} is not float16, bfloat16 or float32"
     geometry = (spec.kernel_h, spec.kernel_w, spec.stride_h, spec.stride_w, spec.dil_h, spec.dil_w, spec.groups)
     if geometry != (3, 3, 1, 1, 1, 1, 1):
@@ -301,32 +305,25 @@ def supports(spec, dtype, activation=None) -> str | None:
     return None
 
 
-def _shared_limit(device) -> int | None:
-    """Shared memory one program may use on the device (232448 bytes on an H100 / H200); None
-    off the GPU (the interpreter has no limit)."""
-    if torch.device(device).type != "cuda":
-        return None
-    props = torch.cuda.get_device_properties(device)
-    return getattr(props, "shared_memory_per_block_optin", 0) or 232448
+def conv(x, weight, bias, spec, activation, algo="compact"):
+    """The registry's entry (kernels.KERNELS["compact"]): run() with the default config."""
+    return run(x, weight, bias, spec, activation)
 
 
-def conv(x, weight, bias, spec, activation, config: Config | None = None, skip: bool = True):
+def run(x, weight, bias, spec, activation, config: Config | None = None, skip: bool = True):
     """[max_pool2d(2, 2)](activation(conv2d(x, weight, bias))) for a checked call (geometry.check_conv,
     with_pool) that supports() accepts. skip=False treats every channel as live (no pass 1): the
     same kernel dense."""
-    from . import launch
-    reason = supports(spec, x.dtype, activation)
+    reason = supports(spec, x, activation)
     if reason is not None:
         raise ValueError(f"algo 'compact' cannot compute this call: {reason}")
-    interpreting = launch.interpreting()
-    prec = launch.precision("igemm", x.dtype)
-    cfg = fit(config or default_config(spec, x.dtype, interpreting, launch.split_k.sm_count(x.device)), x.dtype,
-              prec, _shared_limit(x.device))
-    w = launch.packed_weight(weight, split=prec == "3xtf32")
+    interpreting = runtime.interpreting()
+    prec = precision("igemm", x.dtype)
+    cfg = fit(config or default_config(spec, x.dtype, interpreting, runtime.sm_count(x.device)), x.dtype,
+              prec, runtime.shared_memory(x.device))
+    w = packed_weight(weight, split=prec == "3xtf32")
     w, w_lo = w if prec == "3xtf32" else (w, w)
-    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    y = launch._empty((spec.batch, spec.out_channels, spec.result_h, spec.result_w), x.dtype, x.device, fmt)
+    y = result(x, spec)
     ty, tx = compact_pack.tiles(spec, cfg.th, cfg.tw)
     n_tiles = spec.batch * ty * tx
     if skip:
