@@ -86,7 +86,7 @@ def persistent_gemm():
     print("sanitize persistent GEMMs done")
 
 
-def winograd_steps():
+def winograd_paths():
     # Winograd F(2x2) and F(4x4): both transform kernels on odd maps (partial edge tiles; 9x7 is no
     # multiple of 2 or 4) and on 8x12 (whole tiles: NCHW rows stored as vectors), NCHW and
     # channels_last, with and without the fused pool; their GEMM on fixed tiles (autotuning under
@@ -228,7 +228,7 @@ def compact_kernels():
     print("sanitize compact done")
 
 
-for part, run in (("direct", direct), ("winograd", winograd_steps), ("gemm", gemm), ("pgemm", persistent_gemm),
+for part, run in (("direct", direct), ("winograd", winograd_paths), ("gemm", gemm), ("pgemm", persistent_gemm),
                   ("im2col", im2col_kernel),
                   ("tf32", tf32_paths), ("compact", compact_kernels)):
     if part in PARTS:
