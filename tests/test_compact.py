@@ -103,10 +103,12 @@ def test_skip_equals_no_skip(density, pool, device, poisoned):
 
 
 @pytest.mark.parametrize("cfg", [dict(kpack=32, group=64, dk=64), dict(kpack=64, group=128, dk=32, split=3),
-                                 dict(kpack=32, group=64, dk=16, tw=16, pack_split=2)])
+                                 dict(kpack=32, group=64, dk=16, tw=16, pack_split=2),
+                                 dict(kpack=16, group=64, dk=64), dict(chunk=32, kpack=32, group=64, dk=64)])
 def test_runs_of_whole_chunks_and_the_rest(cfg, device, poisoned):
     """Dots of kpack live channels (runs of whole chunks, no masks) then the rest a chunk per dot,
-    one or two groups per tile: equal to the same kernel dense and to float64."""
+    one or two groups per tile, runs of one chunk (kpack = chunk) too: equal to the same kernel
+    dense and to float64."""
     x = blobs((2, 128, 12, 13), 0.15, device=device)
     x[:, 8:32] = sparse((2, 24, 12, 13), 0.9, device=device)  # always live: counts past kpack per group
     x[:, 72:96] = sparse((2, 24, 12, 13), 0.9, device=device)

@@ -241,11 +241,11 @@ def _compact_kernel(
     ids_tile = ids_ptr + tb * (NG * GROUP)
     rf = ly * RFW + lx
     base = total_d
-    if NCK > 1:  # runs of NCK whole chunks: no mask on A or B
-        for it in tl.range(tl.maximum(lo, base) - base, tl.minimum(hi, base + total_r) - base, num_stages=STAGES_R):
-            acc = _packed_dot(acc, it, run_end, runs, tl.zeros_like(runs), cnt, gi, p_tile, ids_tile, rf, o, omask,
-                              w_ptr, wlo_ptr, swc, swo, swh, sww, KW, RFW, RF, GROUP, CHUNK, KPACK, KK, NG_P2, False,
-                              MASK_N, PRECISION, UPCAST)
+    # runs of NCK whole chunks: no mask on A or B (NCK = 1 too: whole chunks need no mask)
+    for it in tl.range(tl.maximum(lo, base) - base, tl.minimum(hi, base + total_r) - base, num_stages=STAGES_R):
+        acc = _packed_dot(acc, it, run_end, runs, tl.zeros_like(runs), cnt, gi, p_tile, ids_tile, rf, o, omask,
+                          w_ptr, wlo_ptr, swc, swo, swh, sww, KW, RFW, RF, GROUP, CHUNK, KPACK, KK, NG_P2, False,
+                          MASK_N, PRECISION, UPCAST)
     base = total_d + total_r
     for it in tl.range(tl.maximum(lo, base) - base, hi - base, num_stages=STAGES_C):  # the rest, a chunk per step
         acc = _packed_dot(acc, it, tail_end, tail, runs * NCK, cnt, gi, p_tile, ids_tile, rf, o, omask, w_ptr,
@@ -330,7 +330,10 @@ def run(x, weight, bias, spec, activation, config: Config | None = None, skip: b
         p, ids, counts = compact_pack.pack(x, spec, cfg.th, cfg.tw, cfg.group, cfg.chunk, cfg.pack_split,
                                            cfg.pack_warps or None)
     else:
-        p = ids = counts = y  # unread
+        # unread, but typed as pass 1's outputs: the packed loops compile either way (an fp32 ids
+        # placeholder made `w_ptr + ids * swc` a pointer + float, a compile error on sm_90)
+        p = y
+        ids = counts = torch.empty(1, dtype=torch.int32, device=x.device)
     nb = triton.cdiv(spec.out_channels, cfg.block_n)
     ws = y
     if cfg.split > 1:
