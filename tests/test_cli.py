@@ -75,6 +75,8 @@ def test_out_folder_is_checked_before_any_work(tmp_path, monkeypatch, capsys):
         last = err.splitlines()[-1]
         assert last.startswith("zeroskip profile: error: argument --out:") and "folder" in last
         assert err.startswith("usage: zeroskip profile") and "Traceback" not in err
+    err = error_of(["--out", str(tmp_path / "file")], capsys)  # the default command takes its options
+    assert err.startswith("usage: zeroskip demo") and "zeroskip demo: error: argument --out:" in err
     for command in ("bench", "sweep", "replicate", "profile lenet5", "demo"):
         args = cli.build_parser().parse_args(command.split())
         assert args.out == Path("zeroskip-results")

@@ -145,6 +145,9 @@ def model_options(sp):
 
 def main(argv=None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
+        argv = ["demo", *argv]  # `zeroskip --out DIR` is the default command with its options
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args(["demo"])
