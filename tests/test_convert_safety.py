@@ -28,15 +28,15 @@ def reference(model, x):
 
 # ---- tied weights ----------------------------------------------------------------------------
 
-def tied_sequential(by_data=False):
-    """The same weight under two convs, each followed by its own BN."""
-    c1, c2 = nn.Conv2d(3, 3, 3, padding=1), nn.Conv2d(3, 3, 3, padding=1)
+def tied_sequential(by_data=False, device="cpu"):
+    """The same weight under two convs, each followed by its own BN, tied on the device (Module.to
+    gives two Parameters of one storage a copy each)."""
+    c1, c2 = nn.Conv2d(3, 3, 3, padding=1, device=device), nn.Conv2d(3, 3, 3, padding=1, device=device)
     if by_data:
         c2.weight.data = c1.weight.data   # two Parameters on one storage
     else:
         c2.weight = c1.weight
-    model = randomize_bn(nn.Sequential(c1, nn.BatchNorm2d(3), nn.ReLU(), c2, nn.BatchNorm2d(3), nn.ReLU()))
-    return model
+    return randomize_bn(nn.Sequential(c1, nn.BatchNorm2d(3), nn.ReLU(), c2, nn.BatchNorm2d(3), nn.ReLU())).to(device)
 
 
 class TiedBlock(nn.Module):
@@ -55,7 +55,7 @@ class TiedBlock(nn.Module):
 @pytest.mark.parametrize("by_data", [False, True])
 @pytest.mark.parametrize("algo", ["torch", "ecr"])
 def test_tied_weights_keep_their_bns(by_data, algo, device):
-    model = tied_sequential(by_data).to(device)
+    model = tied_sequential(by_data, device)
     x = sparse((1, 3, 8, 8), 0.7, device=device)
     ref, weight = reference(model, x), model[0].weight.detach().clone()
     zeroskip.convert_(model, x, algo=algo)
