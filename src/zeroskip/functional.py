@@ -11,7 +11,8 @@ Semantics that differ from cuDNN by design: a zero-skipping algo never multiplie
 zero, so `0 * inf` and `0 * nan` in the weight contribute 0 where cuDNN gives NaN. A NaN or
 inf in the *input* is never skipped (it is not zero) and propagates as usual.
 
-The kernels are for inference: they have no backward (see _inference_only).
+Under torch.autocast the ops cast as F.conv2d does (autocast_args); the kernels are for
+inference: they have no backward (see _inference_only).
 """
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ import torch.nn.functional as F
 
 from . import dispatch
 from .geometry import check_activation, check_conv, with_pool
-from .kernels import KERNELS
+from .kernels import KERNELS, weight_cache
+
+_CASTABLE = (torch.float32, torch.float16, torch.bfloat16)  # autocast leaves float64 alone, as for F.conv2d
 
 
 def _activate(y, activation):
@@ -69,6 +72,29 @@ def _inference_only(name, algo, *tensors):
         f"torch.inference_mode(), use algo='torch', or use zeroskip.nn modules (they recompute gradients)")
 
 
+def autocast_args(input, weight, bias):
+    """(input, weight, bias) cast as F.conv2d's are under torch.autocast for the input's device: each
+    fp32/fp16/bf16 tensor to the autocast dtype. The weight's and bias's casts are cached like their
+    packed layouts (kernels/weight_cache.py), so an autocast call runs at the speed of half inputs."""
+    device = input.device.type
+    try:
+        if not torch.is_autocast_enabled(device):
+            return input, weight, bias
+    except RuntimeError:  # a device type without autocast
+        return input, weight, bias
+    dtype = torch.get_autocast_dtype(device)
+
+    def cast(t, cache):
+        if t is None or t.dtype == dtype or t.dtype not in _CASTABLE:
+            return t
+        # a cast recorded by autograd, or traced by torch.compile, is made fresh each call
+        if not cache or torch.compiler.is_compiling() or (torch.is_grad_enabled() and t.requires_grad):
+            return t.to(dtype)
+        return weight_cache.cached(t, ("autocast", dtype), t.to, dtype)
+
+    return cast(input, False), cast(weight, True), cast(bias, True)
+
+
 def _unbatched(input):
     if isinstance(input, torch.Tensor) and input.dim() == 3:
         return input.unsqueeze(0), True
@@ -83,6 +109,14 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
 
     activation: None, "relu" or "relu6".  algo: see `zeroskip.ALGOS`; "auto" picks one.
     """
+    if isinstance(input, torch.Tensor) and isinstance(weight, torch.Tensor):
+        input, weight, bias = autocast_args(input, weight, bias)
+    return conv2d_uncast(input, weight, bias, stride, padding, dilation, groups, activation=activation, algo=algo)
+
+
+def conv2d_uncast(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+                  activation=None, algo="auto"):
+    """conv2d without autocast's casts (the custom op's body: its output dtype is its input's)."""
     input, squeeze = _unbatched(input)
     spec = check_conv(input, weight, bias, stride, padding, dilation, groups)
     check_activation(activation)
@@ -102,6 +136,17 @@ def conv2d_pool(input, weight, bias=None, stride=1, padding=0, dilation=1, group
     pool: "max" or "avg" (F.max_pool2d / F.avg_pool2d semantics, floor mode, avg counts padding).
     pool_stride None means pool_size. Overlapping and non-tiling windows are allowed.
     """
+    if isinstance(input, torch.Tensor) and isinstance(weight, torch.Tensor):
+        input, weight, bias = autocast_args(input, weight, bias)
+    return conv2d_pool_uncast(input, weight, bias, stride, padding, dilation, groups, activation=activation,
+                              pool=pool, pool_size=pool_size, pool_stride=pool_stride,
+                              pool_padding=pool_padding, algo=algo)
+
+
+def conv2d_pool_uncast(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+                       activation="relu", pool="max", pool_size=2, pool_stride=None, pool_padding=0,
+                       algo="auto"):
+    """conv2d_pool without autocast's casts (the custom op's body)."""
     input, squeeze = _unbatched(input)
     spec = check_conv(input, weight, bias, stride, padding, dilation, groups)
     check_activation(activation)

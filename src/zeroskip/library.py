@@ -11,7 +11,8 @@ Output strides are fixed, whatever the algo: channels_last when the input is cha
 (and not also plain contiguous), else contiguous. The torch path can pick another layout
 (e.g. for a channels_last weight); it is copied into this one so the fake output never lies.
 
-Backward is registered (recomputing the conv with PyTorch ops), so a module whose parameters
+torch.autocast casts in the Python wrappers below (functional.autocast_args), before the op: the
+op itself computes in its inputs' dtype, as its fake impl says. Backward is registered (recomputing the conv with PyTorch ops), so a module whose parameters
 require grad still compiles without torch.no_grad(); the kernels themselves are forward-only.
 """
 from __future__ import annotations
@@ -72,8 +73,8 @@ def _fixed_layout(out, input):
 def conv2d_op(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride: list[int],
               padding: list[int], padding_str: str, dilation: list[int], groups: int,
               activation: str, algo: str) -> Tensor:
-    out = functional.conv2d(input, weight, bias, stride, padding_str or padding, dilation, groups,
-                            activation=activation or None, algo=algo)
+    out = functional.conv2d_uncast(input, weight, bias, stride, padding_str or padding, dilation, groups,
+                                   activation=activation or None, algo=algo)
     return _fixed_layout(out, input)
 
 
@@ -89,9 +90,9 @@ def conv2d_pool_op(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride
                    padding: list[int], padding_str: str, dilation: list[int], groups: int,
                    activation: str, pool: str, pool_size: list[int], pool_stride: list[int],
                    pool_padding: list[int], algo: str) -> Tensor:
-    out = functional.conv2d_pool(input, weight, bias, stride, padding_str or padding, dilation, groups,
-                                 activation=activation or None, pool=pool, pool_size=pool_size,
-                                 pool_stride=pool_stride, pool_padding=pool_padding, algo=algo)
+    out = functional.conv2d_pool_uncast(input, weight, bias, stride, padding_str or padding, dilation, groups,
+                                        activation=activation or None, pool=pool, pool_size=pool_size,
+                                        pool_stride=pool_stride, pool_padding=pool_padding, algo=algo)
     return _fixed_layout(out, input)
 
 
@@ -159,7 +160,8 @@ conv2d_pool_op.register_autograd(_conv2d_pool_backward, setup_context=_setup_con
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
            activation=None, algo="auto"):
-    """zeroskip.conv2d through the custom op (same arguments, same result)."""
+    """zeroskip.conv2d through the custom op (same arguments, same result, autocast included)."""
+    input, weight, bias = functional.autocast_args(input, weight, bias)
     pad, pad_str = _padding_args(padding)
     return torch.ops.zeroskip.conv2d(input, weight, bias, list(pair(stride, "stride", 1)), pad, pad_str,
                                      list(pair(dilation, "dilation", 1)), groups,
@@ -169,7 +171,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
 def conv2d_pool(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
                 activation="relu", pool="max", pool_size=2, pool_stride=None, pool_padding=0,
                 algo="auto"):
-    """zeroskip.conv2d_pool through the custom op (same arguments, same result)."""
+    """zeroskip.conv2d_pool through the custom op (same arguments, same result, autocast included)."""
+    input, weight, bias = functional.autocast_args(input, weight, bias)
     pad, pad_str = _padding_args(padding)
     size = list(pair(pool_size, "pool_size", 1))
     step = size if pool_stride is None else list(pair(pool_stride, "pool_stride", 1))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import library
+from . import functional, library
 from .dispatch import ALGOS
 from .geometry import POOLS, check_activation, pair
 
@@ -27,12 +27,12 @@ def _check_algo(algo):
     return algo
 
 
-def _planned(module, op, input, **pool) -> str:
+def _planned(module, op, input, weight, bias, **pool) -> str:
     """module.algo; where it is "auto" and the module holds a plan, the plan's algo for this call."""
     plan = getattr(module, "plan", None)  # modules pickled before plans were held have none
     if module.algo != "auto" or plan is None:
         return module.algo
-    return plan.algo_for(op, input, module.weight, module.bias, module.stride, module.padding, module.dilation,
+    return plan.algo_for(op, input, weight, bias, module.stride, module.padding, module.dilation,
                          module.groups, activation=module.activation, **pool) or "auto"
 
 
@@ -109,8 +109,9 @@ class Conv2d(nn.Conv2d):
         return _share(cls(**_conv_args(conv), device="meta", activation=activation, algo=algo), conv)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return library.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                              self.groups, activation=self.activation, algo=_planned(self, "conv2d", input))
+        input, weight, bias = functional.autocast_args(input, self.weight, self.bias)
+        return library.conv2d(input, weight, bias, self.stride, self.padding, self.dilation, self.groups,
+                              activation=self.activation, algo=_planned(self, "conv2d", input, weight, bias))
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, activation={self.activation!r}, algo={self.algo!r}"
@@ -149,11 +150,12 @@ class ConvActPool(nn.Conv2d):
         return _share(module, conv)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return library.conv2d_pool(input, self.weight, self.bias, self.stride, self.padding,
+        input, weight, bias = functional.autocast_args(input, self.weight, self.bias)
+        return library.conv2d_pool(input, weight, bias, self.stride, self.padding,
                                    self.dilation, self.groups, activation=self.activation,
                                    pool=self.pool, pool_size=self.pool_size,
                                    pool_stride=self.pool_stride, pool_padding=self.pool_padding,
-                                   algo=_planned(self, "conv2d_pool", input, pool=self.pool,
+                                   algo=_planned(self, "conv2d_pool", input, weight, bias, pool=self.pool,
                                                  pool_size=self.pool_size, pool_stride=self.pool_stride,
                                                  pool_padding=self.pool_padding))
 

@@ -1,6 +1,6 @@
-"""Tensors derived from a weight (launch.packed_weight's layouts, winograd.transformed_weight's U),
-computed once per weight and reused while the weight is unchanged, the way inference engines
-prepare weights at load time. Inputs are never cached.
+"""Tensors derived from a weight (launch.packed_weight's layouts, winograd.transformed_weight's U,
+functional.autocast_args's casts), computed once per weight and reused while the weight is
+unchanged, the way inference engines prepare weights at load time. Inputs are never cached.
 
 "Unchanged" is decided from the weight's metadata on the host, with no device work: a content
 checksum would cost a pass over the weight, and on CUDA a host sync, on every call. A cached value
