@@ -71,3 +71,17 @@ def test_converted_model_runs_under_autocast(device, half):
             out = model(x)
     assert out.dtype == torch.float16
     assert rel_err(out, ref) <= TOL[torch.float16]
+
+
+def test_compiled_converted_model_under_autocast(device, half):
+    """torch.compile(fullgraph=True) traces the casts: same dtype and values as the eager converted model."""
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                          nn.MaxPool2d(2)).to(device).eval()
+    x = sparse((1, 3, 8, 8), 0.7, device=device)
+    zeroskip.convert_(model, x, filter_fn=lambda name, module: name != "0")
+    compiled = torch.compile(model, fullgraph=True)
+    with torch.no_grad(), half():
+        out, eager = compiled(x), model(x)
+    assert out.dtype == eager.dtype == torch.float16
+    assert rel_err(out, eager.double()) <= TOL[torch.float16]
