@@ -31,7 +31,8 @@ def test_ops_cast_like_f_conv2d(device, half, density, op, route):
 
 
 def test_float64_and_disabled_regions_are_not_cast(device, half):
-    x64, w64 = torch.rand(1, 4, 6, 6, dtype=torch.float64, device=device), torch.randn(4, 4, 3, 3, dtype=torch.float64, device=device)
+    x64 = torch.rand(1, 4, 6, 6, dtype=torch.float64, device=device)
+    w64 = torch.randn(4, 4, 3, 3, dtype=torch.float64, device=device)
     x, w = x64.float(), w64.float()
     with torch.no_grad(), half():
         assert functional.autocast_args(x64, w64, None)[0].dtype == torch.float64  # as F.conv2d: fp64 stays

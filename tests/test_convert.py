@@ -1,6 +1,7 @@
 """zeroskip.convert_ on small LeNet / VGG / ResNet models, hand-written blocks that fold BatchNorm outside
 nn.Sequential, and torchvision's VGG, AlexNet, GoogLeNet and ResNet."""
 import copy
+import re
 
 import pytest
 import torch
@@ -196,6 +197,64 @@ def test_bn_folded_outside_sequential(device):
     assert model.res.conv.bias is not None and model.second.conv.bias is None
 
 
+class ConvBNActPool(nn.Module):
+    """Modules a forward calls once each, outside nn.Sequential: fused like a Sequential run."""
+
+    def __init__(self, pool=None):
+        super().__init__()
+        self.conv, self.bn, self.act = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(inplace=True)
+        self.pool = pool or nn.MaxPool2d(3, 2, 1)
+        self.conv2, self.act2 = nn.Conv2d(8, 8, 3, padding=1), nn.ReLU6()
+
+    def forward(self, x):
+        y = self.pool(self.act(self.bn(self.conv(x))))
+        return self.act2(self.conv2(y)) + torch.relu(y).mean()  # conv2's output has one user
+
+
+class SharedAct(ConvBNActPool):
+    """One ReLU module applied twice (as torchvision's ResNet blocks do): it stays, and the BN is folded."""
+
+    def forward(self, x):
+        return self.act(self.act(self.bn(self.conv(x))) - 0.5)
+
+
+def test_fused_outside_sequential(device):
+    x = sparse((2, 3, 8, 8), 0.7, device=device)
+    model = randomize_bn(ConvBNActPool()).to(device)
+    report = check(model, x, algo="ecr")
+    assert report["fused"] == report["converted"] == ["conv", "conv2"] and report["folded_bn"] == ["bn"]
+    assert isinstance(model.conv, ConvActPool) and (model.conv.activation, model.conv.pool) == ("relu", "max")
+    assert model.conv.pool_size == (3, 3) and model.conv.pool_stride == (2, 2) and model.conv.pool_padding == (1, 1)
+    assert model.conv2.activation == "relu6" and names_of(model, nn.Identity) == ["bn", "act", "pool", "act2"]
+    model = randomize_bn(ConvBNActPool(pool=nn.MaxPool2d(2, ceil_mode=True))).to(device)  # not expressible
+    report = check(model, x, algo="ecr")
+    assert report["fused"] == ["conv", "conv2"] and model.conv.activation == "relu" and type(model.pool) is nn.MaxPool2d
+    model = randomize_bn(SharedAct()).to(device)
+    report = check(model, x, algo="ecr")
+    assert report["fused"] == [] and report["folded_bn"] == ["bn"] and type(model.act) is nn.ReLU
+    assert report["reasons"]["act"] == "not fused into conv: SharedAct.forward calls it 2 times"
+
+
+def test_fusion_outside_sequential_follows_options_and_guards(device):
+    x = sparse((1, 3, 8, 8), 0.7, device=device)
+    model = randomize_bn(ConvBNActPool()).to(device)
+    report = check(model, x, algo="torch", fuse=False)
+    assert report["fused"] == [] and report["folded_bn"] == ["bn"] and type(model.act) is nn.ReLU
+    model = randomize_bn(ConvBNActPool()).to(device)
+    report = check(model, x, algo="torch", fold_bn=False)  # the BN stays between: nothing to fuse past it
+    assert report["fused"] == ["conv2"] and type(model.bn) is nn.BatchNorm2d and model.conv.activation is None
+    model = randomize_bn(ConvBNActPool()).to(device)
+    model.act.register_forward_hook(lambda module, args, out: None)
+    report = check(model, x, algo="torch")
+    assert report["fused"] == ["conv2"] and "has hooks" in report["reasons"]["act"] and type(model.act) is nn.ReLU
+    model = randomize_bn(ConvBNActPool()).to(device)
+    model.other = nn.Sequential(model.pool)  # the pool has a second parent: absorbing it would change that one
+    report = check(model, x, algo="torch")
+    assert report["fused"] == ["conv", "conv2"] and type(model.conv) is zeroskip.nn.Conv2d
+    assert type(model.pool) is nn.MaxPool2d
+    assert report["reasons"]["pool"] == "not fused into conv: another parent shares it"
+
+
 def test_bn_folding_outside_sequential_options(device):
     """The traced folding follows convert_'s options as the Sequential path does: fold_bn=False
     folds nothing, a conv that filter_fn excludes keeps its BN, a training-mode BN is kept (and
@@ -305,7 +364,9 @@ def check_torchvision(name, model, x, **options):
     replaced; VGG's conv [-> BN] -> ReLU [-> max-pool] runs and AlexNet's conv -> ReLU [-> pool]
     runs fused, one ConvActPool per pool; every BN folded and none left, whether it follows a
     conv in an nn.Sequential (VGG's, ResNet's downsample branches) or in a block's forward
-    (ResNet's main path, GoogLeNet's BasicConv2d); ResNet's and GoogLeNet's convs unfused."""
+    (ResNet's main path, GoogLeNet's BasicConv2d); ResNet's stem fused with its ReLU and max-pool
+    (modules called once in ResNet.forward), the blocks' convs (a ReLU module called twice) and
+    GoogLeNet's (F.relu) unfused."""
     convs, norms = names_of(model, nn.Conv2d), names_of(model, nn.BatchNorm2d)
     with torch.no_grad():  # the output must depend on the convs, or check() could not fail
         other = model(torch.randn_like(x))
@@ -320,8 +381,13 @@ def check_torchvision(name, model, x, **options):
         assert len(norms) == (len(convs) if name.endswith("_bn") else 0)
     elif name == "alexnet":
         assert report["fused"] == convs and pooled == ["features.0", "features.3", "features.10"]
-    else:
+    elif name.startswith("resnet"):  # the stem's conv -> bn1 -> relu -> maxpool, traced in ResNet.forward
+        assert report["fused"] == pooled == ["conv1"] and model.conv1.pool_padding == (1, 1)
+        assert re.search(r"calls it [23] times", report["reasons"]["layer1.0.relu"])
+    else:  # GoogLeNet's BasicConv2d applies F.relu: converted unfused, and the report says why
         assert report["fused"] == [] and pooled == []
+        assert "applies it as a function" in report["reasons"]["conv1.conv"]
+    if name in ("resnet18", "resnet50", "googlenet"):
         # ResNet: the stem's BN, each block's main-path BNs and the downsample branches' BNs
         # (ResNet-18: 1 + 8 * 2 + 3, ResNet-50: 1 + 16 * 3 + 4); GoogLeNet: one per conv.
         assert len(norms) == {"resnet18": 20, "resnet50": 53, "googlenet": len(convs)}[name]

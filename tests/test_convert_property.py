@@ -1,6 +1,6 @@
 """Property: convert_ on any small CNN built from Conv2d (any geometry, groups, bias), BatchNorm2d
 (train or eval, affine or not, running stats or not), ReLU / ReLU6 / F.relu, MaxPool2d / AvgPool2d
-(ceil_mode too), nested nn.Sequential and custom forwards (residual adds), shared modules, hooks
+(ceil_mode too), nested nn.Sequential and custom forwards (residual adds, chains of modules), shared modules, hooks
 and tied weights gives a model with the same output, or raises and leaves the model as it was.
 `--slow` runs many more examples."""
 import warnings
@@ -39,6 +39,22 @@ class Branches(nn.Module):
     def forward(self, x):
         y = self.conv(x)
         return F.relu6(self.bn(y)) - 0.5 * y
+
+
+class Chain(nn.Module):
+    """conv [-> bn] [-> act] [-> pool] applied one by one in a custom forward: folded and fused
+    through the trace; with `twice` the activation module is applied again (then it is not absorbed)."""
+
+    def __init__(self, conv, bn, act, pool, twice):
+        super().__init__()
+        self.conv, self.bn, self.act, self.pool, self.twice = conv, bn, act, pool, twice
+
+    def forward(self, x):
+        y = self.conv(x)
+        for m in (self.bn, self.act, self.pool):
+            if m is not None:
+                y = m(y)
+        return self.act(y - 0.5) if self.twice and self.act is not None else y
 
 
 def out_size(n, k, s, p, d):
@@ -89,7 +105,7 @@ def cnns(draw):
     x = sparse((batch, c, h, w), draw(st.sampled_from([0.3, 0.7, 1.0])))
     y, layers = x, []
     for _ in range(draw(st.integers(1, 4))):
-        kind = draw(st.sampled_from(["run", "run", "residual", "branches", "shared"]))
+        kind = draw(st.sampled_from(["run", "run", "residual", "branches", "chain", "shared"]))
         c = y.shape[1]
         if kind == "run":            # conv [-> bn] [-> act] [-> pool], maybe as its own Sequential
             run = [draw(conv_of(c, *y.shape[2:]))]
@@ -101,6 +117,11 @@ def cnns(draw):
             if draw(st.booleans()):
                 run.append(draw(pool_of()))
             new = [nn.Sequential(*run)] if draw(st.booleans()) else run
+        elif kind == "chain":
+            conv = draw(conv_of(c, *y.shape[2:]))
+            bn = draw(bn_of(conv.out_channels)) if draw(st.booleans()) else None
+            act = draw(st.sampled_from([nn.ReLU, nn.ReLU6]))() if draw(st.booleans()) else None
+            new = [Chain(conv, bn, act, draw(pool_of()) if draw(st.booleans()) else None, draw(st.booleans()))]
         elif kind in ("residual", "branches"):
             cls = Residual if kind == "residual" else Branches
             new = [cls(draw(conv_of(c, *y.shape[2:], same=kind == "residual")), None)]

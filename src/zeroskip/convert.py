@@ -10,14 +10,16 @@ weight and bias (a bias is created if the conv had none). Every other conv becom
 zeroskip.nn.Conv2d with activation None.
 
 Outside nn.Sequential (e.g. a ResNet block's `bn1(conv1(x))`, GoogLeNet's BasicConv2d), a module
-with a Conv2d and a BatchNorm2d among its direct children has its forward traced with torch.fx,
-every child a leaf. A BatchNorm2d child whose input is the output of a converted Conv2d child
-that nothing else uses is folded into that conv the same way, its place taking nn.Identity();
-both children must be called once in that forward, their parameters and buffers not read there
-otherwise, and neither shared with another parent. Nothing is fused there (the order of the
-other children is not known). A module whose forward fails to trace (e.g. control flow on a
-tensor's value) or has defaulted, keyword-only or variadic parameters (one trace would not stand
-for every call) keeps its BNs. The trace runs the forward's Python code once on fx proxies.
+with a Conv2d among its direct children has its forward traced with torch.fx, every child a leaf,
+and each converted conv is followed through the trace: a BatchNorm2d child applied to its output
+is folded, then an nn.ReLU/ReLU6 child and an expressible pool child applied next are fused, the
+absorbed places taking nn.Identity(). Each absorbed child must be the only user of the value it
+takes, be called once in that forward, have its parameters and buffers not read there otherwise,
+and not be shared with another parent (ResNet's stem fuses; its blocks call one ReLU module two or
+three times, GoogLeNet's BasicConv2d applies F.relu: their convs stay unfused, and the report says
+why). A module whose forward fails to trace (e.g. control flow on a tensor's value) or has
+defaulted, keyword-only or variadic parameters (one trace would not stand for every call) is left
+as it is. The trace runs the forward's Python code once on fx proxies.
 
 BatchNorm2d is folded only in eval mode with running statistics; a training-mode BN (or one
 without running stats) that follows a converted conv is left alone and listed in the report's

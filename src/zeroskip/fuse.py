@@ -1,8 +1,7 @@
 """The in-place swap behind convert_: each wanted nn.Conv2d becomes a zeroskip module, a
 Conv2d [-> BatchNorm2d] [-> ReLU/ReLU6] [-> MaxPool2d/AvgPool2d] run inside an nn.Sequential
-becomes one fused module plus nn.Identity() placeholders, and in any other module a BatchNorm2d
-child that its torch.fx-traced forward applies to a conv child's output alone is folded into that
-conv (rules in zeroskip.convert).
+becomes one fused module plus nn.Identity() placeholders, and in any other module the same chain
+of children, found in its torch.fx-traced forward, is folded and fused alike (rules in zeroskip.convert).
 """
 from __future__ import annotations
 
@@ -17,6 +16,7 @@ from . import nn as znn
 
 _ACTS = (nn.ReLU, nn.ReLU6)
 _POOLS = (nn.MaxPool2d, nn.AvgPool2d)
+_ACT_FUNCTIONS = (torch.relu, torch.relu_, torch.nn.functional.relu, torch.nn.functional.relu6)
 
 
 def _at(items, j):
@@ -161,8 +161,8 @@ class _Converter:
         own_forward = "forward" not in vars(module)
         if isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward and own_forward:
             self.sequential(module, prefix)
-        elif self.fold_bn and own_forward:
-            self.fold_traced(module, prefix)
+        elif (self.fold_bn or self.fuse) and own_forward:
+            self.traced(module, prefix)
         # every name, not named_children(): that skips a second name of the same child, which must
         # get the same converted module
         for name, child in list(module._modules.items()):
@@ -212,34 +212,80 @@ class _Converter:
                 self.undo.set_child(seq, items[k][0], nn.Identity())
             i = j
 
-    def fold_traced(self, module, prefix):
-        """Folds each BatchNorm2d child of `module` whose input, in the fx trace of module's forward,
-        is the output of a wanted Conv2d child used by nothing else; both children are called once
-        and their parameters and buffers are not read elsewhere in that forward, and the BN is not
-        shared with another parent. The BN's place gets nn.Identity(); its conv is left for walk()."""
+    def traced(self, module, prefix):
+        """Outside nn.Sequential: follows each wanted Conv2d child of `module` through the fx trace of
+        module's forward. A BatchNorm2d child applied to the conv's output alone is folded (its place
+        gets nn.Identity()); then, with fuse, an nn.ReLU/ReLU6 child and an expressible pool child
+        applied alone are absorbed into one fused module, as in nn.Sequential. Each step's child is
+        called once in that forward, its input is used by nothing else, its parameters and buffers
+        are not read there otherwise and no other parent shares it. Unfused convs are left for walk()."""
         children = dict(module.named_children())
         qual = {n: f"{prefix}.{n}" if prefix else n for n in children}
-        if not (any(type(c) is nn.BatchNorm2d for c in children.values())
-                and any(self.wanted(qual[n], c) for n, c in children.items())):
+        if not any(self.wanted(qual[n], c) for n, c in children.items()):
             return
         graph = _own_graph(module)
         if graph is None:
             return
         calls = Counter(node.target for node in graph.nodes if node.op == "call_module")
         read = {node.target.split(".")[0] for node in graph.nodes if node.op == "get_attr"}
+        nodes = {node.target: node for node in graph.nodes if node.op == "call_module" and calls[node.target] == 1}
+        owner = type(module).__name__
 
         def alone(name):
             return calls[name] == 1 and name not in read
 
-        convs = {}  # BN child name -> the conv child name it normalises
-        for node in graph.nodes:
-            if node.op != "call_module" or type(children.get(node.target)) is not nn.BatchNorm2d:
+        def follow(node, types, conv_name, verb="fused"):
+            """The node of a child of `types` that alone takes node's output, else None (with a reason
+            in the report where such a child follows but cannot be absorbed)."""
+            user = next(iter(node.users)) if len(node.users) == 1 else None
+            if user is None or user.op != "call_module" or type(children.get(user.target)) not in types:
+                return None
+            why = (f"{owner}.forward calls it {calls[user.target]} times" if calls[user.target] > 1 else
+                   f"{owner}.forward reads its parameters or buffers" if user.target in read else
+                   "another parent shares it" if id(children[user.target]) in self.shared else
+                   f"{owner}.forward passes it other arguments" if user.args != (node,) or user.kwargs else None)
+            if why is not None:
+                self.keep(qual[user.target], f"not {verb} into {conv_name}: {why}")
+                return None
+            return user
+
+        def functional_act(node):
+            user = next(iter(node.users)) if len(node.users) == 1 else None
+            return user is not None and (user.target in _ACT_FUNCTIONS
+                                         or (user.op == "call_method" and user.target in ("relu", "relu_")))
+
+        for name, conv in children.items():  # in child order, as the Sequential path reports them
+            if name not in nodes or not self.wanted(qual[name], conv) or not alone(name):
                 continue
-            src = node.args[0] if len(node.args) == 1 and not node.kwargs else None
-            if (isinstance(src, fx.Node) and src.op == "call_module" and src.target in children
-                    and len(src.users) == 1 and self.wanted(qual[src.target], children[src.target])
-                    and alone(src.target) and alone(node.target) and id(children[node.target]) not in self.shared):
-                convs[node.target] = src.target
-        for name, bn in children.items():  # in child order, as the Sequential path reports them
-            if name in convs and self.fold(children[convs[name]], qual[convs[name]], bn, qual[name]):
-                self.undo.set_child(module, name, nn.Identity())
+            node = nodes[name]
+            bn = follow(node, (nn.BatchNorm2d,), qual[name], "folded") if self.fold_bn else None
+            if bn is not None:
+                if not self.fold(conv, qual[name], children[bn.target], qual[bn.target]):
+                    continue  # a kept BN ends the run; walk() converts the conv
+                self.undo.set_child(module, bn.target, nn.Identity())
+                node = bn
+            if not self.fuse or id(conv) in self.shared:
+                continue
+            act = follow(node, _ACTS, qual[name])
+            if act is not None and not self.absorbable(qual[act.target], children[act.target], qual[name]):
+                act = None
+            if act is None and functional_act(node):
+                self.keep(qual[name], f"converted without the activation after it: {owner}.forward applies it as a "
+                                      f"function; convert_ fuses nn.ReLU / nn.ReLU6 modules")
+            pool = follow(act if act is not None else node, _POOLS, qual[name])
+            if pool is not None and not (_expressible_pool(children[pool.target])
+                                         and self.absorbable(qual[pool.target], children[pool.target], qual[name])):
+                pool = None
+            if act is None and pool is None:
+                continue
+            act_module = children[act.target] if act is not None else None
+            if pool is not None:
+                new = znn.ConvActPool.from_modules(conv, act_module, children[pool.target], self.algo)
+            else:
+                new = znn.Conv2d.from_conv(conv, znn.activation_name(act_module), self.algo)
+            self.report["converted"].append(qual[name])
+            self.report["fused"].append(qual[name])
+            self.undo.set_child(module, name, new)
+            for absorbed in (act, pool):
+                if absorbed is not None:
+                    self.undo.set_child(module, absorbed.target, nn.Identity())
