@@ -16,7 +16,7 @@ case $part in
   main)
     export TRITON_CACHE_DIR=$(mktemp -d) TORCHINDUCTOR_CACHE_DIR=$(mktemp -d)  # as on a fresh machine
     start=$(date +%s)
-    timeout 540 python3 -m zeroskip --out "$out" > "$out/main.log" 2> "$out/main.err"
+    timeout "${ZEROSKIP_MAIN_TIMEOUT:-540}" python3 -m zeroskip --out "$out" > "$out/main.log" 2> "$out/main.err"
     echo "zeroskip exit $? after $(( $(date +%s) - start )) s" | tee -a "$out/main.log"
     tail -n 60 "$out/main.log"; tail -n 5 "$out/main.err" ;;
   inputs)

@@ -133,7 +133,10 @@ def cnns(draw):
                 continue
             new = [draw(st.sampled_from(fits))]
         for m in new:
-            out = probe(m, y)
+            try:
+                out = probe(m, y)
+            except RuntimeError:         # a reused conv whose kernel no longer fits the map: dropped
+                break
             if min(out.shape[2:]) < 2:   # a pool that left a 1-pixel map: dropped
                 break
             y = out
