@@ -184,6 +184,12 @@ def test_result_files_and_table(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "1.25x over eager" in out and "dropped" in out and "note: a note" in out
     assert out.splitlines()[-2].split()[-1] == "speedup" and out.splitlines()[-1].split()[-1] == "1.00"
+    result["report"]["reasons"] = {f"layer{i}.relu": f"not fused into layer{i}.conv1: Block.forward calls it 2 times"
+                                   for i in range(4)} | {"fc": "excluded by filter_fn"}
+    models.print_result(result)
+    out = capsys.readouterr().out
+    assert ("left as is (4): not fused into its conv: Block.forward calls it 2 times "
+            "(layer0.relu, layer1.relu, layer2.relu, ...)") in out and "left as is (1): excluded by filter_fn (fc)" in out
     assert models.layer_speedup({"torch": 10.0, "igemm": 4.0}, "igemm") == 2.5
     assert models.layer_speedup({"torch": 10.0, "igemm": "rel_err 1 > 0.01"}, "igemm") is None
 

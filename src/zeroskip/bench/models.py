@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import re
 from pathlib import Path
 
 import torch
@@ -250,7 +251,8 @@ def run_model(name, batch=1, dtype="fp32", algo="auto", torch_compile=False, pla
             "mean_sparsity": sum(r["sparsity"] for r in layers) / len(layers) if layers else None,
             "max_rel_err": report.get("max_rel_err"), "timing": method,
             **{k: env.get(k) for k in ("gpu", "torch", "triton", "date")}, "notes": notes,
-            "report": {k: report.get(k, []) for k in ("converted", "fused", "folded_bn", "kept_bn")},
+            "report": {**{k: report.get(k, []) for k in ("converted", "fused", "folded_bn", "kept_bn")},
+                       "reasons": report.get("reasons", {})},
             "layers": layers}
 
 
@@ -271,6 +273,14 @@ def _time(t) -> str:
     return "-" if t is None else "dropped" if isinstance(t, str) else f"{t:.1f}"
 
 
+def _grouped(reasons: dict) -> list:
+    """convert_'s reasons grouped by their text, the conv they name left out: [(why, [names])]."""
+    groups = {}
+    for name, why in reasons.items():
+        groups.setdefault(re.sub(r" into [\w.]+:", " into its conv:", why), []).append(name)
+    return sorted(groups.items(), key=lambda item: -len(item[1]))
+
+
 def print_result(r) -> None:
     """Whole-model latencies and speedups, then the per-layer table."""
     print(f"\n{r['model']} (weights {r.get('weights') or 'random-init'}, input {r.get('input') or 'randn'}) "
@@ -281,6 +291,8 @@ def print_result(r) -> None:
     print(f"  converted {len(r['report']['converted'])} convs, fused {len(r['report']['fused'])}, folded "
           f"{len(r['report']['folded_bn'])} BN; max rel err {_fmt(r['max_rel_err'], '.1e')}; mean conv-input "
           f"zero fraction {_fmt(r['mean_sparsity'], '.3f')}")
+    for why, names in _grouped(r["report"].get("reasons") or {}):
+        print(f"  left as is ({len(names)}): {why} ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})")
     for note in r["notes"]:
         print(f"  note: {note}")
     head = ("layer", "op", "input shape", "zeros", "algo", *(f"{c}_us" for c in CANDIDATES), "speedup")
