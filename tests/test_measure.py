@@ -133,8 +133,9 @@ def test_a_module_whose_calls_differ_holds_the_plan(monkeypatch):
     model = zeroskip.convert_(Twice().eval(), x)
     conv = model.conv
     assert type(conv) is Conv2d and conv.algo == "auto" and conv.plan is model.zeroskip_plan
-    assert _planned(conv, "conv2d", x) == "ecr" and _planned(conv, "conv2d", x[..., :4, :4]) == "torch"
-    assert _planned(conv, "conv2d", sparse((1, 2, 5, 5), 0.5)) == "auto"  # not measured: the rules decide
+    w, b = conv.weight, conv.bias
+    assert _planned(conv, "conv2d", x, w, b) == "ecr" and _planned(conv, "conv2d", x[..., :4, :4], w, b) == "torch"
+    assert _planned(conv, "conv2d", sparse((1, 2, 5, 5), 0.5), w, b) == "auto"  # not measured: the rules decide
     assert zplan.current() is None
 
 
