@@ -37,6 +37,25 @@ def test_changing_triton_interpret_after_the_kernels_were_defined_is_named(monke
         zeroskip.conv2d(torch.rand(1, 2, 5, 5), torch.rand(3, 2, 3, 3), algo="ecr")
 
 
+@pytest.mark.parametrize("numpy_version", ["2.3.5", "2.5.2"])
+def test_numpy_that_breaks_the_interpreter_is_named(numpy_version, monkeypatch):
+    """Triton <= 3.6's interpreter with numpy >= 2.4 failed deep inside Triton on the first kernel."""
+    import numpy
+    from triton.runtime import interpreter
+
+    monkeypatch.setattr(numpy, "__version__", numpy_version)
+    problem = runtime.interpreter_problem.__wrapped__()
+    broken = numpy_version >= "2.4" and "int(self.handle.data))" in __import__("inspect").getsource(interpreter)
+    assert bool(problem) is broken
+    if broken:
+        assert "numpy 2.5.2" in problem and "numpy<2.4" in problem
+    monkeypatch.setattr(runtime, "interpreter_problem", lambda: "Triton's interpreter fails with numpy 9")
+    monkeypatch.setattr(runtime, "_kernels_interpreted", lambda: True)
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    with pytest.raises(RuntimeError, match="fails with numpy 9"):
+        runtime.interpreting()
+
+
 def test_setting_triton_interpret_after_import_fails_clearly():
     """The user's mistake in a fresh process: kernels defined for the GPU, then TRITON_INTERPRET=1 and
     a CPU tensor. Without the check Triton failed deep inside ("0 active drivers")."""

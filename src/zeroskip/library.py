@@ -73,8 +73,9 @@ def _fixed_layout(out, input):
 def conv2d_op(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride: list[int],
               padding: list[int], padding_str: str, dilation: list[int], groups: int,
               activation: str, algo: str) -> Tensor:
-    out = functional.conv2d_uncast(input, weight, bias, stride, padding_str or padding, dilation, groups,
-                                   activation=activation or None, algo=algo)
+    with torch.autocast(input.device.type, enabled=False):  # its torch path must not cast: dtype as the fake says
+        out = functional.conv2d_uncast(input, weight, bias, stride, padding_str or padding, dilation, groups,
+                                       activation=activation or None, algo=algo)
     return _fixed_layout(out, input)
 
 
@@ -90,9 +91,11 @@ def conv2d_pool_op(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride
                    padding: list[int], padding_str: str, dilation: list[int], groups: int,
                    activation: str, pool: str, pool_size: list[int], pool_stride: list[int],
                    pool_padding: list[int], algo: str) -> Tensor:
-    out = functional.conv2d_pool_uncast(input, weight, bias, stride, padding_str or padding, dilation, groups,
-                                        activation=activation or None, pool=pool, pool_size=pool_size,
-                                        pool_stride=pool_stride, pool_padding=pool_padding, algo=algo)
+    with torch.autocast(input.device.type, enabled=False):
+        out = functional.conv2d_pool_uncast(input, weight, bias, stride, padding_str or padding, dilation,
+                                            groups, activation=activation or None, pool=pool,
+                                            pool_size=pool_size, pool_stride=pool_stride,
+                                            pool_padding=pool_padding, algo=algo)
     return _fixed_layout(out, input)
 
 

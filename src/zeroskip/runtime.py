@@ -101,7 +101,27 @@ def interpreting() -> bool:
             f"TRITON_INTERPRET is {os.environ.get('TRITON_INTERPRET')!r} now, but zeroskip's kernels were "
             f"imported {'with' if then else 'without'} TRITON_INTERPRET=1: Triton fixes that when a kernel is "
             f"defined. Set TRITON_INTERPRET=1 before importing zeroskip (or unset it), or start a new process.")
+    if now and interpreter_problem():
+        raise RuntimeError(interpreter_problem())
     return now
+
+
+@functools.lru_cache(maxsize=None)
+def interpreter_problem() -> str:
+    """Why Triton's CPU interpreter cannot run zeroskip's kernels here, or '' where it can.
+    Triton <= 3.6 turns a loop bound into int(array of shape (1,)), which numpy >= 2.4 refuses
+    (triton-lang/triton#9171): every kernel with a runtime loop bound fails deep inside Triton."""
+    import numpy
+    import triton
+    from triton.runtime import interpreter
+
+    if tuple(int(p) for p in numpy.__version__.split(".")[:2]) < (2, 4):
+        return ""
+    if "int(self.handle.data))" not in inspect.getsource(interpreter):
+        return ""
+    return (f"Triton {triton.__version__}'s CPU interpreter (TRITON_INTERPRET=1) fails with numpy "
+            f"{numpy.__version__}: install numpy<2.4 (pip install 'numpy<2.4', as requirements.txt pins) "
+            f"or a Triton with the fix for triton-lang/triton#9171.")
 
 
 def graph_time(fn, inner: int, reps: int) -> float:
