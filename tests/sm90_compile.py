@@ -29,7 +29,7 @@ CHANNELS_LAST = dict(ones=("sxc", "swo"), div16=("C_G", "COUT_G", "sxn", "sxh", 
 # channels_last, 2x2/2 pool).
 LAYER = dict(C_G=256, H=56, W=56, COUT_G=256, OH=56, OW=56, PH_OUT=28, PW_OUT=28, KH=3, KW=3,
              sxn=56 * 56 * 256, sxc=1, sxh=56 * 256, sxw=256, swo=9 * 256, swc=1, swh=3 * 256, sww=256,
-             syn=28 * 28 * 256, syc=1, syh=28 * 256, syw=256, sb=1, stride_h=1, stride_w=1, pad_h=1, pad_w=1,
+             syn=28 * 28 * 256, syc=1, syh=28 * 256, syw=256, sb=1, srn=56 * 56 * 256, src=1, srh=56 * 256, srw=256, stride_h=1, stride_w=1, pad_h=1, pad_w=1,
              dil_h=1, dil_w=1, pool_kh=2, pool_kw=2, pool_sh=2, pool_sw=2, pool_ph=0, pool_pw=0,
              C=256, COUT=256, TH=14, TW=14,  # the Winograd transforms' names
              SCALED=False, LOG2_V=0, SPLIT=False, CHECK=False)
@@ -50,7 +50,7 @@ def compile_variant(fn, dtype, constexprs, num_warps=4, num_stages=3, ones=(), d
     return triton.compile(src, target=TARGET, options=dict(num_warps=num_warps, num_stages=num_stages))
 
 
-BASE = dict(HAS_BIAS=True, ACTIVATION=1, POOL=1, SKIP=False, PRECISION="ieee", UPCAST=False, BIG=False, PARTIAL=False, RUNNING=False, NCH_P2=1,
+BASE = dict(HAS_BIAS=True, HAS_RES=False, RES_VEC=1, ACTIVATION=1, POOL=1, SKIP=False, PRECISION="ieee", UPCAST=False, BIG=False, PARTIAL=False, RUNNING=False, NCH_P2=1,
             WIN_P2=4, OUT_VEC=1, BLOCK_M=128, BLOCK_N=64, BLOCK_K=64)
 VARIANTS = [
     ("fp16", BASE),                                                            # relu + max-pool
@@ -63,15 +63,20 @@ VARIANTS = [
     ("fp16", dict(BASE, BIG=True)),                                            # 64-bit offsets
     ("fp16", dict(BASE, PARTIAL=True)),                                        # split-K partial tiles
     ("fp32", dict(BASE, PRECISION="ieee", UPCAST=True, SKIP=True, NCH_P2=8, BLOCK_K=16)),  # "ecr"
+    ("fp16", dict(BASE, HAS_RES=True, POOL=0, WIN_P2=1)),                      # residual add, channels_last
+    ("fp32", dict(BASE, PRECISION="3xtf32", BLOCK_K=32, HAS_RES=True, RES_VEC=4, POOL=0, WIN_P2=1, OUT_VEC=4)),  # NCHW
 ]
 
 if __name__ == "__main__":
     for dtype, consts in VARIANTS:
         kernel = compile_variant(implicit_gemm._conv_kernel, dtype, consts)
-        print("conv", dtype, {k: consts[k] for k in ("ACTIVATION", "POOL", "SKIP", "PRECISION")},
+        print("conv", dtype, {k: consts[k] for k in ("ACTIVATION", "POOL", "SKIP", "PRECISION", "HAS_RES")},
               len(kernel.asm["cubin"]), "bytes")
     reduce = compile_variant(implicit_gemm._split_reduce_kernel, "fp16",
-                             dict(HAS_BIAS=True, ACTIVATION=1, POOL=1, WIN_P2=4, OUT_VEC=4, BLOCK_M=64, BLOCK_N=64))
+                             dict(HAS_BIAS=True, HAS_RES=False, RES_VEC=1, ACTIVATION=1, POOL=1, WIN_P2=4, OUT_VEC=4,
+                                  BLOCK_M=64, BLOCK_N=64))
+    compile_variant(implicit_gemm._split_reduce_kernel, "fp16", dict(HAS_BIAS=True, HAS_RES=True, RES_VEC=1, ACTIVATION=1,
+                                                                     POOL=0, WIN_P2=1, OUT_VEC=1, BLOCK_M=64, BLOCK_N=64))
     print("split-K reduce fp16", len(reduce.asm["cubin"]), "bytes")
     flags = compile_variant(ecr_index._chunk_flags_kernel, "fp16", dict(BLOCK_M=64, BLOCK_K=32, WIN_P2=4))
     print("flags fp16", len(flags.asm["cubin"]), "bytes")

@@ -124,12 +124,17 @@ def test_vgg_like(bn, device):
 
 
 def test_resnet_like(device):
-    model = randomize_bn(ResNetish()).to(device)
-    report = check(model, sparse((1, 3, 8, 8), 0.8, device=device), algo="ecr")
-    assert report["folded_bn"] == names_of(ResNetish(), nn.BatchNorm2d) and report["fused"] == []
+    model, x = randomize_bn(ResNetish()).to(device), sparse((1, 3, 8, 8), 0.8, device=device)
+    report = check(model, x, example_inputs=x, algo="ecr")  # example_inputs: the adds' operand shapes
+    assert report["folded_bn"] == names_of(ResNetish(), nn.BatchNorm2d)
+    blocks = [f"layer1.{i}.conv{j}" for i in (0, 1) for j in (1, 2)]
+    # torch.relu and the blocks' `relu(y + shortcut)` rewritten into the convs' epilogues; the
+    # downsample conv (BN, no activation) is converted unfused
+    assert sorted(report["fused"]) == sorted(["conv1"] + blocks)
+    assert report["residual"] == ["layer1.0.conv2", "layer1.1.conv2"]
     assert len(report["converted"]) == 6 and len(report["folded_bn"]) == 6
     assert all(type(m) not in (nn.Conv2d, nn.BatchNorm2d) for m in model.modules())
-    assert model.layer1[0].conv1.activation is None and isinstance(model.bn1, nn.Identity)
+    assert model.layer1[0].conv1.activation == "relu" and isinstance(model.bn1, nn.Identity)
     assert model.conv1.bias is not None
 
 
@@ -187,10 +192,11 @@ def test_bn_folded_outside_sequential(device):
     """Traced forwards: a BN applied to a conv's output alone is folded (the conv gains a bias and
     becomes the zeroskip conv, the BN's place an nn.Identity); a BN whose conv output has another
     user, and the BNs of modules whose forward cannot be traced into one graph, stay."""
-    model = randomize_bn(Blocks()).to(device)
-    report = check(model, sparse((1, 3, 8, 8), 0.5, device=device), algo="ecr")
+    model, x = randomize_bn(Blocks()).to(device), sparse((1, 3, 8, 8), 0.5, device=device)
+    report = check(model, x, example_inputs=x, algo="ecr")
     assert report["converted"] == ["stem", "res.conv", "second.conv", "dynamic.conv", "default.conv"]
-    assert report["folded_bn"] == ["stem_bn", "res.bn"] and report["kept_bn"] == report["fused"] == []
+    assert report["folded_bn"] == ["stem_bn", "res.bn"] and report["kept_bn"] == []
+    assert report["fused"] == ["stem", "res.conv"] and report["residual"] == ["res.conv"]  # relu(bn(conv(x)) + x)
     assert names_of(model, nn.BatchNorm2d) == ["second.bn", "dynamic.bn", "default.bn"]
     assert names_of(model, nn.Identity) == ["stem_bn", "res.bn"]
     assert all(type(m) is not nn.Conv2d for m in model.modules())
@@ -231,8 +237,9 @@ def test_fused_outside_sequential(device):
     assert report["fused"] == ["conv", "conv2"] and model.conv.activation == "relu" and type(model.pool) is nn.MaxPool2d
     model = randomize_bn(SharedAct()).to(device)
     report = check(model, x, algo="ecr")
-    assert report["fused"] == [] and report["folded_bn"] == ["bn"] and type(model.act) is nn.ReLU
-    assert report["reasons"]["act"] == "not fused into conv: SharedAct.forward calls it 2 times"
+    # the shared module's first call is rewritten into conv's epilogue; the module stays for the second
+    assert report["fused"] == ["conv"] and report["folded_bn"] == ["bn"] and type(model.act) is nn.ReLU
+    assert model.conv.activation == "relu" and "act" not in report["reasons"]
 
 
 def test_fusion_outside_sequential_follows_options_and_guards(device):
@@ -365,8 +372,8 @@ def check_torchvision(name, model, x, **options):
     runs fused, one ConvActPool per pool; every BN folded and none left, whether it follows a
     conv in an nn.Sequential (VGG's, ResNet's downsample branches) or in a block's forward
     (ResNet's main path, GoogLeNet's BasicConv2d); ResNet's stem fused with its ReLU and max-pool
-    (modules called once in ResNet.forward), the blocks' convs (a ReLU module called twice) and
-    GoogLeNet's (F.relu) unfused."""
+    (modules called once in ResNet.forward); the blocks' convs (a ReLU module called 2-3 times, the
+    residual add) and GoogLeNet's (F.relu) fused by rewriting their forwards."""
     convs, norms = names_of(model, nn.Conv2d), names_of(model, nn.BatchNorm2d)
     with torch.no_grad():  # the output must depend on the convs, or check() could not fail
         other = model(torch.randn_like(x))
@@ -382,11 +389,18 @@ def check_torchvision(name, model, x, **options):
     elif name == "alexnet":
         assert report["fused"] == convs and pooled == ["features.0", "features.3", "features.10"]
     elif name.startswith("resnet"):  # the stem's conv -> bn1 -> relu -> maxpool, traced in ResNet.forward
-        assert report["fused"] == pooled == ["conv1"] and model.conv1.pool_padding == (1, 1)
-        assert re.search(r"calls it [23] times", report["reasons"]["layer1.0.relu"])
-    else:  # GoogLeNet's BasicConv2d applies F.relu: converted unfused, and the report says why
-        assert report["fused"] == [] and pooled == []
-        assert "applies it as a function" in report["reasons"]["conv1.conv"]
+        assert pooled == ["conv1"] and model.conv1.pool_padding == (1, 1)
+        # the blocks' forwards rewritten: every main-path conv takes its ReLU, each block's last one the add
+        last = "conv2" if name == "resnet18" else "conv3"
+        ends = [c for c in convs if c.endswith(last)]
+        if "example_inputs" in options:  # the add's operands seen with one shape: fused
+            assert report["residual"] == ends and report["reasons"] == {}
+        else:
+            assert report["residual"] == [] and "unknown without example_inputs" in report["reasons"][ends[0]]
+        fused = [c for c in convs if "downsample" not in c and (c not in ends or report["residual"])]
+        assert sorted(report["fused"]) == sorted(fused)
+    else:  # GoogLeNet's BasicConv2d applies F.relu: its forward is rewritten, the ReLU in the epilogue
+        assert report["fused"] == convs and pooled == [] and report["residual"] == []
     if name in ("resnet18", "resnet50", "googlenet"):
         # ResNet: the stem's BN, each block's main-path BNs and the downsample branches' BNs
         # (ResNet-18: 1 + 8 * 2 + 3, ResNet-50: 1 + 16 * 3 + 4); GoogLeNet: one per conv.
@@ -402,7 +416,8 @@ def check_torchvision(name, model, x, **options):
 def test_torchvision_torch_algo(name, device):
     size = TORCHVISION[name]
     model = torchvision_model(name, size).to(device)
-    check_torchvision(name, model, torch.randn(1, 3, size, size, device=device), algo="torch")
+    x = torch.randn(1, 3, size, size, device=device)
+    check_torchvision(name, model, x, example_inputs=x, algo="torch")
     assert {m.algo for m in model.modules() if isinstance(m, nn.Conv2d)} == {"torch"}
 
 

@@ -259,7 +259,7 @@ def test_failures_restore_the_model(failure, monkeypatch, device):
     model, x = net(device), sparse((1, 3, 8, 8), 0.7, device=device)
     kwargs = dict(algo="ecr")
     if failure == "output check":       # the converted model's output is made to differ
-        monkeypatch.setattr(znn.Conv2d, "forward", lambda self, y: nn.Conv2d.forward(self, y) + 1)
+        monkeypatch.setattr(znn.Conv2d, "forward", lambda self, y, *res: nn.Conv2d.forward(self, y) + 1)
     elif failure == "interrupt in check":
         runs = []
 

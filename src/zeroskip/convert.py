@@ -15,9 +15,17 @@ and each converted conv is followed through the trace: a BatchNorm2d child appli
 is folded, then an nn.ReLU/ReLU6 child and an expressible pool child applied next are fused, the
 absorbed places taking nn.Identity(). Each absorbed child must be the only user of the value it
 takes, be called once in that forward, have its parameters and buffers not read there otherwise,
-and not be shared with another parent (ResNet's stem fuses; its blocks call one ReLU module two or
-three times, GoogLeNet's BasicConv2d applies F.relu: their convs stay unfused, and the report says
-why). A module whose forward fails to trace (e.g. control flow on a tensor's value) or has
+and not be shared with another parent (ResNet's stem fuses). Where instead the conv's (folded)
+output goes alone into `+ r` (operator.add, +=, torch.add without alpha) and/or an activation that
+is not such a child (ResNet's blocks call one ReLU module two or three times; GoogLeNet's
+BasicConv2d applies F.relu), the forward itself is rewritten: the trace's graph with the conv called
+as conv(x, r) with the activation in its epilogue (zeroskip.nn.Conv2d), the add and activation
+removed, set as the module's `forward` (zeroskip.fuse.Forward, which pickles and compiles). An add
+is fused only where convert_'s run on example_inputs showed both operands with one shape and dtype
+in every call of the module (no broadcasting; fake tensors replay the forward), and nothing between
+the conv and the add writes the conv's input in place; report["residual"] lists the convs that took
+one. The rewritten forward is the trace: branches on attributes are fixed, `a += b` runs out of
+place. A module whose forward fails to trace (e.g. control flow on a tensor's value) or has
 defaulted, keyword-only or variadic parameters (one trace would not stand for every call) is left
 as it is. The trace runs the forward's Python code once on fx proxies.
 
@@ -48,7 +56,7 @@ true whatever the outcome); a plan file is written only when convert_ succeeds.
 
 `example_inputs` (a tensor or a tuple of positional arguments) is stored on the model as
 `zeroskip_example_inputs`. With algo="auto", measure=True and example_inputs on CUDA, each
-converted layer is timed on its real input (captured by forward pre-hooks in one run) with
+converted layer is timed on its real input and residual (captured by forward pre-hooks in one run) with
 zeroskip.measure.measure and its `algo` set to the winner; the entries go into a zeroskip.plan.Plan
 (`plan`: a Plan used in place, or a JSON path loaded if it exists and saved after; entries
 already there are reused, not re-measured), kept as `model.zeroskip_plan`. A module called with
@@ -59,7 +67,8 @@ When example_inputs are given, the model runs on them before and after conversio
 torch.no_grad(), measured algos in place) and the outputs must agree: normwise relative error
 <= 1e-4 in fp32 (1e-2 where TF32 may be used on CUDA), 3e-2 in fp16/bf16, 1e-9 in fp64; else
 RuntimeError, the model left as it was. The report is set as `model.zeroskip_report`:
-{"converted": conv names, "fused": conv names that absorbed an activation and/or pool,
+{"converted": conv names, "fused": conv names that absorbed an activation, pool and/or residual add,
+ "residual": conv names that absorbed a residual add,
  "folded_bn": BN names folded, "kept_bn": BN names left, "reasons": {module name: why it was
  left alone}, "warnings": the UserWarnings issued, "max_rel_err": float or None,
  "tolerance": float or None, "layers": one row per measured call {"name", "op", "shape",
@@ -80,7 +89,7 @@ from . import nn as znn
 from . import plan as zplan
 from .accuracy import model_tolerance, rel_err
 from .dispatch import ALGOS
-from .fuse import _Converter, fold_bn_  # noqa: F401  (fold_bn_ is part of zeroskip.convert's API)
+from .fuse import Calls, _Converter, fold_bn_  # noqa: F401  (fold_bn_ is part of zeroskip.convert's API)
 from .progress import bar
 from .undo import Undo
 
@@ -116,25 +125,32 @@ def _on_cuda(inputs) -> bool:
     return any(t.is_cuda for t in tree_leaves(inputs) if isinstance(t, torch.Tensor))
 
 
-def _layer_call(module, x):
-    """(op, positional args, pool kwargs) of zeroskip.measure.measure for `module` on input x."""
+def _layer_call(module, x, residual=None):
+    """(op, positional args, keyword args) of zeroskip.measure.measure for `module` on input x."""
     args = (x, module.weight, module.bias, module.stride, module.padding, module.dilation, module.groups)
     if isinstance(module, znn.ConvActPool):
         return "conv2d_pool", args, dict(pool=module.pool, pool_size=module.pool_size,
                                          pool_stride=module.pool_stride, pool_padding=module.pool_padding)
+    if residual is not None:
+        return "conv2d_residual", args, dict(residual=residual)
     return "conv2d", args, {}
 
 
+def _batched(t):
+    return t if t is None or t.dim() == 4 else t.unsqueeze(0)
+
+
 def _capture(model, inputs, modules):
-    """Runs model once; returns {id(module): {plan key: a copy of its input}} for each module."""
+    """Runs model once; returns {id(module): {plan key: copies of (input, residual)}} for each module."""
     seen = {id(m): {} for m in modules}
 
     def hook(module, args):
-        x = args[0] if args[0].dim() == 4 else args[0].unsqueeze(0)
-        op, call, pool = _layer_call(module, x)
+        x, residual = _batched(args[0]), _batched(args[1]) if len(args) > 1 else None
+        op, call, kwargs = _layer_call(module, x, residual)
+        pool = {k: v for k, v in kwargs.items() if k != "residual"}
         key = zplan.make_key(op, zplan.spec_of(op, *call, **pool), x, module.activation)
-        if key not in seen[id(module)]:  # a copy: later in-place ops must not change what is timed
-            seen[id(module)][key] = x.detach().clone()
+        if key not in seen[id(module)]:  # copies: later in-place ops must not change what is timed
+            seen[id(module)][key] = (x.detach().clone(), None if residual is None else residual.detach().clone())
 
     handles = [m.register_forward_pre_hook(hook) for m in modules]
     try:
@@ -159,12 +175,12 @@ def _measure_layers(model, inputs, names, plan, progress=False) -> list:
         for name, module in layers.values():
             done.set_postfix_str(name)
             winners = set()
-            for key, x in calls[id(module)].items():
+            for key, (x, residual) in calls[id(module)].items():
                 entry, reused = plan.get(key), True
                 sparsity = (x == 0).double().mean().item()
                 if entry is None:
-                    op, call, pool = _layer_call(module, x)
-                    algo, times = zmeasure.measure(op, *call, activation=module.activation, **pool)
+                    op, call, kwargs = _layer_call(module, x, residual)
+                    algo, times = zmeasure.measure(op, *call, activation=module.activation, **kwargs)
                     plan.add(key, algo, times, sparsity)
                     entry, reused = plan.get(key), False
                 winners.add(entry["algo"])
@@ -199,22 +215,27 @@ def convert_(model: nn.Module, example_inputs=None, *, algo="auto", filter_fn=No
             raise ValueError(f"{name} must be a bool, got {value!r}")
     if plan is not None and not isinstance(plan, (zplan.Plan, str, os.PathLike)):
         raise TypeError(f"plan must be a zeroskip.plan.Plan, a path or None, got {type(plan).__name__}")
-    inputs = ref = None
+    inputs = ref = calls = None
     if example_inputs is not None:
         inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
-        ref = _run_eval(model, inputs)
+        calls = Calls(model) if fuse else None  # the shapes that decide which residual adds fuse
+        try:
+            ref = _run_eval(model, inputs)
+        finally:
+            if calls is not None:
+                calls.remove()
     undo = Undo()
     try:
-        _convert(model, inputs, ref, undo, algo, filter_fn, fold_bn, fuse, plan, measure, progress)
+        _convert(model, inputs, ref, undo, algo, filter_fn, fold_bn, fuse, plan, measure, progress, calls)
     except BaseException:
         undo.rollback()
         raise
     return model
 
 
-def _convert(model, inputs, ref, undo, algo, filter_fn, fold_bn, fuse, plan, measure, progress):
+def _convert(model, inputs, ref, undo, algo, filter_fn, fold_bn, fuse, plan, measure, progress, calls=None):
     """convert_'s changes, each made through `undo`; raises where the result is not to be kept."""
-    converter = _Converter(model, algo, filter_fn, fold_bn, fuse, undo)
+    converter = _Converter(model, algo, filter_fn, fold_bn, fuse, undo, calls)
     converter.walk(model)
     report = converter.report
     report.update(layers=[], note=None, warnings=[])

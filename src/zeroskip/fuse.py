@@ -1,11 +1,14 @@
 """The in-place swap behind convert_: each wanted nn.Conv2d becomes a zeroskip module, a
 Conv2d [-> BatchNorm2d] [-> ReLU/ReLU6] [-> MaxPool2d/AvgPool2d] run inside an nn.Sequential
 becomes one fused module plus nn.Identity() placeholders, and in any other module the same chain
-of children, found in its torch.fx-traced forward, is folded and fused alike (rules in zeroskip.convert).
+of children, found in its torch.fx-traced forward, is folded and fused alike; where that forward
+adds a residual to the conv's output or applies an activation that is not a child called once, its
+forward is rewritten (Forward) so the conv's epilogue does it (rules in zeroskip.convert).
 """
 from __future__ import annotations
 
 import inspect
+import operator
 from collections import Counter
 
 import torch
@@ -17,6 +20,106 @@ from . import nn as znn
 _ACTS = (nn.ReLU, nn.ReLU6)
 _POOLS = (nn.MaxPool2d, nn.AvgPool2d)
 _ACT_FUNCTIONS = (torch.relu, torch.relu_, torch.nn.functional.relu, torch.nn.functional.relu6)
+_ADDS = (operator.add, operator.iadd, torch.add)
+
+
+class Forward:
+    """A module's forward as convert_ rewrote it: the code torch.fx generates for the new graph, run
+    with the module itself as `self`, so each call reaches the module's current children."""
+
+    def __init__(self, module: nn.Module, graph: fx.Graph):
+        self.module = module
+        self.code = fx.GraphModule(module, graph, class_name=type(module).__name__)
+
+    def __call__(self, *args):
+        return type(self.code).forward(self.module, *args)
+
+
+def _act_of(node, children) -> str | None:
+    """"relu"/"relu6" where node applies one to its single argument and nothing else (an nn.ReLU/ReLU6
+    child, F.relu/relu6, torch.relu(_), .relu(_)), else None."""
+    if len(node.args) != 1 or set(node.kwargs) - {"inplace"}:
+        return None
+    if node.op == "call_module" and type(children.get(node.target)) in _ACTS:
+        return "relu" if type(children[node.target]) is nn.ReLU else "relu6"
+    if node.op == "call_function" and node.target in _ACT_FUNCTIONS:
+        return "relu6" if node.target is torch.nn.functional.relu6 else "relu"
+    if node.op == "call_method" and node.target in ("relu", "relu_") and not node.kwargs:
+        return "relu"
+    return None
+
+
+def _writes_in_place(node, module) -> bool:
+    """Whether node may write one of its arguments in place (in-place ops, modules with inplace=True)."""
+    if node.op == "call_module":
+        return any(getattr(m, "inplace", False) for m in module.get_submodule(node.target).modules())
+    name = getattr(node.target, "__name__", str(node.target))
+    return node.op in ("call_function", "call_method") and (name.endswith("_") or name.startswith("__i")
+                                                           or node.target in (operator.iadd, operator.imul))
+
+
+class Calls:
+    """What the modules with a Conv2d child were called with in one run of the model (convert_'s run on
+    example_inputs), as fake tensors: shapes, strides and dtypes without memory. The residual adds found
+    in a traced forward are fused only where these calls show the two operands of the same shape and dtype."""
+
+    def __init__(self, model: nn.Module):
+        from torch._subclasses.fake_tensor import FakeTensorMode
+        self.mode = FakeTensorMode(allow_non_fake_inputs=True)
+        self.args = {}
+        parents = [m for m in model.modules() if any(isinstance(c, nn.Conv2d) for c in m.children())]
+        self.handles = [m.register_forward_pre_hook(self._hook) for m in parents]
+
+    def _hook(self, module, args):
+        calls = self.args.setdefault(id(module), [])
+        if len(calls) < 4:  # distinct shapes are few; more calls say nothing new
+            calls.append(tuple(self.mode.from_tensor(a) if isinstance(a, torch.Tensor) else a for a in args))
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+    def same_operands(self, module, graph, pairs) -> set:
+        """The (a, b) node pairs of `pairs` whose values had the same shape and dtype in every recorded
+        call of module; empty where it was not called or its graph does not run on fake tensors."""
+        calls = self.args.get(id(module))
+        if not calls or not pairs:
+            return set()
+        ok = set(pairs)
+        try:
+            with self.mode, torch.no_grad():
+                for args in calls:
+                    seen = _Values(fx.GraphModule(module, graph))
+                    seen.run(*args)
+                    ok = {(a, b) for a, b in ok if seen.meta(a) is not None and seen.meta(a) == seen.meta(b)}
+        except Exception:  # a forward that fake tensors cannot run: nothing is fused across its adds
+            return set()
+        return ok
+
+
+class _Values(fx.Interpreter):
+    """Runs a graph, keeping each node's output (shape, dtype)."""
+
+    def __init__(self, gm):
+        super().__init__(gm)
+        self.seen = {}
+
+    def run_node(self, n):
+        out = super().run_node(n)
+        self.seen[n] = (tuple(out.shape), out.dtype) if isinstance(out, torch.Tensor) else None
+        return out
+
+    def meta(self, node):
+        return self.seen.get(node)
+
+
+def _residual_of(node, tail):
+    """The other operand where node is `tail + other` (or `tail += other`), else None."""
+    if node.op != "call_function" or node.target not in _ADDS or len(node.args) != 2 or node.kwargs:
+        return None
+    a, b = node.args
+    other = b if a is tail else a if (b is tail and node.target is not operator.iadd) else None
+    return other if isinstance(other, fx.Node) and other is not tail else None
 
 
 def _at(items, j):
@@ -78,8 +181,9 @@ class _Converter:
     """One pass over the model: every change goes through `undo` (zeroskip.undo), every module left
     alone that could have been converted, folded or fused gets a line in report["reasons"]."""
 
-    def __init__(self, model, algo, filter_fn, fold_bn, fuse, undo):
+    def __init__(self, model, algo, filter_fn, fold_bn, fuse, undo, calls: Calls | None = None):
         self.algo, self.filter_fn, self.fold_bn, self.fuse, self.undo = algo, filter_fn, fold_bn, fuse, undo
+        self.calls = calls
         counts = Counter(id(m) for _, m in model.named_modules(remove_duplicate=False))
         self.shared = {i for i, n in counts.items() if n > 1}
         self.memory = guards.Memory(model)
@@ -88,7 +192,7 @@ class _Converter:
         self.decided = {}  # qualified conv name -> whether it is converted
         self.done = {}  # id(conv) -> its plain zeroskip Conv2d, reused where a conv is shared
         self.training_bn = []  # BNs kept because they are in training mode
-        self.report = dict(converted=[], fused=[], folded_bn=[], kept_bn=[], reasons={}, max_rel_err=None,
+        self.report = dict(converted=[], fused=[], residual=[], folded_bn=[], kept_bn=[], reasons={}, max_rel_err=None,
                            tolerance=None)
         if isinstance(model, nn.Conv2d) and not isinstance(model, (znn.Conv2d, znn.ConvActPool)):
             self.report["reasons"][""] = "the root module cannot be replaced in place"
@@ -226,6 +330,9 @@ class _Converter:
         graph = _own_graph(module)
         if graph is None:
             return
+        rewritten = False
+        adds = [(n.args[0], n.args[1]) for n in graph.nodes if _residual_of(n, n.args[0] if n.args else None)]
+        same = self.calls.same_operands(module, graph, adds) if self.fuse and adds and self.calls else set()
         calls = Counter(node.target for node in graph.nodes if node.op == "call_module")
         read = {node.target.split(".")[0] for node in graph.nodes if node.op == "get_attr"}
         nodes = {node.target: node for node in graph.nodes if node.op == "call_module" and calls[node.target] == 1}
@@ -249,11 +356,6 @@ class _Converter:
                 return None
             return user
 
-        def functional_act(node):
-            user = next(iter(node.users)) if len(node.users) == 1 else None
-            return user is not None and (user.target in _ACT_FUNCTIONS
-                                         or (user.op == "call_method" and user.target in ("relu", "relu_")))
-
         for name, conv in children.items():  # in child order, as the Sequential path reports them
             if name not in nodes or not self.wanted(qual[name], conv) or not alone(name):
                 continue
@@ -266,17 +368,19 @@ class _Converter:
                 node = bn
             if not self.fuse or id(conv) in self.shared:
                 continue
+            reasons = set(self.report["reasons"])
             act = follow(node, _ACTS, qual[name])
             if act is not None and not self.absorbable(qual[act.target], children[act.target], qual[name]):
                 act = None
-            if act is None and functional_act(node):
-                self.keep(qual[name], f"converted without the activation after it: {owner}.forward applies it as a "
-                                      f"function; convert_ fuses nn.ReLU / nn.ReLU6 modules")
             pool = follow(act if act is not None else node, _POOLS, qual[name])
             if pool is not None and not (_expressible_pool(children[pool.target])
                                          and self.absorbable(qual[pool.target], children[pool.target], qual[name])):
                 pool = None
             if act is None and pool is None:
+                if self.rewrite(module, graph, children, name, conv, nodes[name], node, qual, same):
+                    rewritten = True  # what follow() said about the activation no longer holds
+                    for key in set(self.report["reasons"]) - reasons:
+                        del self.report["reasons"][key]
                 continue
             act_module = children[act.target] if act is not None else None
             if pool is not None:
@@ -289,3 +393,58 @@ class _Converter:
             for absorbed in (act, pool):
                 if absorbed is not None:
                     self.undo.set_child(module, absorbed.target, nn.Identity())
+        if rewritten:
+            graph.lint()
+            self.undo.set_attribute(module, "forward", Forward(module, graph))
+
+    def rewrite(self, module, graph, children, name, conv, conv_node, tail, qual, same) -> bool:
+        """Moves `tail + residual` and the activation after it (or the activation alone, where it is not
+        a child called once) into conv's epilogue by rewriting the graph; tail is conv's (or its folded
+        BN's) node; `same` holds the add operand pairs seen with one shape and dtype. Returns whether the
+        graph changed."""
+        user = next(iter(tail.users)) if len(tail.users) == 1 else None
+        if user is None or len(conv_node.args) != 1 or conv_node.kwargs:
+            return False
+        owner = type(module).__name__
+        residual = _residual_of(user, tail)
+        if residual is not None and (user.args[0], user.args[1]) not in same:
+            self.keep(qual[name], "converted without the add after it: " + (
+                "its operands' shapes are unknown without example_inputs" if self.calls is None else
+                "its operands differed in shape or dtype on example_inputs (a broadcast add), or that forward "
+                "did not run on fake tensors"))
+            residual = None
+        end = user if residual is not None else tail
+        after = next(iter(end.users)) if len(end.users) == 1 else None
+        activation = _act_of(after, children) if after is not None else None
+        if activation is not None and after.op == "call_module":
+            why = guards.kept_as_is(children[after.target])
+            if why is not None:
+                self.keep(qual[after.target], f"not fused into {qual[name]}: {why}")
+                activation = None
+        if residual is None and activation is None:
+            return False
+        if residual is not None:
+            # the conv moves down to the add: nothing in between may write its input in place
+            n = conv_node.next
+            while n is not user:
+                if conv_node.args[0] in n.all_input_nodes and _writes_in_place(n, module):
+                    self.keep(qual[name], f"converted without the add after it: {owner}.forward writes its "
+                                          f"input in place before the add")
+                    return False
+                n = n.next
+        last = after if activation is not None else user
+        with graph.inserting_before(last):
+            new_node = graph.call_module(name, (conv_node.args[0],) + ((residual,) if residual is not None else ()))
+        last.replace_all_uses_with(new_node)
+        for dead in (after if activation is not None else None, user if residual is not None else None):
+            if dead is not None:
+                graph.erase_node(dead)
+        if tail is not conv_node:  # the folded BN's call (its module is now nn.Identity)
+            graph.erase_node(tail)
+        graph.erase_node(conv_node)
+        self.undo.set_child(module, name, znn.Conv2d.from_conv(conv, activation, self.algo))
+        self.report["converted"].append(qual[name])
+        self.report["fused"].append(qual[name])
+        if residual is not None:
+            self.report["residual"].append(qual[name])
+        return True

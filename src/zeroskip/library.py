@@ -72,17 +72,20 @@ def _fixed_layout(out, input):
 @torch.library.custom_op("zeroskip::conv2d", mutates_args=())
 def conv2d_op(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride: list[int],
               padding: list[int], padding_str: str, dilation: list[int], groups: int,
-              activation: str, algo: str) -> Tensor:
+              activation: str, algo: str, residual: Optional[Tensor] = None) -> Tensor:
     with torch.autocast(input.device.type, enabled=False):  # its torch path must not cast: dtype as the fake says
         out = functional.conv2d_uncast(input, weight, bias, stride, padding_str or padding, dilation, groups,
-                                       activation=activation or None, algo=algo)
+                                       activation=activation or None, residual=residual, algo=algo)
     return _fixed_layout(out, input)
 
 
 @conv2d_op.register_fake
-def _conv2d_fake(input, weight, bias, stride, padding, padding_str, dilation, groups, activation, algo):
+def _conv2d_fake(input, weight, bias, stride, padding, padding_str, dilation, groups, activation, algo,
+                 residual=None):
     spec = _spec(input, weight, bias, stride, padding, padding_str, dilation, groups)
     check_activation(activation or None)
+    if residual is not None:
+        functional._check_residual(residual, input, spec, input.dim() == 3)
     return _empty(input, spec)
 
 
@@ -112,9 +115,18 @@ def _setup_context(ctx, inputs, output):
     ctx.args = inputs[3:]
 
 
+def _setup_conv2d_context(ctx, inputs, output):
+    """conv2d's inputs end with the residual (None or a tensor): it is kept for the pre-activation."""
+    residual = inputs[10] if len(inputs) > 10 else None
+    ctx.save_for_backward(*inputs[:3], residual)
+    ctx.args = inputs[3:10]
+
+
 def _backward(ctx, grad, pool=None):
-    """Gradients of pool(act(conv(x))) by PyTorch ops, recomputing the pre-activation."""
-    x, w, b = ctx.saved_tensors
+    """Gradients of pool(act(conv(x) + residual)) by PyTorch ops, recomputing the pre-activation;
+    the residual's gradient is the one reaching the pre-activation."""
+    x, w, b, *rest = ctx.saved_tensors
+    r = rest[0] if rest else None
     stride, padding, padding_str, dilation, groups, activation = ctx.args[:6]
     squeeze = x.dim() == 3
     if squeeze:
@@ -127,6 +139,8 @@ def _backward(ctx, grad, pool=None):
     conv = dict(stride=[spec.stride_h, spec.stride_w], padding=[0, 0], dilation=[spec.dil_h, spec.dil_w])
     if activation or pool:
         z = F.conv2d(xp, w, b, groups=groups, **conv)
+        if r is not None:
+            z = z + (r.unsqueeze(0) if squeeze else r)
         if pool:
             y = functional._activate(z, activation or None)
             k, s, p = pool
@@ -146,29 +160,36 @@ def _backward(ctx, grad, pool=None):
     if gx is not None:
         gx = gx[:, :, spec.pad_h:spec.pad_h + spec.height, spec.pad_w:spec.pad_w + spec.width]
         gx = gx.squeeze(0) if squeeze else gx
-    return gx, gw, gb
+    gr = None
+    if r is not None and ctx.needs_input_grad[-1]:
+        gr = (grad.squeeze(0) if squeeze else grad).to(r.dtype)
+    return gx, gw, gb, gr
 
 
 def _conv2d_backward(ctx, grad):
-    return _backward(ctx, grad) + (None,) * 7
+    gx, gw, gb, gr = _backward(ctx, grad)
+    return (gx, gw, gb) + (None,) * 7 + (gr,)
 
 
 def _conv2d_pool_backward(ctx, grad):
-    return _backward(ctx, grad, pool=ctx.args[7:10]) + (None,) * 11
+    return _backward(ctx, grad, pool=ctx.args[7:10])[:3] + (None,) * 11
 
 
-conv2d_op.register_autograd(_conv2d_backward, setup_context=_setup_context)
+conv2d_op.register_autograd(_conv2d_backward, setup_context=_setup_conv2d_context)
 conv2d_pool_op.register_autograd(_conv2d_pool_backward, setup_context=_setup_context)
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
-           activation=None, algo="auto"):
+           activation=None, residual=None, algo="auto"):
     """zeroskip.conv2d through the custom op (same arguments, same result, autocast included)."""
     input, weight, bias = functional.autocast_args(input, weight, bias)
+    residual = functional.autocast_residual(residual, input)
+    if residual is not None and not isinstance(residual, torch.Tensor):  # before the op's schema refuses it
+        raise TypeError(f"residual must be a torch.Tensor or None, got {type(residual).__name__}")
     pad, pad_str = _padding_args(padding)
     return torch.ops.zeroskip.conv2d(input, weight, bias, list(pair(stride, "stride", 1)), pad, pad_str,
                                      list(pair(dilation, "dilation", 1)), groups,
-                                     check_activation(activation) or "", algo)
+                                     check_activation(activation) or "", algo, residual)
 
 
 def conv2d_pool(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,

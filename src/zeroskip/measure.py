@@ -41,15 +41,18 @@ def _require_cuda(input) -> None:
 
 
 def measure(op, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
-            activation=None, pool=None, pool_size=2, pool_stride=None, pool_padding=0,
+            activation=None, pool=None, pool_size=2, pool_stride=None, pool_padding=0, residual=None,
             candidates=CANDIDATES, margin=0.03):
-    """Times each candidate algo on this exact call; returns (winner, times_us).
+    """Times each candidate algo on this exact call; returns (winner, times_us). op "conv2d_residual"
+    is conv2d with `residual` (the algos without it in their epilogue add it after the conv).
 
     Every candidate's output is first checked against the torch path (normwise relative error
     <= accuracy.tolerance of the input's precision); one that fails or raises is not timed, its
     times_us value says why. The rest are timed by bench.timing.measure_same (CUDA graphs, all the
     same way) and the winner is `pick(times_us, margin)`: "torch" unless beaten by more than the margin.
     """
+    if (op == "conv2d_residual") != (residual is not None):
+        raise ValueError(f"residual must be given for op='conv2d_residual' and None otherwise; got op={op!r}")
     spec_of(op, input, weight, bias, stride, padding, dilation, groups, pool=pool,
             pool_size=pool_size, pool_stride=pool_stride, pool_padding=pool_padding)
     check_activation(activation)
@@ -59,8 +62,10 @@ def measure(op, input, weight, bias=None, stride=1, padding=0, dilation=1, group
         raise ValueError(f"margin must be a number in [0, 1), got {margin!r}")
     _require_cuda(input)
     conv = dict(activation=activation)
-    if op == "conv2d":
+    if op != "conv2d_pool":
         fn = library.conv2d
+        if residual is not None:
+            conv.update(residual=residual)
     else:
         fn = library.conv2d_pool
         conv.update(pool=pool, pool_size=pool_size, pool_stride=pool_stride, pool_padding=pool_padding)

@@ -91,7 +91,8 @@ def _share(module: nn.Conv2d, conv: nn.Conv2d) -> nn.Conv2d:
 
 
 class Conv2d(nn.Conv2d):
-    """act(conv2d(x)) with activation None, "relu" or "relu6", computed by `algo`."""
+    """act(conv2d(x)) with activation None, "relu" or "relu6", computed by `algo`; forward(x, residual)
+    gives act(conv2d(x) + residual)."""
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
                  groups=1, bias=True, padding_mode="zeros", device=None, dtype=None, *,
@@ -108,10 +109,12 @@ class Conv2d(nn.Conv2d):
         """A Conv2d sharing conv's parameters (no copy)."""
         return _share(cls(**_conv_args(conv), device="meta", activation=activation, algo=algo), conv)
 
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
+    def forward(self, input: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         input, weight, bias = functional.autocast_args(input, self.weight, self.bias)
         return library.conv2d(input, weight, bias, self.stride, self.padding, self.dilation, self.groups,
-                              activation=self.activation, algo=_planned(self, "conv2d", input, weight, bias))
+                              activation=self.activation, residual=residual,
+                              algo=_planned(self, "conv2d" if residual is None else "conv2d_residual", input,
+                                            weight, bias))
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, activation={self.activation!r}, algo={self.algo!r}"

@@ -37,7 +37,7 @@ from .geometry import ACTIVATIONS, POOLS, ConvSpec, check_conv, with_pool
 from .kernels import KERNELS
 
 FORMAT = 1
-OPS = ("conv2d", "conv2d_pool")
+OPS = ("conv2d", "conv2d_pool", "conv2d_residual")  # conv2d_residual: conv2d(..., residual=r)
 ALGOS = ("torch",) + tuple(KERNELS)  # what an entry may hold
 _CURRENT = contextvars.ContextVar("zeroskip_plan", default=None)
 

@@ -7,6 +7,8 @@ and two functions with the same signatures in every family:
         phrase for the error message)
     conv(input, weight, bias, spec, activation, algo) -> the output, allocated by
         launch.result in the input's memory format
+A family whose epilogue adds a residual (act(conv + r), read once) sets RESIDUAL = True and takes
+conv(..., residual=r); for the others functional.conv2d adds r after the conv.
 The modules are imported on first use: importing one defines its kernels, and Triton decides then
 whether they run on the CPU interpreter (TRITON_INTERPRET=1 must be set before).
 

@@ -20,6 +20,8 @@ from . import ecr_index, implicit_gemm as ig, layout, rows, split_k
 from .launch import ACT, POOL, channels_last, packed_weight, precision, result, span
 
 ALGOS = ("ecr", "ecr_tc", "igemm")
+# conv(..., residual=r) reads r in the epilogue: act(conv + bias + r) in one pass (kernels/__init__)
+RESIDUAL = True
 
 
 @dataclass(frozen=True)
@@ -91,9 +93,10 @@ def tf32_input(x, prec: str, spec):
 
 
 def conv(x, weight, bias, spec, activation, algo, config: Config | None = None, skip: bool | None = None,
-         split: int = 1, out_dtype: torch.dtype | None = None):
+         split: int = 1, out_dtype: torch.dtype | None = None, residual: torch.Tensor | None = None):
     """Launches the kernels for a checked call into a new output in x's memory format (its dtype
-    unless out_dtype is given: the Winograd GEMMs' M, see winograd_steps).
+    unless out_dtype is given: the Winograd GEMMs' M, see winograd_steps). residual (checked by the
+    caller: the output's shape, no pool) is added before the activation, read once in the epilogue.
 
     Without a config, "igemm" on a GPU autotunes and measures its options (module docstring). A
     config (and split) fixes the launch: tests and the zero-skipping algos use that."""
@@ -111,14 +114,16 @@ def conv(x, weight, bias, spec, activation, algo, config: Config | None = None, 
     # channels, fp32, batch 1) ran 43.2 us K-major against 30.2 us with output channels contiguous.
     w = packed_weight(weight, k_major=prec != "ieee" and spec.in_per_group >= 16, split=prec == "3xtf32")
     w, w_lo = w if prec == "3xtf32" else (w, w)
-    launch = _Launch(x, w, w_lo, bias if bias is not None else y, y, spec, activation, algo, prec, bias is not None)
+    launch = _Launch(x, w, w_lo, bias if bias is not None else y, y, spec, activation, algo, prec, bias is not None,
+                     residual)
     if not skip and config is None and not runtime.interpreting() and algo != "ecr":
-        key = (spec, x.dtype, y.dtype, prec, layout_key, x.device.index, activation, bias is not None)
+        key = (spec, x.dtype, y.dtype, prec, layout_key, x.device.index, activation, bias is not None,
+               residual is not None)
 
         def options():  # built only on a shape's first call: the choice is cached per key
             found = [(Option("split-K", c, s), lambda c=c, s=s: launch.fixed(c, s))
                      for c, s in split_k.candidates(spec, x.dtype, Config, runtime.sm_count(x.device))]
-            if rows.supports(spec, x, activation) is None:
+            if residual is None and rows.supports(spec, x, activation) is None:
                 found.append((Option("rows"), lambda: rows.conv(x, w, bias, y, spec, ACT[activation])))
             return found
         choice = split_k.pick(key, launch.tuned, options)
@@ -149,14 +154,17 @@ def dense_kernel(spec, dtype) -> str | None:
 class _Launch:
     """The launches of one call: autotuned dense, or fixed tiles with optional skip flags/split."""
 
-    def __init__(self, x, w, w_lo, b, y, spec, activation, algo, prec, has_bias):
+    def __init__(self, x, w, w_lo, b, y, spec, activation, algo, prec, has_bias, residual=None):
         self.x, self.w, self.w_lo, self.b, self.y, self.spec = x, w, w_lo, b, y, spec
+        self.r = y if residual is None else residual
         self.m_total = spec.batch * spec.result_h * spec.result_w
         self.sizes = (spec.in_per_group, spec.height, spec.width, spec.out_per_group, spec.out_h, spec.out_w,
                       spec.result_h, spec.result_w, self.m_total, spec.kernel_h, spec.kernel_w)
         self.conv_geometry = (spec.stride_h, spec.stride_w, spec.pad_h, spec.pad_w, spec.dil_h, spec.dil_w)
         self.pool_geometry = (spec.pool_kh, spec.pool_kw, spec.pool_sh, spec.pool_sw, spec.pool_ph, spec.pool_pw)
-        self.epilogue = dict(HAS_BIAS=has_bias, ACTIVATION=ACT[activation], POOL=POOL[spec.pool],
+        self.epilogue = dict(HAS_BIAS=has_bias, HAS_RES=residual is not None,
+                             RES_VEC=1 if residual is None else ig.out_vec(residual), ACTIVATION=ACT[activation],
+                             POOL=POOL[spec.pool],
                              WIN_P2=spec.window_rows, OUT_VEC=ig.out_vec(y))
         self.switches = dict(self.epilogue, PRECISION=prec,
                              UPCAST=algo == "ecr" or (runtime.interpreting() and x.dtype == torch.bfloat16),
@@ -164,9 +172,10 @@ class _Launch:
                              RUNNING=prec == "3xtf32" and algo == "igemm"
                              and spec.in_per_group * spec.kernel_h * spec.kernel_w <= ig.RUNNING_MAX_K)
         self.bias_stride = b.stride(0) if has_bias else 0
+        self.res_strides = (0, 0, 0, 0) if residual is None else residual.stride()
 
     def _strides(self):
-        return (*self.x.stride(), *self.w.stride(), *self.y.stride(), self.bias_stride)
+        return (*self.x.stride(), *self.w.stride(), *self.y.stride(), self.bias_stride, *self.res_strides)
 
     def tuned(self):
         win, spec = self.spec.window_rows, self.spec
@@ -177,7 +186,8 @@ class _Launch:
             kernel = ig._conv_tuned_16
         else:
             kernel = ig._conv_tuned_tf32 if self.switches["PRECISION"] == "tf32" else ig._conv_tuned_32
-        kernel[grid](self.x, self.w, self.w_lo, self.b, self.y, self.y, self.y, *self.sizes, 0, 1, 0, *self._strides(),
+        kernel[grid](self.x, self.w, self.w_lo, self.b, self.y, self.y, self.y, self.r, *self.sizes, 0, 1, 0,
+                     *self._strides(),
                      *self.conv_geometry, *self.pool_geometry, SKIP=False, NCH_P2=1, PARTIAL=False,
                      **self.switches)
 
@@ -191,7 +201,8 @@ class _Launch:
             ws = torch.empty((split, grid_m * cfg.block_m, spec.out_channels), dtype=torch.float32,
                              device=self.x.device)
         ig._conv_kernel[grid](
-            self.x, self.w, self.w_lo, self.b, self.y, flags if flags is not None else self.y, ws, *self.sizes, chunks, split,
+            self.x, self.w, self.w_lo, self.b, self.y, flags if flags is not None else self.y, ws, self.r, *self.sizes,
+            chunks, split,
             grid_m * cfg.block_m, *self._strides(), *self.conv_geometry, *self.pool_geometry,
             SKIP=flags is not None, NCH_P2=triton.next_power_of_2(chunks), PARTIAL=split > 1, **self.switches,
             BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
@@ -199,8 +210,8 @@ class _Launch:
         )
         if split > 1:
             ig._split_reduce_kernel[grid[:2] + (spec.groups,)](
-                ws, self.b, self.y, spec.out_per_group, spec.out_h, spec.out_w, spec.result_h, spec.result_w,
-                self.m_total, split, grid_m * cfg.block_m, *self.y.stride(), self.bias_stride,
+                ws, self.b, self.y, self.r, spec.out_per_group, spec.out_h, spec.out_w, spec.result_h, spec.result_w,
+                self.m_total, split, grid_m * cfg.block_m, *self.y.stride(), self.bias_stride, *self.res_strides,
                 spec.stride_h, spec.stride_w, spec.pad_h, spec.pad_w, *self.pool_geometry, **self.epilogue,
                 BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, num_warps=4,
             )

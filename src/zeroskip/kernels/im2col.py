@@ -90,8 +90,8 @@ def _im2col_kernel(
             acc = _dot_3xtf32(a, b, b_lo, acc)
         else:
             acc = tl.dot(a, b, acc, input_precision=PRECISION)
-    _epilogue(acc, valid, mb, cout, omask, b_ptr, y_ptr, M, PH_OUT, PW_OUT, syn, syc, syh, syw, sb,
-              pool_kh, pool_kw, HAS_BIAS, ACTIVATION, POOL, WIN_P2, OUT_VEC, BLOCK_M)
+    _epilogue(acc, valid, mb, cout, omask, b_ptr, y_ptr, y_ptr, M, PH_OUT, PW_OUT, syn, syc, syh, syw, sb,
+              0, 0, 0, 0, pool_kh, pool_kw, HAS_BIAS, False, 1, ACTIVATION, POOL, WIN_P2, OUT_VEC, BLOCK_M)
 
 
 _KEY = ["C_G", "COUT_G", "M", "KH", "KW", "H", "W", "stride_h", "stride_w", "sxc", "PRECISION", "POOL", "WIN_P2"]

@@ -90,7 +90,7 @@ def _base_offsets(n, g, C_G, sxn, sxc, cout, swo, BIG: tl.constexpr):
 @triton.jit
 def _conv_kernel(
     # pointers
-    x_ptr, w_ptr, wlo_ptr, b_ptr, y_ptr, flag_ptr, ws_ptr,
+    x_ptr, w_ptr, wlo_ptr, b_ptr, y_ptr, flag_ptr, ws_ptr, r_ptr,
     # sizes (SPLIT programs share one tile's reduction; WS_ROWS: workspace rows per split). A
     # layer's own sizes, strides and geometry are compile-time constants, as torch.compile's conv
     # template bakes them in: the divisions and products of the index math fold, which took
@@ -103,7 +103,7 @@ def _conv_kernel(
     # strides (elements)
     sxn: tl.constexpr, sxc: tl.constexpr, sxh: tl.constexpr, sxw: tl.constexpr, swo: tl.constexpr, swc: tl.constexpr,
     swh: tl.constexpr, sww: tl.constexpr, syn: tl.constexpr, syc: tl.constexpr, syh: tl.constexpr, syw: tl.constexpr,
-    sb: tl.constexpr,
+    sb: tl.constexpr, srn: tl.constexpr, src: tl.constexpr, srh: tl.constexpr, srw: tl.constexpr,
     # conv geometry
     stride_h: tl.constexpr, stride_w: tl.constexpr, pad_h: tl.constexpr, pad_w: tl.constexpr, dil_h: tl.constexpr,
     dil_w: tl.constexpr,
@@ -111,8 +111,8 @@ def _conv_kernel(
     pool_kh: tl.constexpr, pool_kw: tl.constexpr, pool_sh: tl.constexpr, pool_sw: tl.constexpr, pool_ph: tl.constexpr,
     pool_pw: tl.constexpr,
     # constexpr switches
-    HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr, POOL: tl.constexpr, SKIP: tl.constexpr,
-    PRECISION: tl.constexpr, UPCAST: tl.constexpr, BIG: tl.constexpr, NCH_P2: tl.constexpr, WIN_P2: tl.constexpr,
+    HAS_BIAS: tl.constexpr, HAS_RES: tl.constexpr, RES_VEC: tl.constexpr, ACTIVATION: tl.constexpr,
+    POOL: tl.constexpr, SKIP: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr, BIG: tl.constexpr, NCH_P2: tl.constexpr, WIN_P2: tl.constexpr,
     OUT_VEC: tl.constexpr, PARTIAL: tl.constexpr, RUNNING: tl.constexpr, BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
@@ -183,8 +183,9 @@ def _conv_kernel(
         rows = (s * WS_ROWS + mb * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
         tl.store(ws_ptr + rows[:, None] * (G * COUT_G) + cout[None, :], acc, mask=omask[None, :])
     else:
-        _epilogue(acc, valid, mb, cout, omask, b_ptr, y_ptr, M, PH_OUT, PW_OUT, syn, syc, syh, syw, sb,
-                  pool_kh, pool_kw, HAS_BIAS, ACTIVATION, POOL, WIN_P2, OUT_VEC, BLOCK_M)
+        _epilogue(acc, valid, mb, cout, omask, b_ptr, r_ptr, y_ptr, M, PH_OUT, PW_OUT, syn, syc, syh, syw, sb,
+                  srn, src, srh, srw, pool_kh, pool_kw, HAS_BIAS, HAS_RES, RES_VEC, ACTIVATION, POOL, WIN_P2,
+                  OUT_VEC, BLOCK_M)
 
 
 def out_vec(y) -> int:
@@ -204,15 +205,29 @@ def out_vec(y) -> int:
 
 
 @triton.jit
-def _epilogue(acc, valid, mb, cout, omask, b_ptr, y_ptr, M, PH_OUT, PW_OUT, syn, syc, syh, syw, sb,
-              pool_kh, pool_kw, HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr, POOL: tl.constexpr,
-              WIN_P2: tl.constexpr, OUT_VEC: tl.constexpr, BLOCK_M: tl.constexpr):
-    """Bias, activation and pool on the fp32 accumulator, then the one store of the result."""
-    if HAS_BIAS:
-        acc += tl.load(b_ptr + cout * sb, mask=omask, other=0.0).to(tl.float32)[None, :]
-    acc = _activate(acc, ACTIVATION)
+def _epilogue(acc, valid, mb, cout, omask, b_ptr, r_ptr, y_ptr, M, PH_OUT, PW_OUT, syn, syc, syh, syw, sb,
+              srn, src, srh, srw, pool_kh, pool_kw, HAS_BIAS: tl.constexpr, HAS_RES: tl.constexpr,
+              RES_VEC: tl.constexpr, ACTIVATION: tl.constexpr, POOL: tl.constexpr, WIN_P2: tl.constexpr,
+              OUT_VEC: tl.constexpr, BLOCK_M: tl.constexpr):
+    """Bias, residual, activation and pool on the fp32 accumulator, then the one store of the result."""
     BP: tl.constexpr = BLOCK_M // WIN_P2
     BN: tl.constexpr = acc.shape[1]
+    p = mb * BP + tl.arange(0, BP)
+    px = p % PW_OUT
+    t2 = p // PW_OUT
+    py = t2 % PH_OUT
+    n2 = t2 // PH_OUT
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + cout * sb, mask=omask, other=0.0).to(tl.float32)[None, :]
+    if HAS_RES:
+        # act(conv + r), as ResNet's block end: r read once, here (the host allows it without a pool only)
+        tl.static_assert(POOL == 0)
+        rpix = n2.to(tl.int64) * srn + py.to(tl.int64) * srh + px.to(tl.int64) * srw
+        if RES_VEC > 1 and BP >= RES_VEC:
+            rpix = tl.max_contiguous(tl.multiple_of(rpix, RES_VEC), RES_VEC)
+        r = tl.load(r_ptr + rpix[:, None] + cout[None, :] * src, mask=(p < M)[:, None] & omask[None, :], other=0.0)
+        acc += r.to(tl.float32)
+    acc = _activate(acc, ACTIVATION)
     if POOL == 1:
         acc = tl.where(valid[:, None], acc, float("-inf"))
         res = tl.reduce(tl.reshape(acc, [BP, WIN_P2, BN]), 1, _max_keep_nan)
@@ -223,11 +238,6 @@ def _epilogue(acc, valid, mb, cout, omask, b_ptr, y_ptr, M, PH_OUT, PW_OUT, syn,
         res = tl.sum(tl.reshape(acc, [BP, WIN_P2, BN]), axis=1) / (pool_kh * pool_kw)
     else:
         res = acc
-    p = mb * BP + tl.arange(0, BP)
-    px = p % PW_OUT
-    t2 = p // PW_OUT
-    py = t2 % PH_OUT
-    n2 = t2 // PH_OUT
     pix = n2.to(tl.int64) * syn + py * syh + px * syw
     if OUT_VEC > 1 and BP >= OUT_VEC:
         # NCHW: tell the compiler that consecutive rows are consecutive addresses (out_vec), so the
@@ -241,13 +251,13 @@ def _epilogue(acc, valid, mb, cout, omask, b_ptr, y_ptr, M, PH_OUT, PW_OUT, syn,
 
 @triton.jit
 def _split_reduce_kernel(
-    ws_ptr, b_ptr, y_ptr,
+    ws_ptr, b_ptr, y_ptr, r_ptr,
     COUT_G, OH, OW, PH_OUT, PW_OUT, M, SPLIT, WS_ROWS,
-    syn, syc, syh, syw, sb,
+    syn, syc, syh, syw, sb, srn, src, srh, srw,
     stride_h, stride_w, pad_h, pad_w,
     pool_kh, pool_kw, pool_sh, pool_sw, pool_ph, pool_pw,
-    HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr, POOL: tl.constexpr, WIN_P2: tl.constexpr,
-    OUT_VEC: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    HAS_BIAS: tl.constexpr, HAS_RES: tl.constexpr, RES_VEC: tl.constexpr, ACTIVATION: tl.constexpr,
+    POOL: tl.constexpr, WIN_P2: tl.constexpr, OUT_VEC: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """Sums the SPLIT partial tiles of one (row block, channel block, group), then the epilogue."""
     mb = tl.program_id(0)
@@ -263,8 +273,9 @@ def _split_reduce_kernel(
         acc += tl.load(ws_ptr + (s * WS_ROWS + rows)[:, None] * (G * COUT_G) + cout[None, :], mask=omask[None, :])
     _, _, _, valid = _pixel_rows(mb, M, PW_OUT, PH_OUT, OH, OW, pool_kh, pool_kw, pool_sh, pool_sw,
                                  pool_ph, pool_pw, stride_h, stride_w, pad_h, pad_w, BLOCK_M, WIN_P2)
-    _epilogue(acc, valid, mb, cout, omask, b_ptr, y_ptr, M, PH_OUT, PW_OUT, syn, syc, syh, syw, sb,
-              pool_kh, pool_kw, HAS_BIAS, ACTIVATION, POOL, WIN_P2, OUT_VEC, BLOCK_M)
+    _epilogue(acc, valid, mb, cout, omask, b_ptr, r_ptr, y_ptr, M, PH_OUT, PW_OUT, syn, syc, syh, syw, sb,
+              srn, src, srh, srw, pool_kh, pool_kw, HAS_BIAS, HAS_RES, RES_VEC, ACTIVATION, POOL, WIN_P2,
+              OUT_VEC, BLOCK_M)
 
 
 def _prune(configs, named_args, **kwargs):
@@ -288,7 +299,8 @@ def _configs(shapes):
 
 
 # Tiles are tuned per shape and layout (sxc is 1 for channels_last input); Triton adds the dtypes.
-_KEY = ["C_G", "COUT_G", "M", "KH", "KW", "H", "W", "stride_h", "stride_w", "sxc", "PRECISION", "POOL", "WIN_P2"]
+_KEY = ["C_G", "COUT_G", "M", "KH", "KW", "H", "W", "stride_h", "stride_w", "sxc", "PRECISION", "POOL", "WIN_P2",
+        "HAS_RES"]
 _TUNE = dict(key=_KEY, prune_configs_by={"early_config_prune": _prune}, do_bench=graph_ms, **tuner_cache())
 # Dense tensor-core paths: tiles picked by measurement (CUDA-graph replays, runtime.graph_ms)
 # per layer shape at its first call.
