@@ -32,6 +32,10 @@ def direct():
             dense.conv(xx, ww, bb, with_pool(spec, "max", 3, 2, 1), "relu", "igemm", cfg, skip=False)
             dense.conv(xx, ww, bb, with_pool(spec, "avg", 2, 2, 0), "relu", "igemm", cfg, skip=False, split=3)
             dense.conv(xx, ww, bb, spec, None, "igemm", cfg, skip=False, split=2)
+            r = torch.randn(2, 8, 13, 11, device="cuda", dtype=dtype)
+            dense.conv(xx, ww, bb, spec, "relu", "igemm", cfg, skip=False, residual=r)
+            dense.conv(xx, ww, bb, spec, "relu6", "igemm", cfg, skip=False, split=2,
+                       residual=r.to(memory_format=torch.channels_last))
 
 
 def _fixed_gemm(v, u, m_dtype, v_lo=None, u_lo=None):

@@ -150,7 +150,7 @@ def test_bench_layout_both_times_each_layer_in_both(tmp_path, monkeypatch, capsy
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     layouts = []
 
-    def fake_suite(suite, batch, dtype, ops, algos, inputs, torch_compile, layout, progress, rows):
+    def fake_suite(suite, batch, dtype, ops, algos, inputs, torch_compile, layout, progress, rows, compile_mode):
         assert inputs.label == "paper"
         layouts.append(layout)
         ours = 40.0 if layout == "channels_last" else 50.0
@@ -178,10 +178,12 @@ def test_cli_compile_option(capsys):
     assert "argument --compile" in err and "got 2" in err
 
 
-@pytest.mark.parametrize("builds", [1, 3])
-def test_compare_keeps_the_fastest_compile_build(monkeypatch, builds):
-    """compare with torch_compile=N times N torch.compile builds in the same measurement as the other
-    sides and reports the fastest, with the spread in the notes; N > 1 builds with caches off."""
+@pytest.mark.parametrize("builds, mode", [(1, "max-autotune-no-cudagraphs"), (3, "max-autotune-no-cudagraphs"),
+                                         (1, "both"), (2, "both")])
+def test_compare_keeps_the_fastest_compile_build(monkeypatch, builds, mode):
+    """compare with torch_compile=N times N torch.compile builds per mode ("both": default, then
+    max-autotune-no-cudagraphs) in the same measurement as the other sides and reports the fastest,
+    with the spread and its mode in the notes; N > 1 builds with caches off."""
     layer = load_suite("lenet5")[0]
     x = torch.rand(1, layer.in_channels, layer.height, layer.width)
     w = torch.randn(layer.out_channels, layer.in_channels, *layer.kernel)
@@ -189,15 +191,21 @@ def test_compare_keeps_the_fastest_compile_build(monkeypatch, builds):
     env = {"gpu": "fake", "torch": "x", "triton": "y", "cudnn": 1, "date": "2025-01-01T00:00:00"}
     built = []
     monkeypatch.setattr(run, "ours", lambda op, layer, act, algo: run.baseline(op, layer, act))
-    monkeypatch.setattr(run, "_compiled", lambda base, x, w, b, fresh, mode: built.append(fresh) or base)
-    fake_us = [10.0, 20.0, 31.0, 24.5, 40.0]  # ours, cuDNN, then one per build
+    monkeypatch.setattr(run, "_compiled", lambda base, x, w, b, fresh, mode: built.append((fresh, mode)) or base)
+    fake_us = [10.0, 20.0, 31.0, 24.5, 40.0, 28.0]  # ours, cuDNN, then one per build
     monkeypatch.setattr(run, "measure_same", lambda *fns: [Timing(us, "cuda_graph") for us in fake_us[:len(fns)]])
-    row = run.compare("conv2d", layer, "igemm", None, x, w, b, "fp32", builds, env)
-    assert built == [builds > 1] * builds
-    assert row["compiled_us"] == (31.0 if builds == 1 else 24.5)
+    row = run.compare("conv2d", layer, "igemm", None, x, w, b, "fp32", builds, env, compile_mode=mode)
+    modes = run.compile_modes(mode)
+    assert built == [(builds > 1, m) for m in modes for _ in range(builds)]
+    n = builds * len(modes)
+    assert row["compiled_us"] == (31.0 if n == 1 else 24.5)
     assert row["ours_us"] == 10.0 and row["baseline_us"] == 20.0
-    noted = [n for n in row["notes"] if n.startswith("torch.compile")]
-    assert noted == ([] if builds == 1 else ["torch.compile: fastest of 3 builds (24.5 to 40.0 us)"])
+    noted = [note for note in row["notes"] if note.startswith("torch.compile")]
+    fastest = modes[min(1 // builds, len(modes) - 1)]  # 24.5 us is the second build
+    spread = f"24.5 to {max(fake_us[2:2 + n]):.1f} us"
+    assert noted == ([] if n == 1 else [f"torch.compile: fastest of {n} builds ({spread}), mode {fastest}"])
+    with pytest.raises(ValueError, match="compile_mode must be one of"):
+        run.compile_modes("reduce-overhead")
 
 
 @pytest.mark.parametrize("kernel", [None, "rows", "direct, split-K 4"])

@@ -269,6 +269,33 @@ def test_run_model_steps_on_cpu(monkeypatch):
     assert result["eager_us"] == 100.0 and result["converted_us"] == 90.0 and result["speedup"] == 100 / 90
     assert result["report"]["fused"] == ["features.0", "features.3"] and result["max_rel_err"] < 1e-4
     assert any("random-init" in n for n in result["notes"]) and any("CUDA" in n for n in result["notes"])
+    assert result["compiled_us"] is None and result["compiled_converted_us"] is None and result["convert_s"] > 0
+
+
+def test_run_model_compiles_both_modes_and_the_converted_model(monkeypatch):
+    """With torch_compile: the original in each mode (the faster kept, both in the notes) and the
+    converted model, whose output is checked against the converted model's before it is timed.
+    torch.compile is stood in by the module itself (or a wrong one), the timer by fixed numbers."""
+    built = []
+
+    def fake_compile(module, mode, dynamic):
+        built.append((type(module).__name__, mode))
+        return (lambda x: module(x) + 1) if wrong and hasattr(module, "zeroskip_report") else module
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    fake_us = [100.0, 80.0, 70.0, 75.0, 60.0]  # eager, converted, default, max-autotune, compiled converted
+    monkeypatch.setattr(timing, "measure_same", lambda *fns, inner, reps: [
+        timing.Timing(us, "cuda_graph") for us, fn in zip(fake_us, fns) if fn() is not None])
+    wrong = False
+    result = models.run_model("lenet5", batch=1, device="cpu", torch_compile=True)
+    assert built == [("LeNet5", "default"), ("LeNet5", "max-autotune-no-cudagraphs"), ("LeNet5", "default")]
+    assert (result["compiled_us"], result["compiled_mode"], result["compiled_converted_us"]) == (70.0, "default", 60.0)
+    assert result["speedup_vs_compiled"] == 70 / 80 and result["speedup_best"] == 70 / 60
+    assert "torch.compile: default 70.0 us, max-autotune-no-cudagraphs 75.0 us" in result["notes"]
+    built.clear()
+    wrong = True  # the compiled converted model adds 1: reported, not timed
+    result = models.run_model("lenet5", batch=1, device="cpu", torch_compile=True, compile_mode="default")
+    assert result["compiled_converted_us"] is None and result["speedup_best"] == 70 / 80
+    assert any("(compiled converted) not timed: its output differs" in n for n in result["notes"])
 
 
 def test_a_stopped_bench_model_keeps_the_finished_models(tmp_path, monkeypatch, capsys):

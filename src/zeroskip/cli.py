@@ -22,10 +22,10 @@ from . import __version__
 from .bench.inputs import SOURCES
 from .bench.models import MODELS
 from .bench.suites import SUITES
-from .cli_args import (DTYPE_NAMES, OP_NAMES, OUT_DEFAULT, SWEEP_DEFAULT, SWEEP_LAYERS, _choices, _int, _numbers,
-                       _one, _out_dir)
+from .cli_args import (COMPILE_MODES, DTYPE_NAMES, OP_NAMES, OUT_DEFAULT, SWEEP_DEFAULT, SWEEP_LAYERS, _choices,
+                       _int, _numbers, _one, _out_dir)
 from .commands import bench_models, bench_suites, profile, replicate, sweep
-from .demo import COMPILE_MODES, cpu_demo, gpu_demo
+from .demo import cpu_demo, gpu_demo
 from .dispatch import ALGOS
 
 INPUT_HELP = ("where layer inputs come from (default real): real = HED's trained VGG-16 on the built-in photos "
@@ -67,9 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     common(b)
     layout_option(b, both=True)
     b.add_argument("--compile", nargs="?", const=1, default=0, type=_int(1, 16), metavar="N",
-                   help="also time torch.compile of the baseline (max-autotune tuning; the harness adds the CUDA "
-                        "graph). With N > 1 (suites only): build it N times with Inductor's caches off and keep the "
-                        "fastest, since its autotuner picks differently from one build to the next")
+                   help="also time torch.compile of the baseline (the harness adds the CUDA graph), in each mode "
+                        "--compile-mode names, keeping the fastest; with --model also torch.compile of the converted "
+                        "model. With N > 1 (suites only): build it N times per mode with Inductor's caches off, since "
+                        "max-autotune picks differently from one build to the next")
+    b.add_argument("--compile-mode", choices=COMPILE_MODES + ("both",), default="both",
+                   help="torch.compile mode(s) of the baseline (default both: the faster is kept)")
     b.add_argument("--png", action="store_true",
                    help="also draw speedups per layer (needs matplotlib); with --model one plot per model, batch, "
                         "dtype and algo, its whole-model speedups in the title")

@@ -12,6 +12,7 @@ OP_NAMES = ("conv2d", "conv2d_pool")
 SWEEP_DEFAULT = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,0.95,0.99"
 SWEEP_LAYERS = {"vgg16": "conv2_2,conv3_1,conv4_1,conv5_2", "vgg19": "features.5,features.12,features.21,features.30"}
 OUT_DEFAULT = "zeroskip-results"
+COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")  # torch.compile modes the baselines use
 
 
 def _choices(what, allowed):

@@ -79,7 +79,8 @@ def bench_models(parser, args, gpu) -> int:
                         print(f"{name} batch {batch} {dtype} algo {algo}", flush=True)
                         try:
                             results.append(bm.run_model(name, batch, dtype, algo, args.compile, args.plan,
-                                                        args.image_size, args.weights, progress=_progress(args)))
+                                                        args.image_size, args.weights, progress=_progress(args),
+                                                        compile_mode=args.compile_mode))
                         except bm.WeightsError as exc:
                             parser.error(f"argument --weights: {exc}")
                         bm.print_result(results[-1])
@@ -193,7 +194,8 @@ def bench_suites(parser, args) -> int:
                     for layout in ("nchw", "channels_last") if args.layout == "both" else (args.layout,):
                         run.run_suite(suite, batch, dtype, ops=_flat(args.ops, OP_NAMES),
                                       algos=_flat(args.algo, ["auto"]), inputs=inputs, torch_compile=args.compile,
-                                      layout=layout, progress=_progress(args), rows=rows)
+                                      layout=layout, progress=_progress(args), rows=rows,
+                                      compile_mode=args.compile_mode)
     run.write_results(rows, path)
     run.print_table(rows)
     if args.png:

@@ -47,9 +47,6 @@ def cpu_demo() -> int:
     return 0 if ok else 1
 
 
-COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
-
-
 def gpu_demo(parser, args) -> int:
     """On a GPU: the vgg16 suite (HED's 13 convs and 5 conv+ReLU+pool stages on real activations, HED's
     weights) with ours under algo="auto" against cuDNN and torch.compile, then the whole conv stack

@@ -12,27 +12,32 @@ profile`.
 
 Timing follows bench.run's rules: the same input and precision on every side (fp32 = TF32 off,
 tf32 = TF32 on, fp16/bf16 = channels_last model and input), all sides timed by the same method
-(bench.timing.measure_same: CUDA-graph replay, or do_bench for all), torch.compile in
-"max-autotune-no-cudagraphs" mode (the harness adds the CUDA graph).
+(bench.timing.measure_same: CUDA-graph replay, or do_bench for all), torch.compile of the original
+in "default" and "max-autotune-no-cudagraphs" modes keeping the faster (the harness adds the CUDA
+graph), and torch.compile of the converted model ("default" mode: Inductor fuses what is left
+around zeroskip's custom ops).
 """
 from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import re
+import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..accuracy import TOLERANCE, rel_err
 from ..measure import CANDIDATES
 from .results import write_csv, write_json
 
 MODELS = ("hed", "vgg11", "vgg11_bn", "vgg16", "vgg19", "vgg19_bn", "alexnet", "googlenet", "resnet18", "resnet50",
           "lenet5")
-FIELDS = ("model", "batch", "dtype", "algo", "image_size", "weights", "input", "eager_us", "compiled_us", "converted_us",
-          "speedup", "speedup_vs_compiled", "mean_sparsity", "max_rel_err", "timing", "gpu", "torch", "triton",
-          "date", "notes")
+FIELDS = ("model", "batch", "dtype", "algo", "image_size", "weights", "input", "eager_us", "compiled_us", "compiled_mode",
+          "converted_us", "compiled_converted_us", "speedup", "speedup_vs_compiled", "speedup_best", "convert_s",
+          "fused", "residual", "mean_sparsity", "max_rel_err", "timing", "gpu", "torch", "triton", "date", "notes")
 LAYER_FIELDS = ("model", "batch", "dtype", "name", "op", "shape", "sparsity", "algo",
                 *(f"{c}_us" for c in CANDIDATES), "speedup", "reused")
 
@@ -165,9 +170,6 @@ def _reason(exc) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
-COMPILE_MODE = "max-autotune-no-cudagraphs"
-
-
 def model_input(name, batch, image_size=None, seed: int = 0) -> tuple[torch.Tensor, str]:
     """(input batch, its label): for "hed" distinct random crops of the built-in photos, HED-
     preprocessed ("photos"); for the others randn ("randn")."""
@@ -179,16 +181,19 @@ def model_input(name, batch, image_size=None, seed: int = 0) -> tuple[torch.Tens
 
 
 def run_model(name, batch=1, dtype="fp32", algo="auto", torch_compile=False, plan=None, image_size=None,
-              weights=None, device="cuda", progress=False, compile_mode=COMPILE_MODE) -> dict:
-    """Times `name` at one batch and precision: eager, converted (convert_ with `algo` and `plan`),
-    and torch.compile (in `compile_mode`) if asked. Returns one result dict (FIELDS, plus "layers":
-    the converted model's zeroskip_report rows, and "report": what was converted, fused, folded).
+              weights=None, device="cuda", progress=False, compile_mode="both") -> dict:
+    """Times `name` at one batch and precision: eager, converted (convert_ with `algo` and `plan`,
+    its wall time in convert_s), and if asked torch.compile of the original (each mode of
+    `compile_mode`, the faster kept) and of the converted model. Returns one result dict (FIELDS,
+    plus "layers": the converted model's zeroskip_report rows, and "report": what was converted,
+    fused, folded). speedup_best: the better baseline (eager, compiled) over the better of ours
+    (converted, compiled converted).
     Timing needs device="cuda"; another device only runs the same steps (tests, with a stand-in
     timer). progress: convert_'s bar over the layers it measures, on stderr. For "hed", pools whose
     ceil mode changes nothing at this size are set to floor mode, so convert_ can fuse them."""
     import zeroskip
     from . import timing
-    from .run import DTYPES, env_info, precision
+    from .run import DTYPES, compile_modes, env_info, precision
     model = build_model(name)
     if weights is not None:
         load_weights(model, weights)
@@ -210,28 +215,43 @@ def run_model(name, batch=1, dtype="fp32", algo="auto", torch_compile=False, pla
     env, fns = env_info(), {}
     with precision(dtype), torch.no_grad():
         fns["eager"] = lambda: model(x)
-        converted = copy.deepcopy(model)
+        converted, convert_s = copy.deepcopy(model), None
         try:
+            start = time.perf_counter()
             zeroskip.convert_(converted, x, algo=algo, plan=plan, progress=progress)
+            convert_s = time.perf_counter() - start
             fns["converted"] = lambda: converted(x)
         except Exception as exc:
             notes.append(f"convert_ failed: {_reason(exc)}")
         report = getattr(converted, "zeroskip_report", {})  # set before convert_'s output check
-        if torch_compile:
+        builds = [(f"compiled {m}", model, m) for m in compile_modes(compile_mode)] if torch_compile else []
+        if torch_compile and "converted" in fns:
+            builds.append(("compiled converted", converted, "default"))
+        torch._dynamo.reset()  # once: each build guards on its own backend, so they coexist
+        for key, module, mode in builds:
             try:
-                torch._dynamo.reset()
-                compiled = torch.compile(model, mode=compile_mode, dynamic=False)
-                with _conv_backends(dtype, notes) if "max-autotune" in compile_mode else contextlib.nullcontext():
-                    compiled(x)
-                fns["compiled"] = lambda: compiled(x)
+                fn = torch.compile(module, mode=mode, dynamic=False)
+                with _conv_backends(dtype, notes) if "max-autotune" in mode else contextlib.nullcontext():
+                    out = fn(x)
+                err = rel_err(out, converted(x)) if module is converted else 0.0
+                if err > TOLERANCE[dtype]:  # Inductor must not change what the converted model computes
+                    notes.append(f"torch.compile ({key}) not timed: its output differs from the converted "
+                                 f"model's by {err:.1e}")
+                    continue
+                fns[key] = functools.partial(fn, x)
             except Exception as exc:
-                notes.append(f"torch.compile failed: {_reason(exc)}")
+                notes.append(f"torch.compile ({key}) failed: {_reason(exc)}")
         try:
             times = dict(zip(fns, timing.measure_same(*fns.values(), inner=10, reps=20)))
         except Exception as exc:  # e.g. out of memory: keep the other runs going
             notes.append(f"timing failed: {_reason(exc)}")
             times = {}
     us = {k: t.us for k, t in times.items()}
+    modes = {k.split(" ", 1)[1]: t for k, t in us.items() if k.startswith("compiled ") and k != "compiled converted"}
+    compiled_mode = min(modes, key=modes.get) if modes else None
+    if len(modes) > 1:
+        notes.append("torch.compile: " + ", ".join(f"{m} {t:.1f} us" for m, t in modes.items()))
+    us["compiled"] = modes.get(compiled_mode)
     method = next(iter(times.values())).method if times else None
     if method == "do_bench":
         notes.append(f"all sides timed with do_bench ({next(iter(times.values())).reason})")
@@ -242,16 +262,22 @@ def run_model(name, batch=1, dtype="fp32", algo="auto", torch_compile=False, pla
 
     def ratio(a, b):
         return a / b if a and b else None
+
+    def best(*keys):
+        return min((us[k] for k in keys if us.get(k)), default=None)
     return {"model": name, "batch": batch, "dtype": dtype, "algo": algo,
             "image_size": input_shape(name, image_size)[1], "weights": str(weights) if weights else label,
             "input": source,
-            "eager_us": us.get("eager"), "compiled_us": us.get("compiled"), "converted_us": us.get("converted"),
+            "eager_us": us.get("eager"), "compiled_us": us.get("compiled"), "compiled_mode": compiled_mode,
+            "converted_us": us.get("converted"), "compiled_converted_us": us.get("compiled converted"),
             "speedup": ratio(us.get("eager"), us.get("converted")),
             "speedup_vs_compiled": ratio(us.get("compiled"), us.get("converted")),
+            "speedup_best": ratio(best("eager", "compiled"), best("converted", "compiled converted")),
+            "convert_s": convert_s, "fused": len(report.get("fused", [])), "residual": len(report.get("residual", [])),
             "mean_sparsity": sum(r["sparsity"] for r in layers) / len(layers) if layers else None,
             "max_rel_err": report.get("max_rel_err"), "timing": method,
             **{k: env.get(k) for k in ("gpu", "torch", "triton", "date")}, "notes": notes,
-            "report": {**{k: report.get(k, []) for k in ("converted", "fused", "folded_bn", "kept_bn")},
+            "report": {**{k: report.get(k, []) for k in ("converted", "fused", "residual", "folded_bn", "kept_bn")},
                        "reasons": report.get("reasons", {})},
             "layers": layers}
 
@@ -281,14 +307,21 @@ def _grouped(reasons: dict) -> list:
     return sorted(groups.items(), key=lambda item: -len(item[1]))
 
 
+def _mode(r) -> str:
+    return f" ({r['compiled_mode']})" if r.get("compiled_mode") else ""
+
+
 def print_result(r) -> None:
     """Whole-model latencies and speedups, then the per-layer table."""
     print(f"\n{r['model']} (weights {r.get('weights') or 'random-init'}, input {r.get('input') or 'randn'}) "
           f"{r['dtype']} batch {r['batch']} {r['image_size']}x{r['image_size']} algo {r['algo']} "
           f"on {r['gpu']} ({r['timing']}): eager {_fmt(r['eager_us'], '.1f')} us, torch.compile "
-          f"{_fmt(r['compiled_us'], '.1f')} us, zeroskip {_fmt(r['converted_us'], '.1f')} us; speedup "
-          f"{_fmt(r['speedup'], '.2f')}x over eager, {_fmt(r['speedup_vs_compiled'], '.2f')}x over compiled")
-    print(f"  converted {len(r['report']['converted'])} convs, fused {len(r['report']['fused'])}, folded "
+          f"{_fmt(r['compiled_us'], '.1f')} us{_mode(r)}, zeroskip {_fmt(r['converted_us'], '.1f')} us, "
+          f"torch.compile of zeroskip {_fmt(r.get('compiled_converted_us'), '.1f')} us; speedup "
+          f"{_fmt(r['speedup'], '.2f')}x over eager, {_fmt(r['speedup_vs_compiled'], '.2f')}x over compiled, "
+          f"{_fmt(r.get('speedup_best'), '.2f')}x best over best")
+    print(f"  converted {len(r['report']['converted'])} convs in {_fmt(r.get('convert_s'), '.1f')} s, fused "
+          f"{len(r['report']['fused'])} (residual add {len(r['report'].get('residual', []))}), folded "
           f"{len(r['report']['folded_bn'])} BN; max rel err {_fmt(r['max_rel_err'], '.1e')}; mean conv-input "
           f"zero fraction {_fmt(r['mean_sparsity'], '.3f')}")
     for why, names in _grouped(r["report"].get("reasons") or {}):
