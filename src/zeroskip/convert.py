@@ -87,6 +87,7 @@ from torch.utils._pytree import tree_leaves
 from . import measure as zmeasure
 from . import nn as znn
 from . import plan as zplan
+from . import warm
 from .accuracy import model_tolerance, rel_err
 from .dispatch import ALGOS
 from .fuse import Calls, _Converter, fold_bn_  # noqa: F401  (fold_bn_ is part of zeroskip.convert's API)
@@ -162,13 +163,22 @@ def _capture(model, inputs, modules):
 
 
 @torch.no_grad()
-def _measure_layers(model, inputs, names, plan, progress=False) -> list:
-    """Times every converted layer on its captured input, sets its algo; returns report rows."""
+def _measure_layers(model, inputs, names, plan, progress=False, workers=None) -> list:
+    """Times every converted layer on its captured input, sets its algo; returns report rows. The
+    calls not in the plan first have their kernels compiled by `workers` processes (zeroskip.warm)."""
     layers = {}
     for name, m in model.named_modules(remove_duplicate=False):
         if name in names and isinstance(m, (znn.Conv2d, znn.ConvActPool)):
             layers.setdefault(id(m), (name, m))
     calls = _capture(model, inputs, [m for _, m in layers.values()])
+    jobs = {}
+    for _, module in layers.values():
+        for key, (x, residual) in calls[id(module)].items():
+            if plan.get(key) is None:
+                op, call, kwargs = _layer_call(module, x, residual)
+                spec = warm.job(op, call, kwargs, module.activation, zmeasure.CANDIDATES)
+                jobs[repr(spec)] = spec  # layers of one shape compile the same kernels: once
+    warm.warm(jobs.values(), workers, progress)
     rows = []
     total = sum(len(calls[id(m)]) for _, m in layers.values())
     with bar(total, "measuring layers", progress, "layer") as done:
@@ -195,11 +205,13 @@ def _measure_layers(model, inputs, names, plan, progress=False) -> list:
 
 
 def convert_(model: nn.Module, example_inputs=None, *, algo="auto", filter_fn=None, fold_bn=True,
-             fuse=True, plan=None, measure=True, progress=False) -> nn.Module:
+             fuse=True, plan=None, measure=True, progress=False, workers=None) -> nn.Module:
     """Converts `model`'s nn.Conv2d layers to zeroskip modules in place; returns `model`.
 
     filter_fn(qualified_name, conv) -> bool picks the convs to convert (default: all).
     plan: None, a zeroskip.plan.Plan or a JSON path; measure=False skips per-layer timing.
+    workers: processes that compile the kernels of the calls to be measured, before they are
+    timed (zeroskip.warm; None: one per CPU beyond this one, at most 8; 0: none).
     progress=True draws a bar on stderr while layers are measured; nothing is printed otherwise.
     All or nothing: where it raises (KeyboardInterrupt included), the model is as it was.
     See the module docstring for what is fused, folded, measured, checked and left alone.
@@ -213,6 +225,8 @@ def convert_(model: nn.Module, example_inputs=None, *, algo="auto", filter_fn=No
     for name, value in (("fold_bn", fold_bn), ("fuse", fuse), ("measure", measure), ("progress", progress)):
         if not isinstance(value, bool):
             raise ValueError(f"{name} must be a bool, got {value!r}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
+        raise ValueError(f"workers must be an int >= 0 or None, got {workers!r}")
     if plan is not None and not isinstance(plan, (zplan.Plan, str, os.PathLike)):
         raise TypeError(f"plan must be a zeroskip.plan.Plan, a path or None, got {type(plan).__name__}")
     inputs = ref = calls = None
@@ -226,14 +240,15 @@ def convert_(model: nn.Module, example_inputs=None, *, algo="auto", filter_fn=No
                 calls.remove()
     undo = Undo()
     try:
-        _convert(model, inputs, ref, undo, algo, filter_fn, fold_bn, fuse, plan, measure, progress, calls)
+        _convert(model, inputs, ref, undo, algo, filter_fn, fold_bn, fuse, plan, measure, progress, calls, workers)
     except BaseException:
         undo.rollback()
         raise
     return model
 
 
-def _convert(model, inputs, ref, undo, algo, filter_fn, fold_bn, fuse, plan, measure, progress, calls=None):
+def _convert(model, inputs, ref, undo, algo, filter_fn, fold_bn, fuse, plan, measure, progress, calls=None,
+             workers=None):
     """convert_'s changes, each made through `undo`; raises where the result is not to be kept."""
     converter = _Converter(model, algo, filter_fn, fold_bn, fuse, undo, calls)
     converter.walk(model)
@@ -251,7 +266,8 @@ def _convert(model, inputs, ref, undo, algo, filter_fn, fold_bn, fuse, plan, mea
             if used_plan is None:
                 found = plan is not None and os.path.exists(plan)
                 used_plan = zplan.Plan.load(plan) if found else zplan.Plan()
-            report["layers"] = _measure_layers(model, inputs, set(report["converted"]), used_plan, progress)
+            report["layers"] = _measure_layers(model, inputs, set(report["converted"]), used_plan, progress,
+                                                workers)
             measured = True
     if inputs is not None:
         report["max_rel_err"] = _max_rel_err(_run_eval(model, inputs), ref)

@@ -165,11 +165,14 @@ def graph_ms(fn, quantiles=None):
 @functools.lru_cache(maxsize=None)
 def _tuner_cache() -> tuple:
     import triton
+    if os.environ.get("ZEROSKIP_TUNER_CACHE") == "0":  # zeroskip.warm's workers: their timings share the GPU
+        return ()
     return (("cache_results", True),) if "cache_results" in inspect.signature(triton.autotune).parameters else ()
 
 
 def tuner_cache() -> dict:
     """triton.autotune options that keep each tuned choice on disk, in Triton's cache (keyed by
     Triton's version, the GPU architecture, the kernel's source and the tuning key), so a later
-    process does not time a dozen tiles again. Empty where this Triton lacks the switch."""
+    process does not time a dozen tiles again. Empty where this Triton lacks the switch, or where
+    $ZEROSKIP_TUNER_CACHE is "0"."""
     return dict(_tuner_cache())

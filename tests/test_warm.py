@@ -1,0 +1,61 @@
+"""zeroskip.warm: the candidate kernels compiled in worker processes before layers are timed. The
+workers run here on the interpreter (TRITON_INTERPRET is inherited), or on the GPU with --device cuda."""
+import pytest
+import torch
+
+import zeroskip
+from zeroskip import runtime, warm
+
+
+def test_workers_make_each_jobs_calls_and_name_what_failed(device):
+    x = torch.randn(1, 3, 8, 8, device=device).relu_()
+    w3, w5 = torch.randn(4, 3, 3, 3, device=device), torch.randn(4, 3, 5, 5, device=device)
+    r = torch.randn(1, 4, 8, 8, device=device)
+    pool = dict(pool="max", pool_size=(2, 2), pool_stride=(2, 2), pool_padding=(0, 0))
+    jobs = [warm.job("conv2d", (x, w3, None, (1, 1), (1, 1), (1, 1), 1), {}, "relu", ("torch", "ecr")),
+            warm.job("conv2d_residual", (x, w5, torch.randn(4, device=device), (1, 1), (2, 2), (1, 1), 1),
+                     {"residual": r}, None, ("ecr", "winograd")),
+            warm.job("conv2d_pool", (x[:, :, :, 1:], w3, None, (1, 1), (1, 1), (1, 1), 1), pool, "relu", ("ecr",))]
+    assert jobs[0][-1] == ("ecr",)  # torch's own path compiles nothing
+    results = warm.warm(jobs, workers=2)
+    assert results[0] == [("ecr", None)] and results[2] == [("ecr", None)]
+    (ecr, why), (winograd, error) = results[1]
+    assert (ecr, why, winograd) == ("ecr", None, "winograd") and "needs a 3x3 kernel" in error
+
+
+def test_stand_ins_keep_the_layout():
+    base = torch.randn(2, 9, 5, 7, dtype=torch.float16).to(memory_format=torch.channels_last)
+    view = base[:, 1:, :, 2:]
+    built = warm._build(warm.describe(view), torch.Generator().manual_seed(0), relu=True)
+    assert (built.shape, built.stride(), built.storage_offset(), built.dtype) == (
+        view.shape, view.stride(), view.storage_offset(), view.dtype)
+    assert built.min() == 0 and built.max() > 0
+    assert warm.describe((2, 2)) == ("value", (2, 2))
+
+
+@pytest.mark.parametrize("workers", [-1, 1.5, True, "2"])
+def test_bad_workers_are_named(workers):
+    with pytest.raises(ValueError, match="workers must be an int >= 0 or None"):
+        warm.warm([], workers)
+    with pytest.raises(ValueError, match="workers must be an int >= 0 or None"):
+        zeroskip.convert_(torch.nn.Sequential(torch.nn.Conv2d(1, 1, 1)), workers=workers)
+
+
+def test_no_workers_no_jobs():
+    job = warm.job("conv2d", (torch.randn(1, 1, 4, 4), torch.randn(1, 1, 3, 3)), {}, None, ("ecr",))
+    assert warm.warm([job], workers=0) == [[]] and warm.warm([], None) == []
+    assert warm.default_workers(100) <= 8 and warm.default_workers(0) == 0
+
+
+def test_worker_timings_stay_in_the_workers(monkeypatch):
+    """Workers time autotuned tiles while others use the GPU: their picks are not kept on disk."""
+    runtime._tuner_cache.cache_clear()
+    monkeypatch.setenv("ZEROSKIP_TUNER_CACHE", "0")
+    assert runtime.tuner_cache() == {}
+    runtime._tuner_cache.cache_clear()
+    monkeypatch.delenv("ZEROSKIP_TUNER_CACHE")
+    import inspect
+    import triton
+    kept = "cache_results" in inspect.signature(triton.autotune).parameters
+    assert runtime.tuner_cache() == ({"cache_results": True} if kept else {})
+    runtime._tuner_cache.cache_clear()
