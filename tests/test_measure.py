@@ -179,3 +179,22 @@ def test_convert_measures_on_cuda(device, tmp_path, monkeypatch):
     again = zeroskip.convert_(lenet5().cuda().eval(), x, plan=path)
     assert calls == [] and all(r["reused"] for r in again.zeroskip_report["layers"])
     assert [r["algo"] for r in again.zeroskip_report["layers"]] == [r["algo"] for r in report["layers"]]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_convert_times_no_zero_skipping_in_16_bit(dtype, monkeypatch):
+    """convert_ hands measure and the compile workers candidates_for(input): every algo in fp32, less
+    ecr and ecr_tc in fp16/bf16 (measured slower than cuDNN there). Measuring is faked (it needs a GPU)."""
+    from zeroskip import convert, warm
+    want = zmeasure.CANDIDATES if dtype == torch.float32 else tuple(
+        c for c in zmeasure.CANDIDATES if c not in ("ecr", "ecr_tc"))
+    assert zmeasure.candidates_for(torch.empty(1, dtype=dtype)) == want
+    asked, jobs = [], []
+    monkeypatch.setattr(convert, "_on_cuda", lambda inputs: True)
+    monkeypatch.setattr(zmeasure, "measure", lambda op, *a, candidates, **k: asked.append(candidates) or (
+        "torch", {c: 1.0 for c in candidates}))
+    monkeypatch.setattr(warm, "warm", lambda specs, workers, progress: jobs.extend(specs))
+    model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1)).eval()
+    if dtype != torch.float16:  # the CPU reference run has no fp16 conv everywhere
+        zeroskip.convert_(model.to(dtype), sparse((1, 2, 6, 6), 0.5).to(dtype), algo="auto")
+        assert asked == [want, want] and [j[-1] for j in jobs] == [want[1:]] * 2  # torch compiles nothing

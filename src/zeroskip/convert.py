@@ -56,9 +56,10 @@ true whatever the outcome); a plan file is written only when convert_ succeeds.
 
 `example_inputs` (a tensor or a tuple of positional arguments) is stored on the model as
 `zeroskip_example_inputs`. With algo="auto", measure=True and example_inputs on CUDA, each
-converted layer is timed on its real input and residual (captured by forward pre-hooks in one run) with
-zeroskip.measure.measure and its `algo` set to the winner; the entries go into a zeroskip.plan.Plan
-(`plan`: a Plan used in place, or a JSON path loaded if it exists and saved after; entries
+converted layer is timed on its real input and residual (captured by forward pre-hooks in one run)
+with zeroskip.measure.measure (candidates: measure.candidates_for, which leaves out the zero-skipping
+algos in fp16/bf16, never faster there) and its `algo` set to the winner; the entries go into a
+zeroskip.plan.Plan (`plan`: a Plan used in place, or a JSON path loaded if it exists and saved after; entries
 already there are reused, not re-measured), kept as `model.zeroskip_plan`. A module called with
 several shapes whose winners differ keeps "auto" and holds the plan as its `plan`, which picks each
 call's winner. On the CPU nothing is measured and the report says so.
@@ -176,7 +177,7 @@ def _measure_layers(model, inputs, names, plan, progress=False, workers=None) ->
         for key, (x, residual) in calls[id(module)].items():
             if plan.get(key) is None:
                 op, call, kwargs = _layer_call(module, x, residual)
-                spec = warm.job(op, call, kwargs, module.activation, zmeasure.CANDIDATES)
+                spec = warm.job(op, call, kwargs, module.activation, zmeasure.candidates_for(x))
                 jobs[repr(spec)] = spec  # layers of one shape compile the same kernels: once
     warm.warm(jobs.values(), workers, progress)
     rows = []
@@ -190,7 +191,8 @@ def _measure_layers(model, inputs, names, plan, progress=False, workers=None) ->
                 sparsity = (x == 0).double().mean().item()
                 if entry is None:
                     op, call, kwargs = _layer_call(module, x, residual)
-                    algo, times = zmeasure.measure(op, *call, activation=module.activation, **kwargs)
+                    algo, times = zmeasure.measure(op, *call, activation=module.activation,
+                                                   candidates=zmeasure.candidates_for(x), **kwargs)
                     plan.add(key, algo, times, sparsity)
                     entry, reused = plan.get(key), False
                 winners.add(entry["algo"])

@@ -20,6 +20,17 @@ from .plan import ALGOS, spec_of
 
 # Every algo; one that cannot run a call (the Winograd ones off 3x3 stride 1) is dropped for it.
 CANDIDATES = ("torch", "igemm", "winograd", "winograd4", "im2col", "ecr_tc", "ecr")
+# Not timed by convert_ in fp16/bf16: slower than cuDNN on every 16-bit layer measured on H100/H200
+# (HED's real maps up to 92% zeros: ecr_tc 1.6-4x and ecr 7-20x behind; VGG-19 sweeps to 99%
+# zeros: ecr_tc <= 0.82x cuDNN; ResNet-50), and each costs compiles.
+SLOW_IN_16_BIT = ("ecr_tc", "ecr")
+
+
+def candidates_for(input) -> tuple:
+    """The candidates convert_ times for a call on `input`: CANDIDATES, less SLOW_IN_16_BIT in 16-bit."""
+    if input.dtype in (torch.float16, torch.bfloat16):
+        return tuple(c for c in CANDIDATES if c not in SLOW_IN_16_BIT)
+    return CANDIDATES
 
 
 def pick(times_us: dict, margin: float = 0.03) -> str:
