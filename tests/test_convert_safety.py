@@ -1,6 +1,7 @@
 """convert_ never gives a silently different model: tied weights keep their BNs, modules with hooks
 stay, a training-mode model warns, and a convert_ that raises (an injected failure at any step,
 KeyboardInterrupt, a failed output check) leaves the model exactly as it was."""
+import copy
 import warnings
 
 import pytest
@@ -292,3 +293,25 @@ def test_failures_restore_the_model(failure, monkeypatch, device):
         warnings.simplefilter("ignore")
         zeroskip.convert_(model, x, algo="ecr")   # and it converts afterwards
     outputs_match(model, x, ref)
+
+
+def test_outputs_beyond_the_tolerance_are_judged_against_float64(monkeypatch):
+    """An ill-conditioned model differs from itself across precisions by more than the tolerance:
+    then the converted and the original model are both measured against the original in float64,
+    and the conversion stands only within twice the original's own error."""
+    from zeroskip import convert
+    torch.manual_seed(0)
+    model = randomize_bn(nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())).eval()
+    x = torch.randn(1, 2, 8, 8)
+    monkeypatch.setattr(convert, "_tolerance", lambda ref: 0.0)  # every difference is beyond it
+    report = zeroskip.convert_(model, x, algo="torch").zeroskip_report  # the BN folded: rounding moves
+    errs = report["float64_err"]
+    assert report["max_rel_err"] > 0 and 0 < errs["converted"] <= 2 * errs["original"] < 1e-6
+    original = copy.deepcopy(model)
+    ref = original(x)
+    report = {"max_rel_err": 1.0, "tolerance": 0.0}
+    with pytest.raises(RuntimeError, match="more than twice the original's own"):
+        convert._check_float64(ref * (1 + 1e-3), ref, original, (x,), report)
+    assert report["float64_err"]["converted"] > 1e-4
+    with pytest.raises(RuntimeError, match="left as it was"):
+        convert._check_float64(ref, ref, None, (x,), report)

@@ -66,8 +66,11 @@ call's winner. On the CPU nothing is measured and the report says so.
 
 When example_inputs are given, the model runs on them before and after conversion (eval mode,
 torch.no_grad(), measured algos in place) and the outputs must agree: normwise relative error
-<= 1e-4 in fp32 (1e-2 where TF32 may be used on CUDA), 3e-2 in fp16/bf16, 1e-9 in fp64; else
-RuntimeError, the model left as it was. The report is set as `model.zeroskip_report`:
+<= 1e-4 in fp32 (1e-2 where TF32 may be used on CUDA), 3e-2 in fp16/bf16, 1e-9 in fp64. Where
+they do not, both are measured against a copy of the original run in float64 (convert_ holds that
+copy while it works), and the conversion stands if its error there is at most twice the original's
+(report["float64_err"]: {"converted", "original"}); else RuntimeError, the model left as it was.
+The report is set as `model.zeroskip_report`:
 {"converted": conv names, "fused": conv names that absorbed an activation, pool and/or residual add,
  "residual": conv names that absorbed a residual add,
  "folded_bn": BN names folded, "kept_bn": BN names left, "reasons": {module name: why it was
@@ -78,6 +81,7 @@ RuntimeError, the model left as it was. The report is set as `model.zeroskip_rep
 """
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 
@@ -110,6 +114,32 @@ def _tolerance(ref) -> float:
     # The original's own convs/matmuls use TF32 on CUDA when allowed, whatever algo converts to.
     tf32 = cuda and (torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32)
     return model_tolerance(dtype, tf32)
+
+
+def _copy(model):
+    """A copy of the original for the float64 check, or None where the model cannot be deep-copied."""
+    try:
+        return copy.deepcopy(model)
+    except Exception:
+        return None
+
+
+def _check_float64(out, ref, original, inputs, report) -> None:
+    """Where the outputs differ beyond the tolerance, both models are measured against the original
+    run in float64: an ill-conditioned model (random-init ResNet-50: fp32 eager 2.1e-2 from float64,
+    fp16 3.4e-2) may differ from itself in another precision by more than the tolerance. The
+    conversion stands if its error is within the tolerance or twice the original's; else raises."""
+    why = (f"converted model differs from the original on example_inputs: max_rel_err="
+           f"{report['max_rel_err']:.3g} > tolerance={report['tolerance']:.3g}")
+    if original is None:
+        raise RuntimeError(f"{why}; the model is left as it was")
+    double = [t.double() if isinstance(t, torch.Tensor) and t.is_floating_point() else t for t in inputs]
+    ref64 = _run_eval(original.double(), double)
+    errs = {"converted": _max_rel_err(out, ref64), "original": _max_rel_err(ref, ref64)}
+    report["float64_err"] = errs
+    if not errs["converted"] <= max(report["tolerance"], 2 * errs["original"]):
+        raise RuntimeError(f"{why}; against the original in float64 {errs['converted']:.3g}, more than twice the "
+                           f"original's own {errs['original']:.3g}; the model is left as it was")
 
 
 @torch.no_grad()
@@ -231,9 +261,10 @@ def convert_(model: nn.Module, example_inputs=None, *, algo="auto", filter_fn=No
         raise ValueError(f"workers must be an int >= 0 or None, got {workers!r}")
     if plan is not None and not isinstance(plan, (zplan.Plan, str, os.PathLike)):
         raise TypeError(f"plan must be a zeroskip.plan.Plan, a path or None, got {type(plan).__name__}")
-    inputs = ref = calls = None
+    inputs = ref = calls = original = None
     if example_inputs is not None:
         inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
+        original = _copy(model)
         calls = Calls(model) if fuse else None  # the shapes that decide which residual adds fuse
         try:
             ref = _run_eval(model, inputs)
@@ -242,7 +273,8 @@ def convert_(model: nn.Module, example_inputs=None, *, algo="auto", filter_fn=No
                 calls.remove()
     undo = Undo()
     try:
-        _convert(model, inputs, ref, undo, algo, filter_fn, fold_bn, fuse, plan, measure, progress, calls, workers)
+        _convert(model, inputs, ref, undo, algo, filter_fn, fold_bn, fuse, plan, measure, progress, calls, workers,
+                 original)
     except BaseException:
         undo.rollback()
         raise
@@ -250,7 +282,7 @@ def convert_(model: nn.Module, example_inputs=None, *, algo="auto", filter_fn=No
 
 
 def _convert(model, inputs, ref, undo, algo, filter_fn, fold_bn, fuse, plan, measure, progress, calls=None,
-             workers=None):
+             workers=None, original=None):
     """convert_'s changes, each made through `undo`; raises where the result is not to be kept."""
     converter = _Converter(model, algo, filter_fn, fold_bn, fuse, undo, calls)
     converter.walk(model)
@@ -272,12 +304,11 @@ def _convert(model, inputs, ref, undo, algo, filter_fn, fold_bn, fuse, plan, mea
                                                 workers)
             measured = True
     if inputs is not None:
-        report["max_rel_err"] = _max_rel_err(_run_eval(model, inputs), ref)
+        out = _run_eval(model, inputs)
+        report["max_rel_err"] = _max_rel_err(out, ref)
         report["tolerance"] = _tolerance(ref)
         if not report["max_rel_err"] <= report["tolerance"]:
-            raise RuntimeError(f"converted model differs from the original on example_inputs: "
-                               f"max_rel_err={report['max_rel_err']:.3g} > tolerance={report['tolerance']:.3g}; "
-                               f"the model is left as it was")
+            _check_float64(out, ref, original, inputs, report)
     if converter.training_bn:
         n, names = len(converter.training_bn), ", ".join(converter.training_bn[:3])
         more = f" and {n - 3} more" if n > 3 else ""
