@@ -47,6 +47,17 @@ def test_no_workers_no_jobs():
     assert warm.default_workers(100) <= 8 and warm.default_workers(0) == 0
 
 
+def test_a_hanging_worker_is_stopped(monkeypatch):
+    """A worker that finishes no job within the timeout is killed and its jobs are left undone."""
+    import sys
+    import time
+    monkeypatch.setattr(warm, "WORKER", [sys.executable, "-c", "import time; time.sleep(120)"])
+    job = warm.job("conv2d", (torch.randn(1, 1, 4, 4), torch.randn(1, 1, 3, 3)), {}, None, ("ecr",))
+    start = time.monotonic()
+    assert warm.warm([job, job], workers=2, timeout=1.0) == [[], []]
+    assert time.monotonic() - start < 30
+
+
 def test_worker_timings_stay_in_the_workers(monkeypatch):
     """Workers time autotuned tiles while others use the GPU: their picks are not kept on disk."""
     runtime._tuner_cache.cache_clear()

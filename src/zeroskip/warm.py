@@ -15,6 +15,7 @@ import pickle
 import subprocess
 import sys
 import threading
+import time
 
 import torch
 
@@ -74,9 +75,14 @@ def default_workers(n_jobs: int) -> int:
     return max(0, min(n_jobs, (os.cpu_count() or 1) - 1, 8))
 
 
-def warm(jobs, workers=None, progress=False) -> list:
+WORKER = [sys.executable, "-m", "zeroskip.warm"]
+JOB_TIMEOUT_S = 300.0  # per job; ResNet-50's largest layer compiles its candidates in well under a minute
+
+
+def warm(jobs, workers=None, progress=False, timeout=JOB_TIMEOUT_S) -> list:
     """Runs the jobs (job() tuples) in `workers` processes (None: default_workers); returns each
-    job's run_job result in order, [] for a job whose worker failed. workers=0 runs nothing."""
+    job's run_job result in order, [] for a job whose worker failed or was stopped: a worker that
+    finishes no job for `timeout` seconds is killed. workers=0 runs nothing."""
     jobs = list(jobs)
     workers = default_workers(len(jobs)) if workers is None else workers
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
@@ -91,24 +97,42 @@ def warm(jobs, workers=None, progress=False) -> list:
     lock = threading.Lock()
     with bar(len(jobs), "compiling kernels", progress, "layer") as done:
         def serve(share):
-            proc = subprocess.Popen([sys.executable, "-m", "zeroskip.warm"], stdin=subprocess.PIPE,
+            proc = subprocess.Popen(WORKER, stdin=subprocess.PIPE,
                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
-            proc.stdin.write(pickle.dumps([jobs[i] for i in share]))
-            proc.stdin.close()
-            for i in share:
-                line = proc.stdout.readline()
-                if not line:
-                    break
-                results[i] = pickle.loads(bytes.fromhex(line.decode().strip()))
-                with lock:
-                    done.update()
-            proc.wait()
+            last = [time.monotonic()]
+            watch = threading.Thread(target=_watch, args=(proc, last, timeout), daemon=True)
+            watch.start()
+            try:
+                proc.stdin.write(pickle.dumps([jobs[i] for i in share]))
+                proc.stdin.close()
+                for i in share:
+                    line = proc.stdout.readline()
+                    if not line:
+                        break
+                    results[i] = pickle.loads(bytes.fromhex(line.decode().strip()))
+                    last[0] = time.monotonic()
+                    with lock:
+                        done.update()
+            except (OSError, ValueError, pickle.UnpicklingError):  # the worker died or was killed
+                pass
+            finally:
+                proc.kill()
+                proc.wait()
         threads = [threading.Thread(target=serve, args=(s,), daemon=True) for s in shares if s]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
     return results
+
+
+def _watch(proc, last, timeout) -> None:
+    """Kills `proc` once `timeout` seconds pass with no job finished (last[0]: when one last did)."""
+    while proc.poll() is None:
+        if time.monotonic() - last[0] > timeout:
+            proc.kill()
+            return
+        time.sleep(min(1.0, timeout / 4))
 
 
 def _work(spec) -> int:
