@@ -22,7 +22,7 @@ from zeroskip import dispatch, plan as zplan, runtime
 GOLDEN = Path(__file__).with_name("dispatch_golden.json")
 # one letter per pick in the golden strings; "-" where the call is invalid (pooled map empty)
 LETTERS = {"torch": "t", "igemm": "i", "winograd": "2", "winograd4": "4", "im2col": "c", "ecr": "e",
-           "ecr_tc": "E"}
+           "ecr_tc": "E", "cudnn": "d"}
 PRECISIONS = {"fp32": (torch.float32, False), "tf32": (torch.float32, True),
               "fp16": (torch.float16, False), "bf16": (torch.bfloat16, False)}
 LAYOUTS = ("nchw", "cl")
@@ -156,11 +156,13 @@ def test_gpus_without_rules_run_cudnn(gpu, monkeypatch):
     ("tf32", "nchw", "max2-relu", 128, 112, 32, 4.8e12, "winograd4", "features.7 + pool"),
     ("tf32", "nchw", "max2-relu", 128, 112, 8, 4.8e12, "igemm", "128-255 channels"),
     ("fp16", "cl", "max2-relu", 512, 14, 8, 4.8e12, "winograd", "14x14 maps below batch 16"),
-    ("fp16", "cl", "conv-relu", 128, 28, 1, 4.8e12, "torch", None),    # 64..128 channels need 56x56 maps
+    ("fp16", "cl", "conv-relu", 128, 28, 1, 4.8e12, "cudnn", "ResNet-50's"),  # igemm's 64..128 channels need 56x56
+    ("fp16", "cl", "conv", 128, 28, 1, 4.8e12, "torch", None),         # no ReLU: nothing for cuDNN to fuse
     ("fp16", "nchw", "max2-relu", 128, 56, 1, 4.8e12, "torch", None),  # NCHW fp16: not measured
     ("bf16", "cl", "max2-relu", 256, 56, 32, 4.8e12, "winograd4", "fused features.16 from batch 16"),
     ("bf16", "cl", "max2-relu", 256, 56, 32, 3.35e12, "igemm", "fused stages"),
-    ("bf16", "cl", "conv-relu", 512, 14, 32, 4.8e12, "torch", None),
+    ("bf16", "cl", "conv-relu", 512, 14, 32, 4.8e12, "cudnn", "ResNet-50's"),
+    ("bf16", "cl", "conv-relu", 512, 14, 64, 4.8e12, "torch", None),   # batch 64: not measured
 ])
 def test_rules_say_why(prec, layout, op, c, hw, batch, bandwidth, want, row, hopper, monkeypatch):
     hopper.bandwidth = bandwidth

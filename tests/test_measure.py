@@ -197,4 +197,4 @@ def test_convert_times_no_zero_skipping_in_16_bit(dtype, monkeypatch):
     model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1)).eval()
     if dtype != torch.float16:  # the CPU reference run has no fp16 conv everywhere
         zeroskip.convert_(model.to(dtype), sparse((1, 2, 6, 6), 0.5).to(dtype), algo="auto")
-        assert asked == [want, want] and [j[-1] for j in jobs] == [want[1:]] * 2  # torch compiles nothing
+        assert asked == [want, want] and [j[-1] for j in jobs] == [want[2:]] * 2  # torch, cudnn compile nothing

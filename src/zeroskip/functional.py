@@ -68,23 +68,27 @@ def autocast_residual(residual, input):
     return residual
 
 
-def _torch_conv(input, weight, bias, spec, activation):
-    # F.conv2d takes symmetric padding only; asymmetric 'same' pads the input first.
+def torch_padding(input, spec):
+    """(input, padding) for torch's convs, which take symmetric padding only: asymmetric 'same'
+    pads the input's bottom/right first. Fewer rows than the top padding at the bottom is fine:
+    the convs' floor drops them."""
     th = (spec.out_h - 1) * spec.stride_h + spec.dil_h * (spec.kernel_h - 1) + 1 - spec.height
     tw = (spec.out_w - 1) * spec.stride_w + spec.dil_w * (spec.kernel_w - 1) + 1 - spec.width
     bottom, right = max(th - spec.pad_h, 0), max(tw - spec.pad_w, 0)
-    # Fewer rows than the top padding at the bottom is fine: F.conv2d's floor drops them.
     if bottom > spec.pad_h or right > spec.pad_w:
-        input = F.pad(input, (spec.pad_w, right, spec.pad_h, bottom))
-        padding = 0
-    else:
-        padding = (spec.pad_h, spec.pad_w)
+        return F.pad(input, (spec.pad_w, right, spec.pad_h, bottom)), (0, 0)
+    return input, (spec.pad_h, spec.pad_w)
+
+
+def _torch_conv(input, weight, bias, spec, activation):
+    input, padding = torch_padding(input, spec)
     y = F.conv2d(input, weight, bias, (spec.stride_h, spec.stride_w), padding,
                  (spec.dil_h, spec.dil_w), spec.groups)
     return _activate(y, activation)
 
 
-def _torch_pool(y, spec):
+def torch_pool(y, spec):
+    """spec's pool (F.max_pool2d / F.avg_pool2d) of y."""
     k, s, p = (spec.pool_kh, spec.pool_kw), (spec.pool_sh, spec.pool_sw), (spec.pool_ph, spec.pool_pw)
     if spec.pool == "max":
         return F.max_pool2d(y, k, s, p)
@@ -206,7 +210,7 @@ def conv2d_pool_uncast(input, weight, bias=None, stride=1, padding=0, dilation=1
     spec = with_pool(spec, pool, pool_size, pool_stride, pool_padding)
     name = _inference_only(dispatch.choose(algo, input, spec, activation), algo, input, weight, bias)
     if name == "torch" or spec.batch == 0:
-        out = _torch_pool(_torch_conv(input, weight, bias, spec, activation), spec)
+        out = torch_pool(_torch_conv(input, weight, bias, spec, activation), spec)
     else:
         out = KERNELS[name].conv(input, weight, bias, spec, activation, name)
     return out.squeeze(0) if squeeze else out

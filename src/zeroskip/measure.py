@@ -19,7 +19,7 @@ from .geometry import check_activation
 from .plan import ALGOS, spec_of
 
 # Every algo; one that cannot run a call (the Winograd ones off 3x3 stride 1) is dropped for it.
-CANDIDATES = ("torch", "igemm", "winograd", "winograd4", "im2col", "ecr_tc", "ecr")
+CANDIDATES = ("torch", "cudnn", "igemm", "winograd", "winograd4", "im2col", "ecr_tc", "ecr")
 # Not timed by convert_ in fp16/bf16: slower than cuDNN on every 16-bit layer measured on H100/H200
 # (HED's real maps up to 92% zeros: ecr_tc 1.6-4x and ecr 7-20x behind; VGG-19 sweeps to 99%
 # zeros: ecr_tc <= 0.82x cuDNN; ResNet-50), and each costs compiles.

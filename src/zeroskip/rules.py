@@ -230,6 +230,11 @@ HOPPER = (
           ("igemm", "where a Winograd row above cannot run the call", dict(pool="none", channels=512, pixels=28 * 28)),
           ("igemm", "where a Winograd row above cannot run the call",
            dict(pool="none", channels=512, pixels=14 * 14, batch=SMALL))),
+    # Every other 16-bit channels_last conv with a ReLU (cudnn supports nothing else): cuDNN's own fused kernel.
+    *rows(dict(precision=("fp16", "bf16"), channels_last=True, batch=at_most(32)),
+          ("cudnn", "ResNet-50's 1x1, 3x3 and 3x3/2 convs: 1.3-2.7x at batch 1, 1.3-3.1x at batch 32 over "
+                    "F.conv2d + bias + ReLU (+ residual add), fp16 and bf16, H100, "
+                    "benchmarks/cudnn-fused-probe-h100.txt", {})),
 )
 
 # GPU class (runtime.gpu_class) -> its rows. Other classes run cuDNN unless a plan measured the call.

@@ -32,9 +32,9 @@ def describe(value):
 
 def job(op, call, kwargs, activation, candidates) -> tuple:
     """One measure() call as a job: op, described positional and keyword arguments, activation and
-    the candidate algos to run (torch's own path compiles nothing and is left out)."""
+    the candidate algos to run (torch's and cuDNN's paths compile nothing and are left out)."""
     return (op, tuple(describe(a) for a in call), tuple((k, describe(v)) for k, v in sorted(kwargs.items())),
-            activation, tuple(c for c in candidates if c != "torch"))
+            activation, tuple(c for c in candidates if c not in ("torch", "cudnn")))
 
 
 def _tensor(desc, gen, relu):

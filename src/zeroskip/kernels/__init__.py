@@ -1,4 +1,4 @@
-"""The Triton kernels, one module per kernel family, and KERNELS: the registry of them.
+"""The kernels, one module per kernel family, and KERNELS: the registry of them.
 
 KERNELS maps each public algo name to its family module; nothing else lists the kernels. A family
 module owns its math (the @triton.jit kernels, or imports them from a sibling), its tile configs,
@@ -21,6 +21,8 @@ whether they run on the CPU interpreter (TRITON_INTERPRET=1 must be set before).
                                zero skipping by per-tile channel compaction; explicit only, never
                                picked by `auto` or measured by plans (slower than the dense path on
                                every layer measured, BENCHMARKS.md 'Zero skipping')
+    "cudnn"                    cudnn.py: no Triton kernel; cuDNN's fused conv + bias + ReLU (+ add)
+                               through PyTorch (CUDA only)
 
 Adding a kernel: (1) one module here with its kernels, tile configs, supports() and conv();
 (2) one entry in FAMILIES below (its algo name becomes public: zeroskip.ALGOS, algo=, plans);
@@ -40,7 +42,7 @@ from collections.abc import Mapping
 
 # algo name -> module (in this package) of its family
 FAMILIES = {"ecr": "direct", "ecr_tc": "direct", "igemm": "direct", "winograd": "winograd",
-            "winograd4": "winograd4", "im2col": "im2col", "compact": "compact"}
+            "winograd4": "winograd4", "im2col": "im2col", "compact": "compact", "cudnn": "cudnn"}
 
 
 class _Registry(Mapping):
