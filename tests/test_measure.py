@@ -182,13 +182,18 @@ def test_convert_measures_on_cuda(device, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
-def test_convert_times_no_zero_skipping_in_16_bit(dtype, monkeypatch):
-    """convert_ hands measure and the compile workers candidates_for(input): every algo in fp32, less
-    ecr and ecr_tc in fp16/bf16 (measured slower than cuDNN there). Measuring is faked (it needs a GPU)."""
+def test_convert_times_only_candidates_that_can_win(dtype, monkeypatch):
+    """convert_ hands measure and the compile workers candidates_for(input, weight, activation): every
+    algo in fp32 with a ReLU; no cudnn without one; in fp16/bf16 no ecr or ecr_tc, and no im2col beyond
+    16 input channels per group (measured slower there). Measuring is faked (it needs a GPU)."""
     from zeroskip import convert, warm
-    want = zmeasure.CANDIDATES if dtype == torch.float32 else tuple(
-        c for c in zmeasure.CANDIDATES if c not in ("ecr", "ecr_tc"))
-    assert zmeasure.candidates_for(torch.empty(1, dtype=dtype)) == want
+    half = dtype != torch.float32
+    want = tuple(c for c in zmeasure.CANDIDATES if not (half and c in ("ecr", "ecr_tc")))
+    x = torch.empty(1, dtype=dtype)
+    assert zmeasure.candidates_for(x, torch.empty(4, 16, 3, 3), "relu") == want
+    assert zmeasure.candidates_for(x, torch.empty(4, 16, 3, 3), None) == tuple(c for c in want if c != "cudnn")
+    wide = zmeasure.candidates_for(x, torch.empty(4, 17, 1, 1), "relu")
+    assert wide == (tuple(c for c in want if c != "im2col") if half else want)
     asked, jobs = [], []
     monkeypatch.setattr(convert, "_on_cuda", lambda inputs: True)
     monkeypatch.setattr(zmeasure, "measure", lambda op, *a, candidates, **k: asked.append(candidates) or (
@@ -197,4 +202,5 @@ def test_convert_times_no_zero_skipping_in_16_bit(dtype, monkeypatch):
     model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1)).eval()
     if dtype != torch.float16:  # the CPU reference run has no fp16 conv everywhere
         zeroskip.convert_(model.to(dtype), sparse((1, 2, 6, 6), 0.5).to(dtype), algo="auto")
-        assert asked == [want, want] and [j[-1] for j in jobs] == [want[2:]] * 2  # torch, cudnn compile nothing
+        plain = tuple(c for c in want if c != "cudnn")
+        assert asked == [want, plain] and [j[-1] for j in jobs] == [want[2:], plain[1:]]  # torch, cudnn compile nothing

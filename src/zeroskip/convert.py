@@ -57,8 +57,9 @@ true whatever the outcome); a plan file is written only when convert_ succeeds.
 `example_inputs` (a tensor or a tuple of positional arguments) is stored on the model as
 `zeroskip_example_inputs`. With algo="auto", measure=True and example_inputs on CUDA, each
 converted layer is timed on its real input and residual (captured by forward pre-hooks in one run)
-with zeroskip.measure.measure (candidates: measure.candidates_for, which leaves out the zero-skipping
-algos in fp16/bf16, never faster there) and its `algo` set to the winner; the entries go into a
+with zeroskip.measure.measure (candidates: measure.candidates_for, which leaves out the algos that
+cannot win the call: in fp16/bf16 the zero-skipping ones and im2col beyond 16 channels; cudnn
+without a ReLU) and its `algo` set to the winner; the entries go into a
 zeroskip.plan.Plan (`plan`: a Plan used in place, or a JSON path loaded if it exists and saved after; entries
 already there are reused, not re-measured), kept as `model.zeroskip_plan`. A module called with
 several shapes whose winners differ keeps "auto" and holds the plan as its `plan`, which picks each
@@ -212,7 +213,8 @@ def _measure_layers(model, inputs, names, plan, progress=False, workers=None) ->
         for key, (x, residual) in calls[id(module)].items():
             if plan.get(key) is None:
                 op, call, kwargs = _layer_call(module, x, residual)
-                spec = warm.job(op, call, kwargs, module.activation, zmeasure.candidates_for(x))
+                spec = warm.job(op, call, kwargs, module.activation,
+                               zmeasure.candidates_for(x, module.weight, module.activation))
                 jobs[repr(spec)] = spec  # layers of one shape compile the same kernels: once
     warm.warm(jobs.values(), workers, progress)
     rows = []
@@ -227,7 +229,8 @@ def _measure_layers(model, inputs, names, plan, progress=False, workers=None) ->
                 if entry is None:
                     op, call, kwargs = _layer_call(module, x, residual)
                     algo, times = zmeasure.measure(op, *call, activation=module.activation,
-                                                   candidates=zmeasure.candidates_for(x), **kwargs)
+                                                   candidates=zmeasure.candidates_for(x, module.weight, module.activation),
+                                                   **kwargs)
                     plan.add(key, algo, times, sparsity)
                     entry, reused = plan.get(key), False
                 winners.add(entry["algo"])

@@ -24,13 +24,21 @@ CANDIDATES = ("torch", "cudnn", "igemm", "winograd", "winograd4", "im2col", "ecr
 # (HED's real maps up to 92% zeros: ecr_tc 1.6-4x and ecr 7-20x behind; VGG-19 sweeps to 99%
 # zeros: ecr_tc <= 0.82x cuDNN; ResNet-50), and each costs compiles.
 SLOW_IN_16_BIT = ("ecr_tc", "ecr")
+# im2col in fp16/bf16 beyond this many input channels per group: it won no such layer of ResNet-50
+# (batch 1 and 32) or VGG-19 (batch 1) on an H100 (benchmarks/model-resnet50-*-h100-1206-layers.csv),
+# at best 2% behind igemm, and it tunes 9 tile configs per layer shape.
+IM2COL_MAX_CHANNELS = 16
 
 
-def candidates_for(input) -> tuple:
-    """The candidates convert_ times for a call on `input`: CANDIDATES, less SLOW_IN_16_BIT in 16-bit."""
+def candidates_for(input, weight, activation) -> tuple:
+    """The candidates convert_ times for a call: CANDIDATES, less cudnn without a ReLU (it fuses
+    nothing else) and, in fp16/bf16, less SLOW_IN_16_BIT and im2col above IM2COL_MAX_CHANNELS."""
+    drop = set() if activation == "relu" else {"cudnn"}
     if input.dtype in (torch.float16, torch.bfloat16):
-        return tuple(c for c in CANDIDATES if c not in SLOW_IN_16_BIT)
-    return CANDIDATES
+        drop.update(SLOW_IN_16_BIT)
+        if weight.shape[1] > IM2COL_MAX_CHANNELS:
+            drop.add("im2col")
+    return tuple(c for c in CANDIDATES if c not in drop)
 
 
 def pick(times_us: dict, margin: float = 0.03) -> str:
