@@ -19,7 +19,7 @@ def _tol(dtype):
 @cuda_only
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
-@pytest.mark.parametrize("with_residual", [False, True])
+@pytest.mark.parametrize("with_residual", [None, "dense", "strided"])
 @pytest.mark.parametrize("conv", [dict(padding=1), dict(stride=2, padding=1), dict(padding="same", dilation=2),
                                   dict(groups=4, padding=1)], ids=["3x3", "3x3s2", "same-dil2", "groups4"])
 def test_fused_equals_float64_reference(dtype, layout, with_residual, conv):
@@ -27,7 +27,12 @@ def test_fused_equals_float64_reference(dtype, layout, with_residual, conv):
     w = (torch.randn(24, 16 // conv.get("groups", 1), 3, 3, device="cuda") / 6).to(dtype)
     b = torch.randn(24, device="cuda").to(dtype)
     pre = reference(x, w, b, **conv)
-    r = torch.randn(pre.shape, device="cuda").to(dtype) if with_residual else None
+    r = None
+    if with_residual == "dense":
+        r = torch.randn(pre.shape, device="cuda").to(dtype)
+    elif with_residual == "strided":  # a channel slice of a wider tensor, in the other layout
+        wide = torch.randn(pre.shape[0], pre.shape[1] + 3, *pre.shape[2:], device="cuda").to(dtype)
+        r = wide.contiguous(memory_format=torch.channels_last if layout == "nchw" else torch.contiguous_format)[:, 2:-1]
     if r is not None:
         pre = pre + r.double().cpu()
     with torch.no_grad():

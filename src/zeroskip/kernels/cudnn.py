@@ -32,6 +32,9 @@ def conv(x, weight, bias, spec, activation, algo="cudnn", residual=None):
     why = supports(spec, x, activation)
     if why is not None:
         raise ValueError(f"algo={algo!r} cannot run this call: {why} (use algo='torch')")
+    fmt = torch.channels_last if channels_last(x) else torch.contiguous_format
+    if residual is not None:  # a view or another layout: dense in the output's layout first (a copy)
+        residual = residual.contiguous(memory_format=fmt)
     xp, padding = torch_padding(x, spec)
     geometry = ((spec.stride_h, spec.stride_w), padding, (spec.dil_h, spec.dil_w), spec.groups)
     try:
@@ -44,5 +47,4 @@ def conv(x, weight, bias, spec, activation, algo="cudnn", residual=None):
                            f"({(str(exc).splitlines() or [''])[0]}); use algo='torch'") from exc
     if spec.pool:
         y = torch_pool(y, spec)
-    fmt = torch.channels_last if channels_last(x) else torch.contiguous_format
     return y if y.is_contiguous(memory_format=fmt) else y.contiguous(memory_format=fmt)
