@@ -110,6 +110,9 @@ def test_convert_measure_flow_with_fake_timings(monkeypatch, tmp_path):
     again = zeroskip.convert_(lenet5(), x, plan=plan)
     assert len(calls) == 2 and again.zeroskip_plan is plan and again[0][3].algo == "ecr"
     assert [r["reused"] for r in again.zeroskip_report["layers"]] == [True, True]
+    assert all(r["seconds"] > 0 for r in rows) and [r["seconds"] for r in again.zeroskip_report["layers"]] == [0, 0]
+    phases = model.zeroskip_report["seconds"]
+    assert set(phases) == {"compile", "measure", "check"} and phases["measure"] >= sum(r["seconds"] for r in rows)
 
 
 class Twice(nn.Module):

@@ -78,12 +78,15 @@ The report is set as `model.zeroskip_report`:
  left alone}, "warnings": the UserWarnings issued, "max_rel_err": float or None,
  "tolerance": float or None, "layers": one row per measured call {"name", "op", "shape",
  "sparsity" (zero fraction of the input), "algo", "times_us" (per candidate; a string where it
- was dropped), "reused" (taken from the plan)}, "note": why nothing was measured, or None}.
+ was dropped), "reused" (taken from the plan), "seconds" (wall time of its measurement, 0 where
+ reused)}, "seconds": {"compile": the workers' wall time, "measure": measuring every layer's
+ candidates, "check": the output check} where measured, "note": why nothing was measured, or None}.
 """
 from __future__ import annotations
 
 import copy
 import os
+import time
 import warnings
 
 import torch
@@ -200,9 +203,10 @@ def _capture(model, inputs, modules):
 
 
 @torch.no_grad()
-def _measure_layers(model, inputs, names, plan, progress=False, workers=None) -> list:
-    """Times every converted layer on its captured input, sets its algo; returns report rows. The
-    calls not in the plan first have their kernels compiled by `workers` processes (zeroskip.warm)."""
+def _measure_layers(model, inputs, names, plan, seconds, progress=False, workers=None) -> list:
+    """Times every converted layer on its captured input, sets its algo; returns report rows and puts
+    the compile and measure wall times in `seconds`. The calls not in the plan first have their
+    kernels compiled by `workers` processes (zeroskip.warm)."""
     layers = {}
     for name, m in model.named_modules(remove_duplicate=False):
         if name in names and isinstance(m, (znn.Conv2d, znn.ConvActPool)):
@@ -216,15 +220,17 @@ def _measure_layers(model, inputs, names, plan, progress=False, workers=None) ->
                 spec = warm.job(op, call, kwargs, module.activation,
                                zmeasure.candidates_for(x, module.weight, module.activation))
                 jobs[repr(spec)] = spec  # layers of one shape compile the same kernels: once
+    start = time.perf_counter()
     warm.warm(jobs.values(), workers, progress)
-    rows = []
+    seconds["compile"] = time.perf_counter() - start
+    start, rows = time.perf_counter(), []
     total = sum(len(calls[id(m)]) for _, m in layers.values())
     with bar(total, "measuring layers", progress, "layer") as done:
         for name, module in layers.values():
             done.set_postfix_str(name)
             winners = set()
             for key, (x, residual) in calls[id(module)].items():
-                entry, reused = plan.get(key), True
+                entry, reused, began = plan.get(key), True, time.perf_counter()
                 sparsity = (x == 0).double().mean().item()
                 if entry is None:
                     op, call, kwargs = _layer_call(module, x, residual)
@@ -235,12 +241,14 @@ def _measure_layers(model, inputs, names, plan, progress=False, workers=None) ->
                     entry, reused = plan.get(key), False
                 winners.add(entry["algo"])
                 rows.append(dict(name=name, op=key[0], shape=tuple(x.shape), sparsity=sparsity,
-                                 algo=entry["algo"], times_us=dict(entry["times_us"]), reused=reused))
+                                 algo=entry["algo"], times_us=dict(entry["times_us"]), reused=reused,
+                                 seconds=0.0 if reused else time.perf_counter() - began))
                 done.update()
             if len(winners) == 1:
                 module.algo = winners.pop()
             else:
                 module.plan = plan
+    seconds["measure"] = time.perf_counter() - start
     return rows
 
 
@@ -308,15 +316,19 @@ def _convert(model, inputs, ref, undo, algo, filter_fn, fold_bn, fuse, plan, mea
             if used_plan is None:
                 found = plan is not None and os.path.exists(plan)
                 used_plan = zplan.Plan.load(plan) if found else zplan.Plan()
-            report["layers"] = _measure_layers(model, inputs, set(report["converted"]), used_plan, progress,
-                                                workers)
+            report["seconds"] = {}
+            report["layers"] = _measure_layers(model, inputs, set(report["converted"]), used_plan,
+                                               report["seconds"], progress, workers)
             measured = True
     if inputs is not None:
+        start = time.perf_counter()
         out = _run_eval(model, inputs)
         report["max_rel_err"] = _max_rel_err(out, ref)
         report["tolerance"] = _tolerance(ref)
         if not report["max_rel_err"] <= report["tolerance"]:
             _check_float64(out, ref, original, inputs, report)
+        if measured:
+            report["seconds"]["check"] = time.perf_counter() - start
     if converter.training_bn:
         n, names = len(converter.training_bn), ", ".join(converter.training_bn[:3])
         more = f" and {n - 3} more" if n > 3 else ""

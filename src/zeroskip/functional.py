@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from . import dispatch
-from .geometry import check_activation, check_conv, with_pool
+from .geometry import check_activation, check_conv, torch_padding, torch_pool, with_pool
 from .kernels import KERNELS, weight_cache
 
 _CASTABLE = (torch.float32, torch.float16, torch.bfloat16)  # autocast leaves float64 alone, as for F.conv2d
@@ -68,31 +68,11 @@ def autocast_residual(residual, input):
     return residual
 
 
-def torch_padding(input, spec):
-    """(input, padding) for torch's convs, which take symmetric padding only: asymmetric 'same'
-    pads the input's bottom/right first. Fewer rows than the top padding at the bottom is fine:
-    the convs' floor drops them."""
-    th = (spec.out_h - 1) * spec.stride_h + spec.dil_h * (spec.kernel_h - 1) + 1 - spec.height
-    tw = (spec.out_w - 1) * spec.stride_w + spec.dil_w * (spec.kernel_w - 1) + 1 - spec.width
-    bottom, right = max(th - spec.pad_h, 0), max(tw - spec.pad_w, 0)
-    if bottom > spec.pad_h or right > spec.pad_w:
-        return F.pad(input, (spec.pad_w, right, spec.pad_h, bottom)), (0, 0)
-    return input, (spec.pad_h, spec.pad_w)
-
-
 def _torch_conv(input, weight, bias, spec, activation):
     input, padding = torch_padding(input, spec)
     y = F.conv2d(input, weight, bias, (spec.stride_h, spec.stride_w), padding,
                  (spec.dil_h, spec.dil_w), spec.groups)
     return _activate(y, activation)
-
-
-def torch_pool(y, spec):
-    """spec's pool (F.max_pool2d / F.avg_pool2d) of y."""
-    k, s, p = (spec.pool_kh, spec.pool_kw), (spec.pool_sh, spec.pool_sw), (spec.pool_ph, spec.pool_pw)
-    if spec.pool == "max":
-        return F.max_pool2d(y, k, s, p)
-    return F.avg_pool2d(y, k, s, p)
 
 
 def _inference_only(name, algo, *tensors):

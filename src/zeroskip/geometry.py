@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 ACTIVATIONS = (None, "relu", "relu6")
 POOLS = ("max", "avg")
@@ -194,3 +195,23 @@ def with_pool(spec: ConvSpec, pool, pool_size, pool_stride, pool_padding) -> Con
     from dataclasses import replace
     return replace(spec, pool=pool, pool_kh=pkh, pool_kw=pkw, pool_sh=psh, pool_sw=psw,
                    pool_ph=pph, pool_pw=ppw, pooled_h=qh, pooled_w=qw)
+
+
+def torch_padding(input, spec):
+    """(input, padding) for torch's convs, which take symmetric padding only: asymmetric 'same'
+    pads the input's bottom/right first. Fewer rows than the top padding at the bottom is fine:
+    the convs' floor drops them."""
+    th = (spec.out_h - 1) * spec.stride_h + spec.dil_h * (spec.kernel_h - 1) + 1 - spec.height
+    tw = (spec.out_w - 1) * spec.stride_w + spec.dil_w * (spec.kernel_w - 1) + 1 - spec.width
+    bottom, right = max(th - spec.pad_h, 0), max(tw - spec.pad_w, 0)
+    if bottom > spec.pad_h or right > spec.pad_w:
+        return F.pad(input, (spec.pad_w, right, spec.pad_h, bottom)), (0, 0)
+    return input, (spec.pad_h, spec.pad_w)
+
+
+def torch_pool(y, spec):
+    """spec's pool (F.max_pool2d / F.avg_pool2d) of y."""
+    k, s, p = (spec.pool_kh, spec.pool_kw), (spec.pool_sh, spec.pool_sw), (spec.pool_ph, spec.pool_pw)
+    if spec.pool == "max":
+        return F.max_pool2d(y, k, s, p)
+    return F.avg_pool2d(y, k, s, p)

@@ -132,7 +132,7 @@ def _backward(ctx, grad, pool=None):
     if squeeze:
         x, grad = x.unsqueeze(0), grad.unsqueeze(0)
     spec = check_conv(x, w, b, stride, padding_str or padding, dilation, groups)
-    # Same input padding as functional.torch_padding: asymmetric 'same' pads bottom/right more.
+    # Same input padding as geometry.torch_padding: asymmetric 'same' pads bottom/right more.
     bottom = (spec.out_h - 1) * spec.stride_h + spec.dil_h * (spec.kernel_h - 1) + 1 - spec.height - spec.pad_h
     right = (spec.out_w - 1) * spec.stride_w + spec.dil_w * (spec.kernel_w - 1) + 1 - spec.width - spec.pad_w
     xp = F.pad(x, (spec.pad_w, max(right, 0), spec.pad_h, max(bottom, 0)))

@@ -39,7 +39,7 @@ FIELDS = ("model", "batch", "dtype", "algo", "image_size", "weights", "input", "
           "converted_us", "compiled_converted_us", "speedup", "speedup_vs_compiled", "speedup_best", "convert_s",
           "fused", "residual", "mean_sparsity", "max_rel_err", "timing", "gpu", "torch", "triton", "date", "notes")
 LAYER_FIELDS = ("model", "batch", "dtype", "name", "op", "shape", "sparsity", "algo",
-                *(f"{c}_us" for c in CANDIDATES), "speedup", "reused")
+                *(f"{c}_us" for c in CANDIDATES), "speedup", "reused", "seconds")
 
 
 class WeightsError(ValueError):
@@ -273,7 +273,8 @@ def run_model(name, batch=1, dtype="fp32", algo="auto", torch_compile=False, pla
             "speedup": ratio(us.get("eager"), us.get("converted")),
             "speedup_vs_compiled": ratio(us.get("compiled"), us.get("converted")),
             "speedup_best": ratio(best("eager", "compiled"), best("converted", "compiled converted")),
-            "convert_s": convert_s, "fused": len(report.get("fused", [])), "residual": len(report.get("residual", [])),
+            "convert_s": convert_s, "convert_phases_s": report.get("seconds"),
+            "fused": len(report.get("fused", [])), "residual": len(report.get("residual", [])),
             "mean_sparsity": sum(r["sparsity"] for r in layers) / len(layers) if layers else None,
             "max_rel_err": report.get("max_rel_err"), "timing": method,
             **{k: env.get(k) for k in ("gpu", "torch", "triton", "date")}, "notes": notes,
@@ -324,6 +325,8 @@ def print_result(r) -> None:
           f"{len(r['report']['fused'])} (residual add {len(r['report'].get('residual', []))}), folded "
           f"{len(r['report']['folded_bn'])} BN; max rel err {_fmt(r['max_rel_err'], '.1e')}; mean conv-input "
           f"zero fraction {_fmt(r['mean_sparsity'], '.3f')}")
+    if r.get("convert_phases_s"):
+        print("  convert_ wall time: " + ", ".join(f"{k} {v:.1f} s" for k, v in r["convert_phases_s"].items()))
     for why, names in _grouped(r["report"].get("reasons") or {}):
         print(f"  left as is ({len(names)}): {why} ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})")
     for note in r["notes"]:

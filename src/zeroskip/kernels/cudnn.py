@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from ..geometry import torch_padding, torch_pool
 from .launch import channels_last
 
 RESIDUAL = True
@@ -28,7 +29,6 @@ def supports(spec, input, activation) -> str | None:
 def conv(x, weight, bias, spec, activation, algo="cudnn", residual=None):
     """relu(conv(x) + bias [+ residual]) by one cuDNN call, then spec's pool; the output in x's
     memory format (cuDNN picks one from the input's and the weight's)."""
-    from ..functional import torch_padding, torch_pool
     why = supports(spec, x, activation)
     if why is not None:
         raise ValueError(f"algo={algo!r} cannot run this call: {why} (use algo='torch')")
