@@ -273,8 +273,7 @@ def convert_(model: nn.Module, example_inputs=None, *, algo="auto", filter_fn=No
     for name, value in (("fold_bn", fold_bn), ("fuse", fuse), ("measure", measure), ("progress", progress)):
         if not isinstance(value, bool):
             raise ValueError(f"{name} must be a bool, got {value!r}")
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
-        raise ValueError(f"workers must be an int >= 0 or None, got {workers!r}")
+    warm.check_workers(workers)
     if plan is not None and not isinstance(plan, (zplan.Plan, str, os.PathLike)):
         raise TypeError(f"plan must be a zeroskip.plan.Plan, a path or None, got {type(plan).__name__}")
     inputs = ref = calls = original = None

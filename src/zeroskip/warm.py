@@ -69,6 +69,12 @@ def run_job(spec) -> list:
     return done
 
 
+def check_workers(workers) -> None:
+    """workers must be None or an int >= 0 (ValueError naming it otherwise)."""
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
+        raise ValueError(f"workers must be an int >= 0 or None, got {workers!r}")
+
+
 def default_workers(n_jobs: int) -> int:
     """One worker per job, at most one per CPU beyond the caller's and at most 8 (each holds a CUDA
     context and its own Python)."""
@@ -84,9 +90,8 @@ def warm(jobs, workers=None, progress=False, timeout=JOB_TIMEOUT_S) -> list:
     job's run_job result in order, [] for a job whose worker failed or was stopped: a worker that
     finishes no job for `timeout` seconds is killed. workers=0 runs nothing."""
     jobs = list(jobs)
+    check_workers(workers)
     workers = default_workers(len(jobs)) if workers is None else workers
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise ValueError(f"workers must be an int >= 0 or None, got {workers!r}")
     results = [[] for _ in jobs]
     if not jobs or workers == 0:
         return results
