@@ -207,3 +207,23 @@ def test_convert_times_only_candidates_that_can_win(dtype, monkeypatch):
         zeroskip.convert_(model.to(dtype), sparse((1, 2, 6, 6), 0.5).to(dtype), algo="auto")
         plain = tuple(c for c in want if c != "cudnn")
         assert asked == [want, plain] and [j[-1] for j in jobs] == [want[2:], plain[1:]]  # torch, cudnn compile nothing
+
+
+def test_capture_run_compiles_nothing(monkeypatch):
+    """The run that captures each layer's input goes through torch's path (an "auto" pick would
+    compile kernels the workers compile again); the layers get their measured algo after it, and
+    the output check runs those. Measuring is faked (it needs a GPU)."""
+    from zeroskip import convert, library, warm
+    seen = []
+    for name in ("conv2d", "conv2d_pool"):
+        real = getattr(library, name)
+        monkeypatch.setattr(library, name, lambda *a, _real=real, **k: seen.append(k["algo"]) or _real(*a, **k))
+    monkeypatch.setattr(convert, "_on_cuda", lambda inputs: True)
+    monkeypatch.setattr(zmeasure, "measure", lambda op, *a, candidates, **k: ("igemm", {c: 1.0 for c in candidates}))
+    monkeypatch.setattr(warm, "warm", lambda specs, workers, progress: seen.append("warm"))
+    model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Conv2d(4, 4, 3, padding=1)).eval()
+    zeroskip.convert_(model, sparse((1, 2, 6, 6), 0.5))
+    assert seen == ["torch", "torch", "warm", "igemm", "igemm"]
+    assert [m.algo for m in model if isinstance(m, (Conv2d, ConvActPool))] == ["igemm", "igemm"]
+    assert model.zeroskip_report["max_rel_err"] < 1e-5

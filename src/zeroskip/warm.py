@@ -1,15 +1,17 @@
 """Compiles the kernels that measure() calls will need in worker processes, before they are timed.
 
 A layer's first call through each candidate algo compiles Triton kernels, and compiling is CPU work
-done one kernel at a time: ResNet-50's 53 convs took 4:52 to measure on an H200 with an empty Triton
-cache, 35 s with a warm one. `warm(jobs, workers)` starts `workers` processes (`python -m
-zeroskip.warm`, so no user script is re-imported), each making its share of the calls once on
-stand-in tensors (the same shape, strides, storage offset, dtype and device; ReLU'd random input),
-which fills Triton's on-disk cache; the timed calls then load the kernels from it. Nothing here is
-needed for correctness: a worker that fails leaves its kernels to be compiled where they are timed.
+done one kernel at a time: with an empty Triton cache, ResNet-50's 53 convs took 4:52 to measure
+in one process (H200). `warm(jobs, workers)` starts `workers` processes (`python -m zeroskip.warm`,
+so no user script is re-imported) that take one (call, algo) task at a time, as each finishes the
+last, and make the call once on stand-in tensors (the same shape, strides, storage offset, dtype and
+device; ReLU'd random input), which fills Triton's on-disk cache; the timed calls then load the
+kernels from it. Nothing here is needed for correctness: a worker that fails leaves its kernels to
+be compiled where they are timed.
 """
 from __future__ import annotations
 
+import collections
 import os
 import pickle
 import subprocess
@@ -75,64 +77,77 @@ def check_workers(workers) -> None:
         raise ValueError(f"workers must be an int >= 0 or None, got {workers!r}")
 
 
-def default_workers(n_jobs: int) -> int:
-    """One worker per job, at most one per CPU beyond the caller's and at most 8 (each holds a CUDA
-    context and its own Python)."""
-    return max(0, min(n_jobs, (os.cpu_count() or 1) - 1, 8))
+# Compiling is single-threaded CPU work (LLVM, ptxas), so one worker per CPU beyond the caller's; each
+# also holds a CUDA context (about 0.5 GB of GPU memory). ResNet-50 fp16 batch 32: 24 calls compiled
+# in 50 s by 8 workers on 16 CPUs (H100, experiments/convert_time_probe.py).
+MAX_WORKERS = 16
+
+
+def default_workers(n_tasks: int) -> int:
+    """One worker per task, at most one per CPU beyond the caller's and at most MAX_WORKERS."""
+    return max(0, min(n_tasks, (os.cpu_count() or 1) - 1, MAX_WORKERS))
 
 
 WORKER = [sys.executable, "-m", "zeroskip.warm"]
-JOB_TIMEOUT_S = 300.0  # per job; ResNet-50's largest layer compiles its candidates in well under a minute
+JOB_TIMEOUT_S = 300.0  # per task; ResNet-50's largest layer compiles its candidates in well under a minute
 
 
 def warm(jobs, workers=None, progress=False, timeout=JOB_TIMEOUT_S) -> list:
     """Runs the jobs (job() tuples) in `workers` processes (None: default_workers); returns each
-    job's run_job result in order, [] for a job whose worker failed or was stopped: a worker that
-    finishes no job for `timeout` seconds is killed. workers=0 runs nothing."""
+    job's run_job result in order. Each (job, algo) is one task, biggest call first, handed to
+    whichever worker is free (one autotuned algo compiles a dozen tiles, so layers differ 10x in
+    compile time). A worker that finishes no task for `timeout` seconds is killed; the task it held
+    is missing from its job's result, the others go to the remaining workers. workers=0 runs nothing."""
     jobs = list(jobs)
     check_workers(workers)
-    workers = default_workers(len(jobs)) if workers is None else workers
-    results = [[] for _ in jobs]
-    if not jobs or workers == 0:
-        return results
-    order = sorted(range(len(jobs)), key=lambda i: -_work(jobs[i]))  # biggest first, dealt in turn
-    shares = [order[w::workers] for w in range(workers)]
+    tasks = [(i, algo) for i in sorted(range(len(jobs)), key=lambda i: -_work(jobs[i])) for algo in jobs[i][-1]]
+    workers = default_workers(len(tasks)) if workers is None else min(workers, len(tasks))
+    done_tasks = {}
+    if not tasks or workers == 0:
+        return [[] for _ in jobs]
+    queue = collections.deque(tasks)
     # tuned choices stay in the workers: their timings share the GPU with each other
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p), ZEROSKIP_TUNER_CACHE="0")
     lock = threading.Lock()
-    with bar(len(jobs), "compiling kernels", progress, "layer") as done:
-        def serve(share):
+    with bar(len(tasks), "compiling kernels", progress, "call") as done:
+        def serve():
             proc = subprocess.Popen(WORKER, stdin=subprocess.PIPE,
                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
             last = [time.monotonic()]
             watch = threading.Thread(target=_watch, args=(proc, last, timeout), daemon=True)
             watch.start()
             try:
-                proc.stdin.write(pickle.dumps([jobs[i] for i in share]))
-                proc.stdin.close()
-                for i in share:
+                while True:
+                    with lock:
+                        if not queue:
+                            break
+                        i, algo = queue.popleft()
+                    last[0] = time.monotonic()
+                    proc.stdin.write(pickle.dumps((*jobs[i][:-1], (algo,))).hex().encode() + b"\n")
+                    proc.stdin.flush()
                     line = proc.stdout.readline()
                     if not line:
                         break
-                    results[i] = pickle.loads(bytes.fromhex(line.decode().strip()))
-                    last[0] = time.monotonic()
+                    result = pickle.loads(bytes.fromhex(line.decode().strip()))
                     with lock:
+                        done_tasks[i, algo] = result[0]
                         done.update()
             except (OSError, ValueError, pickle.UnpicklingError):  # the worker died or was killed
                 pass
             finally:
                 proc.kill()
                 proc.wait()
-        threads = [threading.Thread(target=serve, args=(s,), daemon=True) for s in shares if s]
+        threads = [threading.Thread(target=serve, daemon=True) for _ in range(workers)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-    return results
+    return [[done_tasks[i, algo] for algo in job[-1] if (i, algo) in done_tasks] for i, job in enumerate(jobs)]
 
 
 def _watch(proc, last, timeout) -> None:
-    """Kills `proc` once `timeout` seconds pass with no job finished (last[0]: when one last did)."""
+    """Kills `proc` once `timeout` seconds pass with no task finished (last[0]: when the one it holds
+    was handed over)."""
     while proc.poll() is None:
         if time.monotonic() - last[0] > timeout:
             proc.kill()
@@ -147,9 +162,10 @@ def _work(spec) -> int:
 
 
 def _main() -> None:
-    """Worker: reads a pickled job list on stdin, writes one hex-pickled result line per job."""
-    for spec in pickle.loads(sys.stdin.buffer.read()):
-        print(pickle.dumps(run_job(spec)).hex(), flush=True)
+    """Worker: reads one hex-pickled job per line on stdin until it closes, writes one hex-pickled
+    result line per job."""
+    for line in sys.stdin:
+        print(pickle.dumps(run_job(pickle.loads(bytes.fromhex(line.strip())))).hex(), flush=True)
 
 
 if __name__ == "__main__":
