@@ -167,3 +167,96 @@ def test_rewritten_model_pickles_copies_and_compiles(device):
             assert torch.equal(other(x), want)
         compiled = torch.compile(block, fullgraph=True)
         assert rel_err(compiled(x), want.double()) <= TOL[torch.float32]
+
+
+def _inverted_residual(device, stride=1, expand=2):
+    from torchvision.models.mobilenetv2 import InvertedResidual
+    torch.manual_seed(0)
+    block = InvertedResidual(8, 8, stride, expand)
+    for m in block.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.5, 0.5)
+    return nn.Sequential(block).to(device).eval()
+
+
+@pytest.mark.parametrize("expand", [1, 2])
+def test_mobilenet_v2_add_runs_in_the_last_convs_epilogue(expand, device):
+    """MobileNetV2's `x + self.conv(x)`: the Sequential's children are called one by one, its last conv
+    with the BN after it folded and x added in its epilogue."""
+    model = _inverted_residual(device, expand=expand)
+    x = sparse((1, 8, 6, 6), 0.5, device=device)
+    ref = copy.deepcopy(model).double()(x.double()).detach()
+    zeroskip.convert_(model, x, algo="igemm")
+    last, bn = ("0.conv.1", "0.conv.2") if expand == 1 else ("0.conv.2", "0.conv.3")
+    report = model.zeroskip_report
+    assert report["residual"] == [last] and bn in report["folded_bn"]
+    assert isinstance(model.get_submodule(bn), nn.Identity)
+    conv = model.get_submodule(last)
+    assert conv.activation is None and conv.algo == "igemm"
+    assert all("add" not in str(t) for t in _graph_calls(model[0]))
+    with torch.no_grad():
+        assert rel_err(model(x), ref) <= TOL[torch.float32]
+    assert len(report["converted"]) == (2 if expand == 1 else 3)
+    assert pickle.loads(pickle.dumps(model)) is not None
+
+
+def test_mobilenet_v2_add_of_another_shape_is_not_fused(device):
+    """With stride 2 the block has no add; a broadcast add after a Sequential is left as it is."""
+    assert _inverted_residual(device, stride=2)[0].use_res_connect is False
+
+    class Broadcast(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.seq = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4))
+
+        def forward(self, x, bias):
+            return self.seq(x) + bias
+
+    model = Broadcast().to(device).eval()
+    x, bias = sparse((1, 4, 5, 5), 0.5, device=device), torch.randn(1, 4, 1, 1, device=device)
+    ref = model(x, bias).detach()
+    zeroskip.convert_(model, (x, bias), algo="igemm")
+    assert model.zeroskip_report["residual"] == [] and "broadcast" in model.zeroskip_report["reasons"]["seq.0"]
+    assert isinstance(model.seq[0], zeroskip.nn.Conv2d)  # converted (BN folded) by the Sequential path
+    with torch.no_grad():
+        assert rel_err(model(x, bias), ref) <= TOL[torch.float32]
+
+
+def test_mobilenet_v2_whole_model_fuses_every_add():
+    """torchvision's MobileNetV2: all 52 BNs folded, the 10 block adds in the last conv's epilogue (torch's
+    path here: the rewrite is what is checked)."""
+    from torchvision.models import mobilenet_v2
+    torch.manual_seed(0)
+    model = mobilenet_v2().eval()
+    x = torch.randn(2, 3, 32, 32)
+    ref = model(x).detach()
+    zeroskip.convert_(model, x, algo="torch")
+    report = model.zeroskip_report
+    assert (len(report["converted"]), len(report["folded_bn"]), len(report["residual"])) == (52, 52, 10)
+    assert report["reasons"] == {}
+    with torch.no_grad():
+        assert rel_err(model(x), ref) <= TOL[torch.float32]
+
+
+def test_shape_check_leaves_training_bn_buffers_alone():
+    """The fake-tensor run that checks an add's operand shapes runs in eval mode: a training-mode BN's
+    running statistics and batch count are as before (the BN is kept, not folded, and so reported)."""
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(2, 2, 3, padding=1), nn.BatchNorm2d(2)
+
+        def forward(self, x):
+            return self.bn(self.conv(x)) + x
+
+    model = nn.Sequential(Block())
+    model[0].bn.train()
+    buffers = {k: v.clone() for k, v in model.named_buffers()}
+    with pytest.warns(UserWarning, match="training mode"):
+        zeroskip.convert_(model, sparse((1, 2, 5, 5), 0.5), algo="torch")
+    assert model.zeroskip_report["kept_bn"] == ["0.bn"] and model[0].bn.training
+    assert all(torch.equal(buffers[k], v) for k, v in model.named_buffers())

@@ -20,7 +20,10 @@ output goes alone into `+ r` (operator.add, +=, torch.add without alpha) and/or 
 is not such a child (ResNet's blocks call one ReLU module two or three times; GoogLeNet's
 BasicConv2d applies F.relu), the forward itself is rewritten: the trace's graph with the conv called
 as conv(x, r) with the activation in its epilogue (zeroskip.nn.Conv2d), the add and activation
-removed, set as the module's `forward` (zeroskip.fuse.Forward, which pickles and compiles). An add
+removed, set as the module's `forward` (zeroskip.fuse.Forward, which pickles and compiles). Likewise
+where the add takes the output of a plain nn.Sequential child ending in Conv2d [-> BatchNorm2d]
+(MobileNetV2's `x + self.conv(x)`): the rewritten forward calls that Sequential's children one by
+one, its conv last as conv(h, r), the BN folded (its place nn.Identity()). An add
 is fused only where convert_'s run on example_inputs showed both operands with one shape and dtype
 in every call of the module (no broadcasting; fake tensors replay the forward), and nothing between
 the conv and the add writes the conv's input in place; report["residual"] lists the convs that took

@@ -2,8 +2,9 @@
 Conv2d [-> BatchNorm2d] [-> ReLU/ReLU6] [-> MaxPool2d/AvgPool2d] run inside an nn.Sequential
 becomes one fused module plus nn.Identity() placeholders, and in any other module the same chain
 of children, found in its torch.fx-traced forward, is folded and fused alike; where that forward
-adds a residual to the conv's output or applies an activation that is not a child called once, its
-forward is rewritten (Forward) so the conv's epilogue does it (rules in zeroskip.convert).
+adds a residual to the conv's output (or to that of a Sequential child ending in a conv) or applies
+an activation that is not a child called once, its forward is rewritten (Forward) so the conv's
+epilogue does it (rules in zeroskip.convert).
 """
 from __future__ import annotations
 
@@ -67,7 +68,8 @@ class Calls:
         from torch._subclasses.fake_tensor import FakeTensorMode
         self.mode = FakeTensorMode(allow_non_fake_inputs=True)
         self.args = {}
-        parents = [m for m in model.modules() if any(isinstance(c, nn.Conv2d) for c in m.children())]
+        parents = [m for m in model.modules()
+                   if any(isinstance(c, nn.Conv2d) or _conv_tail(c) is not None for c in m.children())]
         self.handles = [m.register_forward_pre_hook(self._hook) for m in parents]
 
     def _hook(self, module, args):
@@ -86,6 +88,9 @@ class Calls:
         if not calls or not pairs:
             return set()
         ok = set(pairs)
+        # in eval mode, as the calls were recorded: a training-mode BN would count the fake batch in its buffers
+        modes = [(m, m.training) for m in module.modules()]
+        module.eval()
         try:
             with self.mode, torch.no_grad():
                 for args in calls:
@@ -94,6 +99,9 @@ class Calls:
                     ok = {(a, b) for a, b in ok if seen.meta(a) is not None and seen.meta(a) == seen.meta(b)}
         except Exception:  # a forward that fake tensors cannot run: nothing is fused across its adds
             return set()
+        finally:
+            for m, mode in modes:
+                m.training = mode
         return ok
 
 
@@ -135,6 +143,18 @@ def _expressible_pool(module) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _conv_tail(seq):
+    """(conv key, conv, BN key or None, BN or None) where seq is a plain nn.Sequential (Sequential's own
+    forward) whose last children are an nn.Conv2d and optionally a BatchNorm2d after it, else None."""
+    if not isinstance(seq, nn.Sequential) or type(seq).forward is not nn.Sequential.forward:
+        return None
+    items = list(seq._modules.items())
+    bn = items.pop() if items and type(items[-1][1]) is nn.BatchNorm2d else (None, None)
+    if not items or type(items[-1][1]) is not nn.Conv2d:
+        return None
+    return items[-1][0], items[-1][1], bn[0], bn[1]
 
 
 @torch.no_grad()
@@ -325,7 +345,9 @@ class _Converter:
         are not read there otherwise and no other parent shares it. Unfused convs are left for walk()."""
         children = dict(module.named_children())
         qual = {n: f"{prefix}.{n}" if prefix else n for n in children}
-        if not any(self.wanted(qual[n], c) for n, c in children.items()):
+        tails = {n: _conv_tail(c) for n, c in children.items()} if self.fuse else {}
+        tails = {n: t for n, t in tails.items() if t is not None and self.wanted(f"{qual[n]}.{t[0]}", t[1])}
+        if not tails and not any(self.wanted(qual[n], c) for n, c in children.items()):
             return
         graph = _own_graph(module)
         if graph is None:
@@ -393,9 +415,63 @@ class _Converter:
             for absorbed in (act, pool):
                 if absorbed is not None:
                     self.undo.set_child(module, absorbed.target, nn.Identity())
+        for name, tail in tails.items():
+            if alone(name) and name in nodes and self.sequential_end(module, graph, children, name, tail, nodes[name],
+                                                                       qual, same):
+                rewritten = True
         if rewritten:
             graph.lint()
             self.undo.set_attribute(module, "forward", Forward(module, graph))
+
+    def sequential_end(self, module, graph, children, name, tail, seq_node, qual, same) -> bool:
+        """`seq(x) + r` where seq is a plain nn.Sequential child ending in conv [-> BatchNorm2d]
+        (MobileNetV2's inverted residual): seq's children are called one by one in module's forward,
+        its conv last, with the BN folded and r (and an activation after the add) in its epilogue.
+        Returns whether the graph changed."""
+        seq, (conv_key, conv, bn_key, bn) = children[name], tail
+        conv_name = f"{qual[name]}.{conv_key}"
+        user = next(iter(seq_node.users)) if len(seq_node.users) == 1 else None
+        residual = _residual_of(user, seq_node) if user is not None else None
+        if residual is None or len(seq_node.args) != 1 or seq_node.kwargs:
+            return False
+        why = (guards.kept_as_is(seq) or ("another parent shares it" if id(seq) in self.shared else None)
+               or ("another parent shares it" if id(conv) in self.shared else None))
+        if why is None and (user.args[0], user.args[1]) not in same:
+            why = ("its operands' shapes are unknown without example_inputs" if self.calls is None else
+                   "its operands differed in shape or dtype on example_inputs (a broadcast add), or that forward "
+                   "did not run on fake tensors")
+        if why is None and bn is not None and not self.fold_bn:
+            why = f"{qual[name]}.{bn_key} comes between them and fold_bn=False"
+        n = seq_node.next
+        while why is None and n is not user:  # seq's calls move down to the add
+            if seq_node.args[0] in n.all_input_nodes and _writes_in_place(n, module):
+                why = f"{type(module).__name__}.forward writes its input in place before the add"
+            n = n.next
+        if why is not None:
+            self.keep(conv_name, f"the add after {qual[name]} is not fused into it: {why}")
+            return False
+        if bn is not None:
+            if not self.fold(conv, conv_name, bn, f"{qual[name]}.{bn_key}"):
+                return False
+            self.undo.set_child(seq, bn_key, nn.Identity())
+        after = next(iter(user.users)) if len(user.users) == 1 else None
+        activation = _act_of(after, children) if after is not None else None
+        if activation is not None and after.op == "call_module" and guards.kept_as_is(children[after.target]):
+            activation = None
+        last = after if activation is not None else user
+        with graph.inserting_before(last):
+            value = seq_node.args[0]
+            for key in list(seq._modules)[:list(seq._modules).index(conv_key)]:
+                value = graph.call_module(f"{name}.{key}", (value,))
+            new_node = graph.call_module(f"{name}.{conv_key}", (value, residual))
+        last.replace_all_uses_with(new_node)
+        for dead in (after if activation is not None else None, user, seq_node):
+            if dead is not None:
+                graph.erase_node(dead)
+        self.undo.set_child(seq, conv_key, znn.Conv2d.from_conv(conv, activation, self.algo))
+        for key in ("converted", "fused", "residual"):
+            self.report[key].append(conv_name)
+        return True
 
     def rewrite(self, module, graph, children, name, conv, conv_node, tail, qual, same) -> bool:
         """Moves `tail + residual` and the activation after it (or the activation alone, where it is not

@@ -34,7 +34,7 @@ from ..measure import CANDIDATES
 from .results import write_csv, write_json
 
 MODELS = ("hed", "vgg11", "vgg11_bn", "vgg16", "vgg19", "vgg19_bn", "alexnet", "googlenet", "resnet18", "resnet50",
-          "lenet5")
+          "mobilenet_v2", "lenet5")
 FIELDS = ("model", "batch", "dtype", "algo", "image_size", "weights", "input", "eager_us", "compiled_us", "compiled_mode",
           "converted_us", "compiled_converted_us", "speedup", "speedup_vs_compiled", "speedup_best", "convert_s",
           "fused", "residual", "mean_sparsity", "max_rel_err", "timing", "gpu", "torch", "triton", "date", "notes")
