@@ -103,8 +103,10 @@ def main(name="resnet50", batch=32, dtype="fp16"):
           f"{sum(s for _, s in EVENTS[n_before:]):.1f} s; over {SLOW_S} s: "
           f"{sum(1 for _, s in EVENTS[n_before:] if s > SLOW_S)}")
     for jobs, out, secs in warm_log:
-        errors = [(j[0], j[1][0][1], r) for j, r in zip(jobs, out) if not r or any(e for _, e in r)]
-        print(f"warm: {len(jobs)} jobs in {secs:.1f} s; jobs with an empty result or an error: {len(errors)}")
+        errors = [(j[0], j[1][0][1], r) for j, r in zip(jobs, out)
+                  if len(r) < len(j[-1]) or any(e and "cannot run this call" not in e for _, e in r)]
+        print(f"warm: {len(jobs)} jobs, {sum(len(j[-1]) for j in jobs)} tasks in {secs:.1f} s; jobs with a "
+              f"missing result or an unexpected error: {len(errors)}")
         for op, shape, r in errors:
             print(f"  {op} {shape}: {r or 'no result (worker died or was stopped)'}")
     print("op, input, weight, winner, seconds, kernels loaded/compiled, their seconds, compiles over 0.3 s")
