@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Reproduces the measurements behind BENCHMARKS.md, one part per call (each fits in a 10-minute
 # GPU session slot). Results go to $OUT/<part> (or benchmarks/<part>).
-#   bash scripts/bench_all.sh PART DATA      PART: b1 | b32 | auto | fused | models | layout | fp32ab | wino | first | sweep | compile32 | half | wino16 | fp32vec | tf32 | tf32nchw | tf32nchwauto | wgemm | h100 | tf32copy
+#   bash scripts/bench_all.sh PART DATA      PART: b1 | b32 | auto | fused | models | layout | fp32ab | wino | first | sweep | compile32 | half | wino16 | fp32vec | tf32 | tf32nchw | tf32nchwauto | wgemm | h100 | tf32copy | convert
 set -euo pipefail
-part=${1:?part: b1 b32 auto fused models layout fp32ab wino first sweep compile32 half wino16 fp32vec tf32 tf32nchw tf32nchwauto wgemm h100 tf32copy}
+part=${1:?part: b1 b32 auto fused models layout fp32ab wino first sweep compile32 half wino16 fp32vec tf32 tf32nchw tf32nchwauto wgemm h100 tf32copy convert}
 data=${2:-.data/paper-data}
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 out=${OUT:-benchmarks}/$part
@@ -95,5 +95,10 @@ case $part in
           python3 scripts/ab_algos.py "$data" 32,1 --dtype tf32 --layout nchw --algos igemm,winograd4 \
             --layers features.2,features.5,features.7,features.10 | tee "$out/ab_tf32_nchw_conv.txt"
           z bench --suite vgg19 --ops conv2d_pool,conv2d --batch 1,32 --dtype tf32 --algo auto --layout nchw --data "$data" ;;
+  convert) # convert_'s wall time on ResNet-50 fp16, each batch in a fresh process with an empty Triton cache
+          for b in 1 32; do
+            TRITON_CACHE_DIR=$(mktemp -d) python3 experiments/convert_time_probe.py resnet50 $b fp16 \
+              2>&1 | grep -v Warning | tee "$out/convert_time_probe_resnet50_b$b.txt"
+          done ;;
   *) echo "unknown part $part" >&2; exit 2 ;;
 esac

@@ -95,8 +95,8 @@ JOB_TIMEOUT_S = 300.0  # per task; ResNet-50's largest layer compiles its candid
 def warm(jobs, workers=None, progress=False, timeout=JOB_TIMEOUT_S) -> list:
     """Runs the jobs (job() tuples) in `workers` processes (None: default_workers); returns each
     job's run_job result in order. Each (job, algo) is one task, biggest call first, handed to
-    whichever worker is free (one autotuned algo compiles a dozen tiles, so layers differ 10x in
-    compile time). A worker that finishes no task for `timeout` seconds is killed; the task it held
+    whichever worker is free (an autotuned algo compiles a dozen tiles, a plain one a single kernel,
+    so tasks differ widely in compile time). A worker that finishes no task for `timeout` seconds is killed; the task it held
     is missing from its job's result, the others go to the remaining workers. workers=0 runs nothing."""
     jobs = list(jobs)
     check_workers(workers)
