@@ -270,6 +270,16 @@ def test_run_model_steps_on_cpu(monkeypatch):
     assert result["report"]["fused"] == ["features.0", "features.3"] and result["max_rel_err"] < 1e-4
     assert any("random-init" in n for n in result["notes"]) and any("CUDA" in n for n in result["notes"])
     assert result["compiled_us"] is None and result["compiled_converted_us"] is None and result["convert_s"] > 0
+    assert isinstance(result["convert_cache_entries"], int) and result["convert_cache_entries"] >= 0
+
+
+def test_triton_cache_entries_counts_the_cache_folder(tmp_path, monkeypatch):
+    """The count a conversion's timing is reported with: entries of Triton's cache folder, 0 for none."""
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path / "cache"))
+    assert models.triton_cache_entries() == 0
+    for name in "abc":
+        (tmp_path / "cache" / name).mkdir(parents=True)
+    assert models.triton_cache_entries() == 3
 
 
 def test_run_model_compiles_both_modes_and_the_converted_model(monkeypatch):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import os
 import re
 import time
 from pathlib import Path
@@ -165,6 +166,19 @@ def load_weights(model: nn.Module, path) -> None:
                            f"unexpected keys {unexpected[:5]}")
 
 
+def triton_cache_entries() -> int:
+    """How many entries Triton's on-disk kernel cache holds (0 where it does not exist): a conversion
+    timed with 0 compiled every kernel it needed."""
+    import triton
+    knobs = getattr(triton, "knobs", None)
+    path = knobs.cache.dir if knobs is not None else (
+        os.environ.get("TRITON_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".triton", "cache"))
+    try:
+        return sum(1 for _ in os.scandir(path))
+    except OSError:
+        return 0
+
+
 def _reason(exc) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
@@ -215,7 +229,7 @@ def run_model(name, batch=1, dtype="fp32", algo="auto", torch_compile=False, pla
     env, fns = env_info(), {}
     with precision(dtype), torch.no_grad():
         fns["eager"] = lambda: model(x)
-        converted, convert_s = copy.deepcopy(model), None
+        converted, convert_s, cache_entries = copy.deepcopy(model), None, triton_cache_entries()
         try:
             start = time.perf_counter()
             zeroskip.convert_(converted, x, algo=algo, plan=plan, progress=progress)
@@ -273,7 +287,7 @@ def run_model(name, batch=1, dtype="fp32", algo="auto", torch_compile=False, pla
             "speedup": ratio(us.get("eager"), us.get("converted")),
             "speedup_vs_compiled": ratio(us.get("compiled"), us.get("converted")),
             "speedup_best": ratio(best("eager", "compiled"), best("converted", "compiled converted")),
-            "convert_s": convert_s, "convert_phases_s": report.get("seconds"),
+            "convert_s": convert_s, "convert_phases_s": report.get("seconds"), "convert_cache_entries": cache_entries,
             "fused": len(report.get("fused", [])), "residual": len(report.get("residual", [])),
             "mean_sparsity": sum(r["sparsity"] for r in layers) / len(layers) if layers else None,
             "max_rel_err": report.get("max_rel_err"), "timing": method,
@@ -326,7 +340,8 @@ def print_result(r) -> None:
           f"{len(r['report']['folded_bn'])} BN; max rel err {_fmt(r['max_rel_err'], '.1e')}; mean conv-input "
           f"zero fraction {_fmt(r['mean_sparsity'], '.3f')}")
     if r.get("convert_phases_s"):
-        print("  convert_ wall time: " + ", ".join(f"{k} {v:.1f} s" for k, v in r["convert_phases_s"].items()))
+        print("  convert_ wall time: " + ", ".join(f"{k} {v:.1f} s" for k, v in r["convert_phases_s"].items())
+              + f" (Triton's cache held {r.get('convert_cache_entries')} entries before)")
     for why, names in _grouped(r["report"].get("reasons") or {}):
         print(f"  left as is ({len(names)}): {why} ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})")
     for note in r["notes"]:
