@@ -130,6 +130,17 @@ def _residual_of(node, tail):
     return other if isinstance(other, fx.Node) and other is not tail else None
 
 
+def _written_before(node, user, module) -> bool:
+    """Whether a node between node and user (its add) may write node's input in place: node's call
+    cannot move down to the add then."""
+    n = node.next
+    while n is not user:
+        if node.args[0] in n.all_input_nodes and _writes_in_place(n, module):
+            return True
+        n = n.next
+    return False
+
+
 def _at(items, j):
     return items[j][1] if j < len(items) else None
 
@@ -219,6 +230,12 @@ class _Converter:
 
     def keep(self, name, why):
         self.report["reasons"].setdefault(name, why)
+
+    def shapes_reason(self) -> str:
+        """Why an add whose operand pair the recorded calls did not show alike is not fused."""
+        return ("its operands' shapes are unknown without example_inputs" if self.calls is None else
+                "its operands differed in shape or dtype on example_inputs (a broadcast add), or that forward "
+                "did not run on fake tensors")
 
     def wanted(self, name, module) -> bool:
         """Whether conv `name` is converted (decided once per name; filter_fn is called once)."""
@@ -437,16 +454,11 @@ class _Converter:
         why = (guards.kept_as_is(seq) or ("another parent shares it" if id(seq) in self.shared else None)
                or ("another parent shares it" if id(conv) in self.shared else None))
         if why is None and (user.args[0], user.args[1]) not in same:
-            why = ("its operands' shapes are unknown without example_inputs" if self.calls is None else
-                   "its operands differed in shape or dtype on example_inputs (a broadcast add), or that forward "
-                   "did not run on fake tensors")
+            why = self.shapes_reason()
         if why is None and bn is not None and not self.fold_bn:
             why = f"{qual[name]}.{bn_key} comes between them and fold_bn=False"
-        n = seq_node.next
-        while why is None and n is not user:  # seq's calls move down to the add
-            if seq_node.args[0] in n.all_input_nodes and _writes_in_place(n, module):
-                why = f"{type(module).__name__}.forward writes its input in place before the add"
-            n = n.next
+        if why is None and _written_before(seq_node, user, module):  # seq's calls move down to the add
+            why = f"{type(module).__name__}.forward writes its input in place before the add"
         if why is not None:
             self.keep(conv_name, f"the add after {qual[name]} is not fused into it: {why}")
             return False
@@ -484,10 +496,7 @@ class _Converter:
         owner = type(module).__name__
         residual = _residual_of(user, tail)
         if residual is not None and (user.args[0], user.args[1]) not in same:
-            self.keep(qual[name], "converted without the add after it: " + (
-                "its operands' shapes are unknown without example_inputs" if self.calls is None else
-                "its operands differed in shape or dtype on example_inputs (a broadcast add), or that forward "
-                "did not run on fake tensors"))
+            self.keep(qual[name], "converted without the add after it: " + self.shapes_reason())
             residual = None
         end = user if residual is not None else tail
         after = next(iter(end.users)) if len(end.users) == 1 else None
@@ -499,15 +508,10 @@ class _Converter:
                 activation = None
         if residual is None and activation is None:
             return False
-        if residual is not None:
-            # the conv moves down to the add: nothing in between may write its input in place
-            n = conv_node.next
-            while n is not user:
-                if conv_node.args[0] in n.all_input_nodes and _writes_in_place(n, module):
-                    self.keep(qual[name], f"converted without the add after it: {owner}.forward writes its "
-                                          f"input in place before the add")
-                    return False
-                n = n.next
+        if residual is not None and _written_before(conv_node, user, module):  # the conv moves down to the add
+            self.keep(qual[name], f"converted without the add after it: {owner}.forward writes its "
+                                  f"input in place before the add")
+            return False
         last = after if activation is not None else user
         with graph.inserting_before(last):
             new_node = graph.call_module(name, (conv_node.args[0],) + ((residual,) if residual is not None else ()))
