@@ -2,6 +2,7 @@
 stay, a training-mode model warns, and a convert_ that raises (an injected failure at any step,
 KeyboardInterrupt, a failed output check) leaves the model exactly as it was."""
 import copy
+import itertools
 import warnings
 
 import pytest
@@ -307,11 +308,31 @@ def test_outputs_beyond_the_tolerance_are_judged_against_float64(monkeypatch):
     report = zeroskip.convert_(model, x, algo="torch").zeroskip_report  # the BN folded: rounding moves
     errs = report["float64_err"]
     assert report["max_rel_err"] > 0 and 0 < errs["converted"] <= 2 * errs["original"] < 1e-6
-    original = copy.deepcopy(model)
-    ref = original(x)
+    original = convert._copy(model)
+    ref = model(x)
     report = {"max_rel_err": 1.0, "tolerance": 0.0}
     with pytest.raises(RuntimeError, match="more than twice the original's own"):
         convert._check_float64(ref * (1 + 1e-3), ref, original, (x,), report)
     assert report["float64_err"]["converted"] > 1e-4
     with pytest.raises(RuntimeError, match="left as it was"):
         convert._check_float64(ref, ref, None, (x,), report)
+
+
+def test_the_copy_for_the_float64_check_waits_in_host_memory(device):
+    """convert_'s copy of the original holds its tensors on the CPU until the check needs them, then
+    each goes back to its device; tied weights stay tied and the original is untouched."""
+    from zeroskip import convert
+    torch.manual_seed(0)
+    model = randomize_bn(nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), nn.BatchNorm2d(2), nn.Conv2d(2, 2, 3)))
+    model[2].weight = model[0].weight
+    model = model.to(device).eval()
+    held, _ = convert._copy(model)
+    assert all(t.device.type == "cpu" for t in itertools.chain(held.parameters(), held.buffers()))
+    assert held[0].weight is held[2].weight and held[0].weight is not model[0].weight
+    back = convert._to_devices((held, _))
+    assert back[0].weight is back[2].weight and back[0].weight.device == model[0].weight.device
+    assert all(a.device == b.device and torch.equal(a, b) for a, b in zip(
+        itertools.chain(back.parameters(), back.buffers()), itertools.chain(model.parameters(), model.buffers())))
+    x = torch.randn(1, 2, 6, 6, device=device)
+    with torch.no_grad():
+        assert torch.equal(back(x), model(x))

@@ -89,6 +89,7 @@ The report is set as `model.zeroskip_report`:
 from __future__ import annotations
 
 import copy
+import itertools
 import os
 import time
 import warnings
@@ -125,11 +126,29 @@ def _tolerance(ref) -> float:
 
 
 def _copy(model):
-    """A copy of the original for the float64 check, or None where the model cannot be deep-copied."""
+    """A copy of the original for the float64 check, its parameters and buffers in host memory (a
+    converting model does not hold its weights twice on the GPU), with the device each one came
+    from; None where the model cannot be deep-copied."""
+    memo, devices = {}, {}
     try:
-        return copy.deepcopy(model)
+        for t in itertools.chain(model.parameters(), model.buffers()):
+            host = t.detach().to("cpu", copy=True)
+            memo[id(t)] = nn.Parameter(host, t.requires_grad) if isinstance(t, nn.Parameter) else host
+            devices[id(memo[id(t)])] = t.device
+        return copy.deepcopy(model, memo), devices
     except Exception:
         return None
+
+
+def _to_devices(held):
+    """The copy _copy made, each parameter and buffer back on the device it came from."""
+    model, devices = held
+    for module in model.modules():
+        for tensors in (module._parameters, module._buffers):
+            for name, t in tensors.items():
+                if t is not None and id(t) in devices and t.device != devices[id(t)]:
+                    t.data = t.data.to(devices[id(t)])
+    return model
 
 
 def _check_float64(out, ref, original, inputs, report) -> None:
@@ -142,6 +161,7 @@ def _check_float64(out, ref, original, inputs, report) -> None:
            f"{report['max_rel_err']:.3g} > tolerance={report['tolerance']:.3g}")
     if original is None:
         raise RuntimeError(f"{why}; the model is left as it was")
+    original = _to_devices(original)
     again = _max_rel_err(_run_eval(original, inputs), ref)
     if not again <= report["tolerance"]:  # float64 says nothing of a model that differs from itself
         raise RuntimeError(f"{why}; the original's own output differs from run to run by {again:.3g}; "
