@@ -3,7 +3,8 @@
 The dense path is launched with fixed tiles (one per tile shape the autotuner may pick), since
 autotuning under memcheck takes minutes; the kernel code is the same.
 
-python scripts/sanitize_kernels.py [PART ...]   PART: direct, winograd, gemm, pgemm, im2col, tf32, compact
+python scripts/sanitize_kernels.py [PART ...]   PART: direct, winograd, gemm, pgemm, im2col, tf32, compact,
+depthwise
 (default all)"""
 import sys
 import torch
@@ -12,7 +13,7 @@ import zeroskip
 from zeroskip.geometry import check_conv, with_pool
 from zeroskip.kernels import direct as dense, launch, winograd4, winograd_steps
 
-PARTS = sys.argv[1:] or ["direct", "winograd", "gemm", "pgemm", "im2col", "tf32", "compact"]
+PARTS = sys.argv[1:] or ["direct", "winograd", "gemm", "pgemm", "im2col", "tf32", "compact", "depthwise"]
 
 
 def direct():
@@ -232,8 +233,27 @@ def compact_kernels():
     print("sanitize compact done")
 
 
+def depthwise_kernel():
+    from zeroskip.kernels import depthwise
+    x = torch.randn(2, 70, 9, 7, device="cuda").relu_()
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        for xx in (x.to(dtype), x.to(dtype).to(memory_format=torch.channels_last), x.to(dtype)[:, ::2, 1:]):
+            c = xx.shape[1]
+            for mult, k, s, p, d in ((1, 3, 1, 1, 1), (1, 3, 2, 1, 1), (2, 5, 2, 2, 1), (1, 3, 1, 2, 2)):
+                w = torch.randn(c * mult, 1, k, k, device="cuda", dtype=dtype)
+                b = torch.randn(c * mult, device="cuda", dtype=dtype)
+                spec = check_conv(xx, w, b, s, p, d, c)
+                r = torch.randn(spec.batch, c * mult, spec.out_h, spec.out_w, device="cuda", dtype=dtype)
+                for bp, bc, warps in [(cfg.kwargs["BLOCK_P"], cfg.kwargs["BLOCK_C"], cfg.num_warps)
+                                      for cfg in depthwise._depthwise_tuned.configs]:
+                    depthwise.conv(xx, w, b, spec, "relu6", tiles=(bp, bc, warps))
+                    depthwise.conv(xx, w, None, spec, "relu", residual=r, tiles=(bp, bc, warps))
+    torch.cuda.synchronize()
+    print("sanitize depthwise done")
+
+
 for part, run in (("direct", direct), ("winograd", winograd_paths), ("gemm", gemm), ("pgemm", persistent_gemm),
                   ("im2col", im2col_kernel),
-                  ("tf32", tf32_paths), ("compact", compact_kernels)):
+                  ("tf32", tf32_paths), ("compact", compact_kernels), ("depthwise", depthwise_kernel)):
     if part in PARTS:
         run()

@@ -187,12 +187,17 @@ def test_convert_measures_on_cuda(device, tmp_path, monkeypatch):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 def test_convert_times_only_candidates_that_can_win(dtype, monkeypatch):
     """convert_ hands measure and the compile workers candidates_for(input, weight, activation): every
-    algo in fp32 with a ReLU; no cudnn without one; in fp16/bf16 no ecr or ecr_tc, and no im2col beyond
-    16 input channels per group (measured slower there). Measuring is faked (it needs a GPU)."""
+    algo but depthwise in fp32 with a ReLU; no cudnn without one; in fp16/bf16 no ecr or ecr_tc, and no
+    im2col beyond 16 input channels per group (measured slower there); a depthwise conv times torch,
+    cudnn and depthwise alone. Measuring is faked (it needs a GPU)."""
     from zeroskip import convert, warm
     half = dtype != torch.float32
-    want = tuple(c for c in zmeasure.CANDIDATES if not (half and c in ("ecr", "ecr_tc")))
-    x = torch.empty(1, dtype=dtype)
+    want = tuple(c for c in zmeasure.CANDIDATES if c != "depthwise" and not (half and c in ("ecr", "ecr_tc")))
+    x = torch.empty(1, 16, 4, 4, dtype=dtype)
+    assert zmeasure.candidates_for(x, torch.empty(16, 1, 3, 3), "relu") == ("torch", "cudnn", "depthwise")
+    assert zmeasure.candidates_for(x, torch.empty(32, 1, 3, 3), None) == ("torch", "depthwise")
+    one = zmeasure.candidates_for(x[:, :1], torch.empty(8, 1, 5, 5), "relu")  # one input channel: any kernel
+    assert "depthwise" in one and "igemm" in one
     assert zmeasure.candidates_for(x, torch.empty(4, 16, 3, 3), "relu") == want
     assert zmeasure.candidates_for(x, torch.empty(4, 16, 3, 3), None) == tuple(c for c in want if c != "cudnn")
     wide = zmeasure.candidates_for(x, torch.empty(4, 17, 1, 1), "relu")

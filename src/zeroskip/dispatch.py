@@ -10,6 +10,7 @@ Algos (every name public; zeroskip.kernels.KERNELS maps each kernel to the modul
   "winograd"  Winograd F(2x2, 3x3) for 3x3 stride-1 convs (groups 1, no pool or a 2x2/2 pool).
   "winograd4" Winograd F(4x4, 3x3), same scope, 4x fewer products; loses more bits than "winograd".
   "im2col"    implicit GEMM over (channel, tap) columns, for layers with few input channels.
+  "depthwise" one input channel per group (MobileNet's depthwise convs), fp32 FMAs on CUDA cores.
   "auto"      the first of:
                 "torch" where no kernel can run (not CUDA nor the CPU interpreter, a dtype other than
                   fp32/fp16/bf16, a pool window past MAX_WINDOW, an image past int32 indexing);

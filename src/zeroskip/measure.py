@@ -19,7 +19,7 @@ from .geometry import check_activation
 from .plan import ALGOS, spec_of
 
 # Every algo; one that cannot run a call (the Winograd ones off 3x3 stride 1) is dropped for it.
-CANDIDATES = ("torch", "cudnn", "igemm", "winograd", "winograd4", "im2col", "ecr_tc", "ecr")
+CANDIDATES = ("torch", "cudnn", "igemm", "winograd", "winograd4", "im2col", "depthwise", "ecr_tc", "ecr")
 # Not timed by convert_ in fp16/bf16: slower than cuDNN on every 16-bit layer measured on H100/H200
 # (HED's real maps up to 92% zeros: ecr_tc 1.6-4x and ecr 7-20x behind; VGG-19 sweeps to 99%
 # zeros: ecr_tc <= 0.82x cuDNN; ResNet-50), and each costs compiles.
@@ -32,8 +32,15 @@ IM2COL_MAX_CHANNELS = 16
 
 def candidates_for(input, weight, activation) -> tuple:
     """The candidates convert_ times for a call: CANDIDATES, less cudnn without a ReLU (it fuses
-    nothing else) and, in fp16/bf16, less SLOW_IN_16_BIT and im2col above IM2COL_MAX_CHANNELS."""
+    nothing else) and, in fp16/bf16, less SLOW_IN_16_BIT and im2col above IM2COL_MAX_CHANNELS.
+    A depthwise call (one input channel per group, several groups) times torch, cudnn and depthwise
+    only: the GEMM kernels' tiles hold 16-128 output channels of one group, here there is one;
+    depthwise is left out where a group has more than one input channel (it cannot run those)."""
     drop = set() if activation == "relu" else {"cudnn"}
+    if weight.shape[1] == 1 and input.shape[-3] > 1:
+        drop.update(set(CANDIDATES) - {"torch", "cudnn", "depthwise"})
+    elif weight.shape[1] > 1:
+        drop.add("depthwise")
     if input.dtype in (torch.float16, torch.bfloat16):
         drop.update(SLOW_IN_16_BIT)
         if weight.shape[1] > IM2COL_MAX_CHANNELS:

@@ -23,6 +23,8 @@ whether they run on the CPU interpreter (TRITON_INTERPRET=1 must be set before).
                                every layer measured, BENCHMARKS.md 'Zero skipping')
     "cudnn"                    cudnn.py: no Triton kernel; cuDNN's fused conv + bias + ReLU (+ add)
                                through PyTorch (CUDA only)
+    "depthwise"                depthwise.py: one input channel per group (MobileNet's depthwise
+                               convs) on the CUDA cores, bias, residual and activation fused
 
 Adding a kernel: (1) one module here with its kernels, tile configs, supports() and conv();
 (2) one entry in FAMILIES below (its algo name becomes public: zeroskip.ALGOS, algo=, plans);
@@ -42,7 +44,8 @@ from collections.abc import Mapping
 
 # algo name -> module (in this package) of its family
 FAMILIES = {"ecr": "direct", "ecr_tc": "direct", "igemm": "direct", "winograd": "winograd",
-            "winograd4": "winograd4", "im2col": "im2col", "compact": "compact", "cudnn": "cudnn"}
+            "winograd4": "winograd4", "im2col": "im2col", "compact": "compact", "cudnn": "cudnn",
+            "depthwise": "depthwise"}
 
 
 class _Registry(Mapping):
