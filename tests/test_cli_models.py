@@ -178,7 +178,7 @@ def test_result_files_and_table(tmp_path, capsys):
     assert json.loads(path.read_text())[0]["speedup"] == 1.25
     assert path.with_suffix(".csv").read_text().startswith("model,batch,dtype")
     rows = (tmp_path / "m-layers.csv").read_text().splitlines()
-    assert rows[1].startswith("lenet5,1,fp32,features.3,conv2d_pool,1x6x14x14,0.5,torch,10.0,,12.0,11.0,10.5,13.0,rel_err")
+    assert rows[1].startswith("lenet5,1,fp32,features.3,conv2d_pool,1x6x14x14,0.5,torch,10.0,,12.0,11.0,10.5,13.0,,rel_err")  # no depthwise time
     assert rows[1].endswith(",30.0,1.0,False,") and rows[0].endswith(",ecr_us,speedup,reused,seconds")
     models.print_result(result)
     out = capsys.readouterr().out
