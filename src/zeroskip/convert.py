@@ -145,7 +145,7 @@ def _to_devices(held):
     model, devices = held
     for module in model.modules():
         for tensors in (module._parameters, module._buffers):
-            for name, t in tensors.items():
+            for t in tensors.values():
                 if t is not None and id(t) in devices and t.device != devices[id(t)]:
                     t.data = t.data.to(devices[id(t)])
     return model
