@@ -236,16 +236,16 @@ def compact_kernels():
 def depthwise_kernel():
     from zeroskip.kernels import depthwise
     x = torch.randn(2, 70, 9, 7, device="cuda").relu_()
-    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+    # bf16 loads and stores as fp16 does; the smallest and largest tiles cover every edge (70 and 35 channels)
+    for dtype in (torch.float32, torch.float16):
         for xx in (x.to(dtype), x.to(dtype).to(memory_format=torch.channels_last), x.to(dtype)[:, ::2, 1:]):
             c = xx.shape[1]
-            for mult, k, s, p, d in ((1, 3, 1, 1, 1), (1, 3, 2, 1, 1), (2, 5, 2, 2, 1), (1, 3, 1, 2, 2)):
+            for mult, k, s, p, d in ((1, 3, 1, 1, 1), (2, 5, 2, 2, 1), (1, 3, 1, 2, 2)):
                 w = torch.randn(c * mult, 1, k, k, device="cuda", dtype=dtype)
                 b = torch.randn(c * mult, device="cuda", dtype=dtype)
                 spec = check_conv(xx, w, b, s, p, d, c)
                 r = torch.randn(spec.batch, c * mult, spec.out_h, spec.out_w, device="cuda", dtype=dtype)
-                for bp, bc, warps in [(cfg.kwargs["BLOCK_P"], cfg.kwargs["BLOCK_C"], cfg.num_warps)
-                                      for cfg in depthwise._depthwise_tuned.configs]:
+                for bp, bc, warps in ((8, 128, 2), (128, 64, 8)):
                     depthwise.conv(xx, w, b, spec, "relu6", tiles=(bp, bc, warps))
                     depthwise.conv(xx, w, None, spec, "relu", residual=r, tiles=(bp, bc, warps))
     torch.cuda.synchronize()
