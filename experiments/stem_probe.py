@@ -4,12 +4,15 @@ VGG's 3x3 (3 -> 64) with ReLU. Per algo the pool is fused in the kernel (conv2d_
 F.max_pool2d after the kernel's conv + ReLU ("+pool"). Inputs are randn (a first layer's input is dense);
 every side graph-replayed in one run; error against float64.
 
-    PYTHONPATH=src python3 experiments/stem_probe.py [BATCHES] [DTYPES] [ALGOS]
-    (defaults 1,32  fp16  cudnn,im2col,igemm)
+    PYTHONPATH=src python3 experiments/stem_probe.py [BATCHES] [DTYPES] [ALGOS] [BASE]
+    (defaults 1,32  fp16  cudnn,im2col,igemm); BASE: another copy of the package (the folder of its
+    __init__.py, e.g. `git archive REV src/zeroskip` unpacked), whose algos are timed as base:ALGO
 """
 from __future__ import annotations
 
+import importlib.util
 import sys
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -24,11 +27,22 @@ SHAPES = [("7x7/s2 + pool 3/2/1", (3, 64, 7, 2, 3), (3, 2, 1)),
           ("3x3/s1", (3, 64, 3, 1, 1), None)]
 
 
+def load_base(folder):
+    path = Path(folder)
+    spec = importlib.util.spec_from_file_location("zeroskip_base", path / "__init__.py",
+                                                  submodule_search_locations=[str(path)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["zeroskip_base"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def rel(a, b):
     return ((a.double() - b).norm() / b.norm()).item()
 
 
-def main(batches=(1, 32), dtypes=("fp16",), algos=("cudnn", "im2col", "igemm")):
+def main(batches=(1, 32), dtypes=("fp16",), algos=("cudnn", "im2col", "igemm"), base=None):
+    packages = {"": zeroskip, **({"base:": load_base(base)} if base else {})}
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     for dtype in dtypes:
         dt = DT[dtype]
@@ -49,15 +63,15 @@ def main(batches=(1, 32), dtypes=("fp16",), algos=("cudnn", "im2col", "igemm")):
                     y = F.relu(F.conv2d(x, w, b, s, p))
                     return F.max_pool2d(y, *pool) if pool else y
                 fns = {"torch": torch_fn}
-                for a in algos:
+                for (tag, zs), a in ((t, a) for t in packages.items() for a in algos):
                     if pool:
-                        fns[a] = lambda a=a: zeroskip.conv2d_pool(x, w, b, s, p, activation="relu", pool="max",
-                                                                  pool_size=pool[0], pool_stride=pool[1],
-                                                                  pool_padding=pool[2], algo=a)
-                        fns[a + "+pool"] = lambda a=a: F.max_pool2d(
-                            zeroskip.conv2d(x, w, b, s, p, activation="relu", algo=a), *pool)
+                        fns[tag + a] = lambda a=a, zs=zs: zs.conv2d_pool(x, w, b, s, p, activation="relu", pool="max",
+                                                                         pool_size=pool[0], pool_stride=pool[1],
+                                                                         pool_padding=pool[2], algo=a)
+                        fns[tag + a + "+pool"] = lambda a=a, zs=zs: F.max_pool2d(
+                            zs.conv2d(x, w, b, s, p, activation="relu", algo=a), *pool)
                     else:
-                        fns[a] = lambda a=a: zeroskip.conv2d(x, w, b, s, p, activation="relu", algo=a)
+                        fns[tag + a] = lambda a=a, zs=zs: zs.conv2d(x, w, b, s, p, activation="relu", algo=a)
                 with torch.no_grad():
                     errs = {}
                     for name in list(fns):
@@ -75,4 +89,4 @@ def main(batches=(1, 32), dtypes=("fp16",), algos=("cudnn", "im2col", "igemm")):
 if __name__ == "__main__":
     a = sys.argv[1:]
     main(tuple(int(v) for v in (a[0] if a else "1,32").split(",")), tuple((a[1] if len(a) > 1 else "fp16").split(",")),
-         tuple((a[2] if len(a) > 2 else "cudnn,im2col,igemm").split(",")))
+         tuple((a[2] if len(a) > 2 else "cudnn,im2col,igemm").split(",")), a[3] if len(a) > 3 else None)

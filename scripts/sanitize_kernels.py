@@ -126,7 +126,7 @@ def winograd_paths():
 
 def im2col_kernel():
     # im2col: few channels, several BLOCK_K chunks (5x5x3 = 75 columns), strided/padded/dilated,
-    # grouped, fused overlapping pools, NCHW and channels_last, every precision, on fixed tiles
+    # grouped, fused overlapping pools, NCHW and channels_last, every precision, both gathers, on fixed tiles
     # (autotuning under memcheck takes minutes).
     from zeroskip.kernels import im2col  # noqa: E402
 
@@ -141,7 +141,7 @@ def im2col_kernel():
                 spec = check_conv(xx, ww, bb, *args)
                 spec = with_pool(spec, *pool) if pool else spec
                 y = torch.empty((2, 8, spec.result_h, spec.result_w), device="cuda", dtype=dtype)
-                for tiles in ((32, 16, 16, 4), (128, 64, 32, 8)):
+                for tiles in ((32, 16, 16, 4, 0), (128, 64, 32, 8, 0), (32, 16, 16, 4, 1), (128, 64, 32, 8, 1)):
                     im2col._launch(xx, hi, lo, bb, y, spec, 1, {None: 0, "max": 1, "avg": 2}[pool and pool[0]], prec,
                                 False, tiles)
     torch.cuda.synchronize()

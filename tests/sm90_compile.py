@@ -86,10 +86,11 @@ if __name__ == "__main__":
         wo = compile_variant(winograd._output_transform_kernel, "fp32",
                              dict(HAS_BIAS=True, ACTIVATION=1, POOL=pool, BLOCK_T=64, BLOCK_C=32))
     print("winograd transforms fp32", len(wi.asm["cubin"]), len(wo.asm["cubin"]), "bytes")
-    for dtype, prec in (("fp32", "3xtf32"), ("fp32", "tf32"), ("fp16", "ieee")):
+    for dtype, prec, taps in (("fp32", "3xtf32", 0), ("fp32", "tf32", 0), ("fp16", "ieee", 0), ("fp32", "3xtf32", 8),
+                              ("fp16", "ieee", 8)):
         ic = compile_variant(im2col._im2col_kernel, dtype, dict(HAS_BIAS=True, ACTIVATION=1, POOL=0, PRECISION=prec,
-                                                              UPCAST=False, BIG=False, WIN_P2=1, OUT_VEC=4,
-                                                              BLOCK_M=128, BLOCK_N=64, BLOCK_K=32), 8, 2)
+                                                              UPCAST=False, BIG=False, WIN_P2=1, OUT_VEC=4, CP=4,
+                                                              BLOCK_M=128, BLOCK_N=64, BLOCK_K=32, TAPS=taps), 8, 2)
     print("im2col fp32/fp16", len(ic.asm["cubin"]), "bytes")
     bt, bc, warps = winograd4.BLOCKS
     for rnd in (False, True):

@@ -56,3 +56,28 @@ def test_torch_path_matches_reference(device):
     w = torch.randn(4, 3, 3, 3, device=device)
     out = zeroskip.conv2d_pool(x, w, None, 1, 1, pool_size=3, pool_stride=2, pool_padding=1, algo="torch")
     assert rel_err(out, reference(x, w, None, 1, 1, 1, 1, "relu", "max", 3, 2, 1)) <= TOL[torch.float32]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_igemm_pool_after(dtype, monkeypatch, device):
+    """igemm's measured "pool after" option (the conv alone, then torch's pool; offered where the
+    fused pool recomputes conv outputs) gives the fused result. The interpreter measures nothing,
+    so only a GPU takes this path."""
+    if device != "cuda":
+        pytest.skip("the first-call measurement runs on a GPU only")
+    from zeroskip.kernels import split_k
+    offered = []
+
+    def pick(key, dense, options):
+        found = [o for o, _ in options() if o.kernel == "pool after"]
+        offered.append(bool(found))
+        return found[0] if found else None
+    monkeypatch.setattr(split_k, "pick", pick)
+    x = sparse((2, 16, 20, 20), 0.6, dtype, device).to(memory_format=torch.channels_last)
+    wt = (torch.randn(32, 16, 3, 3, device=device) * 0.1).to(dtype)
+    b = torch.randn(32, device=device).to(dtype)
+    out = zeroskip.conv2d_pool(x, wt, b, 1, 1, pool="max", pool_size=3, pool_stride=2, pool_padding=1,
+                               algo="igemm")
+    assert offered[0]
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert rel_err(out, reference(x, wt, b, 1, 1, 1, 1, "relu", "max", 3, 2, 1)) <= TOL[dtype]

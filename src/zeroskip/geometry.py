@@ -197,6 +197,20 @@ def with_pool(spec: ConvSpec, pool, pool_size, pool_stride, pool_padding) -> Con
                    pool_ph=pph, pool_pw=ppw, pooled_h=qh, pooled_w=qw)
 
 
+def without_pool(spec: ConvSpec) -> ConvSpec:
+    """spec's convolution alone (the identity pool)."""
+    from dataclasses import replace
+    return replace(spec, pool=None, pool_kh=1, pool_kw=1, pool_sh=1, pool_sw=1, pool_ph=0, pool_pw=0,
+                   pooled_h=0, pooled_w=0)
+
+
+def pool_recompute(spec: ConvSpec) -> float:
+    """Conv outputs a fused-pool kernel computes per conv output: its tile rows (window_rows per
+    pooled pixel) over the conv map. 1.0 for VGG's 2x2/2 pool; 4.0 for ResNet's 3x3/2 pool after
+    its 112x112 stem (overlapping windows, 9 rows padded to 16)."""
+    return spec.window_rows * spec.pooled_h * spec.pooled_w / (spec.out_h * spec.out_w) if spec.pool else 1.0
+
+
 def torch_padding(input, spec):
     """(input, padding) for torch's convs, which take symmetric padding only: asymmetric 'same'
     pads the input's bottom/right first. Fewer rows than the top padding at the bottom is fine:

@@ -3,8 +3,9 @@ cores) and "ecr" (zero skipping, exact fp32 on the CUDA cores). Kernels in impli
 ecr_index.py; this module holds their tiles and launches.
 
 "igemm" on a GPU autotunes its tiles (implicit_gemm's tuned configs) and, at a layer shape's first
-call, measures against them split-K (split_k.py) for layers with few tiles, and kernels/rows.py for
-16-bit 3x3 stride-1 convs; the faster is kept for that shape (split_k.pick). The zero-skipping algos
+call, measures against them split-K (split_k.py) for layers with few tiles, kernels/rows.py for
+16-bit 3x3 stride-1 convs, and the conv alone then torch's pool where a fused pool recomputes
+(launch.POOL_AFTER_RECOMPUTE); the fastest is kept for that shape (split_k.pick). The zero-skipping algos
 run fixed tiles (default_config), for which the skip flags are built.
 """
 from __future__ import annotations
@@ -15,9 +16,9 @@ import torch
 import triton
 
 from .. import runtime
-from ..geometry import MAX_WINDOW
+from ..geometry import MAX_WINDOW, pool_recompute, torch_pool, without_pool
 from . import ecr_index, implicit_gemm as ig, layout, rows, split_k
-from .launch import ACT, POOL, channels_last, packed_weight, precision, result, span
+from .launch import ACT, POOL, POOL_AFTER_RECOMPUTE, channels_last, packed_weight, precision, result, span
 
 ALGOS = ("ecr", "ecr_tc", "igemm")
 # conv(..., residual=r) reads r in the epilogue: act(conv + bias + r) in one pass (kernels/__init__)
@@ -37,7 +38,7 @@ class Config:
 @dataclass(frozen=True)
 class Option:
     """A measured alternative to the autotuned direct kernel: "split-K" (fixed tiles, `split`
-    programs per tile) or "rows" (kernels/rows.py)."""
+    programs per tile), "rows" (kernels/rows.py) or "pool after" (the conv alone, then torch's pool)."""
     kernel: str
     config: Config | None = None
     split: int = 1
@@ -125,10 +126,17 @@ def conv(x, weight, bias, spec, activation, algo, config: Config | None = None, 
                      for c, s in split_k.candidates(spec, x.dtype, Config, runtime.sm_count(x.device))]
             if residual is None and rows.supports(spec, x, activation) is None:
                 found.append((Option("rows"), lambda: rows.conv(x, w, bias, y, spec, ACT[activation])))
+            if pool_recompute(spec) >= POOL_AFTER_RECOMPUTE:
+                found.append((Option("pool after"), after))
             return found
+
+        def after():
+            return torch_pool(conv(x, weight, bias, without_pool(spec), activation, algo), spec)
         choice = split_k.pick(key, launch.tuned, options)
         if choice is None:
             launch.tuned()
+        elif choice.kernel == "pool after":
+            return after()
         elif choice.kernel == "rows":
             rows.conv(x, w, bias, y, spec, ACT[activation])
         else:
@@ -141,12 +149,12 @@ def conv(x, weight, bias, spec, activation, algo, config: Config | None = None, 
 
 def dense_kernel(spec, dtype) -> str | None:
     """The kernel "igemm" chose at its first call of this geometry and input dtype: "direct" (tuned
-    tiles), "direct, split-K N" or "rows"; None if no such call has made the choice. Reads
+    tiles), "direct, split-K N", "rows" or "pool after"; None if no such call has made the choice. Reads
     split_k's record of choices, so calls pay nothing for it."""
     found = None
     for key, choice in split_k.choices():
         if key[0] == spec and key[1] == dtype:
-            found = ("direct" if choice is None else "rows" if choice.kernel == "rows"
+            found = ("direct" if choice is None else choice.kernel if choice.kernel in ("rows", "pool after")
                      else f"direct, split-K {choice.split}")
     return found
 

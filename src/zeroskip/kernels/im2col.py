@@ -21,12 +21,12 @@ import triton
 import triton.language as tl
 
 from .. import runtime
-from ..geometry import MAX_WINDOW
+from ..geometry import MAX_WINDOW, pool_recompute, torch_pool, without_pool
 from ..runtime import graph_ms, tuner_cache
-from . import implicit_gemm as ig
+from . import implicit_gemm as ig, split_k
 from .ecr_index import _pixel_rows
 from .implicit_gemm import _base_offsets, _dot_3xtf32, _epilogue, _prune
-from .launch import ACT, POOL, packed_weight, precision, result, span
+from .launch import ACT, POOL, POOL_AFTER_RECOMPUTE, channels_last, packed_weight, precision, result, span
 
 
 @triton.jit
@@ -48,8 +48,8 @@ def _im2col_kernel(
     pool_pw: tl.constexpr,
     # constexpr switches
     HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr, POOL: tl.constexpr, PRECISION: tl.constexpr,
-    UPCAST: tl.constexpr, BIG: tl.constexpr, WIN_P2: tl.constexpr, OUT_VEC: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    UPCAST: tl.constexpr, BIG: tl.constexpr, WIN_P2: tl.constexpr, OUT_VEC: tl.constexpr, CP: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, TAPS: tl.constexpr,
 ):
     mb = tl.program_id(0)
     nb = tl.program_id(1)
@@ -67,43 +67,101 @@ def _im2col_kernel(
     # state is what fills the registers here.
     row = x_row + ih0 * sxh + iw0 * sxw
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
-    for k0 in range(0, k_total, BLOCK_K):
-        k = k0 + kk
-        kmask = k < k_total
-        c = k // taps
-        r = k - c * taps
-        kh = r // KW
-        kw = r - kh * KW
-        dh = kh * dil_h
-        dw = kw * dil_w
-        ih = ih0[:, None] + dh[None, :]
-        iw = iw0[:, None] + dw[None, :]
-        ok = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W) & (valid[:, None] & kmask[None, :])
-        a = tl.load(x_ptr + (row[:, None] + (c * sxc + dh * sxh + dw * sxw)[None, :]), mask=ok, other=0.0)
-        b_off = w_col[None, :] + (c * swc + kh * swh + kw * sww)[:, None]
-        b = tl.load(w_ptr + b_off, mask=kmask[:, None] & omask[None, :], other=0.0)
-        if UPCAST:
-            a = a.to(tl.float32)
-            b = b.to(tl.float32)
-        if PRECISION == "3xtf32":
-            b_lo = tl.load(wlo_ptr + b_off, mask=kmask[:, None] & omask[None, :], other=0.0)
-            acc = _dot_3xtf32(a, b, b_lo, acc)
-        else:
-            acc = tl.dot(a, b, acc, input_precision=PRECISION)
+    if TAPS > 0:
+        # column k = (tap k // CP, channel k % CP), CP >= C_G: bounds and masks per (row, tap), not
+        # per (row, column), and a tap's channels side by side (contiguous in channels_last)
+        tt = tl.arange(0, TAPS)
+        cc = tl.arange(0, CP)
+        cmask = cc < C_G
+        jt = kk // CP
+        jc = kk - jt * CP
+        for t0 in range(0, taps, TAPS):
+            t = t0 + tt
+            kh = t // KW
+            dh = kh * dil_h
+            dw = (t - kh * KW) * dil_w
+            ih = ih0[:, None] + dh[None, :]
+            iw = iw0[:, None] + dw[None, :]
+            ok = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W) & (valid[:, None] & (t < taps)[None, :])
+            off = row[:, None] + (dh * sxh + dw * sxw)[None, :]
+            a = tl.load(x_ptr + (off[:, :, None] + (cc * sxc)[None, None, :]),
+                        mask=ok[:, :, None] & cmask[None, None, :], other=0.0)
+            a = tl.reshape(a, [BLOCK_M, BLOCK_K])
+            k_t = t0 + jt
+            k_h = k_t // KW
+            b_off = w_col[None, :] + (jc * swc + k_h * swh + (k_t - k_h * KW) * sww)[:, None]
+            b_ok = ((k_t < taps) & (jc < C_G))[:, None] & omask[None, :]
+            b = tl.load(w_ptr + b_off, mask=b_ok, other=0.0)
+            if UPCAST:
+                a = a.to(tl.float32)
+                b = b.to(tl.float32)
+            if PRECISION == "3xtf32":
+                b_lo = tl.load(wlo_ptr + b_off, mask=b_ok, other=0.0)
+                acc = _dot_3xtf32(a, b, b_lo, acc)
+            else:
+                acc = tl.dot(a, b, acc, input_precision=PRECISION)
+    else:
+        for k0 in range(0, k_total, BLOCK_K):
+            k = k0 + kk
+            kmask = k < k_total
+            c = k // taps
+            r = k - c * taps
+            kh = r // KW
+            kw = r - kh * KW
+            dh = kh * dil_h
+            dw = kw * dil_w
+            ih = ih0[:, None] + dh[None, :]
+            iw = iw0[:, None] + dw[None, :]
+            ok = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W) & (valid[:, None] & kmask[None, :])
+            a = tl.load(x_ptr + (row[:, None] + (c * sxc + dh * sxh + dw * sxw)[None, :]), mask=ok, other=0.0)
+            b_off = w_col[None, :] + (c * swc + kh * swh + kw * sww)[:, None]
+            b = tl.load(w_ptr + b_off, mask=kmask[:, None] & omask[None, :], other=0.0)
+            if UPCAST:
+                a = a.to(tl.float32)
+                b = b.to(tl.float32)
+            if PRECISION == "3xtf32":
+                b_lo = tl.load(wlo_ptr + b_off, mask=kmask[:, None] & omask[None, :], other=0.0)
+                acc = _dot_3xtf32(a, b, b_lo, acc)
+            else:
+                acc = tl.dot(a, b, acc, input_precision=PRECISION)
     _epilogue(acc, valid, mb, cout, omask, b_ptr, y_ptr, y_ptr, M, PH_OUT, PW_OUT, syn, syc, syh, syw, sb,
               0, 0, 0, 0, pool_kh, pool_kw, HAS_BIAS, False, 1, ACTIVATION, POOL, WIN_P2, OUT_VEC, BLOCK_M)
 
 
 _KEY = ["C_G", "COUT_G", "M", "KH", "KW", "H", "W", "stride_h", "stride_w", "sxc", "PRECISION", "POOL", "WIN_P2"]
+
+
+def _prune_tiles(configs, named_args, **kwargs):
+    """_prune's, with each tap-gather config's TAPS (1 marks one) set to BLOCK_K // CP taps per
+    chunk; dropped where a chunk cannot hold one tap's CP channels."""
+    cp = kwargs.get("CP", named_args.get("CP"))
+    kept = []
+    for c in _prune(configs, named_args, **kwargs):
+        if c.kwargs.get("TAPS", 0):
+            if c.kwargs["BLOCK_K"] < cp:
+                continue
+            c = triton.Config({**c.kwargs, "TAPS": c.kwargs["BLOCK_K"] // cp}, num_warps=c.num_warps,
+                              num_stages=c.num_stages)
+        kept.append(c)
+    return kept
+
+
 # Tiles measured per layer shape at its first call by CUDA-graph replays (runtime.graph_ms), as
 # the main kernel's. 128x64 tiles on 8 warps: on 4 warps the gather's 2-D offsets and masks beside
 # the accumulators spilled on sm_90 (ptxas: 368 bytes in 3xtf32, 24 in fp16; none on 8 warps).
+# The tap-gather configs (TAPS=1) bound-check each (row, tap) once for its CP channels.
 _im2col_tuned = triton.autotune(configs=[
-    triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=w, num_stages=s)
-    for m, n, k, w, s in [(128, 64, 32, 8, 2), (128, 64, 32, 8, 3), (64, 128, 32, 8, 2), (128, 64, 16, 8, 2),
-                          (256, 64, 32, 8, 2), (64, 64, 32, 4, 2), (64, 64, 16, 4, 2), (64, 32, 32, 4, 2),
-                          (32, 64, 32, 4, 2)]
-], key=_KEY, prune_configs_by={"early_config_prune": _prune}, do_bench=graph_ms, **tuner_cache())(_im2col_kernel)
+    triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k, "TAPS": t}, num_warps=w, num_stages=s)
+    for m, n, k, w, s, t in [(128, 64, 32, 8, 2, 0), (128, 64, 32, 8, 3, 0), (64, 128, 32, 8, 2, 0),
+                             (128, 64, 16, 8, 2, 0), (256, 64, 32, 8, 2, 0), (64, 64, 32, 4, 2, 0),
+                             (64, 64, 16, 4, 2, 0), (64, 32, 32, 4, 2, 0), (32, 64, 32, 4, 2, 0),
+                             (128, 64, 32, 8, 2, 1), (128, 64, 32, 4, 2, 1), (64, 64, 32, 4, 2, 1),
+                             (128, 64, 64, 8, 2, 1), (256, 64, 32, 8, 2, 1)]
+], key=_KEY, prune_configs_by={"early_config_prune": _prune_tiles}, do_bench=graph_ms, **tuner_cache())(_im2col_kernel)
+# The interpreter's one launch: (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, tap gather); tests set the last.
+INTERPRETER_TILES = (128, 64, 32, 1, 1)
+# The interpreter measures nothing: an overlapping pool stays fused unless a test sets this.
+INTERPRETER_POOL_AFTER = False
 
 
 def supports(spec, input, activation) -> str | None:
@@ -128,16 +186,31 @@ def conv(x, weight, bias, spec, activation, algo="im2col"):
     # the interpreter costs ~9 ms per program-iteration whatever the block: big blocks, one config;
     # its bf16 dot is wrong, so bf16 is upcast there
     interpreting = runtime.interpreting()
-    tiles = (max(128, spec.window_rows), 64, 32, 1) if interpreting else None
-    return _launch(x, w, w_lo, bias, y, spec, ACT[activation], POOL[spec.pool], prec, big, tiles,
-                   upcast=interpreting and x.dtype == torch.bfloat16)
+    bm, bn, bk, warps, taps = INTERPRETER_TILES
+    tiles = (max(bm, spec.window_rows), bn, bk, warps, taps) if interpreting else None
+
+    def fused():
+        return _launch(x, w, w_lo, bias, y, spec, ACT[activation], POOL[spec.pool], prec, big, tiles,
+                       upcast=interpreting and x.dtype == torch.bfloat16)
+    if pool_recompute(spec) >= POOL_AFTER_RECOMPUTE:
+        after = lambda: torch_pool(conv(x, weight, bias, without_pool(spec), activation, algo), spec)  # noqa: E731
+        key = ("im2col", spec, x.dtype, prec, channels_last(x), x.device.index, activation, bias is not None)
+        if (INTERPRETER_POOL_AFTER if interpreting else
+                split_k.pick(key, fused, lambda: [("pool after", after)]) is not None):
+            return after()
+    return fused()
+
+
+def channels_p2(channels: int) -> int:
+    """CP: a tap's channels in the tap gather, the power of 2 at or above `channels`."""
+    return triton.next_power_of_2(channels)
 
 
 def _launch(x, w, w_lo, b, y, spec, activation_code: int, pool_code: int, prec: str, big: bool, tiles=None,
             upcast=False):
     """Runs the kernel into y (allocated by the caller in its layout); b may be None, w_lo is read
-    only for prec "3xtf32". tiles = (BLOCK_M, BLOCK_N, BLOCK_K, num_warps) fixes the launch;
-    without it the tiles are autotuned."""
+    only for prec "3xtf32". tiles = (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, tap gather) fixes the
+    launch (the tap gather only where BLOCK_K holds CP channels); without it the tiles are autotuned."""
     win = spec.window_rows
     m_total = spec.batch * spec.result_h * spec.result_w
     args = (x, w, w_lo, b if b is not None else y, y,
@@ -147,11 +220,13 @@ def _launch(x, w, w_lo, b, y, spec, activation_code: int, pool_code: int, prec: 
             spec.stride_h, spec.stride_w, spec.pad_h, spec.pad_w, spec.dil_h, spec.dil_w,
             spec.pool_kh, spec.pool_kw, spec.pool_sh, spec.pool_sw, spec.pool_ph, spec.pool_pw)
     switches = dict(HAS_BIAS=b is not None, ACTIVATION=activation_code, POOL=pool_code, PRECISION=prec,
-                    UPCAST=upcast, BIG=big, WIN_P2=win, OUT_VEC=ig.out_vec(y))
+                    UPCAST=upcast, BIG=big, WIN_P2=win, OUT_VEC=ig.out_vec(y), CP=channels_p2(spec.in_per_group))
     if tiles is not None:
-        bm, bn, bk, warps = tiles
+        bm, bn, bk, warps, taps = tiles
+        taps = bk // switches["CP"] if taps and bk >= switches["CP"] else 0
         grid = (triton.cdiv(m_total, bm // win), triton.cdiv(spec.out_per_group, bn), spec.groups)
-        _im2col_kernel[grid](*args, **switches, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, num_warps=warps, num_stages=2)
+        _im2col_kernel[grid](*args, **switches, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, TAPS=taps, num_warps=warps,
+                             num_stages=2)
         return y
     grid = lambda meta: (triton.cdiv(m_total, meta["BLOCK_M"] // win),  # noqa: E731
                          triton.cdiv(spec.out_per_group, meta["BLOCK_N"]), spec.groups)
