@@ -3,8 +3,8 @@
 The dense path is launched with fixed tiles (one per tile shape the autotuner may pick), since
 autotuning under memcheck takes minutes; the kernel code is the same.
 
-python scripts/sanitize_kernels.py [PART ...]   PART: direct, winograd, gemm, pgemm, im2col, tf32, compact,
-depthwise
+python scripts/sanitize_kernels.py [PART ...]   PART: direct, winograd, gemm, pgemm, im2col, im2col_taps, tf32,
+compact, depthwise
 (default all)"""
 import sys
 import torch
@@ -13,7 +13,7 @@ import zeroskip
 from zeroskip.geometry import check_conv, with_pool
 from zeroskip.kernels import direct as dense, launch, winograd4, winograd_steps
 
-PARTS = sys.argv[1:] or ["direct", "winograd", "gemm", "pgemm", "im2col", "tf32", "compact", "depthwise"]
+PARTS = sys.argv[1:] or ["direct", "winograd", "gemm", "pgemm", "im2col", "im2col_taps", "tf32", "compact", "depthwise"]
 
 
 def direct():
@@ -124,16 +124,19 @@ def winograd_paths():
     print("sanitize run done")
 
 
-def im2col_kernel():
+def im2col_kernel(taps=False):
     # im2col: few channels, several BLOCK_K chunks (5x5x3 = 75 columns), strided/padded/dilated,
-    # grouped, fused overlapping pools, NCHW and channels_last, every precision, both gathers, on fixed tiles
-    # (autotuning under memcheck takes minutes).
+    # grouped, fused overlapping pools, NCHW and channels_last, on fixed tiles (autotuning under
+    # memcheck takes minutes). Flat gather: every precision; tap gather (taps=True, part
+    # "im2col_taps"): 3xtf32 and fp16, a tap's 3 channels read as 4.
     from zeroskip.kernels import im2col  # noqa: E402
 
     xi = torch.randn(2, 6, 13, 11, device="cuda").relu_()
     wi = torch.randn(8, 3, 5, 5, device="cuda")
     bi = torch.randn(8, device="cuda")
-    for dtype, prec in ((torch.float32, "3xtf32"), (torch.float32, "tf32"), (torch.float16, "ieee"), (torch.bfloat16, "ieee")):
+    precisions = ((torch.float32, "3xtf32"), (torch.float16, "ieee")) if taps else (
+        (torch.float32, "3xtf32"), (torch.float32, "tf32"), (torch.float16, "ieee"), (torch.bfloat16, "ieee"))
+    for dtype, prec in precisions:
         for xx in (xi.to(dtype), xi.to(dtype).to(memory_format=torch.channels_last)):
             ww, bb = wi.to(dtype), bi.to(dtype)
             hi, lo = launch.split_weight(ww) if prec == "3xtf32" else (ww, ww)
@@ -141,11 +144,11 @@ def im2col_kernel():
                 spec = check_conv(xx, ww, bb, *args)
                 spec = with_pool(spec, *pool) if pool else spec
                 y = torch.empty((2, 8, spec.result_h, spec.result_w), device="cuda", dtype=dtype)
-                for tiles in ((32, 16, 16, 4, 0), (128, 64, 32, 8, 0), (32, 16, 16, 4, 1), (128, 64, 32, 8, 1)):
+                for tiles in ((32, 16, 16, 4, int(taps)), (128, 64, 32, 8, int(taps))):
                     im2col._launch(xx, hi, lo, bb, y, spec, 1, {None: 0, "max": 1, "avg": 2}[pool and pool[0]], prec,
                                 False, tiles)
     torch.cuda.synchronize()
-    print("sanitize im2col done")
+    print(f"sanitize im2col{' taps' if taps else ''} done")
 
 
 def gemm():
@@ -253,7 +256,7 @@ def depthwise_kernel():
 
 
 for part, run in (("direct", direct), ("winograd", winograd_paths), ("gemm", gemm), ("pgemm", persistent_gemm),
-                  ("im2col", im2col_kernel),
+                  ("im2col", im2col_kernel), ("im2col_taps", lambda: im2col_kernel(taps=True)),
                   ("tf32", tf32_paths), ("compact", compact_kernels), ("depthwise", depthwise_kernel)):
     if part in PARTS:
         run()
