@@ -4,7 +4,11 @@ The main kernel (implicit_gemm.py) reduces over (tap, chunk of BLOCK_K input cha
 layer with 3 input channels pads each tap's chunk from 3 to 16: VGG-19 features.0 multiplies 144
 columns to use 27. Here column k of the (never materialised) im2col matrix is one (channel,
 kh, kw) triple, as in a contiguous weight's last three dimensions, and the columns are gathered
-BLOCK_K at a time: 32 columns for those 27.
+BLOCK_K at a time: 32 columns for those 27. The tuner also tries a tap gather (TAPS > 0): column k
+is (tap k // CP, channel k % CP), CP the power of 2 at or above the channels, so bounds and masks are
+computed once per (pixel, tap) rather than per column; ResNet-50's 7x7/s2 stem conv (3 channels as
+4) at batch 32 in fp16 took 109.9 us with it against 122.6 us (H100,
+benchmarks/stem-probe-fp16-h100-1207.txt).
 
 Such layers do little arithmetic per byte written (27 multiply-adds per output at features.0),
 so the gather and the store set the time. Products follow the main kernel's precision rules
@@ -12,7 +16,9 @@ so the gather and the store set the time. Products follow the main kernel's prec
 else as 3xTF32 (fp32 accuracy). Exact fp32 on the CUDA cores (input_precision "ieee", Triton's
 FMA dot) ran VGG-19 features.0 at batch 32 in 632 us against cuDNN's 630 (H200): one 8-warp
 program per SM, its gather, products and store one after the other. Bias, activation and any
-pool are fused as in the main kernel (its _epilogue and row layout). No zero skipping.
+pool are fused as in the main kernel (its _epilogue and row layout), or, where a fused pool
+recomputes conv outputs (launch.POOL_AFTER_RECOMPUTE), run after the conv if that measures faster.
+No zero skipping.
 """
 from __future__ import annotations
 
@@ -179,10 +185,8 @@ def conv(x, weight, bias, spec, activation, algo="im2col"):
     why = supports(spec, x, activation)
     if why is not None:
         raise ValueError(f"algo={algo!r} cannot run this call: {why} (use algo='torch')")
-    y = result(x, spec)
     prec = precision("im2col", x.dtype)
     w, w_lo = packed_weight(weight, k_major=True, split=True) if prec == "3xtf32" else (weight, weight)
-    big = max(span(x), span(y), span(weight)) >= 2**31
     # the interpreter costs ~9 ms per program-iteration whatever the block: big blocks, one config;
     # its bf16 dot is wrong, so bf16 is upcast there
     interpreting = runtime.interpreting()
@@ -190,6 +194,8 @@ def conv(x, weight, bias, spec, activation, algo="im2col"):
     tiles = (max(bm, spec.window_rows), bn, bk, warps, taps) if interpreting else None
 
     def fused():
+        y = result(x, spec)
+        big = max(span(x), span(y), span(weight)) >= 2**31
         return _launch(x, w, w_lo, bias, y, spec, ACT[activation], POOL[spec.pool], prec, big, tiles,
                        upcast=interpreting and x.dtype == torch.bfloat16)
     if pool_recompute(spec) >= POOL_AFTER_RECOMPUTE:
@@ -199,11 +205,6 @@ def conv(x, weight, bias, spec, activation, algo="im2col"):
                 split_k.pick(key, fused, lambda: [("pool after", after)]) is not None):
             return after()
     return fused()
-
-
-def channels_p2(channels: int) -> int:
-    """CP: a tap's channels in the tap gather, the power of 2 at or above `channels`."""
-    return triton.next_power_of_2(channels)
 
 
 def _launch(x, w, w_lo, b, y, spec, activation_code: int, pool_code: int, prec: str, big: bool, tiles=None,
@@ -220,7 +221,8 @@ def _launch(x, w, w_lo, b, y, spec, activation_code: int, pool_code: int, prec: 
             spec.stride_h, spec.stride_w, spec.pad_h, spec.pad_w, spec.dil_h, spec.dil_w,
             spec.pool_kh, spec.pool_kw, spec.pool_sh, spec.pool_sw, spec.pool_ph, spec.pool_pw)
     switches = dict(HAS_BIAS=b is not None, ACTIVATION=activation_code, POOL=pool_code, PRECISION=prec,
-                    UPCAST=upcast, BIG=big, WIN_P2=win, OUT_VEC=ig.out_vec(y), CP=channels_p2(spec.in_per_group))
+                    UPCAST=upcast, BIG=big, WIN_P2=win, OUT_VEC=ig.out_vec(y),
+                    CP=triton.next_power_of_2(spec.in_per_group))
     if tiles is not None:
         bm, bn, bk, warps, taps = tiles
         taps = bk // switches["CP"] if taps and bk >= switches["CP"] else 0
