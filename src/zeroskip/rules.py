@@ -139,6 +139,13 @@ HOPPER = (
                      + IM2COL, dict(precision="fp32", nchw=True)),
           ("im2col", "fp16: features.0 4.51x / 5.83x (igemm 2.07x / 2.03x), H200; " + IM2COL,
            dict(precision="fp16", channels_last=True, kernel="3x3/1"))),
+    # The 7x7/s2 stem of ResNet and GoogLeNet (3 channels) in fp16 below batch 16, alone or with ResNet's
+    # 3x3/2/1 max pool after it; cuDNN's fused conv (the last row) wins at batch 32.
+    *rows(dict(FIRST_LAYERS, pool=("none", "other"), precision="fp16", channels_last=True, kernel="7x7/2",
+               batch=SMALL),
+          ("im2col", "at batch 1: conv + ReLU 7.7 us (cuDNN's fused 12.7, F.conv2d + ReLU 17.6), with the pool "
+                     "19.9 us (32.6, 37.6); at batch 32 109.9 / 229.1 us against cuDNN's 82.5 / 197.7, H100, "
+                     "benchmarks/stem-probe-fp16-h100-1207.txt", {})),
     # fp32, TF32 off (3xTF32 products, fp32-accurate): F(4x4) with >= 196 tiles, F(2x2) from 256 channels.
     *rows(dict(VGG, precision="fp32", pool=POOLS, channels=between(64, 512)),
           ("winograd4", "features.12 at batch 32 3.71x (F(2x2) 2.39x, direct 2.02x), H200; " + FP32_AB,
