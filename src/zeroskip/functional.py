@@ -168,7 +168,10 @@ def conv2d_uncast(input, weight, bias=None, stride=1, padding=0, dilation=1, gro
 def conv2d_pool(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
                 activation="relu", pool="max", pool_size=2, pool_stride=None, pool_padding=0,
                 algo="auto"):
-    """pool(act(F.conv2d(...))) in one kernel: the conv output never goes to memory.
+    """pool(act(F.conv2d(...))), in one kernel where the algo fuses the pool: the conv output never
+    goes to memory. Where fused tiles would recompute conv outputs (overlapping windows, e.g. 3x3/2),
+    im2col and igemm also time the conv alone followed by PyTorch's pool and keep the faster;
+    "cudnn" always pools after its conv.
 
     pool: "max" or "avg" (F.max_pool2d / F.avg_pool2d semantics, floor mode, avg counts padding).
     pool_stride None means pool_size. Overlapping and non-tiling windows are allowed.
