@@ -36,6 +36,21 @@ from .launch import ACT, POOL, POOL_AFTER_RECOMPUTE, channels_last, packed_weigh
 
 
 @triton.jit
+def _product(a, w_ptr, wlo_ptr, b_off, b_ok, acc, UPCAST: tl.constexpr, PRECISION: tl.constexpr):
+    """acc + a @ (the weight tile at b_off), at the call's precision (3xtf32 also reads the low part)."""
+    b = tl.load(w_ptr + b_off, mask=b_ok, other=0.0)
+    if UPCAST:
+        a = a.to(tl.float32)
+        b = b.to(tl.float32)
+    if PRECISION == "3xtf32":
+        b_lo = tl.load(wlo_ptr + b_off, mask=b_ok, other=0.0)
+        acc = _dot_3xtf32(a, b, b_lo, acc)
+    else:
+        acc = tl.dot(a, b, acc, input_precision=PRECISION)
+    return acc
+
+
+@triton.jit
 def _im2col_kernel(
     # pointers
     x_ptr, w_ptr, wlo_ptr, b_ptr, y_ptr,
@@ -97,15 +112,7 @@ def _im2col_kernel(
             k_h = k_t // KW
             b_off = w_col[None, :] + (jc * swc + k_h * swh + (k_t - k_h * KW) * sww)[:, None]
             b_ok = ((k_t < taps) & (jc < C_G))[:, None] & omask[None, :]
-            b = tl.load(w_ptr + b_off, mask=b_ok, other=0.0)
-            if UPCAST:
-                a = a.to(tl.float32)
-                b = b.to(tl.float32)
-            if PRECISION == "3xtf32":
-                b_lo = tl.load(wlo_ptr + b_off, mask=b_ok, other=0.0)
-                acc = _dot_3xtf32(a, b, b_lo, acc)
-            else:
-                acc = tl.dot(a, b, acc, input_precision=PRECISION)
+            acc = _product(a, w_ptr, wlo_ptr, b_off, b_ok, acc, UPCAST, PRECISION)
     else:
         for k0 in range(0, k_total, BLOCK_K):
             k = k0 + kk
@@ -121,15 +128,7 @@ def _im2col_kernel(
             ok = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W) & (valid[:, None] & kmask[None, :])
             a = tl.load(x_ptr + (row[:, None] + (c * sxc + dh * sxh + dw * sxw)[None, :]), mask=ok, other=0.0)
             b_off = w_col[None, :] + (c * swc + kh * swh + kw * sww)[:, None]
-            b = tl.load(w_ptr + b_off, mask=kmask[:, None] & omask[None, :], other=0.0)
-            if UPCAST:
-                a = a.to(tl.float32)
-                b = b.to(tl.float32)
-            if PRECISION == "3xtf32":
-                b_lo = tl.load(wlo_ptr + b_off, mask=kmask[:, None] & omask[None, :], other=0.0)
-                acc = _dot_3xtf32(a, b, b_lo, acc)
-            else:
-                acc = tl.dot(a, b, acc, input_precision=PRECISION)
+            acc = _product(a, w_ptr, wlo_ptr, b_off, kmask[:, None] & omask[None, :], acc, UPCAST, PRECISION)
     _epilogue(acc, valid, mb, cout, omask, b_ptr, y_ptr, y_ptr, M, PH_OUT, PW_OUT, syn, syc, syh, syw, sb,
               0, 0, 0, 0, pool_kh, pool_kw, HAS_BIAS, False, 1, ACTIVATION, POOL, WIN_P2, OUT_VEC, BLOCK_M)
 
