@@ -34,7 +34,7 @@ def kernel_us(fn) -> dict:
         if e.device_type == torch.autograd.DeviceType.CUDA:
             key = e.name[:70]
             out[key][0] += 1
-            out[key][1] += e.device_time
+            out[key][1] += e.time_range.elapsed_us()
     return {k: (n / STEPS, us / STEPS) for k, (n, us) in out.items()}
 
 
