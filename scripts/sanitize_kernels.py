@@ -3,8 +3,8 @@
 The dense path is launched with fixed tiles (one per tile shape the autotuner may pick), since
 autotuning under memcheck takes minutes; the kernel code is the same.
 
-python scripts/sanitize_kernels.py [PART ...]   PART: direct, winograd, gemm, pgemm, im2col, im2col_taps, tf32,
-compact, depthwise
+python scripts/sanitize_kernels.py [PART ...]   PART: direct, winograd, gemm, pgemm, im2col, im2col_taps, pool,
+tf32, compact, depthwise
 (default all)"""
 import sys
 import torch
@@ -13,7 +13,8 @@ import zeroskip
 from zeroskip.geometry import check_conv, with_pool
 from zeroskip.kernels import direct as dense, launch, winograd4, winograd_steps
 
-PARTS = sys.argv[1:] or ["direct", "winograd", "gemm", "pgemm", "im2col", "im2col_taps", "tf32", "compact", "depthwise"]
+PARTS = sys.argv[1:] or ["direct", "winograd", "gemm", "pgemm", "im2col", "im2col_taps", "pool", "tf32", "compact",
+                         "depthwise"]
 
 
 def direct():
@@ -151,6 +152,19 @@ def im2col_kernel(taps=False):
     print(f"sanitize im2col{' taps' if taps else ''} done")
 
 
+def pool_kernel():
+    """kernels/pool.py on maps the blocks do not tile (pixels, channels), padded and uneven windows."""
+    from zeroskip.kernels import pool
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        for c, h, w, size, stride, padding in ((64, 21, 19, 3, 2, 1), (130, 9, 7, (2, 3), (1, 2), (1, 0))):
+            y = torch.randn(3, c, h, w, device="cuda", dtype=dtype).to(memory_format=torch.channels_last)
+            conv = check_conv(y, torch.empty(c, c, 1, 1, device="cuda", dtype=dtype), None, 1, 0, 1, 1)
+            for kind in ("max", "avg"):
+                pool.pool(y, with_pool(conv, kind, size, stride, padding))
+    torch.cuda.synchronize()
+    print("sanitize pool done")
+
+
 def gemm():
     """The batched Winograd GEMMs on fixed tiles (each precision's tuner candidates), on sizes that fill
     no block (rows, channels)."""
@@ -257,6 +271,7 @@ def depthwise_kernel():
 
 for part, run in (("direct", direct), ("winograd", winograd_paths), ("gemm", gemm), ("pgemm", persistent_gemm),
                   ("im2col", im2col_kernel), ("im2col_taps", lambda: im2col_kernel(taps=True)),
+                  ("pool", pool_kernel),
                   ("tf32", tf32_paths), ("compact", compact_kernels), ("depthwise", depthwise_kernel)):
     if part in PARTS:
         run()

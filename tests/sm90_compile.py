@@ -167,4 +167,9 @@ if __name__ == "__main__":
     sm90_compact.run()
     tl = compile_variant(layout._to_channels_last_kernel, "fp32", dict(BLOCK_C=64, BLOCK_P=64), 4)
     print("NCHW -> channels_last copy", len(tl.asm["cubin"]), "bytes")
+    from zeroskip.kernels import pool
+    for dtype, is_max in (("fp16", True), ("bf16", False), ("fp32", True)):  # ResNet's stem pool, 3x3/2/1
+        pk = compile_variant(pool._pool_kernel, dtype, dict(KH=3, KW=3, SH=2, SW=2, PAD_H=1, PAD_W=1, MAX=is_max,
+                                                            BLOCK_P=64, BLOCK_C=64), 4, 3)
+    print("pool after the conv", len(pk.asm["cubin"]), "bytes")
     print("all compiled for sm_90")

@@ -170,8 +170,8 @@ def conv2d_pool(input, weight, bias=None, stride=1, padding=0, dilation=1, group
                 algo="auto"):
     """pool(act(F.conv2d(...))), in one kernel where the algo fuses the pool: the conv output never
     goes to memory. Where fused tiles would recompute conv outputs (overlapping windows, e.g. 3x3/2),
-    im2col and igemm also time the conv alone followed by PyTorch's pool and keep the faster;
-    "cudnn" always pools after its conv.
+    im2col and igemm also time the conv alone followed by its pool (kernels/pool.after) and keep the
+    faster; "cudnn" always pools after its conv.
 
     pool: "max" or "avg" (F.max_pool2d / F.avg_pool2d semantics, floor mode, avg counts padding).
     pool_stride None means pool_size. Overlapping and non-tiling windows are allowed.

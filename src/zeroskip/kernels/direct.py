@@ -4,7 +4,7 @@ ecr_index.py; this module holds their tiles and launches.
 
 "igemm" on a GPU autotunes its tiles (implicit_gemm's tuned configs) and, at a layer shape's first
 call, measures against them split-K (split_k.py) for layers with few tiles, kernels/rows.py for
-16-bit 3x3 stride-1 convs, and the conv alone then torch's pool where a fused pool recomputes
+16-bit 3x3 stride-1 convs, and the conv alone then its pool (pool.after) where a fused pool recomputes
 (launch.POOL_AFTER_RECOMPUTE); the fastest is kept for that shape (split_k.pick). The zero-skipping algos
 run fixed tiles (default_config), for which the skip flags are built.
 """
@@ -16,8 +16,8 @@ import torch
 import triton
 
 from .. import runtime
-from ..geometry import MAX_WINDOW, pool_recompute, torch_pool, without_pool
-from . import ecr_index, implicit_gemm as ig, layout, rows, split_k
+from ..geometry import MAX_WINDOW, pool_recompute, without_pool
+from . import ecr_index, implicit_gemm as ig, layout, pool, rows, split_k
 from .launch import ACT, POOL, POOL_AFTER_RECOMPUTE, channels_last, packed_weight, precision, result, span
 
 ALGOS = ("ecr", "ecr_tc", "igemm")
@@ -38,7 +38,7 @@ class Config:
 @dataclass(frozen=True)
 class Option:
     """A measured alternative to the autotuned direct kernel: "split-K" (fixed tiles, `split`
-    programs per tile), "rows" (kernels/rows.py) or "pool after" (the conv alone, then torch's pool)."""
+    programs per tile), "rows" (kernels/rows.py) or "pool after" (the conv alone, then pool.after)."""
     kernel: str
     config: Config | None = None
     split: int = 1
@@ -131,7 +131,7 @@ def conv(x, weight, bias, spec, activation, algo, config: Config | None = None, 
             return found
 
         def after():
-            return torch_pool(conv(x, weight, bias, without_pool(spec), activation, algo), spec)
+            return pool.after(conv(x, weight, bias, without_pool(spec), activation, algo), spec)
         choice = split_k.pick(key, launch.tuned, options)
         if choice is None:
             launch.tuned()

@@ -27,9 +27,9 @@ import triton
 import triton.language as tl
 
 from .. import runtime
-from ..geometry import MAX_WINDOW, pool_recompute, torch_pool, without_pool
+from ..geometry import MAX_WINDOW, pool_recompute, without_pool
 from ..runtime import graph_ms, tuner_cache
-from . import implicit_gemm as ig, split_k
+from . import implicit_gemm as ig, pool, split_k
 from .ecr_index import _pixel_rows
 from .implicit_gemm import _base_offsets, _dot_3xtf32, _epilogue, _prune
 from .launch import ACT, POOL, POOL_AFTER_RECOMPUTE, channels_last, packed_weight, precision, result, span
@@ -198,7 +198,7 @@ def conv(x, weight, bias, spec, activation, algo="im2col"):
         return _launch(x, w, w_lo, bias, y, spec, ACT[activation], POOL[spec.pool], prec, big, tiles,
                        upcast=interpreting and x.dtype == torch.bfloat16)
     if pool_recompute(spec) >= POOL_AFTER_RECOMPUTE:
-        after = lambda: torch_pool(conv(x, weight, bias, without_pool(spec), activation, algo), spec)  # noqa: E731
+        after = lambda: pool.after(conv(x, weight, bias, without_pool(spec), activation, algo), spec)  # noqa: E731
         key = ("im2col", spec, x.dtype, prec, channels_last(x), x.device.index, activation, bias is not None)
         if (INTERPRETER_POOL_AFTER if interpreting else
                 split_k.pick(key, fused, lambda: [("pool after", after)]) is not None):

@@ -10,7 +10,7 @@ ACT = {None: 0, "relu": 1, "relu6": 2}
 POOL = {None: 0, "max": 1, "avg": 2}
 # A fused pool whose tiles compute each conv output this many times or more (geometry.pool_recompute:
 # overlapping windows) is measured at a call shape's first call against the conv alone followed by
-# torch's pool, and the faster kept (split_k.pick); VGG's 2x2/2 pools (1.0) are always fused.
+# its pool (pool.after), and the faster kept (split_k.pick); VGG's 2x2/2 pools (1.0) are always fused.
 POOL_AFTER_RECOMPUTE = 2.0
 
 
