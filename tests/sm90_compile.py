@@ -169,7 +169,10 @@ if __name__ == "__main__":
     print("NCHW -> channels_last copy", len(tl.asm["cubin"]), "bytes")
     from zeroskip.kernels import pool
     for dtype, is_max in (("fp16", True), ("bf16", False), ("fp32", True)):  # ResNet's stem pool, 3x3/2/1
+        # channels_last as the JIT specializes it (channel strides 1, sizes divisible by 16): 16-byte loads
         pk = compile_variant(pool._pool_kernel, dtype, dict(KH=3, KW=3, SH=2, SW=2, PAD_H=1, PAD_W=1, MAX=is_max,
-                                                            BLOCK_P=64, BLOCK_C=64), 4, 3)
+                                                            BLOCK_P=64, BLOCK_C=64), 4, 3, ones=("sxc", "syc"),
+                             div16=("C", "sxn", "sxh", "sxw", "syn", "syh", "syw"))
+        assert pk.asm["ptx"].count("ld.global.v4") >= pk.asm["ptx"].count("ld.global") // 2, "pool loads not vectorized"
     print("pool after the conv", len(pk.asm["cubin"]), "bytes")
     print("all compiled for sm_90")
