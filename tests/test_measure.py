@@ -53,11 +53,12 @@ def test_measure_checks_then_times(monkeypatch, ecr_us, winner):
 
     timed = []
 
-    def fake_measure_same(*fns):
-        timed.append([fn.args[0] for fn in fns])
-        return [timing.Timing({"torch": 100.0, "ecr": ecr_us}[fn.args[0]], "cuda_graph") for fn in fns]
+    def fake_measure_same(*fns, inner):
+        timed.append([fn.algo for fn in fns])
+        return [timing.Timing({"torch": 100.0, "ecr": ecr_us}[fn.algo], "cuda_graph") for fn in fns]
 
     monkeypatch.setattr(zmeasure, "_require_cuda", lambda input: None)
+    monkeypatch.setattr(zmeasure, "_l2_bytes", lambda device: 100)  # two copies of w
     monkeypatch.setattr(direct, "conv", igemm_is_wrong)
     monkeypatch.setattr(timing, "measure_same", fake_measure_same)
     x, w = sparse((1, 2, 6, 6), 0.5), torch.randn(3, 2, 3, 3)
@@ -67,6 +68,21 @@ def test_measure_checks_then_times(monkeypatch, ecr_us, winner):
     assert times["torch"] == 100.0 and times["ecr"] == ecr_us and times["igemm"].startswith("rel_err")
     algo, times = zmeasure.measure("conv2d", x.double(), w.double(), candidates=("torch", "ecr"))
     assert algo == "torch" and times["ecr"].startswith("TypeError")
+
+
+def test_timing_cycles_through_weight_copies():
+    """Copies of the weight until they hold twice the L2 (at most COPIES), each call the next."""
+    w = torch.randn(4, 2, 3, 3)  # 288 bytes
+    ws = zmeasure.weight_copies(w, l2_bytes=300)
+    assert len(ws) == 3 and ws[0] is w
+    assert all(torch.equal(c, w) and c.data_ptr() != w.data_ptr() for c in ws[1:])
+    assert len(zmeasure.weight_copies(w, l2_bytes=1 << 30)) == zmeasure.COPIES
+    assert zmeasure.weight_copies(w, l2_bytes=0) == [w]
+    seen = []
+    timed = zmeasure.Rotating(lambda algo, weight: seen.append((algo, weight)), "igemm", ws)
+    for _ in range(4):
+        timed()
+    assert [a for a, _ in seen] == ["igemm"] * 4 and [c is e for (_, c), e in zip(seen, ws + ws[:1])] == [True] * 4
 
 
 def test_convert_on_cpu_notes_no_measurement(monkeypatch, tmp_path):

@@ -8,7 +8,8 @@ it on each converted layer's real input; by hand:
 """
 from __future__ import annotations
 
-import functools
+import itertools
+import math
 
 import torch
 
@@ -28,6 +29,8 @@ SLOW_IN_16_BIT = ("ecr_tc", "ecr")
 # (batch 1 and 32) or VGG-19 (batch 1) on an H100 (benchmarks/model-resnet50-*-h100-1206-layers.csv),
 # at best 2% behind igemm, and it tunes 9 tile configs per layer shape.
 IM2COL_MAX_CHANNELS = 16
+# Timing cycles through this many copies of the weight at most (the graph's calls per replay).
+COPIES = 20
 
 
 def candidates_for(input, weight, activation) -> tuple:
@@ -75,7 +78,8 @@ def measure(op, input, weight, bias=None, stride=1, padding=0, dilation=1, group
     Every candidate's output is first checked against the torch path (normwise relative error
     <= accuracy.tolerance of the input's precision); one that fails or raises is not timed, its
     times_us value says why. The rest are timed by bench.timing.measure_same (CUDA graphs, all the
-    same way) and the winner is `pick(times_us, margin)`: "torch" unless beaten by more than the margin.
+    same way; the calls cycle through copies of the weight, weight_copies) and the winner is
+    `pick(times_us, margin)`: "torch" unless beaten by more than the margin.
     """
     if (op == "conv2d_residual") != (residual is not None):
         raise ValueError(f"residual must be given for op='conv2d_residual' and None otherwise; got op={op!r}")
@@ -96,8 +100,8 @@ def measure(op, input, weight, bias=None, stride=1, padding=0, dilation=1, group
         fn = library.conv2d_pool
         conv.update(pool=pool, pool_size=pool_size, pool_stride=pool_stride, pool_padding=pool_padding)
 
-    def call(algo):
-        return fn(input, weight, bias, stride, padding, dilation, groups, algo=algo, **conv)
+    def call(algo, w=weight):
+        return fn(input, w, bias, stride, padding, dilation, groups, algo=algo, **conv)
 
     times, passed = {}, []
     with torch.no_grad():
@@ -112,6 +116,36 @@ def measure(op, input, weight, bias=None, stride=1, padding=0, dilation=1, group
                 passed.append(name)
             else:
                 times[name] = f"rel_err {err:.3g} > tolerance {tol:.3g}"
-        timed = timing.measure_same(*[functools.partial(call, name) for name in passed]) if passed else []
+        weights = weight_copies(weight, _l2_bytes(input.device))
+        for name in passed:  # each copy's derived weights (packed, transformed) made before timing
+            for w in weights[1:]:
+                call(name, w)
+        timed = timing.measure_same(*[Rotating(call, name, weights) for name in passed],
+                                    inner=COPIES) if passed else []
     times.update({name: t.us for name, t in zip(passed, timed)})
     return pick(times, margin), {name: times[name] for name in dict.fromkeys(candidates)}
+
+
+def weight_copies(weight, l2_bytes: int) -> list:
+    """The weight and copies of it, up to COPIES, until they hold twice l2_bytes: timed calls
+    cycle through them. In a whole model a layer's weights come from memory (the other layers'
+    weights and maps evict them); timing one call over and over would keep them in L2 and favour
+    kernels that read more weight bytes (Winograd's transformed weights are 16/9 or 4x the raw)."""
+    n = min(COPIES, math.ceil(2 * l2_bytes / max(1, weight.numel() * weight.element_size())))
+    return [weight] + [weight.clone() for _ in range(n - 1)]
+
+
+class Rotating:
+    """call(algo, w) with the next of weights each time it is called."""
+
+    def __init__(self, call, algo: str, weights: list):
+        self.algo = algo
+        self._call = call
+        self._cycle = itertools.cycle(weights)
+
+    def __call__(self):
+        return self._call(self.algo, next(self._cycle))
+
+
+def _l2_bytes(device) -> int:
+    return getattr(torch.cuda.get_device_properties(device), "L2_cache_size", 50 << 20)
