@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import zeroskip
-from helpers import TOL, reference, rel_err, sparse
+from helpers import TOL, TOL_TF32, reference, rel_err, sparse
 
 # (N, C, H, W, C_out, kernel, stride, padding, groups, pool_size, pool_stride, pool_padding)
 CASES = [
@@ -59,25 +59,35 @@ def test_torch_path_matches_reference(device):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-def test_igemm_pool_after(dtype, monkeypatch, device):
+@pytest.mark.parametrize("fmt", [torch.channels_last, torch.contiguous_format])
+def test_igemm_pool_after(dtype, fmt, monkeypatch, device):
     """igemm's measured "pool after" option (the conv alone, then torch's pool; offered where the
-    fused pool recomputes conv outputs) gives the fused result. The interpreter measures nothing,
-    so only a GPU takes this path."""
+    fused pool recomputes conv outputs) gives the fused result in the input's layout, at the call
+    that chooses it and at later calls, which take it before allocating the fused output (TF32 on,
+    where NCHW fp32 input is copied to channels_last for the fused kernel). The interpreter measures
+    nothing, so only a GPU takes this path."""
     if device != "cuda":
         pytest.skip("the first-call measurement runs on a GPU only")
     from zeroskip.kernels import split_k
+    monkeypatch.setattr(split_k, "_CHOSEN", {})
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
     offered = []
 
-    def pick(key, dense, options):
+    def pick(key, dense, options):  # the pool kernel's own pick (options labelled by str) keeps torch's pool
+        if key[0] == "pool":
+            return None
         found = [o for o, _ in options() if o.kernel == "pool after"]
         offered.append(bool(found))
-        return found[0] if found else None
+        split_k._CHOSEN[key] = found[0] if found else None
+        return split_k._CHOSEN[key]
     monkeypatch.setattr(split_k, "pick", pick)
-    x = sparse((2, 16, 20, 20), 0.6, dtype, device).to(memory_format=torch.channels_last)
+    x = sparse((2, 16, 20, 20), 0.6, dtype, device).contiguous(memory_format=fmt)
     wt = (torch.randn(32, 16, 3, 3, device=device) * 0.1).to(dtype)
     b = torch.randn(32, device=device).to(dtype)
-    out = zeroskip.conv2d_pool(x, wt, b, 1, 1, pool="max", pool_size=3, pool_stride=2, pool_padding=1,
-                               algo="igemm")
-    assert offered[0]
-    assert out.is_contiguous(memory_format=torch.channels_last)
-    assert rel_err(out, reference(x, wt, b, 1, 1, 1, 1, "relu", "max", 3, 2, 1)) <= TOL[dtype]
+    ref = reference(x, wt, b, 1, 1, 1, 1, "relu", "max", 3, 2, 1)
+    for call in range(2):
+        out = zeroskip.conv2d_pool(x, wt, b, 1, 1, pool="max", pool_size=3, pool_stride=2, pool_padding=1,
+                                   algo="igemm")
+        assert out.is_contiguous(memory_format=fmt), call
+        assert rel_err(out, ref) <= (TOL_TF32 if dtype == torch.float32 else TOL[dtype]), call
+    assert offered[0] and offered.count(True) == 1  # the second call did not measure again

@@ -64,6 +64,11 @@ def pick(key, dense, options):
     return best
 
 
+def chosen(key):
+    """The choice pick made for key: None for dense or where nothing was measured yet."""
+    return _CHOSEN.get(key)
+
+
 def choices() -> list:
     """(key, choice) of every pick made so far, oldest first."""
     return list(_CHOSEN.items())
