@@ -4,7 +4,7 @@ The dense path is launched with fixed tiles (one per tile shape the autotuner ma
 autotuning under memcheck takes minutes; the kernel code is the same.
 
 python scripts/sanitize_kernels.py [PART ...]   PART: direct, winograd, gemm, pgemm, im2col, im2col_taps, pool,
-tf32, compact, depthwise
+linear, tf32, compact, depthwise
 (default all)"""
 import sys
 import torch
@@ -13,8 +13,8 @@ import zeroskip
 from zeroskip.geometry import check_conv, with_pool
 from zeroskip.kernels import direct as dense, launch, winograd4, winograd_steps
 
-PARTS = sys.argv[1:] or ["direct", "winograd", "gemm", "pgemm", "im2col", "im2col_taps", "pool", "tf32", "compact",
-                         "depthwise"]
+PARTS = sys.argv[1:] or ["direct", "winograd", "gemm", "pgemm", "im2col", "im2col_taps", "pool", "linear", "tf32",
+                         "compact", "depthwise"]
 
 
 def direct():
@@ -165,6 +165,20 @@ def pool_kernel():
     print("sanitize pool done")
 
 
+def linear_kernel():
+    """kernels/linear.py in every config, on sizes no block tiles (rows, outputs, reduction)."""
+    from zeroskip.kernels import linear
+    for dtype in (torch.float16, torch.bfloat16):
+        for rows, k, n in ((1, 1000, 37), (19, 300, 70)):
+            x = torch.randn(rows, k, device="cuda", dtype=dtype)
+            w, b = torch.randn(n, k, device="cuda", dtype=dtype), torch.randn(n, device="cuda", dtype=dtype)
+            for config in linear.CONFIGS:
+                linear.run(x, w, b, "relu", config)
+                linear.run(x, w, None, None, config)
+    torch.cuda.synchronize()
+    print("sanitize linear done")
+
+
 def gemm():
     """The batched Winograd GEMMs on fixed tiles (each precision's tuner candidates), on sizes that fill
     no block (rows, channels)."""
@@ -271,7 +285,7 @@ def depthwise_kernel():
 
 for part, run in (("direct", direct), ("winograd", winograd_paths), ("gemm", gemm), ("pgemm", persistent_gemm),
                   ("im2col", im2col_kernel), ("im2col_taps", lambda: im2col_kernel(taps=True)),
-                  ("pool", pool_kernel),
+                  ("pool", pool_kernel), ("linear", linear_kernel),
                   ("tf32", tf32_paths), ("compact", compact_kernels), ("depthwise", depthwise_kernel)):
     if part in PARTS:
         run()

@@ -175,4 +175,13 @@ if __name__ == "__main__":
                              div16=("C", "sxn", "sxh", "sxw", "syn", "syh", "syw"))
         assert pk.asm["ptx"].count("ld.global.v4") >= pk.asm["ptx"].count("ld.global") // 2, "pool loads not vectorized"
     print("pool after the conv", len(pk.asm["cubin"]), "bytes")
+    from zeroskip.kernels import linear
+    for dtype in ("fp16", "bf16"):  # every config, VGG's classifier (K, N divisible by 16): 16-byte weight loads
+        for bn, bk, stages in linear.CONFIGS:
+            lk = compile_variant(linear._linear_kernel, dtype, dict(HAS_BIAS=True, ACTIVATION=1, BLOCK_M=16,
+                                                                    BLOCK_N=bn, BLOCK_K=bk), 4, stages,
+                                 div16=("N", "K", "sxm", "swn", "sym"))
+            ptx = lk.asm["ptx"]
+            assert "cp.async" in ptx or "cp.async.bulk" in ptx or ptx.count("ld.global.v4") > 0, "linear loads"
+    print("linear", len(lk.asm["cubin"]), "bytes")
     print("all compiled for sm_90")

@@ -32,6 +32,12 @@ place. A module whose forward fails to trace (e.g. control flow on a tensor's va
 defaulted, keyword-only or variadic parameters (one trace would not stand for every call) is left
 as it is. The trace runs the forward's Python code once on fx proxies.
 
+An nn.Linear in an nn.Sequential, with the ReLU/ReLU6 right after it, becomes one zeroskip.nn.Linear
+under fuse (kernels/linear.py at small batch in fp16/bf16, where it measures faster than F.linear at
+a shape's first call; F.linear elsewhere); filter_fn does not see it. An nn.AdaptiveAvgPool2d
+child anywhere becomes zeroskip.nn.AdaptiveAvgPool2d under fuse (a copy where the output size is
+the input's: VGG's 7x7 -> 7x7).
+
 BatchNorm2d is folded only in eval mode with running statistics; a training-mode BN (or one
 without running stats) that follows a converted conv is left alone and listed in the report's
 "kept_bn" (in an nn.Sequential it ends the run, so the conv is converted unfused); training-mode
@@ -77,7 +83,9 @@ copy while it works), and the conversion stands if its error there is at most tw
 (report["float64_err"]: {"converted", "original"}); else RuntimeError, the model left as it was.
 The report is set as `model.zeroskip_report`:
 {"converted": conv names, "fused": conv names that absorbed an activation, pool and/or residual add,
- "residual": conv names that absorbed a residual add,
+ "residual": conv names that absorbed a residual add, "linear": nn.Linear names in an nn.Sequential
+ that became zeroskip.nn.Linear (with the ReLU/ReLU6 after them, under fuse), "adaptive_pools":
+ nn.AdaptiveAvgPool2d names that became zeroskip.nn.AdaptiveAvgPool2d (a copy where sizes match),
  "folded_bn": BN names folded, "kept_bn": BN names left, "reasons": {module name: why it was
  left alone}, "warnings": the UserWarnings issued, "max_rel_err": float or None,
  "tolerance": float or None, "layers": one row per measured call {"name", "op", "shape",

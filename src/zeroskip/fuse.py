@@ -223,8 +223,9 @@ class _Converter:
         self.decided = {}  # qualified conv name -> whether it is converted
         self.done = {}  # id(conv) -> its plain zeroskip Conv2d, reused where a conv is shared
         self.training_bn = []  # BNs kept because they are in training mode
-        self.report = dict(converted=[], fused=[], residual=[], folded_bn=[], kept_bn=[], reasons={}, max_rel_err=None,
-                           tolerance=None)
+        self.report = dict(converted=[], fused=[], residual=[], folded_bn=[], kept_bn=[], linear=[], adaptive_pools=[],
+                           reasons={},
+                           max_rel_err=None, tolerance=None)
         if isinstance(model, nn.Conv2d) and not isinstance(model, (znn.Conv2d, znn.ConvActPool)):
             self.report["reasons"][""] = "the root module cannot be replaced in place"
 
@@ -312,6 +313,9 @@ class _Converter:
             qual = f"{prefix}.{name}" if prefix else name
             if self.wanted(qual, child):
                 self.undo.set_child(module, name, self.plain(qual, child))
+            elif type(child) is nn.AdaptiveAvgPool2d and self.fuse and guards.kept_as_is(child) is None:
+                self.undo.set_child(module, name, znn.AdaptiveAvgPool2d(child.output_size))
+                self.report["adaptive_pools"].append(qual)
             else:
                 self.walk(child, qual)
 
@@ -322,6 +326,9 @@ class _Converter:
         i = 0
         while i < len(items):
             conv = items[i][1]
+            if type(conv) is nn.Linear and self.fuse:
+                i = self.linear(seq, items, qual, i)
+                continue
             if not self.wanted(qual[i], conv):
                 i += 1
                 continue
@@ -352,6 +359,27 @@ class _Converter:
             for k in range(i + 1, j):
                 self.undo.set_child(seq, items[k][0], nn.Identity())
             i = j
+
+    def linear(self, seq, items, qual, i) -> int:
+        """items[i], an nn.Linear [-> ReLU/ReLU6] in seq, becomes one zeroskip Linear unless it must stay
+        as it is; returns the index after what it absorbed."""
+        lin, j, act = items[i][1], i + 1, None
+        why = self.global_hooks or guards.kept_as_is(lin)
+        if why is None and id(lin) in self.shared:
+            why = "used by several parents: it stays one module"
+        if why is None and not (isinstance(lin.weight, nn.Parameter)
+                                and (lin.bias is None or isinstance(lin.bias, nn.Parameter))):
+            why = "its weight or bias is not an nn.Parameter"
+        if why is not None:
+            self.keep(qual[i], why)
+            return j
+        if type(_at(items, j)) in _ACTS and self.absorbable(qual[j], items[j][1], qual[i]):
+            act, j = items[j][1], j + 1
+        self.undo.set_child(seq, items[i][0], znn.Linear.from_linear(lin, znn.activation_name(act)))
+        self.report["linear"].append(qual[i])
+        for k in range(i + 1, j):
+            self.undo.set_child(seq, items[k][0], nn.Identity())
+        return j
 
     def traced(self, module, prefix):
         """Outside nn.Sequential: follows each wanted Conv2d child of `module` through the fx trace of

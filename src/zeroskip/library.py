@@ -1,4 +1,5 @@
-"""The ops as torch custom ops (`torch.ops.zeroskip.conv2d`, `torch.ops.zeroskip.conv2d_pool`).
+"""The ops as torch custom ops (`torch.ops.zeroskip.conv2d`, `torch.ops.zeroskip.conv2d_pool`,
+`torch.ops.zeroskip.linear`).
 
 Why: a custom op is opaque to torch.compile, so Dynamo does not trace into the Triton launch
 (and fullgraph=True holds), while `register_fake` tells the compiler the output's shape, dtype,
@@ -204,3 +205,44 @@ def conv2d_pool(input, weight, bias=None, stride=1, padding=0, dilation=1, group
         input, weight, bias, list(pair(stride, "stride", 1)), pad, pad_str,
         list(pair(dilation, "dilation", 1)), groups, check_activation(activation) or "", pool,
         size, step, list(pair(pool_padding, "pool_padding", 0)), algo)
+
+
+@torch.library.custom_op("zeroskip::linear", mutates_args=())
+def linear_op(input: Tensor, weight: Tensor, bias: Optional[Tensor], activation: str) -> Tensor:
+    from .kernels import linear as kernel
+    with torch.autocast(input.device.type, enabled=False):
+        return kernel.linear(input, weight, bias, activation or None).contiguous()
+
+
+@linear_op.register_fake
+def _linear_fake(input, weight, bias, activation):
+    check_activation(activation or None)
+    return input.new_empty((*input.shape[:-1], weight.shape[0]))
+
+
+def _setup_linear_context(ctx, inputs, output):
+    ctx.save_for_backward(*inputs[:3])
+    ctx.activation = inputs[3]
+
+
+def _linear_backward(ctx, grad):
+    x, w, b = ctx.saved_tensors
+    if ctx.activation:
+        z = F.linear(x, w, b)
+        keep = (z > 0) & (z < 6) if ctx.activation == "relu6" else z > 0
+        grad = torch.where(keep, grad, 0)
+    gx = grad @ w if ctx.needs_input_grad[0] else None
+    flat = grad.reshape(-1, grad.shape[-1])
+    gw = flat.t() @ x.reshape(-1, x.shape[-1]) if ctx.needs_input_grad[1] else None
+    gb = flat.sum(0) if b is not None and ctx.needs_input_grad[2] else None
+    return gx, gw, gb, None
+
+
+linear_op.register_autograd(_linear_backward, setup_context=_setup_linear_context)
+
+
+def linear(input, weight, bias=None, *, activation=None):
+    """act(F.linear(input, weight, bias)) through the custom op: kernels/linear.py where it was measured
+    faster (fp16/bf16, small batch), F.linear elsewhere; autocast casts as F.linear's."""
+    input, weight, bias = functional.autocast_args(input, weight, bias)
+    return torch.ops.zeroskip.linear(input, weight, bias, check_activation(activation) or "")

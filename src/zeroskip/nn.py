@@ -1,4 +1,5 @@
-"""Drop-in modules: nn.Conv2d subclasses whose forward is a zeroskip custom op.
+"""Drop-in modules: nn.Conv2d subclasses whose forward is a zeroskip custom op, and Linear (an
+nn.Linear subclass with an activation fused).
 
 Both keep nn.Conv2d's parameters (`weight`, `bias`) and constructor, so an nn.Conv2d
 state_dict loads unchanged; the fused activation/pool and the algo are plain attributes
@@ -166,3 +167,41 @@ class ConvActPool(nn.Conv2d):
         return (f"{super().extra_repr()}, activation={self.activation!r}, pool={self.pool!r}, "
                 f"pool_size={self.pool_size}, pool_stride={self.pool_stride}, "
                 f"pool_padding={self.pool_padding}, algo={self.algo!r}")
+
+
+class Linear(nn.Linear):
+    """act(F.linear(x)) with activation None, "relu" or "relu6": kernels/linear.py where it measured
+    faster at a shape's first call (fp16/bf16, small batch), F.linear elsewhere."""
+
+    def __init__(self, in_features, out_features, bias=True, device=None, dtype=None, *, activation=None):
+        super().__init__(in_features, out_features, bias, device, dtype)
+        self.activation = check_activation(activation)
+
+    @classmethod
+    def from_linear(cls, lin: nn.Linear, activation=None) -> "Linear":
+        """A Linear sharing lin's parameters (no copy)."""
+        if not isinstance(lin, nn.Linear):
+            raise TypeError(f"lin must be an nn.Linear, got {type(lin).__name__}")
+        return _share(cls(lin.in_features, lin.out_features, lin.bias is not None, device="meta",
+                          activation=activation), lin)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return library.linear(input, self.weight, self.bias, activation=self.activation)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, activation={self.activation!r}"
+
+
+class AdaptiveAvgPool2d(nn.AdaptiveAvgPool2d):
+    """nn.AdaptiveAvgPool2d that copies its input where the output size equals the input's (each bin
+    one pixel): VGG's 7x7 -> 7x7 pool took 8.7 us at batch 1 in fp16 through PyTorch's kernel, and its
+    channels_last output cost a further copy at the flatten after it (H200,
+    benchmarks/model-kernels-vgg19-b1-fp16-h200-1207.txt). The copy is contiguous (NCHW), so a flatten
+    after it is a view; values are the pool's exactly."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        size = self.output_size if isinstance(self.output_size, (tuple, list)) else (self.output_size,) * 2
+        h, w = input.shape[-2:]
+        if (size[0] in (None, h)) and (size[1] in (None, w)):
+            return input.clone(memory_format=torch.contiguous_format)
+        return super().forward(input)

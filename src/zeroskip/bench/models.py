@@ -292,7 +292,8 @@ def run_model(name, batch=1, dtype="fp32", algo="auto", torch_compile=False, pla
             "mean_sparsity": sum(r["sparsity"] for r in layers) / len(layers) if layers else None,
             "max_rel_err": report.get("max_rel_err"), "timing": method,
             **{k: env.get(k) for k in ("gpu", "torch", "triton", "date")}, "notes": notes,
-            "report": {**{k: report.get(k, []) for k in ("converted", "fused", "residual", "folded_bn", "kept_bn")},
+            "report": {**{k: report.get(k, []) for k in ("converted", "fused", "residual", "folded_bn", "kept_bn",
+                                                             "linear", "adaptive_pools")},
                        "reasons": report.get("reasons", {})},
             "layers": layers}
 
@@ -337,7 +338,7 @@ def print_result(r) -> None:
           f"{_fmt(r.get('speedup_best'), '.2f')}x best over best")
     print(f"  converted {len(r['report']['converted'])} convs in {_fmt(r.get('convert_s'), '.1f')} s, fused "
           f"{len(r['report']['fused'])} (residual add {len(r['report'].get('residual', []))}), folded "
-          f"{len(r['report']['folded_bn'])} BN; max rel err {_fmt(r['max_rel_err'], '.1e')}; mean conv-input "
+          f"{len(r['report']['folded_bn'])} BN, {len(r['report'].get('linear', []))} linear; max rel err {_fmt(r['max_rel_err'], '.1e')}; mean conv-input "
           f"zero fraction {_fmt(r['mean_sparsity'], '.3f')}")
     if r.get("convert_phases_s"):
         print("  convert_ wall time: " + ", ".join(f"{k} {v:.1f} s" for k, v in r["convert_phases_s"].items())

@@ -27,6 +27,8 @@ whether they run on the CPU interpreter (TRITON_INTERPRET=1 must be set before).
                                convs) on the CUDA cores, bias, residual and activation fused
 Shared by the families: launch.py (allocation, precision, packed weights), layout.py, weight_cache.py,
 and pool.py (a pool after the conv, where it is not fused: cudnn, and im2col's and igemm's "pool after").
+Not a conv: linear.py, a fully connected layer at small batch (a classifier's), bias and activation
+fused, measured against F.linear at a shape's first call.
 
 Adding a kernel: (1) one module here with its kernels, tile configs, supports() and conv();
 (2) one entry in FAMILIES below (its algo name becomes public: zeroskip.ALGOS, algo=, plans);

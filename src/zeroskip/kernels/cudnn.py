@@ -4,8 +4,8 @@ bias add, the residual add and the ReLU take up to four. On ResNet-50's convs at
 bf16 that is 1.3x-2.7x faster than F.conv2d followed by the ops (3.4 us against 8.3 us for a 1x1
 64->256 conv on 56x56), 1.3x-3.1x at batch 32 (H100, benchmarks/cudnn-fused-probe-h100.txt); in
 fp32 (TF32 off) 0.74x-1.99x. Products follow torch.backends.cudnn.allow_tf32 as F.conv2d's do.
-A pool after the conv runs as PyTorch's or kernels/pool.py's, the faster (pool.after). ReLU only (cuDNN fuses no other
-activation here); CUDA only.
+A pool after the conv runs as PyTorch's or kernels/pool.py's, the faster (pool.after). ReLU only
+(cuDNN fuses no other activation here); CUDA only.
 """
 from __future__ import annotations
 

@@ -4,9 +4,10 @@ PyTorch's channels_last max pool took about 117 us of ResNet-50's stem at batch 
 over 32x64x112x112, 51 MB read) and 19 us at batch 1, where reading the map once takes about 17 us
 (H100, benchmarks/stem-probe-fp16-h100-1207.txt). This kernel reads each window's taps for a block
 of pixels x channels, channels contiguous: the stem with cuDNN's conv ran 116.5 us against 194.6 at
-batch 32 (H200, benchmarks/model-resnet50-b32-fp16-h200-1207-first-layers.csv). `after` measures it against PyTorch's at a call shape's
-first call and keeps the faster (split_k.pick). Semantics of F.max_pool2d / F.avg_pool2d in floor
-mode: NaN propagates through max, avg divides by the window's area (padding counted).
+batch 32 (H200, benchmarks/model-resnet50-b32-fp16-h200-1207-first-layers.csv). `after` measures it
+against PyTorch's at a call shape's first call and keeps the faster (split_k.pick). Semantics of
+F.max_pool2d / F.avg_pool2d in floor mode: NaN propagates through max, avg divides by the window's
+area (padding counted).
 """
 from __future__ import annotations
 
