@@ -76,13 +76,18 @@ def test_a_dead_worker_loses_only_the_task_it_held(monkeypatch):
     assert warm.warm([big], workers=1) == [[("igemm", None)]]  # the only worker died: the rest is left
 
 
-def test_worker_timings_stay_in_the_workers(monkeypatch):
-    """Workers time autotuned tiles while others use the GPU: their picks are not kept on disk."""
+def test_workers_compile_and_time_nothing(monkeypatch):
+    """In a warm worker graph_ms runs fn once (the compile) and returns 0, and no tuned choice is kept
+    on disk; elsewhere the tuners keep theirs where Triton can."""
     runtime._tuner_cache.cache_clear()
-    monkeypatch.setenv("ZEROSKIP_TUNER_CACHE", "0")
+    monkeypatch.setenv("ZEROSKIP_WARM_WORKER", "1")
+    calls = []
+    assert runtime.graph_ms(lambda: calls.append(1)) == 0.0 and calls == [1]
+    assert runtime.graph_ms(lambda: calls.append(1), quantiles=(0.5, 0.2)) == [0.0, 0.0] and calls == [1, 1]
     assert runtime.tuner_cache() == {}
     runtime._tuner_cache.cache_clear()
-    monkeypatch.delenv("ZEROSKIP_TUNER_CACHE")
+    monkeypatch.delenv("ZEROSKIP_WARM_WORKER")
+    assert not runtime.warm_worker()
     import inspect
     import triton
     kept = "cache_results" in inspect.signature(triton.autotune).parameters

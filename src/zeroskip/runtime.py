@@ -157,15 +157,27 @@ def graph_ms(fn, quantiles=None):
     the tile tuners' timer. Triton's default do_bench times eager launches after an L2 flush, which on
     these 9-30 us kernels ranked tiles wrongly (a 10.1 us tile over an 8.8 us one on VGG-19
     features.5, fp16, H100), and a layer at inference reads what the previous one just wrote, from L2.
-    With quantiles (the autotuner's do_bench signature) the median is repeated per quantile."""
-    ms = graph_time(fn, inner=10, reps=10) / 1000.0
+    With quantiles (the autotuner's do_bench signature) the median is repeated per quantile. In
+    zeroskip.warm's workers (warm_worker()) fn runs once, which compiles it, and 0 is returned."""
+    if warm_worker():
+        fn()
+        ms = 0.0
+    else:
+        ms = graph_time(fn, inner=10, reps=10) / 1000.0
     return [ms] * len(quantiles) if quantiles else ms
+
+
+def warm_worker() -> bool:
+    """Whether this process is one of zeroskip.warm's compile workers ($ZEROSKIP_WARM_WORKER is "1"):
+    they only fill Triton's cache, so nothing there is timed (tile and option picks are left to the
+    process that measures) and no tuned choice is kept."""
+    return os.environ.get("ZEROSKIP_WARM_WORKER") == "1"
 
 
 @functools.lru_cache(maxsize=None)
 def _tuner_cache() -> tuple:
     import triton
-    if os.environ.get("ZEROSKIP_TUNER_CACHE") == "0":  # zeroskip.warm's workers: their timings share the GPU
+    if warm_worker():
         return ()
     return (("cache_results", True),) if "cache_results" in inspect.signature(triton.autotune).parameters else ()
 
@@ -173,6 +185,6 @@ def _tuner_cache() -> tuple:
 def tuner_cache() -> dict:
     """triton.autotune options that keep each tuned choice on disk, in Triton's cache (keyed by
     Triton's version, the GPU architecture, the kernel's source and the tuning key), so a later
-    process does not time a dozen tiles again. Empty where this Triton lacks the switch, or where
-    $ZEROSKIP_TUNER_CACHE is "0"."""
+    process does not time a dozen tiles again. Empty where this Triton lacks the switch, or in a
+    warm worker."""
     return dict(_tuner_cache())

@@ -106,8 +106,8 @@ def warm(jobs, workers=None, progress=False, timeout=JOB_TIMEOUT_S) -> list:
     if not tasks or workers == 0:
         return [[] for _ in jobs]
     queue = collections.deque(tasks)
-    # tuned choices stay in the workers: their timings share the GPU with each other
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p), ZEROSKIP_TUNER_CACHE="0")
+    # workers compile and time nothing (runtime.warm_worker): the measuring process times each tile
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p), ZEROSKIP_WARM_WORKER="1")
     lock = threading.Lock()
     with bar(len(tasks), "compiling kernels", progress, "call") as done:
         def serve():
