@@ -224,8 +224,7 @@ class _Converter:
         self.done = {}  # id(conv) -> its plain zeroskip Conv2d, reused where a conv is shared
         self.training_bn = []  # BNs kept because they are in training mode
         self.report = dict(converted=[], fused=[], residual=[], folded_bn=[], kept_bn=[], linear=[], adaptive_pools=[],
-                           reasons={},
-                           max_rel_err=None, tolerance=None)
+                           reasons={}, max_rel_err=None, tolerance=None)
         if isinstance(model, nn.Conv2d) and not isinstance(model, (znn.Conv2d, znn.ConvActPool)):
             self.report["reasons"][""] = "the root module cannot be replaced in place"
 

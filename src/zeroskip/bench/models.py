@@ -338,8 +338,8 @@ def print_result(r) -> None:
           f"{_fmt(r.get('speedup_best'), '.2f')}x best over best")
     print(f"  converted {len(r['report']['converted'])} convs in {_fmt(r.get('convert_s'), '.1f')} s, fused "
           f"{len(r['report']['fused'])} (residual add {len(r['report'].get('residual', []))}), folded "
-          f"{len(r['report']['folded_bn'])} BN, {len(r['report'].get('linear', []))} linear; max rel err {_fmt(r['max_rel_err'], '.1e')}; mean conv-input "
-          f"zero fraction {_fmt(r['mean_sparsity'], '.3f')}")
+          f"{len(r['report']['folded_bn'])} BN, {len(r['report'].get('linear', []))} linear; max rel err "
+          f"{_fmt(r['max_rel_err'], '.1e')}; mean conv-input zero fraction {_fmt(r['mean_sparsity'], '.3f')}")
     if r.get("convert_phases_s"):
         print("  convert_ wall time: " + ", ".join(f"{k} {v:.1f} s" for k, v in r["convert_phases_s"].items())
               + f" (Triton's cache held {r.get('convert_cache_entries')} entries before)")
