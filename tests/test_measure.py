@@ -53,7 +53,7 @@ def test_measure_checks_then_times(monkeypatch, ecr_us, winner):
 
     timed = []
 
-    def fake_measure_same(*fns, inner, reps=30):
+    def fake_measure_same(*fns, inner):
         timed.append([fn.algo for fn in fns])
         return [timing.Timing({"torch": 100.0, "ecr": ecr_us}[fn.algo], "cuda_graph") for fn in fns]
 
@@ -64,32 +64,10 @@ def test_measure_checks_then_times(monkeypatch, ecr_us, winner):
     x, w = sparse((1, 2, 6, 6), 0.5), torch.randn(3, 2, 3, 3)
     algo, times = zmeasure.measure("conv2d_pool", x, w, torch.randn(3), padding=1, activation="relu",
                                    pool="max", candidates=("torch", "igemm", "ecr"))
-    assert algo == winner and timed == [["torch", "ecr"]] * 2  # first pass, then both in full
+    assert algo == winner and timed == [["torch", "ecr"]]
     assert times["torch"] == 100.0 and times["ecr"] == ecr_us and times["igemm"].startswith("rel_err")
     algo, times = zmeasure.measure("conv2d", x.double(), w.double(), candidates=("torch", "ecr"))
     assert algo == "torch" and times["ecr"].startswith("TypeError")
-
-
-@pytest.mark.parametrize("method", ["cuda_graph", "do_bench"])
-def test_first_pass_drops_slow_candidates(monkeypatch, method):
-    """Only candidates within KEEP_WITHIN / (1 - margin) of the fastest first-pass time are timed in
-    full; the others keep their first-pass time. Timed by do_bench, the first pass is final."""
-    quick = {"torch": 100.0, "igemm": 80.0, "winograd": 300.0, "im2col": 80.0 * 1.3 / 0.97 + 1}
-    full = {"torch": 101.0, "igemm": 79.0}
-    calls = []
-
-    def fake_measure_same(*fns, inner, reps=30):
-        calls.append((reps, list(fns)))
-        return [timing.Timing((quick if reps == zmeasure.QUICK_REPS else full)[fn], method) for fn in fns]
-
-    monkeypatch.setattr(timing, "measure_same", fake_measure_same)
-    times = zmeasure._timed({name: name for name in quick}, margin=0.03)
-    if method == "do_bench":
-        assert calls == [(zmeasure.QUICK_REPS, list(quick))] and times == quick
-    else:
-        assert calls == [(zmeasure.QUICK_REPS, list(quick)), (30, ["torch", "igemm"])]
-        assert times == {"torch": 101.0, "igemm": 79.0, "winograd": 300.0, "im2col": quick["im2col"]}
-    assert zmeasure._timed({}, margin=0.03) == {} and len(calls) == 1 + (method == "cuda_graph")
 
 
 def test_timing_cycles_through_weight_copies():

@@ -31,12 +31,6 @@ SLOW_IN_16_BIT = ("ecr_tc", "ecr")
 IM2COL_MAX_CHANNELS = 16
 # Timing cycles through this many copies of the weight at most (the graph's calls per replay).
 COPIES = 20
-# A first pass times each candidate over QUICK_REPS replays (a seventh of a full timing's calls);
-# only those within KEEP_WITHIN / (1 - margin) of the fastest are timed in full, the rest keep their
-# first-pass time: too slow to win. Most of a big layer's measuring went to full timings of such
-# candidates (Winograd at 1.4 ms against igemm's 0.29 ms on VGG-19 features.2, batch 32, H100).
-QUICK_REPS = 3
-KEEP_WITHIN = 1.3
 
 
 def candidates_for(input, weight, activation) -> tuple:
@@ -84,8 +78,7 @@ def measure(op, input, weight, bias=None, stride=1, padding=0, dilation=1, group
     Every candidate's output is first checked against the torch path (normwise relative error
     <= accuracy.tolerance of the input's precision); one that fails or raises is not timed, its
     times_us value says why. The rest are timed by bench.timing.measure_same (CUDA graphs, all the
-    same way; the calls cycle through copies of the weight, weight_copies; a short first pass drops
-    candidates far behind the fastest from the full timing, _timed) and the winner is
+    same way; the calls cycle through copies of the weight, weight_copies) and the winner is
     `pick(times_us, margin)`: "torch" unless beaten by more than the margin.
     """
     if (op == "conv2d_residual") != (residual is not None):
@@ -127,24 +120,10 @@ def measure(op, input, weight, bias=None, stride=1, padding=0, dilation=1, group
         for name in passed:  # each copy's derived weights (packed, transformed) made before timing
             for w in weights[1:]:
                 call(name, w)
-        times.update(_timed({name: Rotating(call, name, weights) for name in passed}, margin))
+        timed = timing.measure_same(*[Rotating(call, name, weights) for name in passed],
+                                    inner=COPIES) if passed else []
+    times.update({name: t.us for name, t in zip(passed, timed)})
     return pick(times, margin), {name: times[name] for name in dict.fromkeys(candidates)}
-
-
-def _timed(fns: dict, margin: float) -> dict:
-    """Microseconds per call of each fn: a first pass of QUICK_REPS replays each, then full timing
-    (bench.timing.measure_same's default replays) of those within KEEP_WITHIN / (1 - margin) of
-    the fastest. Timed by do_bench (some call could not be captured), the first pass is final."""
-    if not fns:
-        return {}
-    quick = dict(zip(fns, timing.measure_same(*fns.values(), inner=COPIES, reps=QUICK_REPS)))
-    times = {name: t.us for name, t in quick.items()}
-    if any(t.method != "cuda_graph" for t in quick.values()):
-        return times
-    bound = min(times.values()) * KEEP_WITHIN / (1 - margin)
-    keep = [name for name, us in times.items() if us <= bound]
-    times.update(zip(keep, (t.us for t in timing.measure_same(*[fns[n] for n in keep], inner=COPIES))))
-    return times
 
 
 def weight_copies(weight, l2_bytes: int) -> list:
