@@ -1,6 +1,6 @@
 """VGG's classifier layers (25088 -> 4096 -> 4096 -> 1000, ReLU after the first two) at small batch:
-F.linear + ReLU (cuBLAS and a separate ReLU kernel) against kernels/linear.py in each tile config (with the
-reduction split or not) and as `linear` picks, each layer alone and the three in a row; every side graph-replayed in one run
+F.linear + ReLU (cuBLAS and a separate ReLU kernel) against kernels/linear.py in each tile config and
+as `linear` picks, each layer alone and the three in a row; every side graph-replayed in one run
 (bench.timing.measure_same), with the weights cycling through copies (measure.weight_copies) as in a
 model, where they come from memory; error against float64. Weights read at the GPU's peak bandwidth
 would take bytes / peak: printed beside the times.
@@ -20,9 +20,6 @@ from zeroskip.measure import _l2_bytes, weight_copies
 
 DT = {"fp16": torch.float16, "bf16": torch.bfloat16}
 LAYERS = [(25088, 4096, "relu"), (4096, 4096, "relu"), (4096, 1000, None)]
-# linear.CONFIGS and split-reduction variants of them (BLOCK_N, BLOCK_K, num_stages, split)
-PROBED = tuple(dict.fromkeys(linear.CONFIGS + tuple(c[:3] + (s,) for c in linear.CONFIGS[:3] for s in (2, 4, 8))
-                             + ((16, 512, 3, 2), (16, 512, 3, 4), (64, 128, 4, 4), (64, 128, 4, 8))))
 
 
 def rel(a, b):
@@ -45,7 +42,7 @@ def main(batches=(1, 8, 32), dtypes=("fp16", "bf16")):
                 ref = ref.clamp(min=0) if act else ref
                 copies = weight_copies(w, _l2_bytes(w.device))
                 fns = {"torch": _cycling(lambda w_, x=x, b=b, a=act: linear.torch_linear(x, w_, b, a), copies)}
-                for cfg in PROBED:
+                for cfg in linear.CONFIGS:
                     fns[str(cfg)] = _cycling(lambda w_, x=x, b=b, a=act, c=cfg: linear.run(x, w_, b, a, c), copies)
                 fns["picked"] = _cycling(lambda w_, x=x, b=b, a=act: linear.linear(x, w_, b, a), copies)
                 with torch.no_grad():
