@@ -205,8 +205,9 @@ def test_convert_measures_on_cuda(device, tmp_path, monkeypatch):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 def test_convert_times_only_candidates_that_can_win(dtype, monkeypatch):
     """convert_ hands measure and the compile workers candidates_for(input, weight, activation): every
-    algo but depthwise in fp32 with a ReLU; no cudnn without one; in fp16/bf16 no ecr or ecr_tc, and no
-    im2col beyond 16 input channels per group (measured slower there); a depthwise conv times torch,
+    algo but depthwise in fp32 with a ReLU; no cudnn without one; in fp16/bf16 no ecr or ecr_tc, no
+    im2col beyond 16 input channels per group and no winograd from batch 32 (measured slower there); a
+    depthwise conv times torch,
     cudnn and depthwise alone. Measuring is faked (it needs a GPU)."""
     from zeroskip import convert, warm
     half = dtype != torch.float32
@@ -220,6 +221,9 @@ def test_convert_times_only_candidates_that_can_win(dtype, monkeypatch):
     assert zmeasure.candidates_for(x, torch.empty(4, 16, 3, 3), None) == tuple(c for c in want if c != "cudnn")
     wide = zmeasure.candidates_for(x, torch.empty(4, 17, 1, 1), "relu")
     assert wide == (tuple(c for c in want if c != "im2col") if half else want)
+    big = zmeasure.candidates_for(x.expand(32, -1, -1, -1), torch.empty(4, 16, 3, 3), "relu")
+    assert big == (tuple(c for c in want if c != "winograd") if half else want)
+    assert zmeasure.candidates_for(x.expand(31, -1, -1, -1), torch.empty(4, 16, 3, 3), "relu") == want
     asked, jobs = [], []
     monkeypatch.setattr(convert, "_on_cuda", lambda inputs: True)
     monkeypatch.setattr(zmeasure, "measure", lambda op, *a, candidates, **k: asked.append(candidates) or (

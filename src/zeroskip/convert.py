@@ -68,8 +68,8 @@ true whatever the outcome); a plan file is written only when convert_ succeeds.
 converted layer is timed on its real input and residual (captured by forward pre-hooks in one run
 through torch's path)
 with zeroskip.measure.measure (candidates: measure.candidates_for, which leaves out the algos that
-cannot win the call: in fp16/bf16 the zero-skipping ones and im2col beyond 16 channels; cudnn
-without a ReLU) and its `algo` set to the winner; the entries go into a
+cannot win the call: in fp16/bf16 the zero-skipping ones, im2col beyond 16 channels and Winograd
+F(2x2) from batch 32; cudnn without a ReLU) and its `algo` set to the winner; the entries go into a
 zeroskip.plan.Plan (`plan`: a Plan used in place, or a JSON path loaded if it exists and saved after; entries
 already there are reused, not re-measured), kept as `model.zeroskip_plan`. A module called with
 several shapes whose winners differ keeps "auto" and holds the plan as its `plan`, which picks each

@@ -29,13 +29,18 @@ SLOW_IN_16_BIT = ("ecr_tc", "ecr")
 # (batch 1 and 32) or VGG-19 (batch 1) on an H100 (benchmarks/model-resnet50-*-h100-1206-layers.csv),
 # at best 2% behind igemm, and it tunes 9 tile configs per layer shape.
 IM2COL_MAX_CHANNELS = 16
+# Winograd F(2x2) in fp16/bf16 from this batch on: it won none of the 58 3x3 layer shapes measured at
+# batch 32 (ResNet-50, VGG-19, GoogLeNet; H100 and H200, benchmarks/model-*-b32-*-layers.csv), where
+# F(4x4) or igemm was faster, and it costs compiles; it wins about a third of them at batch 1.
+WINOGRAD2_MAX_BATCH = 31
 # Timing cycles through this many copies of the weight at most (the graph's calls per replay).
 COPIES = 20
 
 
 def candidates_for(input, weight, activation) -> tuple:
     """The candidates convert_ times for a call: CANDIDATES, less cudnn without a ReLU (it fuses
-    nothing else) and, in fp16/bf16, less SLOW_IN_16_BIT and im2col above IM2COL_MAX_CHANNELS.
+    nothing else) and, in fp16/bf16, less SLOW_IN_16_BIT, im2col above IM2COL_MAX_CHANNELS and winograd
+    above WINOGRAD2_MAX_BATCH.
     A depthwise call (one input channel per group, several groups) times torch, cudnn and depthwise
     only: the GEMM kernels' tiles hold 16-128 output channels of one group, here there is one;
     depthwise is left out where a group has more than one input channel (it cannot run those)."""
@@ -48,6 +53,8 @@ def candidates_for(input, weight, activation) -> tuple:
         drop.update(SLOW_IN_16_BIT)
         if weight.shape[1] > IM2COL_MAX_CHANNELS:
             drop.add("im2col")
+        if input.dim() == 4 and input.shape[0] > WINOGRAD2_MAX_BATCH:
+            drop.add("winograd")
     return tuple(c for c in CANDIDATES if c not in drop)
 
 
