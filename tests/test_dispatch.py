@@ -22,7 +22,7 @@ from zeroskip import dispatch, plan as zplan, runtime
 GOLDEN = Path(__file__).with_name("dispatch_golden.json")
 # one letter per pick in the golden strings; "-" where the call is invalid (pooled map empty)
 LETTERS = {"torch": "t", "igemm": "i", "winograd": "2", "winograd4": "4", "im2col": "c", "ecr": "e",
-           "ecr_tc": "E", "cudnn": "d"}
+           "ecr_tc": "E", "cudnn": "d", "depthwise": "D"}
 PRECISIONS = {"fp32": (torch.float32, False), "tf32": (torch.float32, True),
               "fp16": (torch.float16, False), "bf16": (torch.bfloat16, False)}
 LAYOUTS = ("nchw", "cl")
@@ -170,6 +170,31 @@ def test_rules_say_why(prec, layout, op, c, hw, batch, bandwidth, want, row, hop
     x, spec, act = call(prec, layout, "3x3", op, c, hw, batch)
     assert dispatch.choose("auto", on_device(x, "cuda"), spec, act) == want
     why = dispatch.explain(on_device(x, "cuda"), spec, act)
+    assert why.startswith(f"{want}: ") and (row in why if row else "cuDNN" in why)
+
+
+# Calls cuDNN's fused kernel cannot run (no ReLU): 1x1, depthwise and MobileNet's stem; with a ReLU, cuDNN's.
+@pytest.mark.parametrize("prec, layout, geometry, activation, c, hw, batch, want, row", [
+    ("fp16", "cl", "1x1", None, 256, 56, 1, "igemm", "1x1 convs"),
+    ("bf16", "cl", "1x1", "relu6", 512, 28, 32, "igemm", "1x1 convs"),
+    ("fp16", "cl", "1x1", "relu", 256, 56, 1, "cudnn", "ResNet-50's"),
+    ("fp16", "cl", "1x1", None, 256, 56, 64, "torch", None),     # batch 64: not measured
+    ("fp16", "nchw", "1x1", None, 256, 56, 1, "torch", None),    # NCHW fp16: not measured
+    ("fp16", "cl", "depthwise", "relu6", 96, 112, 1, "depthwise", "17 depthwise convs"),
+    ("fp16", "cl", "depthwise", None, 96, 112, 16, "torch", None),   # measured at batch 1 only
+    ("bf16", "cl", "depthwise", "relu6", 96, 112, 1, "torch", None),  # fp16 only
+    ("fp16", "cl", "depthwise", "relu", 96, 112, 1, "cudnn", "ResNet-50's"),
+    ("fp16", "cl", "3x3s2", "relu6", 3, 224, 1, "im2col", "3x3/2 stem"),
+    ("fp16", "cl", "3x3s2", "relu", 3, 224, 1, "cudnn", "ResNet-50's"),
+])
+def test_rules_past_cudnn(prec, layout, geometry, activation, c, hw, batch, want, row, hopper):
+    dtype = PRECISIONS[prec][0]
+    k, s, p, _, g = (3, 1, 1, 1, c) if geometry == "depthwise" else GEOMETRIES[geometry]
+    x = meta_input(batch, c, hw, dtype, layout)
+    spec = zplan.spec_of("conv2d", x, torch.empty(max(c, 64) if g == 1 else c, c // g, k, k, dtype=dtype,
+                                                  device="meta"), None, s, p, 1, g)
+    assert dispatch.choose("auto", on_device(x, "cuda"), spec, activation) == want
+    why = dispatch.explain(on_device(x, "cuda"), spec, activation)
     assert why.startswith(f"{want}: ") and (row in why if row else "cuDNN" in why)
 
 

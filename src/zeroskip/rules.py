@@ -130,6 +130,7 @@ IM2COL = "BENCHMARKS.md 2026-11-27 'Winograd F(4x4), im2col' (benchmarks/first-l
 FP32_AB = "benchmarks/vgg19-fp32-winograd4-ab-h200.txt (BENCHMARKS.md 2026-11-27 'Winograd F(4x4), im2col')"
 TF32_NCHW = "benchmarks/vgg19-tf32-nchw-ab-h100.txt, vgg19-tf32-nchw-ab-h200.txt (BENCHMARKS.md 2026-11-28 H100)"
 FP16_WINO = "benchmarks/vgg19-fp16-winograd-ab-h200.txt, vgg19-fp16-b32-winograd4-ab-h200.txt (BENCHMARKS.md 2026-11-27)"
+MOBILENET = "benchmarks/model-mobilenet_v2-fp16-h100-1207-layers.csv"
 BF16_WINO = "benchmarks/vgg19-bf16-winograd-ab-h200.txt, vgg19-bf16-winograd4-ab-h100.txt (BENCHMARKS.md 2026-11-27)"
 
 HOPPER = (
@@ -242,6 +243,19 @@ HOPPER = (
           ("cudnn", "ResNet-50's 1x1, 3x3 and 3x3/2 convs: 1.3-2.7x at batch 1, 1.3-3.1x at batch 32 over "
                     "F.conv2d + bias + ReLU (+ residual add), fp16 and bf16, H100, "
                     "benchmarks/cudnn-fused-probe-h100.txt", {})),
+    # 16-bit channels_last convs without a ReLU, which cuDNN's fused kernel cannot run: MobileNet's
+    # ReLU6 and linear convs, ResNet's downsample convs (experiments/rules_check.py found them on cuDNN).
+    *rows(dict(precision=("fp16", "bf16"), channels_last=True, pool="none"),
+          ("im2col", "MobileNetV2's 3x3/2 stem (ReLU6) at batch 1: 2.7 us against F.conv2d + ReLU6's 8.8 (igemm "
+                     "5.1), fp16, H100, " + MOBILENET,
+           dict(FIRST_LAYERS, precision="fp16", kernel="3x3/2", batch=SMALL)),
+          ("depthwise", "MobileNetV2's 17 depthwise convs (3x3/1 and 3x3/2, ReLU6) at batch 1: 2.33-5.17x over "
+                        "F.conv2d + ReLU6, fp16, H100, " + MOBILENET,
+           dict(precision="fp16", groups=at_least(2), batch=SMALL)),
+          ("igemm", "1x1 convs: ResNet-50's downsample convs 1.6-3.6x at batch 1 and 32 (fp16 and bf16, H100 and "
+                    "H200, benchmarks/model-resnet50-*-1207-layers.csv), MobileNetV2's 33 pointwise convs "
+                    "(ReLU6, none, residual add) 1.18-3.84x at batch 1 (fp16, H100, " + MOBILENET + ")",
+           dict(kernel=("1x1/1", "1x1/2"), groups=1, batch=at_most(32)))),
 )
 
 # GPU class (runtime.gpu_class) -> its rows. Other classes run cuDNN unless a plan measured the call.
