@@ -17,8 +17,9 @@ import torch
 import zeroskip
 from zeroskip import nn as znn
 from zeroskip.accuracy import precision
-from zeroskip.dispatch import _rule
+from zeroskip.kernels import KERNELS
 from zeroskip.plan import spec_of
+from zeroskip.rules import RULES, features, first_match
 
 DT = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 ALGOS = ("torch", "cudnn", "igemm", "winograd", "winograd4", "im2col", "depthwise")
@@ -40,8 +41,9 @@ def rule_algo(m, op, shape, dtype, fast_memory):
                 pool_padding=m.pool_padding) if op == "conv2d_pool" else {}
     spec = spec_of("conv2d_pool" if pool else "conv2d", x, w, None, m.stride, m.padding, m.dilation, m.groups,
                    **pool)
-    rule = _rule(spec, precision(x.dtype), x.is_contiguous(), x.is_contiguous(memory_format=torch.channels_last),
-                 m.activation, "hopper", fast_memory)
+    f = features(spec, precision(x.dtype), x.is_contiguous(), x.is_contiguous(memory_format=torch.channels_last),
+                 m.activation, fast_memory)  # as dispatch.decide on Hopper
+    rule = first_match(RULES["hopper"], f, lambda algo: KERNELS[algo].supports(spec, None, m.activation) is None)
     return rule.algo if rule is not None else "torch"
 
 
