@@ -29,9 +29,9 @@ SLOW_IN_16_BIT = ("ecr_tc", "ecr")
 # (batch 1 and 32) or VGG-19 (batch 1) on an H100 (benchmarks/model-resnet50-*-h100-1206-layers.csv),
 # at best 2% behind igemm, and it tunes 9 tile configs per layer shape.
 IM2COL_MAX_CHANNELS = 16
-# Winograd F(2x2) in fp16/bf16 from this batch on: it won none of the 58 3x3 layer shapes measured at
+# Winograd F(2x2) in fp16/bf16 beyond this batch: it won none of the 58 timings of 3x3 layers at
 # batch 32 (ResNet-50, VGG-19, GoogLeNet; H100 and H200, benchmarks/model-*-b32-*-layers.csv), where
-# F(4x4) or igemm was faster, and it costs compiles; it wins about a third of them at batch 1.
+# F(4x4), igemm or cuDNN was faster, and it costs compiles; at batch 1 it won 53 of 152.
 WINOGRAD2_MAX_BATCH = 31
 # Timing cycles through this many copies of the weight at most (the graph's calls per replay).
 COPIES = 20

@@ -7,8 +7,8 @@ Each program reads BLOCK_N rows of the weight through the whole reduction, the r
 BLOCK_M (16: tl.dot's least), with bias and activation in the epilogue. `linear` times its CONFIGS
 against F.linear + the activation at a shape's first call on a GPU, the weight read from memory,
 and keeps the fastest (split_k.pick). fp16 and bf16 with at most MAX_ROWS rows; anything else runs
-PyTorch. Splitting the reduction among programs (fp32 partials, added by the last to finish; commit
-3ed8db7) gained nothing on VGG-19's fc1 and fc2 and 0.7 us on fc3 (7.8 against cuBLAS's 8.5 us, H100).
+PyTorch. Splitting the reduction among programs (fp32 partials, added by the last to finish) gained
+nothing on VGG-19's fc1 and fc2 and 0.7 us on fc3 (7.8 against cuBLAS's 8.5 us, H100; BENCHMARKS.md).
 """
 from __future__ import annotations
 
