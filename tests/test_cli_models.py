@@ -150,6 +150,9 @@ def test_bad_arguments(tmp_path, capsys):
     assert "argument --image-size" in error_of(["bench", "--model", "lenet5", "--image-size", "64"], capsys)
     assert "argument --suite" in error_of(["bench", "--model", "lenet5", "--suite", "vgg19"], capsys)
     assert "argument --weights" in error_of(["bench", "--suite", "lenet5", "--weights", "w.pt"], capsys)
+    assert "argument --no-measure" in error_of(["bench", "--suite", "vgg16", "--no-measure"], capsys)
+    err = error_of(["bench", "--model", "lenet5", "--no-measure", "--plan", str(tmp_path / "p.json")], capsys)
+    assert "argument --no-measure: not allowed with --plan" in err
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
@@ -271,6 +274,26 @@ def test_run_model_steps_on_cpu(monkeypatch):
     assert any("random-init" in n for n in result["notes"]) and any("CUDA" in n for n in result["notes"])
     assert result["compiled_us"] is None and result["compiled_converted_us"] is None and result["convert_s"] > 0
     assert isinstance(result["convert_cache_entries"], int) and result["convert_cache_entries"] >= 0
+
+
+def test_no_measure_reaches_convert(tmp_path, monkeypatch, capsys):
+    """`bench --model lenet5 --no-measure` (a GPU faked) asks run_model, and run_model convert_, not to
+    measure; the result says the layers follow the rules."""
+    import zeroskip
+    seen = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(models, "run_model", lambda *a, measure=True, **k: seen.append(measure) or fake_result())
+    monkeypatch.setattr(models, "write_results", lambda results, path: None)
+    out = ["--out", str(tmp_path)]
+    assert cli.main(["bench", "--model", "lenet5", "--no-measure", *out]) == 0
+    assert cli.main(["bench", "--model", "lenet5", *out]) == 0 and seen == [False, True]
+    monkeypatch.undo()
+    real, asked = zeroskip.convert_, []
+    monkeypatch.setattr(zeroskip, "convert_", lambda *a, measure=True, **k: asked.append(measure) or real(*a, measure=measure, **k))
+    monkeypatch.setattr(timing, "measure_same", lambda *fns, inner, reps: [timing.Timing(1.0, "cuda_graph")] * len(fns))
+    result = models.run_model("lenet5", batch=1, device="cpu", measure=False)
+    assert asked == [False] and result["layers"] == [] and result["converted_us"] == 1.0
+    assert any("follows the rules" in n for n in result["notes"])
 
 
 def test_triton_cache_entries_counts_the_cache_folder(tmp_path, monkeypatch):

@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
                         f"downloaded), whose ReLU outputs are about half zeros")
     model_options(b)
     b.add_argument("--plan", metavar="PATH", help="with --model: convert_'s plan JSON, reused and updated")
+    b.add_argument("--no-measure", action="store_true",
+                   help="with --model: convert_ without timing the layers (measure=False): algo='auto' follows "
+                        "the rule table alone, as a model converted without a plan does")
     f = command("profile", help="what each conv's input leaves to skip on real images (no timing)")
     f.add_argument("model", type=_one("model", MODELS), help=f"one of {', '.join(MODELS)} (hed: HED's trained VGG-16)")
     f.add_argument("--images", metavar="DIR",
@@ -172,7 +175,7 @@ def main(argv=None) -> int:
         if args.layout != "auto":
             sub.error("argument --layout: not allowed with --model")
         return bench_models(sub, args, gpu)
-    for flag in ("plan", "weights", "image_size"):
+    for flag in ("plan", "weights", "image_size", "no_measure"):
         if getattr(args, flag, None):
             sub.error(f"argument --{flag.replace('_', '-')}: only with --model")
     if command == "sweep":

@@ -62,6 +62,8 @@ def bench_models(parser, args, gpu) -> int:
     models = _flat(args.model, [])
     _model_args(parser, args, models)
     if args.plan:
+        if args.no_measure:
+            parser.error("argument --no-measure: not allowed with --plan (a plan is what measuring makes)")
         _check_plan(parser, Path(args.plan))
     if not gpu:
         print("zeroskip bench: timings need a CUDA GPU, and none is available here. "
@@ -80,7 +82,7 @@ def bench_models(parser, args, gpu) -> int:
                         try:
                             results.append(bm.run_model(name, batch, dtype, algo, args.compile, args.plan,
                                                         args.image_size, args.weights, progress=_progress(args),
-                                                        compile_mode=args.compile_mode))
+                                                        compile_mode=args.compile_mode, measure=not args.no_measure))
                         except bm.WeightsError as exc:
                             parser.error(f"argument --weights: {exc}")
                         bm.print_result(results[-1])

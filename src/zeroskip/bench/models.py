@@ -195,7 +195,7 @@ def model_input(name, batch, image_size=None, seed: int = 0) -> tuple[torch.Tens
 
 
 def run_model(name, batch=1, dtype="fp32", algo="auto", torch_compile=False, plan=None, image_size=None,
-              weights=None, device="cuda", progress=False, compile_mode="both") -> dict:
+              weights=None, device="cuda", progress=False, compile_mode="both", measure=True) -> dict:
     """Times `name` at one batch and precision: eager, converted (convert_ with `algo` and `plan`,
     its wall time in convert_s), and if asked torch.compile of the original (each mode of
     `compile_mode`, the faster kept) and of the converted model. Returns one result dict (FIELDS,
@@ -203,7 +203,8 @@ def run_model(name, batch=1, dtype="fp32", algo="auto", torch_compile=False, pla
     fused, folded). speedup_best: the better baseline (eager, compiled) over the better of ours
     (converted, compiled converted).
     Timing needs device="cuda"; another device only runs the same steps (tests, with a stand-in
-    timer). progress: convert_'s bar over the layers it measures, on stderr. For "hed", pools whose
+    timer). progress: convert_'s bar over the layers it measures, on stderr. measure=False: convert_
+    times no layer (algo="auto" then follows the rule table). For "hed", pools whose
     ceil mode changes nothing at this size are set to floor mode, so convert_ can fuse them."""
     import zeroskip
     from . import timing
@@ -232,7 +233,7 @@ def run_model(name, batch=1, dtype="fp32", algo="auto", torch_compile=False, pla
         converted, convert_s, cache_entries = copy.deepcopy(model), None, triton_cache_entries()
         try:
             start = time.perf_counter()
-            zeroskip.convert_(converted, x, algo=algo, plan=plan, progress=progress)
+            zeroskip.convert_(converted, x, algo=algo, plan=plan, progress=progress, measure=measure)
             convert_s = time.perf_counter() - start
             fns["converted"] = lambda: converted(x)
         except Exception as exc:
@@ -272,7 +273,8 @@ def run_model(name, batch=1, dtype="fp32", algo="auto", torch_compile=False, pla
     layers = [{**r, "shape": list(r["shape"]), "speedup": layer_speedup(r["times_us"], r["algo"])}
               for r in report.get("layers", [])]
     if report and not layers:
-        notes.append(report.get("note") or f"algo={algo}: layers not measured (only algo='auto' measures)")
+        notes.append(report.get("note") or (f"algo={algo}: layers not measured (only algo='auto' measures)" if measure
+                                            else "layers not measured (measure=False): algo='auto' follows the rules"))
 
     def ratio(a, b):
         return a / b if a and b else None
