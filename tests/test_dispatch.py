@@ -184,12 +184,13 @@ def test_rules_say_why(prec, layout, op, c, hw, batch, bandwidth, want, row, hop
     ("fp16", "cl", "depthwise", None, 96, 112, 16, "torch", None),   # measured at batch 1 only
     ("bf16", "cl", "depthwise", "relu6", 96, 112, 1, "torch", None),  # fp16 only
     ("fp16", "cl", "depthwise", "relu", 96, 112, 1, "cudnn", "ResNet-50's"),
+    ("fp16", "cl", "depthwise5x5", "relu6", 96, 112, 1, "torch", None),  # 3x3 only measured
     ("fp16", "cl", "3x3s2", "relu6", 3, 224, 1, "im2col", "3x3/2 stem"),
     ("fp16", "cl", "3x3s2", "relu", 3, 224, 1, "cudnn", "ResNet-50's"),
 ])
 def test_rules_past_cudnn(prec, layout, geometry, activation, c, hw, batch, want, row, hopper):
     dtype = PRECISIONS[prec][0]
-    k, s, p, _, g = (3, 1, 1, 1, c) if geometry == "depthwise" else GEOMETRIES[geometry]
+    k, s, p, _, g = {"depthwise": (3, 1, 1, 1, c), "depthwise5x5": (5, 1, 2, 1, c)}.get(geometry) or GEOMETRIES[geometry]
     x = meta_input(batch, c, hw, dtype, layout)
     spec = zplan.spec_of("conv2d", x, torch.empty(max(c, 64) if g == 1 else c, c // g, k, k, dtype=dtype,
                                                   device="meta"), None, s, p, 1, g)

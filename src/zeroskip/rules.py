@@ -251,7 +251,7 @@ HOPPER = (
            dict(FIRST_LAYERS, precision="fp16", kernel="3x3/2", batch=SMALL)),
           ("depthwise", "MobileNetV2's 17 depthwise convs (3x3/1 and 3x3/2, ReLU6) at batch 1: 2.33-5.17x over "
                         "F.conv2d + ReLU6, fp16, H100, " + MOBILENET,
-           dict(precision="fp16", groups=at_least(2), batch=SMALL)),
+           dict(precision="fp16", groups=at_least(2), kernel=("3x3/1", "3x3/2"), batch=SMALL)),
           ("igemm", "1x1 convs: ResNet-50's downsample convs 1.5-3.6x at batch 1 and 32 (fp16 and bf16, H100 and "
                     "H200, benchmarks/model-resnet50-*-1207-layers.csv), MobileNetV2's 33 pointwise convs "
                     "(ReLU6, none, residual add) 1.18-3.84x at batch 1 (fp16, H100, " + MOBILENET + ")",
