@@ -1,7 +1,7 @@
 """VGG's classifier layers (25088 -> 4096 -> 4096 -> 1000, ReLU after the first two) at small batch:
 F.linear + ReLU (cuBLAS and a separate ReLU kernel) against kernels/linear.py in each tile config and
 as `linear` picks, each layer alone and the three in a row; every side graph-replayed in one run
-(bench.timing.measure_same), with the weights cycling through copies (measure.weight_copies) as in a
+(bench.timing.measure_same), with the weights cycling through copies (runtime.weight_copies) as in a
 model, where they come from memory; error against float64. Weights read at the GPU's peak bandwidth
 would take bytes / peak: printed beside the times.
 
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from zeroskip.bench.timing import measure_same
 from zeroskip.kernels import linear
-from zeroskip.measure import _l2_bytes, weight_copies
+from zeroskip.runtime import l2_bytes, weight_copies
 
 DT = {"fp16": torch.float16, "bf16": torch.bfloat16}
 LAYERS = [(25088, 4096, "relu"), (4096, 4096, "relu"), (4096, 1000, None)]
@@ -40,7 +40,7 @@ def main(batches=(1, 8, 32), dtypes=("fp16", "bf16")):
                 x = x0 if i == 0 else torch.relu(torch.randn(batch, w.shape[1], device="cuda", generator=g)).to(dt)
                 ref = F.linear(x.double(), w.double(), b.double())
                 ref = ref.clamp(min=0) if act else ref
-                copies = weight_copies(w, _l2_bytes(w.device))
+                copies = weight_copies(w, l2_bytes(w.device))
                 fns = {"torch": _cycling(lambda w_, x=x, b=b, a=act: linear.torch_linear(x, w_, b, a), copies)}
                 for cfg in linear.CONFIGS:
                     fns[str(cfg)] = _cycling(lambda w_, x=x, b=b, a=act, c=cfg: linear.run(x, w_, b, a, c), copies)

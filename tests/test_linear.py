@@ -33,9 +33,9 @@ def test_against_float64(shape, bias, activation, device):
 
 
 def test_pick_cycles_through_weight_copies(monkeypatch):
-    """The first-call timing reads a new copy of the weight each call (measure.weight_copies)."""
-    from zeroskip import measure
-    monkeypatch.setattr(measure, "_l2_bytes", lambda device: 64)  # a 32-byte weight: 4 copies
+    """The first-call timing reads a new copy of the weight each call (runtime.weight_copies)."""
+    from zeroskip import runtime
+    monkeypatch.setattr(runtime, "l2_bytes", lambda device: 64)  # a 32-byte weight: 4 copies
     w = torch.randn(4, 4).half()
     copies = linear._Copies(w)
     seen = [copies.next() for _ in range(8)]

@@ -9,7 +9,6 @@ it on each converted layer's real input; by hand:
 from __future__ import annotations
 
 import itertools
-import math
 
 import torch
 
@@ -18,6 +17,8 @@ from .accuracy import rel_err, tolerance
 from .bench import timing
 from .geometry import check_activation
 from .plan import ALGOS, spec_of
+from .runtime import COPIES, weight_copies
+from .runtime import l2_bytes as _l2_bytes
 
 # Every algo; one that cannot run a call (the Winograd ones off 3x3 stride 1) is dropped for it.
 CANDIDATES = ("torch", "cudnn", "igemm", "winograd", "winograd4", "im2col", "depthwise", "ecr_tc", "ecr")
@@ -33,8 +34,6 @@ IM2COL_MAX_CHANNELS = 16
 # batch 32 (ResNet-50, VGG-19, GoogLeNet; H100 and H200, benchmarks/model-*-b32-*-layers.csv), where
 # F(4x4), igemm or cuDNN was faster, and it costs compiles; at batch 1 it won 53 of 152.
 WINOGRAD2_MAX_BATCH = 31
-# Timing cycles through this many copies of the weight at most (the graph's calls per replay).
-COPIES = 20
 
 
 def candidates_for(input, weight, activation) -> tuple:
@@ -133,15 +132,6 @@ def measure(op, input, weight, bias=None, stride=1, padding=0, dilation=1, group
     return pick(times, margin), {name: times[name] for name in dict.fromkeys(candidates)}
 
 
-def weight_copies(weight, l2_bytes: int) -> list:
-    """The weight and copies of it, up to COPIES, until they hold twice l2_bytes: timed calls
-    cycle through them. In a whole model a layer's weights come from memory (the other layers'
-    weights and maps evict them); timing one call over and over would keep them in L2 and favour
-    kernels that read more weight bytes (Winograd's transformed weights are 16/9 or 4x the raw)."""
-    n = min(COPIES, math.ceil(2 * l2_bytes / max(1, weight.numel() * weight.element_size())))
-    return [weight] + [weight.clone() for _ in range(n - 1)]
-
-
 class Rotating:
     """call(algo, w) with the next of weights each time it is called."""
 
@@ -152,7 +142,3 @@ class Rotating:
 
     def __call__(self):
         return self._call(self.algo, next(self._cycle))
-
-
-def _l2_bytes(device) -> int:
-    return getattr(torch.cuda.get_device_properties(device), "L2_cache_size", 50 << 20)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import os
 import statistics
 import sys
@@ -188,3 +189,21 @@ def tuner_cache() -> dict:
     process does not time a dozen tiles again. Empty where this Triton lacks the switch, or in a
     warm worker."""
     return dict(_tuner_cache())
+
+
+# Timed calls cycle through this many copies of a layer's weight at most (measure: the graph's
+# calls per replay).
+COPIES = 20
+
+
+def weight_copies(weight, l2_bytes: int) -> list:
+    """The weight and copies of it, up to COPIES, until they hold twice l2_bytes: timed calls
+    cycle through them. In a whole model a layer's weights come from memory (the other layers'
+    weights and maps evict them); timing one call over and over would keep them in L2 and favour
+    kernels that read more weight bytes (Winograd's transformed weights are 16/9 or 4x the raw)."""
+    n = min(COPIES, math.ceil(2 * l2_bytes / max(1, weight.numel() * weight.element_size())))
+    return [weight] + [weight.clone() for _ in range(n - 1)]
+
+
+def l2_bytes(device) -> int:
+    return getattr(torch.cuda.get_device_properties(device), "L2_cache_size", 50 << 20)

@@ -90,15 +90,14 @@ def run(x, weight, bias, activation, config) -> torch.Tensor:
 
 
 class _Copies:
-    """The weight and copies of it (measure.weight_copies), made at the first next(), then cycled."""
+    """The weight and copies of it (runtime.weight_copies), made at the first next(), then cycled."""
 
     def __init__(self, weight):
         self.weight, self.copies, self.i = weight, None, 0
 
     def next(self):
         if self.copies is None:
-            from ..measure import _l2_bytes, weight_copies
-            self.copies = weight_copies(self.weight, _l2_bytes(self.weight.device))
+            self.copies = runtime.weight_copies(self.weight, runtime.l2_bytes(self.weight.device))
         self.i += 1
         return self.copies[self.i % len(self.copies)]
 
