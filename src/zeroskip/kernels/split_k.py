@@ -69,6 +69,11 @@ def chosen(key):
     return _CHOSEN.get(key)
 
 
+def measured():
+    """The keys pick has decided (a view: membership tests cost a dict lookup)."""
+    return _CHOSEN.keys()
+
+
 def choices() -> list:
     """(key, choice) of every pick made so far, oldest first."""
     return list(_CHOSEN.items())
