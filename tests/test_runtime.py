@@ -79,3 +79,24 @@ def test_tuner_cache_is_autotune_options():
     import triton
     options = runtime.tuner_cache()
     assert set(options) <= set(inspect.signature(triton.autotune).parameters)
+
+
+def test_graph_ms_times_slow_calls_with_fewer_calls(device):
+    """The tuners' timer captures 10 calls of a fast fn, SLOW_INNER of one slower than SLOW_US (each
+    after the 3 warm-up calls), and both times are the GPU's."""
+    if device != "cuda":
+        pytest.skip("CUDA graphs need a GPU")
+    x = torch.ones(1024, device="cuda")
+    counts = {"fast": 0, "slow": 0}
+
+    def fast():
+        counts["fast"] += 1
+        x.add_(1)
+
+    def slow():
+        counts["slow"] += 1
+        torch.cuda._sleep(2_000_000)  # 2M clock cycles: 1-2 ms at 1-2 GHz
+
+    fast_ms, slow_ms = runtime.graph_ms(fast), runtime.graph_ms(slow)
+    assert counts == {"fast": 3 + 10, "slow": 3 + runtime.SLOW_INNER}
+    assert fast_ms < runtime.SLOW_US / 1000 < slow_ms

@@ -125,16 +125,24 @@ def interpreter_problem() -> str:
             f"or a Triton with the fix for triton-lang/triton#9171.")
 
 
-def graph_time(fn, inner: int, reps: int) -> float:
+def graph_time(fn, inner: int, reps: int, slow_us: float | None = None) -> float:
     """Median GPU microseconds per call of fn() over `reps` replays of a CUDA graph of `inner`
-    calls (after 3 warm-up calls on a side stream). Raises if fn cannot be captured."""
+    calls (after 3 warm-up calls on a side stream). With slow_us, a fn whose last two warm-up calls
+    took more than that each is timed with SLOW_INNER calls and SLOW_REPS replays at most. Raises if
+    fn cannot be captured."""
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
+    marks = [torch.cuda.Event(enable_timing=True) for _ in range(2)]
     with torch.cuda.stream(side):
-        for _ in range(3):
-            fn()
+        fn()  # a first call may compile or tune: left out of the estimate
+        marks[0].record()
+        fn()
+        fn()
+        marks[1].record()
     torch.cuda.current_stream().wait_stream(side)
     torch.cuda.synchronize()
+    if slow_us is not None and marks[0].elapsed_time(marks[1]) * 1000.0 / 2 > slow_us:
+        inner, reps = min(inner, SLOW_INNER), min(reps, SLOW_REPS)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         for _ in range(inner):
@@ -153,6 +161,12 @@ def graph_time(fn, inner: int, reps: int) -> float:
     return statistics.median(per_call)
 
 
+# The tuners time calls slower than SLOW_US by SLOW_REPS replays of SLOW_INNER calls (15 calls, not
+# 100): ResNet-50's batch-32 stem (52 tiles of 150-1000 us each) took 7.9 s of its 12.5 s of timing
+# (H100, benchmarks/convert-time-probe-resnet50-b32-h100-1207.txt).
+SLOW_US, SLOW_INNER, SLOW_REPS = 200.0, 3, 5
+
+
 def graph_ms(fn, quantiles=None):
     """Median milliseconds per call of fn over CUDA-graph replays (10 calls per graph, 10 replays),
     the tile tuners' timer. Triton's default do_bench times eager launches after an L2 flush, which on
@@ -164,7 +178,7 @@ def graph_ms(fn, quantiles=None):
         fn()
         ms = 0.0
     else:
-        ms = graph_time(fn, inner=10, reps=10) / 1000.0
+        ms = graph_time(fn, inner=10, reps=10, slow_us=SLOW_US) / 1000.0
     return [ms] * len(quantiles) if quantiles else ms
 
 
