@@ -131,6 +131,27 @@ def test_convert_measure_flow_with_fake_timings(monkeypatch, tmp_path):
     assert set(phases) == {"compile", "measure", "check"} and phases["measure"] >= sum(r["seconds"] for r in rows)
 
 
+@cpu_fakes
+def test_convert_without_measuring_compiles_each_layers_algo_in_workers(monkeypatch):
+    """measure=False on CUDA: the workers compile what each layer's next call runs (its algo), once
+    per distinct call, before the check run; workers=0 starts none."""
+    from zeroskip import convert, warm
+    jobs = []
+    monkeypatch.setattr(convert, "_on_cuda", lambda inputs: True)
+    monkeypatch.setattr(zmeasure, "measure", lambda *a, **k: pytest.fail("measured with measure=False"))
+    monkeypatch.setattr(warm, "warm", lambda specs, workers, progress: jobs.append((list(specs), workers)))
+    x = sparse((1, 1, 32, 32), 0.5)
+    model = zeroskip.convert_(lenet5(), x, measure=False, workers=3)
+    (specs, workers), = jobs
+    assert workers == 3 and [(s[0], s[1][0][1], s[-1]) for s in specs] == [
+        ("conv2d_pool", (1, 1, 32, 32), ("auto",)), ("conv2d_pool", (1, 6, 14, 14), ("auto",))]
+    assert set(model.zeroskip_report["seconds"]) == {"compile", "check"} and model.zeroskip_report["layers"] == []
+    zeroskip.convert_(lenet5(), x, measure=False, algo="ecr")
+    assert [s[-1] for s in jobs[1][0]] == [("ecr",), ("ecr",)]
+    model = zeroskip.convert_(lenet5(), x, measure=False, workers=0)
+    assert len(jobs) == 2 and "seconds" not in model.zeroskip_report
+
+
 class Twice(nn.Module):
     """One conv called on two map sizes."""
 

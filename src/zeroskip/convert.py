@@ -92,7 +92,9 @@ The report is set as `model.zeroskip_report`:
  "sparsity" (zero fraction of the input), "algo", "times_us" (per candidate; a string where it
  was dropped), "reused" (taken from the plan), "seconds" (wall time of its measurement, 0 where
  reused)}, "seconds": {"compile": the workers' wall time, "measure": measuring every layer's
- candidates, "check": the output check} where measured, "note": why nothing was measured, or None}.
+ candidates, "check": the output check} where measured (without "measure" where the workers only
+ compiled each layer's own algo: measure=False or an explicit algo, on CUDA), "note": why nothing
+ was measured, or None}.
 """
 from __future__ import annotations
 
@@ -243,10 +245,11 @@ def _capture(model, inputs, modules):
 
 
 @torch.no_grad()
-def _measure_layers(model, inputs, names, plan, seconds, progress=False, workers=None) -> list:
-    """Times every converted layer on its captured input, sets its algo; returns report rows and puts
-    the compile and measure wall times in `seconds`. The calls not in the plan first have their
-    kernels compiled by `workers` processes (zeroskip.warm)."""
+def _warm_layers(model, inputs, names, seconds, progress=False, workers=None, plan=None) -> tuple:
+    """Captures each converted layer's calls and has `workers` processes compile their kernels
+    (zeroskip.warm): with a plan, every candidate of the calls not in it; without one, the layer's
+    own algo (what its next call runs). Returns ({id: (name, module)}, the captured calls) and puts
+    the compile wall time in `seconds`."""
     layers = {}
     for name, m in model.named_modules(remove_duplicate=False):
         if name in names and isinstance(m, (znn.Conv2d, znn.ConvActPool)):
@@ -255,14 +258,24 @@ def _measure_layers(model, inputs, names, plan, seconds, progress=False, workers
     jobs = {}
     for _, module in layers.values():
         for key, (x, residual) in calls[id(module)].items():
-            if plan.get(key) is None:
+            if plan is None or plan.get(key) is None:
                 op, call, kwargs = _layer_call(module, x, residual)
-                spec = warm.job(op, call, kwargs, module.activation,
-                               zmeasure.candidates_for(x, module.weight, module.activation))
+                algos = ((module.algo,) if plan is None else
+                         zmeasure.candidates_for(x, module.weight, module.activation))
+                spec = warm.job(op, call, kwargs, module.activation, algos)
                 jobs[repr(spec)] = spec  # layers of one shape compile the same kernels: once
     start = time.perf_counter()
     warm.warm(jobs.values(), workers, progress)
     seconds["compile"] = time.perf_counter() - start
+    return layers, calls
+
+
+@torch.no_grad()
+def _measure_layers(model, inputs, names, plan, seconds, progress=False, workers=None) -> list:
+    """Times every converted layer on its captured input, sets its algo; returns report rows and puts
+    the compile and measure wall times in `seconds`. The calls not in the plan first have their
+    kernels compiled by `workers` processes (zeroskip.warm)."""
+    layers, calls = _warm_layers(model, inputs, names, seconds, progress, workers, plan)
     start, rows = time.perf_counter(), []
     total = sum(len(calls[id(m)]) for _, m in layers.values())
     with bar(total, "measuring layers", progress, "layer") as done:
@@ -299,7 +312,8 @@ def convert_(model: nn.Module, example_inputs=None, *, algo="auto", filter_fn=No
     filter_fn(qualified_name, conv) -> bool picks the convs to convert (default: all).
     plan: None, a zeroskip.plan.Plan or a JSON path; measure=False skips per-layer timing.
     workers: processes that compile the kernels of the calls to be measured, before they are
-    timed (zeroskip.warm; None: one per CPU beyond this one, at most warm.MAX_WORKERS; 0: none).
+    timed, or without measuring (CUDA inputs) those of each layer's algo, before the check run
+    (zeroskip.warm; None: one per CPU beyond this one, at most warm.MAX_WORKERS; 0: none).
     progress=True draws a bar on stderr while layers are measured; nothing is printed otherwise.
     All or nothing: where it raises (KeyboardInterrupt included), the model is as it was.
     See the module docstring for what is fused, folded, measured, checked and left alone.
@@ -359,6 +373,10 @@ def _convert(model, inputs, ref, undo, algo, filter_fn, fold_bn, fuse, plan, mea
             report["layers"] = _measure_layers(model, inputs, set(report["converted"]), used_plan,
                                                report["seconds"], progress, workers)
             measured = True
+    elif report["converted"] and inputs is not None and _on_cuda(inputs) and workers != 0:
+        # not measured: the check run below compiles each layer's kernels, here done in parallel first
+        report["seconds"] = {}
+        _warm_layers(model, inputs, set(report["converted"]), report["seconds"], progress, workers)
     if inputs is not None:
         start = time.perf_counter()
         out = _run_eval(model, inputs)
@@ -366,7 +384,7 @@ def _convert(model, inputs, ref, undo, algo, filter_fn, fold_bn, fuse, plan, mea
         report["tolerance"] = _tolerance(ref)
         if not report["max_rel_err"] <= report["tolerance"]:
             _check_float64(out, ref, original, inputs, report)
-        if measured:
+        if "seconds" in report:
             report["seconds"]["check"] = time.perf_counter() - start
     if converter.training_bn:
         n, names = len(converter.training_bn), ", ".join(converter.training_bn[:3])
