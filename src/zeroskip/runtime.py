@@ -168,8 +168,8 @@ SLOW_US, SLOW_INNER, SLOW_REPS = 200.0, 3, 5
 
 
 def graph_ms(fn, quantiles=None):
-    """Median milliseconds per call of fn over CUDA-graph replays (10 calls per graph, 10 replays),
-    the tile tuners' timer. Triton's default do_bench times eager launches after an L2 flush, which on
+    """Median milliseconds per call of fn over CUDA-graph replays (10 calls per graph, 10 replays;
+    fewer for calls over SLOW_US), the tile tuners' timer. Triton's default do_bench times eager launches after an L2 flush, which on
     these 9-30 us kernels ranked tiles wrongly (a 10.1 us tile over an 8.8 us one on VGG-19
     features.5, fp16, H100), and a layer at inference reads what the previous one just wrote, from L2.
     With quantiles (the autotuner's do_bench signature) the median is repeated per quantile. In
