@@ -173,11 +173,15 @@ def test_rules_say_why(prec, layout, op, c, hw, batch, bandwidth, want, row, hop
     assert why.startswith(f"{want}: ") and (row in why if row else "cuDNN" in why)
 
 
-# Calls cuDNN's fused kernel cannot run (no ReLU): 1x1, depthwise and MobileNet's stem; with a ReLU, cuDNN's.
+# Calls cuDNN's fused kernel cannot run (no ReLU): 1x1, depthwise and MobileNet's stem; with a ReLU, cuDNN's
+# (but igemm for fp16 1x1 convs of 64-256 channels at batch 1).
 @pytest.mark.parametrize("prec, layout, geometry, activation, c, hw, batch, want, row", [
     ("fp16", "cl", "1x1", None, 256, 56, 1, "igemm", "1x1 convs"),
     ("bf16", "cl", "1x1", "relu6", 512, 28, 32, "igemm", "1x1 convs"),
-    ("fp16", "cl", "1x1", "relu", 256, 56, 1, "cudnn", "ResNet-50's"),
+    ("fp16", "cl", "1x1", "relu", 256, 56, 1, "igemm", "ResNet-50 and GoogLeNet at batch 1"),
+    ("fp16", "cl", "1x1", "relu", 512, 28, 1, "cudnn", "ResNet-50's"),   # from 512 channels cuDNN's
+    ("fp16", "cl", "1x1", "relu", 256, 56, 8, "cudnn", "ResNet-50's"),   # batch 1 only
+    ("bf16", "cl", "1x1", "relu", 256, 56, 1, "cudnn", "ResNet-50's"),   # fp16 only
     ("fp16", "cl", "1x1", None, 256, 56, 64, "torch", None),     # batch 64: not measured
     ("fp16", "nchw", "1x1", None, 256, 56, 1, "torch", None),    # NCHW fp16: not measured
     ("fp16", "cl", "depthwise", "relu6", 96, 112, 1, "depthwise", "17 depthwise convs"),

@@ -238,6 +238,13 @@ HOPPER = (
           ("igemm", "where a Winograd row above cannot run the call", dict(pool="none", channels=512, pixels=28 * 28)),
           ("igemm", "where a Winograd row above cannot run the call",
            dict(pool="none", channels=512, pixels=14 * 14, batch=SMALL))),
+    # 1x1 convs of up to 256 channels at batch 1, with a ReLU (and a residual add): igemm over cuDNN's fused kernel.
+    *rows(dict(precision="fp16", channels_last=True, pool="none", kernel="1x1/1", groups=1, batch=1,
+               channels=between(64, 256)),
+          ("igemm", "ResNet-50 and GoogLeNet at batch 1: 1x1 convs on 64-256 channels 0.55-0.87x of cuDNN's "
+                    "fused conv + bias + ReLU (+ residual add) time; from 512 channels 0.98-1.54x (left to "
+                    "cuDNN), fp16, H100 and H200, benchmarks/model-{resnet50,googlenet}-b1-fp16-h{100,200}-1207-"
+                    "layers.csv; the rules check of 2026-12-07 (b)", {})),
     # Every other 16-bit channels_last conv with a ReLU (cudnn supports nothing else): cuDNN's own fused kernel.
     *rows(dict(precision=("fp16", "bf16"), channels_last=True, batch=at_most(32)),
           ("cudnn", "ResNet-50's 1x1, 3x3 and 3x3/2 convs: 1.3-2.7x at batch 1, 1.3-3.1x at batch 32 over "
