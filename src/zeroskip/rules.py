@@ -238,7 +238,7 @@ HOPPER = (
           ("igemm", "where a Winograd row above cannot run the call", dict(pool="none", channels=512, pixels=28 * 28)),
           ("igemm", "where a Winograd row above cannot run the call",
            dict(pool="none", channels=512, pixels=14 * 14, batch=SMALL))),
-    # 1x1 convs of up to 256 channels at batch 1, with a ReLU (and a residual add): igemm over cuDNN's fused kernel.
+    # fp16 1x1 convs of 64-256 channels at batch 1, with a ReLU (and a residual add): igemm over cuDNN's fused kernel.
     *rows(dict(precision="fp16", channels_last=True, pool="none", kernel="1x1/1", groups=1, batch=1,
                channels=between(64, 256)),
           ("igemm", "ResNet-50 and GoogLeNet at batch 1: 1x1 convs on 64-256 channels 0.55-0.87x of cuDNN's "

@@ -162,16 +162,17 @@ def graph_time(fn, inner: int, reps: int, slow_us: float | None = None) -> float
 
 
 # The tuners time calls slower than SLOW_US by SLOW_REPS replays of SLOW_INNER calls (15 calls, not
-# 100): ResNet-50's batch-32 stem (52 tiles of 150-1000 us each) took 7.9 s of its 12.5 s of timing
-# (H100, benchmarks/convert-time-probe-resnet50-b32-h100-1207.txt).
+# 100): ResNet-50's batch-32 stem (52 tiles of 150-1000 us each) measured in 2.8 s instead of 7.9 s,
+# the same winners (H100, benchmarks/convert-time-probe-resnet50-b32-h100-1207-slow.txt).
 SLOW_US, SLOW_INNER, SLOW_REPS = 200.0, 3, 5
 
 
 def graph_ms(fn, quantiles=None):
     """Median milliseconds per call of fn over CUDA-graph replays (10 calls per graph, 10 replays;
-    fewer for calls over SLOW_US), the tile tuners' timer. Triton's default do_bench times eager launches after an L2 flush, which on
-    these 9-30 us kernels ranked tiles wrongly (a 10.1 us tile over an 8.8 us one on VGG-19
-    features.5, fp16, H100), and a layer at inference reads what the previous one just wrote, from L2.
+    fewer for calls over SLOW_US), the tile tuners' timer. Triton's default do_bench times eager
+    launches after an L2 flush, which on these 9-30 us kernels ranked tiles wrongly (a 10.1 us tile
+    over an 8.8 us one on VGG-19 features.5, fp16, H100), and a layer at inference reads what the
+    previous one just wrote, from L2.
     With quantiles (the autotuner's do_bench signature) the median is repeated per quantile. In
     zeroskip.warm's workers (warm_worker()) fn runs once, which compiles it, and 0 is returned."""
     if warm_worker():
