@@ -241,8 +241,8 @@ HOPPER = (
     # fp16 1x1 convs of 64-256 channels at batch 1, with a ReLU (and a residual add): igemm over cuDNN's fused kernel.
     *rows(dict(precision="fp16", channels_last=True, pool="none", kernel="1x1/1", groups=1, batch=1,
                channels=between(64, 256)),
-          ("igemm", "ResNet-50 and GoogLeNet at batch 1: 1x1 convs on 64-256 channels 0.55-0.87x of cuDNN's "
-                    "fused conv + bias + ReLU (+ residual add) time; from 512 channels 0.98-1.54x (left to "
+          ("igemm", "ResNet-50 and GoogLeNet at batch 1: 1x1 convs on 64-256 channels 0.49-0.87x of cuDNN's "
+                    "fused conv + bias + ReLU (+ residual add) time; from 480 channels 0.64-1.54x (left to "
                     "cuDNN), fp16, H100 and H200, benchmarks/model-{resnet50,googlenet}-b1-fp16-h{100,200}-1207-"
                     "layers.csv; the rules check of 2026-12-07 (b)", {})),
     # Every other 16-bit channels_last conv with a ReLU (cudnn supports nothing else): cuDNN's own fused kernel.
