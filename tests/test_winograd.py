@@ -150,3 +150,31 @@ def test_fp16_transform_overflows_where_direct_stays_finite(algo, big, device):
     assert not torch.isfinite(zeroskip.conv2d(x, wt, None, padding=1, algo=algo)).all()
 
 
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("split, pool, layout", [(2, None, "channels_last"), (3, "max", "nchw"), (2, "avg", "nchw")])
+def test_fused_16bit_split_over_channels(split, pool, layout, dtype, device):
+    """16-bit F(2x2) builds V in the GEMM's loads and splits the channels over programs whose fp32
+    partials the output transform adds (winograd_fused); 130 channels leave partial 64-wide chunks."""
+    from zeroskip.geometry import check_conv, with_pool
+    from zeroskip.kernels import launch, winograd_fused
+    x = sparse((1, 130, 7, 9), 0.5, dtype, device)
+    x = x.to(memory_format=torch.channels_last) if layout == "channels_last" else x
+    wt = (torch.randn(20, 130, 3, 3, device=device) * 0.05).to(dtype)
+    b = torch.randn(20, device=device).to(dtype)
+    spec = check_conv(x, wt, b, 1, 1, 1, 1)
+    spec = with_pool(spec, pool, 2, 2, 0) if pool else spec
+    out = winograd_fused.conv(x, wt, b, spec, launch.ACT["relu"], launch.POOL[pool], launch.result(x, spec),
+                              split=split)
+    ref = reference(x, wt, b, padding=1, activation="relu", pool=pool)
+    assert out.shape == ref.shape and out.dtype == dtype
+    assert rel_err(out, ref) <= TOL[dtype]
+
+
+def test_fused_16bit_splits_only_where_tiles_are_few():
+    from zeroskip.kernels.winograd_fused import split_for
+    assert split_for(49, 512, 512, 132) == 4     # VGG-19's 14x14 layers at batch 1: 128 blocks of 64x64
+    assert split_for(196, 512, 512, 132) == 1    # 28x28: 512 blocks
+    assert split_for(49, 128, 512, 132) == 1     # too few channels to split
+    assert split_for(16, 2048, 64, 132) == 8     # at most 8

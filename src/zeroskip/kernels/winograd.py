@@ -29,7 +29,7 @@ import triton
 import triton.language as tl
 from torch.utils.weak import WeakIdKeyDictionary
 
-from . import launch, weight_cache, winograd_steps
+from . import launch, weight_cache, winograd_fused, winograd_steps
 from .implicit_gemm import _activate, _max_keep_nan, _tf32_nearest
 from .launch import ACT, POOL, result, tf32_nearest
 
@@ -250,12 +250,21 @@ def _input_transform_kernel(x_ptr, v_ptr, C: tl.constexpr, H: tl.constexpr, W: t
 
 
 @triton.jit
-def _m_row(m_ptr, row, COUT, i: tl.constexpr, ok):
+def _m_at(m_ptr, off, ok, PARTS: tl.constexpr, part_stride):
+    """M at off, summed over PARTS partials part_stride apart (winograd_fused's split-K)."""
+    m = tl.load(m_ptr + off, mask=ok, other=0.0).to(tl.float32)
+    for s in tl.static_range(1, PARTS):
+        m += tl.load(m_ptr + s * part_stride + off, mask=ok, other=0.0).to(tl.float32)
+    return m
+
+
+@triton.jit
+def _m_row(m_ptr, row, COUT, i: tl.constexpr, ok, PARTS: tl.constexpr, part_stride):
     """Row i of M, transformed along the row (M A)."""
-    m0 = tl.load(m_ptr + row + (4 * i + 0) * COUT, mask=ok, other=0.0).to(tl.float32)
-    m1 = tl.load(m_ptr + row + (4 * i + 1) * COUT, mask=ok, other=0.0).to(tl.float32)
-    m2 = tl.load(m_ptr + row + (4 * i + 2) * COUT, mask=ok, other=0.0).to(tl.float32)
-    m3 = tl.load(m_ptr + row + (4 * i + 3) * COUT, mask=ok, other=0.0).to(tl.float32)
+    m0 = _m_at(m_ptr, row + (4 * i + 0) * COUT, ok, PARTS, part_stride)
+    m1 = _m_at(m_ptr, row + (4 * i + 1) * COUT, ok, PARTS, part_stride)
+    m2 = _m_at(m_ptr, row + (4 * i + 2) * COUT, ok, PARTS, part_stride)
+    m3 = _m_at(m_ptr, row + (4 * i + 3) * COUT, ok, PARTS, part_stride)
     return _at(m0, m1, m2, m3)
 
 
@@ -272,15 +281,16 @@ def _output_transform_kernel(m_ptr, b_ptr, y_ptr, COUT: tl.constexpr, OH: tl.con
                              syh: tl.constexpr, syw: tl.constexpr, sb: tl.constexpr,
                              HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr, POOL: tl.constexpr,
                              st_ptr, ws_ptr, SCALED: tl.constexpr, LOG2_V: tl.constexpr,
-                             BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
-    """y = act(A^T M A + bias) for tile t's 2x2 outputs, or their max/mean with POOL (1 max, 2 avg).
-    (The scaling arguments are winograd4's.)"""
+                             BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr, PARTS: tl.constexpr = 1):
+    """y = act(A^T M A + bias) for tile t's 2x2 outputs, or their max/mean with POOL (1 max, 2 avg),
+    M the sum of PARTS partials (winograd_fused's split-K). (The scaling arguments are winograd4's.)"""
     t, o, ok, n, ty, tx = _tiles(T, COUT, TH, TW, BLOCK_T, BLOCK_C)
     row = t.to(tl.int64)[:, None] * (16 * COUT) + o[None, :]
-    s00, s01 = _m_row(m_ptr, row, COUT, 0, ok)
-    s10, s11 = _m_row(m_ptr, row, COUT, 1, ok)
-    s20, s21 = _m_row(m_ptr, row, COUT, 2, ok)
-    s30, s31 = _m_row(m_ptr, row, COUT, 3, ok)
+    ss = T * (16 * COUT)  # under 2**31 (winograd_steps.supports)
+    s00, s01 = _m_row(m_ptr, row, COUT, 0, ok, PARTS, ss)
+    s10, s11 = _m_row(m_ptr, row, COUT, 1, ok, PARTS, ss)
+    s20, s21 = _m_row(m_ptr, row, COUT, 2, ok, PARTS, ss)
+    s30, s31 = _m_row(m_ptr, row, COUT, 3, ok, PARTS, ss)
     y00, y10 = _at(s00, s10, s20, s30)
     y01, y11 = _at(s01, s11, s21, s31)
     if HAS_BIAS:
@@ -320,8 +330,14 @@ def _output_transform_kernel(m_ptr, b_ptr, y_ptr, COUT: tl.constexpr, OH: tl.con
 
 
 def conv(x, weight, bias, spec, activation, algo="winograd"):
-    """Runs the three steps (winograd_steps.run_steps) into a new output in x's memory format."""
+    """Runs the steps into a new output in x's memory format: fp16 and bf16 in two launches
+    (winograd_fused), fp32 in three (winograd_steps.run_steps)."""
     y = result(x, spec)
+    if x.dtype in (torch.float16, torch.bfloat16):
+        why = supports(spec)
+        if why is not None:
+            raise ValueError(f"algo={algo!r} cannot run this call: {why} (use algo='igemm')")
+        return winograd_fused.conv(x, weight, bias, spec, ACT[activation], POOL[spec.pool], y)
     return winograd_steps.run_steps(algo, 2, _input_transform_kernel, _output_transform_kernel, BLOCKS,
                                     transformed_weight, amax_hint, x, weight, bias, spec, ACT[activation],
                                     POOL[spec.pool], y)
