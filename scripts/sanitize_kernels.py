@@ -148,7 +148,7 @@ def winograd_paths():
                 spec = check_conv(xx, ws.to(dtype), None, 1, 1, 1, 1)
                 spec = with_pool(spec, pool, 2, 2, 0) if pool else spec
                 for split in (2, 3):
-                    winograd_fused.conv(xx, ws.to(dtype), None, spec, launch.ACT[act], launch.POOL[pool], launch.result(xx, spec),
+                    winograd.fused_conv(xx, ws.to(dtype), None, spec, launch.ACT[act], launch.POOL[pool], launch.result(xx, spec),
                                         split=split)
     torch.cuda.synchronize()
     print("sanitize run done")

@@ -33,7 +33,7 @@ def three(x, w, b, spec):
 
 
 def fused(x, w, b, spec, split):
-    return winograd_fused.conv(x, w, b, spec, ACT["relu"], POOL[spec.pool], result(x, spec), split=split)
+    return winograd.fused_conv(x, w, b, spec, ACT["relu"], POOL[spec.pool], result(x, spec), split=split)
 
 
 def err(y, ref):

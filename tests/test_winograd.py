@@ -158,14 +158,14 @@ def test_fused_16bit_split_over_channels(split, pool, layout, dtype, device):
     """16-bit F(2x2) builds V in the GEMM's loads and splits the channels over programs whose fp32
     partials the output transform adds (winograd_fused); 130 channels leave partial 64-wide chunks."""
     from zeroskip.geometry import check_conv, with_pool
-    from zeroskip.kernels import launch, winograd_fused
+    from zeroskip.kernels import launch, winograd
     x = sparse((1, 130, 7, 9), 0.5, dtype, device)
     x = x.to(memory_format=torch.channels_last) if layout == "channels_last" else x
     wt = (torch.randn(20, 130, 3, 3, device=device) * 0.05).to(dtype)
     b = torch.randn(20, device=device).to(dtype)
     spec = check_conv(x, wt, b, 1, 1, 1, 1)
     spec = with_pool(spec, pool, 2, 2, 0) if pool else spec
-    out = winograd_fused.conv(x, wt, b, spec, launch.ACT["relu"], launch.POOL[pool], launch.result(x, spec),
+    out = winograd.fused_conv(x, wt, b, spec, launch.ACT["relu"], launch.POOL[pool], launch.result(x, spec),
                               split=split)
     ref = reference(x, wt, b, padding=1, activation="relu", pool=pool)
     assert out.shape == ref.shape and out.dtype == dtype

@@ -29,6 +29,7 @@ import triton
 import triton.language as tl
 from torch.utils.weak import WeakIdKeyDictionary
 
+from .. import runtime
 from . import launch, weight_cache, winograd_fused, winograd_steps
 from .implicit_gemm import _activate, _max_keep_nan, _tf32_nearest
 from .launch import ACT, POOL, result, tf32_nearest
@@ -337,7 +338,22 @@ def conv(x, weight, bias, spec, activation, algo="winograd"):
         why = supports(spec)
         if why is not None:
             raise ValueError(f"algo={algo!r} cannot run this call: {why} (use algo='igemm')")
-        return winograd_fused.conv(x, weight, bias, spec, ACT[activation], POOL[spec.pool], y)
+        return fused_conv(x, weight, bias, spec, ACT[activation], POOL[spec.pool], y)
     return winograd_steps.run_steps(algo, 2, _input_transform_kernel, _output_transform_kernel, BLOCKS,
                                     transformed_weight, amax_hint, x, weight, bias, spec, ACT[activation],
                                     POOL[spec.pool], y)
+
+
+def fused_conv(x, weight, bias, spec, activation_code, pool_code, y, split=None):
+    """fp16/bf16 in two launches into y: winograd_fused's GEMMs (V built in their loads; split: their
+    split-K factor, winograd_fused.split_for's by default), then the output transform summing the partials."""
+    m, split = winograd_fused.gemm(x, transformed_weight(weight, dtype=x.dtype), spec, split)
+    block_t, block_c, warps = (128, 64, 1) if runtime.interpreting() else BLOCKS
+    th, tw = triton.cdiv(spec.out_h, 2), triton.cdiv(spec.out_w, 2)
+    t, cout = m.shape[1], spec.out_channels
+    _output_transform_kernel[(triton.cdiv(t, block_t), triton.cdiv(cout, block_c))](
+        m, bias if bias is not None else y, y, cout, spec.out_h, spec.out_w, th, tw, t, *y.stride(),
+        bias.stride(0) if bias is not None else 0, HAS_BIAS=bias is not None, ACTIVATION=activation_code,
+        POOL=pool_code, st_ptr=y, ws_ptr=y, SCALED=False, LOG2_V=0, BLOCK_T=block_t, BLOCK_C=block_c, PARTS=split,
+        num_warps=warps)
+    return y

@@ -1,5 +1,5 @@
-"""Winograd F(2x2, 3x3) for fp16/bf16 in two launches: the GEMMs with the input transform in their
-loads, then winograd.py's output transform, which also sums the GEMMs' split-K partials.
+"""Winograd F(2x2, 3x3)'s GEMMs for fp16/bf16 with the input transform in their loads: with
+winograd.py's output transform, which also sums their split-K partials, two launches instead of three.
 
 Each of the 16 positions of B^T d B is a signed sum of four input values (B^T has two non-zeros
 per row), so the GEMM program of position p builds its A tile from four masked loads of the input
@@ -17,7 +17,7 @@ import triton.language as tl
 
 from .. import runtime
 from ..runtime import graph_ms, tuner_cache
-from . import launch, winograd
+from . import launch
 from .implicit_gemm import _configs
 
 
@@ -89,9 +89,9 @@ def split_for(tiles: int, c: int, cout: int, sms: int) -> int:
     return split
 
 
-def conv(x, weight, bias, spec, activation_code, pool_code, y, split=None):
-    """The two launches into y (fp16 or bf16 x, supports already checked). split: the split-K
-    factor, split_for's by default."""
+def gemm(x, u, spec, split=None):
+    """M as (split, tiles, 16 C_out) partials from x (fp16 or bf16) and U (winograd.transformed_weight in
+    x's dtype); split: the split-K factor, split_for's by default. Returns (M, split)."""
     th, tw = triton.cdiv(spec.out_h, 2), triton.cdiv(spec.out_w, 2)
     t = spec.batch * th * tw
     c, cout = spec.in_channels, spec.out_channels
@@ -100,20 +100,12 @@ def conv(x, weight, bias, spec, activation_code, pool_code, y, split=None):
     # M as the three-launch path keeps it (fp16 for fp16 input, fp32 for bf16); fp32 partials
     m_dtype = x.dtype if x.dtype == torch.float16 and split == 1 else torch.float32
     m = launch._empty((split, t, 16 * cout), m_dtype, x.device, torch.contiguous_format)
-    u = winograd.transformed_weight(weight, dtype=x.dtype)
     args = (x, u, m, c, spec.height, spec.width, th, tw, t, *x.stride(), spec.pad_h, spec.pad_w, cout, split)
     if runtime.interpreting():  # ~9 ms per program whatever its size: big blocks, one config
         _fused_gemm_kernel[(triton.cdiv(t, 64), triton.cdiv(cout, 64), 16 * split)](
             *args, UPCAST=x.dtype == torch.bfloat16, BLOCK_M=64, BLOCK_N=64, BLOCK_K=64, num_warps=1,
             num_stages=1)
-        block_t, block_c, warps = 128, 64, 1
     else:
         grid = lambda meta: (triton.cdiv(t, meta["BLOCK_M"]), triton.cdiv(cout, meta["BLOCK_N"]), 16 * split)  # noqa: E731
         _tuned[grid](*args, UPCAST=False)
-        block_t, block_c, warps = winograd.BLOCKS
-    b = bias if bias is not None else y
-    winograd._output_transform_kernel[(triton.cdiv(t, block_t), triton.cdiv(cout, block_c))](
-        m, b, y, cout, spec.out_h, spec.out_w, th, tw, t, *y.stride(), bias.stride(0) if bias is not None else 0,
-        HAS_BIAS=bias is not None, ACTIVATION=activation_code, POOL=pool_code, st_ptr=y, ws_ptr=y, SCALED=False,
-        LOG2_V=0, BLOCK_T=block_t, BLOCK_C=block_c, PARTS=split, num_warps=warps)
-    return y
+    return m, split
