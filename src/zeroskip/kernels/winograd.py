@@ -20,7 +20,8 @@ V and M go through memory (4x the input and output sizes), so this pays only whe
 dominate: many channels per pixel. Zero skipping does not carry over (a transformed patch is
 zero only if the whole 4x4 patch is). The host side both Winograd families share (supports, the
 three launches, the GEMM route) is winograd_steps.py; winograd4.py builds F(4x4, 3x3) from it and
-from transformed_weight and the jit helpers here.
+from transformed_weight and the jit helpers here. fp16 and bf16 run in two launches (fused_conv):
+winograd_fused.py's GEMMs build V in their loads.
 """
 from __future__ import annotations
 
