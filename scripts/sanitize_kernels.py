@@ -147,7 +147,7 @@ def winograd_paths():
             for pool, act in ((None, "relu"), ("max", "relu")):
                 spec = check_conv(xx, ws.to(dtype), None, 1, 1, 1, 1)
                 spec = with_pool(spec, pool, 2, 2, 0) if pool else spec
-                for split in (2, 3):
+                for split in (1, 2, 3):
                     winograd.fused_conv(xx, ws.to(dtype), None, spec, launch.ACT[act], launch.POOL[pool], launch.result(xx, spec),
                                         split=split)
     torch.cuda.synchronize()

@@ -153,10 +153,11 @@ def test_fp16_transform_overflows_where_direct_stays_finite(algo, big, device):
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("split, pool, layout", [(2, None, "channels_last"), (3, "max", "nchw"), (2, "avg", "nchw")])
+@pytest.mark.parametrize("split, pool, layout", [(1, None, "channels_last"), (2, None, "channels_last"), (3, "max", "nchw"),
+                                                (2, "avg", "nchw")])
 def test_fused_16bit_split_over_channels(split, pool, layout, dtype, device):
-    """16-bit F(2x2) builds V in the GEMM's loads and splits the channels over programs whose fp32
-    partials the output transform adds (winograd_fused); 130 channels leave partial 64-wide chunks."""
+    """winograd.fused_conv: 16-bit F(2x2) with V built in the GEMM's loads, the channels split over
+    programs whose fp32 partials the output transform adds; 130 channels leave partial 64-wide chunks."""
     from zeroskip.geometry import check_conv, with_pool
     from zeroskip.kernels import launch, winograd
     x = sparse((1, 130, 7, 9), 0.5, dtype, device)

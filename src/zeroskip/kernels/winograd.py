@@ -20,8 +20,9 @@ V and M go through memory (4x the input and output sizes), so this pays only whe
 dominate: many channels per pixel. Zero skipping does not carry over (a transformed patch is
 zero only if the whole 4x4 patch is). The host side both Winograd families share (supports, the
 three launches, the GEMM route) is winograd_steps.py; winograd4.py builds F(4x4, 3x3) from it and
-from transformed_weight and the jit helpers here. fp16 and bf16 run in two launches (fused_conv):
-winograd_fused.py's GEMMs build V in their loads.
+from transformed_weight and the jit helpers here. fused_conv is a two-launch form for fp16 and bf16
+(winograd_fused.py's GEMMs build V in their loads), not yet conv's route: it has not run on a GPU
+(scripts/winograd_fused_ab.py measures it against the three launches).
 """
 from __future__ import annotations
 
@@ -332,14 +333,8 @@ def _output_transform_kernel(m_ptr, b_ptr, y_ptr, COUT: tl.constexpr, OH: tl.con
 
 
 def conv(x, weight, bias, spec, activation, algo="winograd"):
-    """Runs the steps into a new output in x's memory format: fp16 and bf16 in two launches
-    (winograd_fused), fp32 in three (winograd_steps.run_steps)."""
+    """Runs the three steps (winograd_steps.run_steps) into a new output in x's memory format."""
     y = result(x, spec)
-    if x.dtype in (torch.float16, torch.bfloat16):
-        why = supports(spec)
-        if why is not None:
-            raise ValueError(f"algo={algo!r} cannot run this call: {why} (use algo='igemm')")
-        return fused_conv(x, weight, bias, spec, ACT[activation], POOL[spec.pool], y)
     return winograd_steps.run_steps(algo, 2, _input_transform_kernel, _output_transform_kernel, BLOCKS,
                                     transformed_weight, amax_hint, x, weight, bias, spec, ACT[activation],
                                     POOL[spec.pool], y)
