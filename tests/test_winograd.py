@@ -179,3 +179,19 @@ def test_fused_16bit_splits_only_where_tiles_are_few():
     assert split_for(196, 512, 512, 132) == 1    # 28x28: 512 blocks
     assert split_for(49, 128, 512, 132) == 1     # too few channels to split
     assert split_for(16, 2048, 64, 132) == 8     # at most 8
+
+
+def test_fused_16bit_refuses_what_it_cannot_run(device):
+    from zeroskip.geometry import check_conv
+    from zeroskip.kernels import launch, winograd
+    x = sparse((1, 8, 6, 6), 0.5, torch.float16, device)
+    for wt, dtype, word in ((torch.randn(4, 8, 5, 5), torch.float16, "3x3 kernel"),
+                            (torch.randn(4, 8, 3, 3), torch.float32, "fp16 or bf16")):
+        xx, wt = x.to(dtype), wt.to(device=device, dtype=dtype)
+        spec = check_conv(xx, wt, None, 1, 1, 1, 1)
+        with pytest.raises(ValueError, match=word):
+            winograd.fused_conv(xx, wt, None, spec, 0, 0, launch.result(xx, spec))
+    wt = torch.randn(4, 8, 3, 3, device=device).half()
+    spec = check_conv(x, wt, None, 1, 1, 1, 1)
+    with pytest.raises(ValueError, match="split must be a positive int, got 0"):
+        winograd.fused_conv(x, wt, None, spec, 0, 0, launch.result(x, spec), split=0)

@@ -343,6 +343,11 @@ def conv(x, weight, bias, spec, activation, algo="winograd"):
 def fused_conv(x, weight, bias, spec, activation_code, pool_code, y, split=None):
     """fp16/bf16 in two launches into y: winograd_fused's GEMMs (V built in their loads; split: their
     split-K factor, winograd_fused.split_for's by default), then the output transform summing the partials."""
+    why = supports(spec)
+    if why is not None:
+        raise ValueError(f"fused_conv cannot run this call: {why}")
+    if x.dtype not in (torch.float16, torch.bfloat16):
+        raise ValueError(f"fused_conv takes fp16 or bf16 input, got {x.dtype}")
     m, split = winograd_fused.gemm(x, transformed_weight(weight, dtype=x.dtype), spec, split)
     block_t, block_c, warps = (128, 64, 1) if runtime.interpreting() else BLOCKS
     th, tw = triton.cdiv(spec.out_h, 2), triton.cdiv(spec.out_w, 2)

@@ -97,6 +97,8 @@ def gemm(x, u, spec, split=None):
     c, cout = spec.in_channels, spec.out_channels
     if split is None:
         split = split_for(t, c, cout, runtime.sm_count(x.device))
+    elif not isinstance(split, int) or split < 1:
+        raise ValueError(f"split must be a positive int, got {split!r}")
     # M as the three-launch path keeps it (fp16 for fp16 input, fp32 for bf16); fp32 partials
     m_dtype = x.dtype if x.dtype == torch.float16 and split == 1 else torch.float32
     m = launch._empty((split, t, 16 * cout), m_dtype, x.device, torch.contiguous_format)
