@@ -52,22 +52,6 @@ def _fixed_gemm(v, u, m_dtype, v_lo=None, u_lo=None):
 winograd_steps.gemm = _fixed_gemm
 
 
-class _EveryConfig:
-    """Stands in for winograd_fused's autotuner: each call launches every config in turn."""
-
-    def __init__(self, tuned):
-        self.configs = tuned.configs
-
-    def __getitem__(self, grid):
-        from zeroskip.kernels import winograd_fused as wf
-
-        def run(*args, **kw):
-            for cfg in self.configs:
-                wf._fused_gemm_kernel[grid(cfg.kwargs)](*args, **kw, **cfg.kwargs, num_warps=cfg.num_warps,
-                                                        num_stages=cfg.num_stages)
-        return run
-
-
 def _halves_gemm(v, u, m_dtype, v_lo, u_lo):
     from zeroskip.kernels import winograd_gemm as wg
     tiles, c = v.shape[2], u.shape[1]
@@ -113,9 +97,8 @@ def winograd_paths():
     # multiple of 2 or 4) and on 8x12 (whole tiles: NCHW rows stored as vectors), NCHW and
     # channels_last, with and without the fused pool; their GEMM on fixed tiles (autotuning under
     # memcheck takes minutes).
-    from zeroskip.kernels import winograd, winograd_fused  # noqa: E402
+    from zeroskip.kernels import winograd  # noqa: E402
     prefer_halves = winograd4.prefer_halves
-    winograd_fused._tuned = _EveryConfig(winograd_fused._tuned)
 
     xw = torch.randn(2, 5, 9, 7, device="cuda").relu_()
     xv = torch.randn(2, 5, 8, 12, device="cuda").relu_()
@@ -138,18 +121,6 @@ def winograd_paths():
                         winograd4.prefer_halves = lambda spec, sms: True
                         kernels.conv(xx, ww, bw, spec, act)
                         winograd4.prefer_halves = prefer_halves
-    # F(2x2)'s fused 16-bit GEMMs split over channels (fp32 partials, summed by the output transform):
-    # 130 channels: the last 64-wide chunk of a split partly masked
-    xs = torch.randn(1, 130, 9, 7, device="cuda").relu_()
-    ws = torch.randn(70, 130, 3, 3, device="cuda")
-    for dtype in (torch.float16, torch.bfloat16):
-        for xx in (xs.to(dtype), xs.to(dtype).to(memory_format=torch.channels_last)):
-            for pool, act in ((None, "relu"), ("max", "relu")):
-                spec = check_conv(xx, ws.to(dtype), None, 1, 1, 1, 1)
-                spec = with_pool(spec, pool, 2, 2, 0) if pool else spec
-                for split in (1, 2, 3):
-                    winograd.fused_conv(xx, ws.to(dtype), None, spec, launch.ACT[act], launch.POOL[pool], launch.result(xx, spec),
-                                        split=split)
     torch.cuda.synchronize()
     print("sanitize run done")
 

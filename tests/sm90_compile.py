@@ -32,7 +32,7 @@ LAYER = dict(C_G=256, H=56, W=56, COUT_G=256, OH=56, OW=56, PH_OUT=28, PW_OUT=28
              syn=28 * 28 * 256, syc=1, syh=28 * 256, syw=256, sb=1, srn=56 * 56 * 256, src=1, srh=56 * 256, srw=256, stride_h=1, stride_w=1, pad_h=1, pad_w=1,
              dil_h=1, dil_w=1, pool_kh=2, pool_kw=2, pool_sh=2, pool_sw=2, pool_ph=0, pool_pw=0,
              C=256, COUT=256, TH=14, TW=14,  # the Winograd transforms' names
-             SCALED=False, LOG2_V=0, SPLIT=False, CHECK=False, PARTS=1)
+             SCALED=False, LOG2_V=0, SPLIT=False, CHECK=False)
 
 
 def compile_variant(fn, dtype, constexprs, num_warps=4, num_stages=3, ones=(), div16=(), ptrs=None):
@@ -132,20 +132,6 @@ if __name__ == "__main__":
                                 dict(nchw, HAS_BIAS=True, ACTIVATION=1, POOL=pool, BLOCK_T=blocks[0],
                                      BLOCK_C=blocks[1]), blocks[2])
     print("winograd transforms, NCHW vector stores, fp32")
-    # F(2x2) in 16 bits: the GEMMs with the input transform in their loads, every tile config, whole and
-    # split over 4 (fp32 partials), and the output transform summing 4 partials
-    from zeroskip.kernels import winograd_fused
-    for dtype in ("fp16", "bf16"):
-        for cfg in winograd_fused._tuned.configs:
-            for parts in (1, 4):
-                wf = compile_variant(winograd_fused._fused_gemm_kernel, dtype,
-                                     dict(C=512, CO=512, PARTS=parts, UPCAST=False, **cfg.kwargs), cfg.num_warps,
-                                     cfg.num_stages, ones=("sxc",), div16=("sxn", "sxh", "sxw"),
-                                     ptrs={"m_ptr": "*fp16" if dtype == "fp16" and parts == 1 else "*fp32"})
-    wo = compile_variant(winograd._output_transform_kernel, "fp16",
-                         dict(HAS_BIAS=True, ACTIVATION=1, POOL=1, BLOCK_T=32, BLOCK_C=32, PARTS=4), 8,
-                         ptrs={"m_ptr": "*fp32"})
-    print("winograd F(2x2) fused GEMMs, 16-bit", len(wf.asm["cubin"]), len(wo.asm["cubin"]), "bytes")
     # the batched Winograd GEMMs: VGG-19 features.21's F(4x4) GEMMs and odd channel counts (masked chunks)
     for dtype, prec, tiles in (("fp32", "3xtf32", (64, 128, 32, 4)), ("fp32", "tf32", (128, 256, 32, 8)),
                                ("fp16", "ieee", (128, 128, 64, 8)), ("bf16", "ieee", (64, 128, 64, 4)),

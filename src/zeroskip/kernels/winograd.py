@@ -20,9 +20,7 @@ V and M go through memory (4x the input and output sizes), so this pays only whe
 dominate: many channels per pixel. Zero skipping does not carry over (a transformed patch is
 zero only if the whole 4x4 patch is). The host side both Winograd families share (supports, the
 three launches, the GEMM route) is winograd_steps.py; winograd4.py builds F(4x4, 3x3) from it and
-from transformed_weight and the jit helpers here. fused_conv is a two-launch form for fp16 and bf16
-(winograd_fused.py's GEMMs build V in their loads), not yet conv's route: it has not run on a GPU
-(scripts/winograd_fused_ab.py measures it against the three launches).
+from transformed_weight and the jit helpers here.
 """
 from __future__ import annotations
 
@@ -31,8 +29,7 @@ import triton
 import triton.language as tl
 from torch.utils.weak import WeakIdKeyDictionary
 
-from .. import runtime
-from . import launch, weight_cache, winograd_fused, winograd_steps
+from . import launch, weight_cache, winograd_steps
 from .implicit_gemm import _activate, _max_keep_nan, _tf32_nearest
 from .launch import ACT, POOL, result, tf32_nearest
 
@@ -253,21 +250,12 @@ def _input_transform_kernel(x_ptr, v_ptr, C: tl.constexpr, H: tl.constexpr, W: t
 
 
 @triton.jit
-def _m_at(m_ptr, off, ok, PARTS: tl.constexpr, part_stride):
-    """M at off, summed over PARTS partials part_stride apart (winograd_fused's split-K)."""
-    m = tl.load(m_ptr + off, mask=ok, other=0.0).to(tl.float32)
-    for s in tl.static_range(1, PARTS):
-        m += tl.load(m_ptr + s * part_stride + off, mask=ok, other=0.0).to(tl.float32)
-    return m
-
-
-@triton.jit
-def _m_row(m_ptr, row, COUT, i: tl.constexpr, ok, PARTS: tl.constexpr, part_stride):
+def _m_row(m_ptr, row, COUT, i: tl.constexpr, ok):
     """Row i of M, transformed along the row (M A)."""
-    m0 = _m_at(m_ptr, row + (4 * i + 0) * COUT, ok, PARTS, part_stride)
-    m1 = _m_at(m_ptr, row + (4 * i + 1) * COUT, ok, PARTS, part_stride)
-    m2 = _m_at(m_ptr, row + (4 * i + 2) * COUT, ok, PARTS, part_stride)
-    m3 = _m_at(m_ptr, row + (4 * i + 3) * COUT, ok, PARTS, part_stride)
+    m0 = tl.load(m_ptr + row + (4 * i + 0) * COUT, mask=ok, other=0.0).to(tl.float32)
+    m1 = tl.load(m_ptr + row + (4 * i + 1) * COUT, mask=ok, other=0.0).to(tl.float32)
+    m2 = tl.load(m_ptr + row + (4 * i + 2) * COUT, mask=ok, other=0.0).to(tl.float32)
+    m3 = tl.load(m_ptr + row + (4 * i + 3) * COUT, mask=ok, other=0.0).to(tl.float32)
     return _at(m0, m1, m2, m3)
 
 
@@ -284,16 +272,15 @@ def _output_transform_kernel(m_ptr, b_ptr, y_ptr, COUT: tl.constexpr, OH: tl.con
                              syh: tl.constexpr, syw: tl.constexpr, sb: tl.constexpr,
                              HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr, POOL: tl.constexpr,
                              st_ptr, ws_ptr, SCALED: tl.constexpr, LOG2_V: tl.constexpr,
-                             BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr, PARTS: tl.constexpr = 1):
-    """y = act(A^T M A + bias) for tile t's 2x2 outputs, or their max/mean with POOL (1 max, 2 avg),
-    M the sum of PARTS partials (winograd_fused's split-K). (The scaling arguments are winograd4's.)"""
+                             BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
+    """y = act(A^T M A + bias) for tile t's 2x2 outputs, or their max/mean with POOL (1 max, 2 avg).
+    (The scaling arguments are winograd4's.)"""
     t, o, ok, n, ty, tx = _tiles(T, COUT, TH, TW, BLOCK_T, BLOCK_C)
     row = t.to(tl.int64)[:, None] * (16 * COUT) + o[None, :]
-    ss = T * (16 * COUT)  # under 2**31 (winograd_steps.supports)
-    s00, s01 = _m_row(m_ptr, row, COUT, 0, ok, PARTS, ss)
-    s10, s11 = _m_row(m_ptr, row, COUT, 1, ok, PARTS, ss)
-    s20, s21 = _m_row(m_ptr, row, COUT, 2, ok, PARTS, ss)
-    s30, s31 = _m_row(m_ptr, row, COUT, 3, ok, PARTS, ss)
+    s00, s01 = _m_row(m_ptr, row, COUT, 0, ok)
+    s10, s11 = _m_row(m_ptr, row, COUT, 1, ok)
+    s20, s21 = _m_row(m_ptr, row, COUT, 2, ok)
+    s30, s31 = _m_row(m_ptr, row, COUT, 3, ok)
     y00, y10 = _at(s00, s10, s20, s30)
     y01, y11 = _at(s01, s11, s21, s31)
     if HAS_BIAS:
@@ -338,23 +325,3 @@ def conv(x, weight, bias, spec, activation, algo="winograd"):
     return winograd_steps.run_steps(algo, 2, _input_transform_kernel, _output_transform_kernel, BLOCKS,
                                     transformed_weight, amax_hint, x, weight, bias, spec, ACT[activation],
                                     POOL[spec.pool], y)
-
-
-def fused_conv(x, weight, bias, spec, activation_code, pool_code, y, split=None):
-    """fp16/bf16 in two launches into y: winograd_fused's GEMMs (V built in their loads; split: their
-    split-K factor, winograd_fused.split_for's by default), then the output transform summing the partials."""
-    why = supports(spec)
-    if why is not None:
-        raise ValueError(f"fused_conv cannot run this call: {why}")
-    if x.dtype not in (torch.float16, torch.bfloat16):
-        raise ValueError(f"fused_conv takes fp16 or bf16 input, got {x.dtype}")
-    m, split = winograd_fused.gemm(x, transformed_weight(weight, dtype=x.dtype), spec, split)
-    block_t, block_c, warps = (128, 64, 1) if runtime.interpreting() else BLOCKS
-    th, tw = triton.cdiv(spec.out_h, 2), triton.cdiv(spec.out_w, 2)
-    t, cout = m.shape[1], spec.out_channels
-    _output_transform_kernel[(triton.cdiv(t, block_t), triton.cdiv(cout, block_c))](
-        m, bias if bias is not None else y, y, cout, spec.out_h, spec.out_w, th, tw, t, *y.stride(),
-        bias.stride(0) if bias is not None else 0, HAS_BIAS=bias is not None, ACTIVATION=activation_code,
-        POOL=pool_code, st_ptr=y, ws_ptr=y, SCALED=False, LOG2_V=0, BLOCK_T=block_t, BLOCK_C=block_c, PARTS=split,
-        num_warps=warps)
-    return y
