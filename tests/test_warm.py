@@ -93,3 +93,23 @@ def test_workers_compile_and_time_nothing(monkeypatch):
     kept = "cache_results" in inspect.signature(triton.autotune).parameters
     assert runtime.tuner_cache() == ({"cache_results": True} if kept else {})
     runtime._tuner_cache.cache_clear()
+
+
+@pytest.mark.parametrize("tf32", [False, True])
+def test_workers_compile_under_the_callers_tf32_switch(monkeypatch, tf32):
+    """A fresh worker starts with cuDNN's TF32 switch on (torch's default), and the switch picks the
+    fp32 kernels (TF32 or 3xTF32): each job carries the caller's, so TF32-off runs find their kernels
+    compiled. The stand-in conv reports the switch it ran under."""
+    import sys
+    script = ("import torch\n"
+              "from zeroskip import library, warm\n"
+              "def conv2d(*args, **kwargs):\n"
+              "    raise RuntimeError(f'tf32={torch.backends.cudnn.allow_tf32}')\n"
+              "library.conv2d = conv2d\n"
+              "warm._main()\n")
+    monkeypatch.setattr(warm, "WORKER", [sys.executable, "-c", script])
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", tf32)
+    job = warm.job("conv2d", (torch.randn(1, 1, 4, 4), torch.randn(1, 1, 3, 3)), {}, None, ("igemm",))
+    assert warm.warm([job], workers=1) == [[("igemm", f"RuntimeError: tf32={tf32}")]]
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", not tf32)
+    assert warm.run_job(job) == [("igemm", None)] and torch.backends.cudnn.allow_tf32 == (not tf32)

@@ -33,10 +33,13 @@ def describe(value):
 
 
 def job(op, call, kwargs, activation, candidates) -> tuple:
-    """One measure() call as a job: op, described positional and keyword arguments, activation and
-    the candidate algos to run (torch's and cuDNN's paths compile nothing and are left out)."""
+    """One measure() call as a job: op, described positional and keyword arguments, activation, this
+    process's torch.backends.cudnn.allow_tf32 (it picks the fp32 kernels: TF32 or 3xTF32, and a
+    worker starts with torch's default, on) and the candidate algos to run (torch's and cuDNN's
+    paths compile nothing and are left out)."""
     return (op, tuple(describe(a) for a in call), tuple((k, describe(v)) for k, v in sorted(kwargs.items())),
-            activation, tuple(c for c in candidates if c not in ("torch", "cudnn")))
+            activation, bool(torch.backends.cudnn.allow_tf32),
+            tuple(c for c in candidates if c not in ("torch", "cudnn")))
 
 
 def _tensor(desc, gen, relu):
@@ -51,23 +54,28 @@ def _build(desc, gen, relu=False):
 
 
 def run_job(spec) -> list:
-    """Makes one job's calls; returns [(algo, None or the error's first line)]."""
+    """Makes one job's calls under the job's TF32 switch; returns [(algo, None or the error's first
+    line)]."""
     from . import library
-    op, call, kwargs, activation, candidates = spec
+    op, call, kwargs, activation, tf32, candidates = spec
     gen = torch.Generator().manual_seed(0)
     args = [_build(d, gen, relu=i == 0) for i, d in enumerate(call)]
     kw = {k: _build(d, gen) for k, d in kwargs}
     fn = library.conv2d_pool if op == "conv2d_pool" else library.conv2d
-    done = []
-    with torch.no_grad():
-        for algo in candidates:
-            try:
-                fn(*args, algo=algo, activation=activation, **kw)
-                if args[0].is_cuda:
-                    torch.cuda.synchronize()
-                done.append((algo, None))
-            except Exception as exc:  # the timed run drops this candidate and says why
-                done.append((algo, f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"))
+    done, saved = [], torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    try:
+        with torch.no_grad():
+            for algo in candidates:
+                try:
+                    fn(*args, algo=algo, activation=activation, **kw)
+                    if args[0].is_cuda:
+                        torch.cuda.synchronize()
+                    done.append((algo, None))
+                except Exception as exc:  # the timed run drops this candidate and says why
+                    done.append((algo, f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"))
+    finally:
+        torch.backends.cudnn.allow_tf32 = saved
     return done
 
 
