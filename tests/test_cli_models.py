@@ -271,6 +271,8 @@ def test_run_model_steps_on_cpu(monkeypatch):
     assert len(calls) == 2 and torch.allclose(calls[0], calls[1], atol=1e-5)
     assert result["eager_us"] == 100.0 and result["converted_us"] == 90.0 and result["speedup"] == 100 / 90
     assert result["report"]["fused"] == ["features.0", "features.3"] and result["max_rel_err"] < 1e-4
+    # against float64: fp32 eager is close, the converted model (interpreter, exact products) as close
+    assert 0 < result["eager_f64_err"] < 1e-5 and 0 < result["f64_err"] < 1e-5
     assert any("random-init" in n for n in result["notes"]) and any("CUDA" in n for n in result["notes"])
     assert result["compiled_us"] is None and result["compiled_converted_us"] is None and result["convert_s"] > 0
     assert isinstance(result["convert_cache_entries"], int) and result["convert_cache_entries"] >= 0

@@ -38,7 +38,8 @@ MODELS = ("hed", "vgg11", "vgg11_bn", "vgg16", "vgg19", "vgg19_bn", "alexnet", "
           "mobilenet_v2", "lenet5")
 FIELDS = ("model", "batch", "dtype", "algo", "image_size", "weights", "input", "eager_us", "compiled_us", "compiled_mode",
           "converted_us", "compiled_converted_us", "speedup", "speedup_vs_compiled", "speedup_best", "convert_s",
-          "fused", "residual", "mean_sparsity", "max_rel_err", "timing", "gpu", "torch", "triton", "date", "notes")
+          "fused", "residual", "mean_sparsity", "max_rel_err", "f64_err", "eager_f64_err", "timing", "gpu", "torch",
+          "triton", "date", "notes")
 LAYER_FIELDS = ("model", "batch", "dtype", "name", "op", "shape", "sparsity", "algo",
                 *(f"{c}_us" for c in CANDIDATES), "speedup", "reused", "seconds")
 
@@ -238,6 +239,7 @@ def run_model(name, batch=1, dtype="fp32", algo="auto", torch_compile=False, pla
             fns["converted"] = lambda: converted(x)
         except Exception as exc:
             notes.append(f"convert_ failed: {_reason(exc)}")
+        f64 = _float64_errors(model, converted if "converted" in fns else None, x, notes)
         report = getattr(converted, "zeroskip_report", {})  # set before convert_'s output check
         builds = [(f"compiled {m}", model, m) for m in compile_modes(compile_mode)] if torch_compile else []
         if torch_compile and "converted" in fns:
@@ -292,12 +294,28 @@ def run_model(name, batch=1, dtype="fp32", algo="auto", torch_compile=False, pla
             "convert_s": convert_s, "convert_phases_s": report.get("seconds"), "convert_cache_entries": cache_entries,
             "fused": len(report.get("fused", [])), "residual": len(report.get("residual", [])),
             "mean_sparsity": sum(r["sparsity"] for r in layers) / len(layers) if layers else None,
-            "max_rel_err": report.get("max_rel_err"), "timing": method,
+            "max_rel_err": report.get("max_rel_err"), "f64_err": f64.get("converted"),
+            "eager_f64_err": f64.get("eager"), "timing": method,
             **{k: env.get(k) for k in ("gpu", "torch", "triton", "date")}, "notes": notes,
             "report": {**{k: report.get(k, []) for k in ("converted", "fused", "residual", "folded_bn", "kept_bn",
                                                              "linear", "adaptive_pools")},
                        "reasons": report.get("reasons", {})},
             "layers": layers}
+
+
+def _float64_errors(model, converted, x, notes) -> dict:
+    """Normwise relative error against the original model run in float64 (its weights as they are, so
+    a 16-bit model's rounding of the weights is not counted): {"eager": the original at its
+    precision, "converted": the converted model}; {} with a note where float64 cannot run."""
+    try:
+        ref = copy.deepcopy(model).double()(x.double())
+        errs = {"eager": rel_err(model(x), ref)}
+        if converted is not None:
+            errs["converted"] = rel_err(converted(x), ref)
+        return errs
+    except Exception as exc:  # e.g. out of memory at a large batch
+        notes.append(f"float64 reference failed: {_reason(exc)}")
+        return {}
 
 
 def layer_speedup(times_us: dict, algo: str):
@@ -341,7 +359,8 @@ def print_result(r) -> None:
     print(f"  converted {len(r['report']['converted'])} convs in {_fmt(r.get('convert_s'), '.1f')} s, fused "
           f"{len(r['report']['fused'])} (residual add {len(r['report'].get('residual', []))}), folded "
           f"{len(r['report']['folded_bn'])} BN, {len(r['report'].get('linear', []))} linear; max rel err "
-          f"{_fmt(r['max_rel_err'], '.1e')}; mean conv-input zero fraction {_fmt(r['mean_sparsity'], '.3f')}")
+          f"{_fmt(r['max_rel_err'], '.1e')} (float64: zeroskip {_fmt(r.get('f64_err'), '.1e')}, original "
+          f"{_fmt(r.get('eager_f64_err'), '.1e')}); mean conv-input zero fraction {_fmt(r['mean_sparsity'], '.3f')}")
     if r.get("convert_phases_s"):
         print("  convert_ wall time: " + ", ".join(f"{k} {v:.1f} s" for k, v in r["convert_phases_s"].items())
               + f" (Triton's cache held {r.get('convert_cache_entries')} entries before)")
